@@ -1,0 +1,49 @@
+// Module entry: registers the exported functions and owns the per-instance state.
+#include "bindings.hpp"
+#include "device.hpp"
+
+namespace engram {
+
+namespace {
+
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const DeviceInfo& d : listDevices()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.computeMajor) + "." + std::to_string(d.computeMinor));
+    o.Set("totalMemory", static_cast<double>(d.totalMemory));
+    o.Set("multiprocessors", d.multiprocessors);
+    out.Set(i++, o);
+  }
+  return out;
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cuda", builtWithCuda());
+  o.Set("cpuThreads", addonState(env).pool.maxThreads());
+  o.Set("deviceUnavailableReason", deviceUnavailableReason());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonState());
+  exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("ngramHashes", Napi::Function::New(env, NgramHashes, "ngramHashes"));
+  exports.Set("ngramHashesAsync", Napi::Function::New(env, NgramHashesAsync, "ngramHashesAsync"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace engram
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return engram::Init(env, exports); }
+
+NODE_API_MODULE(engram_kernels, InitModule)

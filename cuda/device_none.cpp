@@ -1,0 +1,14 @@
+// CPU-only build (ENGRAM_CUDA=OFF or no nvcc): no devices, and CUDA entry points refuse.
+#include "common.hpp"
+#include "device.hpp"
+#include "hash_ops.hpp"
+
+namespace engram {
+
+bool builtWithCuda() { return false; }
+std::vector<DeviceInfo> listDevices() { return {}; }
+std::string deviceUnavailableReason() { return "this build of engram-kernels has no CUDA backend (built with ENGRAM_CUDA=OFF or without nvcc)"; }
+void requireDevice(int) { EK_THROW(Error, "device 'cuda' was requested but " + deviceUnavailableReason()); }
+void ngramHashesCuda(const HashRequest&, int device) { requireDevice(device); }
+
+}  // namespace engram

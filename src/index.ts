@@ -1,0 +1,21 @@
+export { CompressedTokenizer, type FromFileOptions } from './compressed-tokenizer.js';
+export { compressionKey } from './compression-key.js';
+export {
+  NgramHashMapping,
+  type HashOptions,
+  type HashRowsOptions,
+  type HashRowsResult,
+  type HashSpecJson,
+  type LayerHashSpec,
+} from './ngram-hash-mapping.js';
+export {
+  DEFAULT_NGRAM_HASH_CONFIG,
+  DEEPSEEK_V41_NGRAM_HASH_CONFIG,
+  MAX_NGRAM_LIMIT,
+  type NgramHashConfig,
+  type ResolvedNgramHashConfig,
+} from './ngram-hash-config.js';
+export { devices, buildInfo, type DeviceInfo, type BuildInfo } from './devices.js';
+export { defaultRng, SeedSequence, Pcg64 } from './numpy-random.js';
+export { isPrime, findNextPrime } from './primes.js';
+export type { Device, IdArray } from './validate.js';

@@ -1,0 +1,75 @@
+// Argument checks shared by the public API: each throws a TypeError or RangeError that
+// names the parameter and shows the value.
+
+export function describe(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value);
+  if (value === null || value === undefined || typeof value !== 'object') return String(value);
+  if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as unknown as ArrayLike<unknown>).length})`;
+  if (Array.isArray(value)) return `array(${value.length})`;
+  return Object.prototype.toString.call(value);
+}
+
+export function requireInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`${name} must be an integer, got ${describe(value)}`);
+  }
+  if (value < min || value > max) {
+    throw new RangeError(`${name} must be in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+export function requireIntegerList(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number[] {
+  if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of integers, got ${describe(value)}`);
+  return value.map((v, i) => requireInteger(`${name}[${i}]`, v, min, max));
+}
+
+/** A [B, T] shape of non-negative integers whose product fits the addon's int32 indexing. */
+export function requireShape(name: string, value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2) {
+    throw new TypeError(`${name} must be [batch, seqLen], got ${describe(value)}`);
+  }
+  const b = requireInteger(`${name}[0]`, value[0], 0, 0x7fffffff);
+  const t = requireInteger(`${name}[1]`, value[1], 0, 0x7fffffff);
+  return [b, t];
+}
+
+export type IdArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | ArrayLike<number>;
+
+/**
+ * Token ids as an Int32Array of `length` elements, each an integer in [0, vocabSize).
+ * An Int32Array is used as is (no copy); anything else is copied after checking.
+ */
+export function requireIds(name: string, value: unknown, length: number, vocabSize: number): Int32Array {
+  if (value === null || typeof value !== 'object' || typeof (value as ArrayLike<number>).length !== 'number' ||
+      value instanceof BigInt64Array || value instanceof BigUint64Array) {
+    throw new TypeError(`${name} must be an Int32Array or an array of integers, got ${describe(value)}`);
+  }
+  const ids = value as ArrayLike<number>;
+  if (ids.length !== length) {
+    throw new RangeError(`${name} has ${ids.length} elements but the shape needs ${length}`);
+  }
+  const out = value instanceof Int32Array ? value : new Int32Array(length);
+  for (let i = 0; i < length; i++) {
+    const id = ids[i];
+    if (typeof id !== 'number' || !Number.isInteger(id)) {
+      throw new TypeError(`${name}[${i}] must be an integer token id, got ${describe(id)}`);
+    }
+    if (id < 0 || id >= vocabSize) {
+      throw new RangeError(`${name}[${i}] = ${id} is outside the tokenizer's vocabulary [0, ${vocabSize})`);
+    }
+    if (out !== value) out[i] = id;
+  }
+  return out;
+}
+
+export type Device = 'cpu' | 'cuda' | 'auto';
+
+export function requireDevice(name: string, value: unknown): Device {
+  if (value === undefined) return 'auto';
+  if (value !== 'cpu' && value !== 'cuda' && value !== 'auto') {
+    throw new RangeError(`${name} must be 'cpu', 'cuda' or 'auto', got ${describe(value)}`);
+  }
+  return value;
+}

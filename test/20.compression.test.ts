@@ -1,0 +1,105 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { CompressedTokenizer, compressionKey } from '../src/index.js';
+import { fixture } from './helpers/fixtures.js';
+
+describe('compression key', () => {
+  it('normalises like the reference', () => {
+    expect(compressionKey(' Hello', 'ĠHello')).toBe('hello');
+    expect(compressionKey('Café', 'x')).toBe('cafe');
+    expect(compressionKey('ﬁ', 'x')).toBe('fi'); // NFKC
+    expect(compressionKey(' \n\t ', 'x')).toBe(' '); // a run of whitespace is one space, kept
+    expect(compressionKey('\u3000', 'x')).toBe('\u3000'.normalize('NFKC')); // NFKC makes it a space
+    expect(compressionKey('ΟΣ', 'x')).toBe('οσ'); // per-character lowercase: no final sigma
+  });
+
+  it('keeps a leading BOM (not JS white space trimming)', () => {
+    expect(compressionKey('\uFEFFabc', 'x')).toBe('\uFEFFabc');
+  });
+
+  it('keys partial UTF-8 by the raw token string', () => {
+    expect(compressionKey('\uFFFD', '·')).toBe('·');
+  });
+});
+
+describe('CompressedTokenizer.deepseekV3()', () => {
+  const expected = fixture<{ lookup: number[]; compressed_vocab_size: number; lookup_sha256_int32le: string; tokenizer_vocab_size: number }>(
+    'compression-deepseek-v3.json',
+  );
+
+  it('equals the reference lookup exactly', () => {
+    const tok = CompressedTokenizer.deepseekV3();
+    expect(tok.vocabSize).toBe(expected.tokenizer_vocab_size);
+    expect(tok.compressedVocabSize).toBe(expected.compressed_vocab_size);
+    let mismatches = 0;
+    for (let i = 0; i < tok.vocabSize; i++) if (tok.lookup[i] !== expected.lookup[i]) mismatches++;
+    expect(mismatches).toBe(0);
+    const sha = createHash('sha256').update(new Uint8Array(tok.lookup.buffer, tok.lookup.byteOffset, tok.lookup.byteLength)).digest('hex');
+    expect(sha).toBe(expected.lookup_sha256_int32le);
+  });
+
+  it('builds the same lookup without the cache as with it', () => {
+    const uncached = CompressedTokenizer.deepseekV3({ cache: false });
+    const cached = CompressedTokenizer.deepseekV3();
+    expect(Array.from(uncached.lookup)).toEqual(Array.from(cached.lookup));
+  });
+
+  it('compresses ids and encodes text', () => {
+    const tok = CompressedTokenizer.deepseekV3();
+    expect(Array.from(tok.compress([0, 1, 2]))).toEqual(expected.lookup.slice(0, 3));
+    const ids = tok.encode('Only Alexander the Great');
+    expect(ids.length).toBeGreaterThan(2);
+    expect(ids.map((i) => tok.decode(i)).join('')).toBe('Only Alexander the Great');
+  });
+
+  it('ignores a corrupt cache file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
+    const saved = process.env.ENGRAM_CACHE_DIR;
+    process.env.ENGRAM_CACHE_DIR = dir;
+    try {
+      const first = CompressedTokenizer.deepseekV3();
+      const files = fs.readdirSync(dir);
+      expect(files.length).toBe(1);
+      fs.writeFileSync(path.join(dir, files[0]), 'garbage');
+      const second = CompressedTokenizer.deepseekV3();
+      expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
+    } finally {
+      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
+      else process.env.ENGRAM_CACHE_DIR = saved;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('CompressedTokenizer bad input', () => {
+  it('refuses a file that is not a tokenizer.json', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-tok-'));
+    const notJson = path.join(dir, 'a.json');
+    fs.writeFileSync(notJson, 'not json at all');
+    const noVocab = path.join(dir, 'b.json');
+    fs.writeFileSync(noVocab, JSON.stringify({ model: { type: 'BPE' } }));
+    expect(() => CompressedTokenizer.fromFile(notJson)).toThrow(/not a tokenizer\.json/);
+    expect(() => CompressedTokenizer.fromFile(noVocab)).toThrow(TypeError);
+    expect(() => CompressedTokenizer.fromFile(path.join(dir, 'missing.json'))).toThrow(/cannot be read/);
+    expect(() => CompressedTokenizer.fromFile('' as string)).toThrow(TypeError);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses out-of-range ids in compress', () => {
+    const tok = CompressedTokenizer.fromLookup([0, 1, 0, 2]);
+    expect(tok.compressedVocabSize).toBe(3);
+    expect(() => tok.compress([4])).toThrow(/ids\[0\] = 4/);
+    expect(() => tok.compress([-1])).toThrow(RangeError);
+    expect(() => tok.compress([1.5])).toThrow(TypeError);
+  });
+
+  it('refuses a lookup that is not dense', () => {
+    expect(() => CompressedTokenizer.fromLookup([0, 2, 0])).toThrow(/dense/);
+    expect(() => CompressedTokenizer.fromLookup([])).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,98 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { CompressedTokenizer, NgramHashMapping, devices } from '../src/index.js';
+
+describe('bad input gets a clear error and no output', () => {
+  let tok: CompressedTokenizer;
+  let mapping: NgramHashMapping;
+  beforeAll(() => {
+    tok = CompressedTokenizer.fromLookup([0, 1, 2, 3, 1, 0, 4, 5]);
+    mapping = new NgramHashMapping({}, tok);
+  });
+
+  it('config errors name the parameter and value', () => {
+    expect(() => new NgramHashMapping({ maxNgramSize: 1 }, tok)).toThrow(/config\.maxNgramSize must be in \[2, 8\], got 1/);
+    expect(() => new NgramHashMapping({ maxNgramSize: 9 }, tok)).toThrow(RangeError);
+    expect(() => new NgramHashMapping({ nHeadPerNgram: 0 }, tok)).toThrow(/config\.nHeadPerNgram must be in \[1, 4096\], got 0/);
+    expect(() => new NgramHashMapping({ engramVocabSize: [646400] }, tok)).toThrow(/one entry per n-gram order \(2 for maxNgramSize 3\), got 1/);
+    expect(() => new NgramHashMapping({ engramVocabSize: [646400, 1] }, tok)).toThrow(/config\.engramVocabSize\[1\] must be in \[2, /);
+    expect(() => new NgramHashMapping({ engramVocabSize: 2 ** 31 }, tok)).toThrow(RangeError);
+    expect(() => new NgramHashMapping({ engramVocabSize: [2 ** 31 - 1, 10] }, tok)).toThrow(/above 2\^31-1/);
+    expect(() => new NgramHashMapping({ engramVocabSize: 'x' as unknown as number }, tok)).toThrow(TypeError);
+    expect(() => new NgramHashMapping({ layerIds: [] }, tok)).toThrow(/at least one layer/);
+    expect(() => new NgramHashMapping({ layerIds: [1, 1] }, tok)).toThrow(/must not repeat/);
+    expect(() => new NgramHashMapping({ padId: 8 }, tok)).toThrow(/config\.padId = 8 is outside/);
+    expect(() => new NgramHashMapping({ seed: -1 }, tok)).toThrow(RangeError);
+    expect(() => new NgramHashMapping({ seed: 0.5 }, tok)).toThrow(TypeError);
+    expect(() => new NgramHashMapping({}, {} as CompressedTokenizer)).toThrow(/tokenizer must be a CompressedTokenizer/);
+  });
+
+  it('an unknown layer id', () => {
+    expect(() => mapping.hash([1, 2], [1, 2], 3)).toThrow(/layerId must be one of \[1, 15\], got 3/);
+    expect(() => mapping.primes(2)).toThrow(RangeError);
+    expect(() => mapping.tableRows('1' as unknown as number)).toThrow(RangeError);
+  });
+
+  it('ids out of range, negative, non-integer', () => {
+    expect(() => mapping.hash([1, 8], [1, 2], 1, { device: 'cpu' })).toThrow(/inputIds\[1\] = 8 is outside the tokenizer's vocabulary \[0, 8\)/);
+    expect(() => mapping.hash([-1, 0], [1, 2], 1, { device: 'cpu' })).toThrow(RangeError);
+    expect(() => mapping.hash([0.5, 0], [1, 2], 1, { device: 'cpu' })).toThrow(/inputIds\[0\] must be an integer token id, got 0.5/);
+    expect(() => mapping.hash([NaN, 0], [1, 2], 1, { device: 'cpu' })).toThrow(TypeError);
+    expect(() => mapping.hash(new BigInt64Array(2) as unknown as number[], [1, 2], 1)).toThrow(TypeError);
+    expect(() => mapping.hashRows(Int32Array.of(0, 99), [1, 2], { device: 'cpu' })).toThrow(/inputIds\[1\] = 99/);
+  });
+
+  it('a length that does not match the shape, and bad shapes', () => {
+    expect(() => mapping.hash([1, 2, 3], [1, 2], 1)).toThrow(/inputIds has 3 elements but the shape needs 2/);
+    expect(() => mapping.hash([1, 2], [2] as unknown as [number, number], 1)).toThrow(/shape must be \[batch, seqLen\]/);
+    expect(() => mapping.hash([1, 2], [-1, -2], 1)).toThrow(RangeError);
+    expect(() => mapping.hash([1, 2], [1.5, 2], 1)).toThrow(TypeError);
+  });
+
+  it('mask and history of the wrong size or values', () => {
+    expect(() => mapping.hashRows([1, 2], [1, 2], { tokenMask: [1], device: 'cpu' })).toThrow(/tokenMask has 1 elements but the shape needs 2/);
+    expect(() => mapping.hashRows([1, 2], [1, 2], { tokenMask: [1, 2], device: 'cpu' })).toThrow(/tokenMask\[1\] must be a boolean or 0\/1, got 2/);
+    expect(() => mapping.hashRows([1, 2], [1, 2], { history: [1], device: 'cpu' })).toThrow(/history has 1 elements/);
+    expect(() => mapping.hashRows([1, 2], [1, 2], { history: [1, 6], device: 'cpu' })).toThrow(/history\[1\] = 6 is outside \[-1, 6\)/);
+    expect(() => mapping.hashRows([1, 2], [1, 2], { history: [-2, 0], device: 'cpu' })).toThrow(RangeError);
+    expect(() => mapping.hashRows([1, 2], [1, 2], { output: 'int16' as 'int32', device: 'cpu' })).toThrow(/options\.output/);
+  });
+
+  it('options: device, threads', () => {
+    expect(() => mapping.hash([1, 2], [1, 2], 1, { device: 'gpu' as 'cuda' })).toThrow(/options\.device must be 'cpu', 'cuda' or 'auto', got "gpu"/);
+    expect(() => mapping.hash([1, 2], [1, 2], 1, { threads: 0, device: 'cpu' })).toThrow(/options\.threads/);
+  });
+
+  it("asking for 'cuda' without a device is a clear error", () => {
+    if (devices().length > 0) return; // only meaningful where no GPU is visible
+    expect(() => mapping.hash([1, 2], [1, 2], 1, { device: 'cuda' })).toThrow(/device 'cuda' was requested but no CUDA device is available/);
+  });
+
+  it('an empty batch or a zero-length sequence gives an empty result', () => {
+    expect(mapping.hash([], [0, 5], 1).length).toBe(0);
+    expect(mapping.hash([], [3, 0], 1).length).toBe(0);
+    const r = mapping.hashRows([], [2, 0], { device: 'cpu' });
+    expect(r.rowIds.length).toBe(0);
+    expect(Array.from(r.history)).toEqual([-1, -1, -1, -1]);
+    const carried = mapping.hashRows([], [1, 0], { history: [3, 4], device: 'cpu' });
+    expect(Array.from(carried.history)).toEqual([3, 4]);
+  });
+});
+
+describe('the native boundary checks again', () => {
+  it('refuses mismatched buffers without touching memory', async () => {
+    const { native } = await import('../src/native.js');
+    const base = {
+      batch: 1, seqLen: 4, layers: 1, maxNgram: 3, headsPerNgram: 1, padId: 0, compressedVocabSize: 3,
+      ids: Int32Array.of(0, 1, 2, 1), lookup: Int32Array.of(0, 1, 2),
+      multipliers: BigInt64Array.of(3n, 5n, 7n), primes: BigUint64Array.of(11n, 13n),
+      out: new Int32Array(8), device: 'cpu' as const, deviceIndex: 0, threads: 0,
+    };
+    expect(() => native().ngramHashes(base)).not.toThrow();
+    expect(() => native().ngramHashes({ ...base, out: new Int32Array(7) })).toThrow(/out has 7 elements, expected 8/);
+    expect(() => native().ngramHashes({ ...base, ids: Int32Array.of(0, 1, 3, 1) })).toThrow(/inputIds\[2\] = 3 is outside \[0, 3\)/);
+    expect(() => native().ngramHashes({ ...base, ids: new Uint32Array(4) as unknown as Int32Array })).toThrow(TypeError);
+    expect(() => native().ngramHashes({ ...base, maxNgram: 9 })).toThrow(RangeError);
+    await expect(native().ngramHashesAsync({ ...base, history: Int32Array.of(0, 7) })).rejects.toThrow(RangeError);
+  });
+});
