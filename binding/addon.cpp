@@ -1,6 +1,7 @@
 // Module entry: registers the exported functions and owns the per-instance state.
 #include "bindings.hpp"
 #include "device.hpp"
+#include "hash_cpu_kernel.hpp"
 
 namespace engram {
 
@@ -28,6 +29,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cuda", builtWithCuda());
   o.Set("cpuThreads", addonState(env).pool.maxThreads());
   o.Set("deviceUnavailableReason", deviceUnavailableReason());
+  o.Set("cpuKernel", cpuHashKernelName());
   return o;
 }
 

@@ -11,6 +11,7 @@ struct HashCall {
   std::string device;
   int deviceIndex = 0;
   int threads = 0;
+  std::string cpuKernel;
   std::vector<Napi::Reference<Napi::Value>> keep;
 };
 
@@ -54,6 +55,7 @@ HashCall readHashCall(const Napi::CallbackInfo& info, bool keepAlive) {
   }
   call.deviceIndex = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  call.cpuKernel = stringField(o, "cpuKernel", "auto");
   return call;
 }
 
@@ -62,7 +64,7 @@ std::function<void()> hashWork(std::shared_ptr<HashCall> call, AddonState* state
     if (call->device == "cuda") {
       ngramHashesCuda(call->req, call->deviceIndex);
     } else {
-      ngramHashesCpu(call->req, state->pool, call->threads);
+      ngramHashesCpu(call->req, state->pool, call->threads, call->cpuKernel);
     }
   };
 }

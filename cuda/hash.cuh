@@ -16,15 +16,22 @@ namespace engram {
 // Longest n-gram order the kernels handle; tokens per position live in registers.
 constexpr int kMaxNgram = 8;
 
-// Modular reduction by a fixed odd divisor p < 2^32 without a hardware divide:
-// Barrett with m = floor((2^64 - 1) / p). The quotient estimate is at most 2 short,
-// so two conditional subtractions finish it.
+// Modular reduction by a fixed divisor p < 2^32 without a hardware divide, with numpy's
+// sign rule (the remainder of a negative mix lands in [0, p) too). Two exact methods:
+//  - p >= kMinFloatModulus: quotient from a double reciprocal. |x| <= 2^63 makes the
+//    estimate err by < 3.3 * 2^10 / p <= 0.41, so the integer remainder x - q*p lies in
+//    [-2p, 2p) and three conditional steps normalise it. Vectorises (AVX-512) on the CPU.
+//  - smaller p: Barrett on |x| with m = floor((2^64 - 1) / p); the quotient estimate is
+//    at most 2 short, two conditional subtractions finish it, then the sign rule.
+constexpr uint64_t kMinFloatModulus = 8192;
+
 struct FastMod {
   uint64_t p;
   uint64_t m;
+  double inverse;
 };
 
-EK_HD FastMod makeFastMod(uint64_t p) { return FastMod{p, ~0ull / p}; }
+EK_HD FastMod makeFastMod(uint64_t p) { return FastMod{p, ~0ull / p, 1.0 / static_cast<double>(p)}; }
 
 EK_HD uint64_t mulHigh64(uint64_t a, uint64_t b) {
 #ifdef __CUDA_ARCH__
@@ -34,19 +41,28 @@ EK_HD uint64_t mulHigh64(uint64_t a, uint64_t b) {
 #endif
 }
 
-EK_HD uint64_t reduceUnsigned(uint64_t u, const FastMod& f) {
-  uint64_t r = u - mulHigh64(u, f.m) * f.p;
-  if (r >= f.p) r -= f.p;
-  if (r >= f.p) r -= f.p;
+EK_HD int64_t floorModFloat(int64_t x, int64_t p, double inverse) {
+  const int64_t q = static_cast<int64_t>(static_cast<double>(x) * inverse);  // truncates
+  int64_t r = static_cast<int64_t>(static_cast<uint64_t>(x) - static_cast<uint64_t>(q) * static_cast<uint64_t>(p));
+  r += r < 0 ? p : 0;
+  r += r < 0 ? p : 0;
+  r -= r >= p ? p : 0;
   return r;
 }
 
-// numpy's int64 `%`: the remainder takes the divisor's sign, so negative mixes land in
-// [0, p) too.
+EK_HD int64_t floorModBarrett(int64_t x, uint64_t p, uint64_t m) {
+  const uint64_t negative = static_cast<uint64_t>(x) >> 63;
+  const uint64_t magnitude = (static_cast<uint64_t>(x) ^ (0ull - negative)) + negative;
+  uint64_t r = magnitude - mulHigh64(magnitude, m) * p;
+  r = r >= p ? r - p : r;
+  r = r >= p ? r - p : r;
+  uint64_t v = negative ? p - r : r;
+  v = v >= p ? v - p : v;
+  return static_cast<int64_t>(v);
+}
+
 EK_HD int64_t floorMod(int64_t x, const FastMod& f) {
-  if (x >= 0) return static_cast<int64_t>(reduceUnsigned(static_cast<uint64_t>(x), f));
-  const uint64_t r = reduceUnsigned(0ull - static_cast<uint64_t>(x), f);
-  return r == 0 ? 0 : static_cast<int64_t>(f.p - r);
+  return f.p >= kMinFloatModulus ? floorModFloat(x, static_cast<int64_t>(f.p), f.inverse) : floorModBarrett(x, f.p, f.m);
 }
 
 // Where one sequence's data lives. `ids` are raw token ids (compressed through `lookup`

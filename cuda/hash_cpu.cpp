@@ -1,6 +1,7 @@
 // CPU backend of the hashing family: the element bodies of hash.cuh over a thread pool.
 #include <string>
 
+#include "hash_cpu_kernel.hpp"
 #include "hash_ops.hpp"
 
 namespace engram {
@@ -80,53 +81,38 @@ std::vector<FastMod> fastMods(const HashRequest& req) {
   return mods;
 }
 
-template <typename OutT>
-static void hashRange(const HashRequest& req, const HashTables& tables, int64_t begin, int64_t end) {
-  const HashGeometry& g = req.geometry;
-  const int64_t cols = g.cols();
-  const int keep = g.maxNgram - 1;
-  OutT* out = static_cast<OutT*>(req.out);
-  int64_t tok[kMaxNgram];
-  for (int64_t pos = begin; pos < end; ++pos) {
-    const int64_t b = pos / g.seqLen;
-    const int t = static_cast<int>(pos - b * g.seqLen);
-    const SequenceView seq{req.ids + b * g.seqLen, req.mask ? req.mask + b * g.seqLen : nullptr,
-                           req.history ? req.history + b * keep : nullptr};
-    // The longest order's tokens serve every shorter order: shifts only ever grow.
-    shiftTokens(seq, req.lookup, t, g.maxNgram, g.maxNgram, g.padId, tok);
-    OutT* row = out + pos * g.layers * cols;
-    for (int l = 0; l < g.layers; ++l) {
-      const int64_t* m = tables.multipliers + static_cast<int64_t>(l) * g.maxNgram;
-      const int64_t base = l * cols;
-      // One mix per n-gram order serves all of its heads (hashElement recomputes it per
-      // element on the GPU, where threads are per element).
-      for (int n = 2; n <= g.maxNgram; ++n) {
-        const int64_t mix = ngramMix(tok, m, n);
-        const int64_t first = base + static_cast<int64_t>(n - 2) * g.headsPerNgram;
-        for (int h = 0; h < g.headsPerNgram; ++h) {
-          int64_t v = floorMod(mix, tables.mods[first + h]);
-          if (tables.offsets != nullptr) v += tables.offsets[first + h];
-          row[first + h] = static_cast<OutT>(v);
-        }
-      }
-    }
-  }
+static bool cpuHasAvx512() {
+#if defined(EK_HAVE_AVX512_KERNEL)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#else
+  return false;
+#endif
 }
 
-void ngramHashesCpu(const HashRequest& req, ThreadPool& pool, int threads) {
+CpuHashKernel cpuHashKernel(const std::string& name) {
+  if (name == "baseline") return baseline::hashPositions;
+  if (name == "avx512" || name == "auto") {
+    // Same source and arithmetic, wider registers.
+    if (cpuHasAvx512()) return avx512::hashPositions;
+    EK_REQUIRE(name == "auto", RangeError, "cpu kernel 'avx512' is not available on this CPU or build");
+    return baseline::hashPositions;
+  }
+  EK_THROW(RangeError, "cpu kernel must be 'auto', 'baseline' or 'avx512', got '" + name + "'");
+}
+
+const char* cpuHashKernelName() { return cpuHasAvx512() ? "avx512" : "baseline"; }
+
+void ngramHashesCpu(const HashRequest& req, ThreadPool& pool, int threads, const std::string& kernelName) {
   validateHashRequest(req);
   const std::vector<FastMod> mods = fastMods(req);
   const HashTables tables{req.multipliers.data(), mods.data(),
                           req.offsets.empty() ? nullptr : req.offsets.data()};
   const int64_t positions = static_cast<int64_t>(req.geometry.batch) * req.geometry.seqLen;
   // Chunks of whole positions; each position's outputs are written by one thread only.
-  pool.parallelFor(positions, threads, [&](int64_t begin, int64_t end) {
-    if (req.int64Output) {
-      hashRange<int64_t>(req, tables, begin, end);
-    } else {
-      hashRange<int32_t>(req, tables, begin, end);
-    }
-  });
+  const CpuHashKernel kernel = cpuHashKernel(kernelName);
+  pool.parallelFor(positions, threads, [&](int64_t begin, int64_t end) { kernel(req, tables, begin, end); });
   nextHistory(req);
 }
 

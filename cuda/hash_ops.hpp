@@ -1,6 +1,7 @@
 // Host entry points of the hashing family. Plain pointers and sizes only: no N-API here.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "hash.cuh"
@@ -37,7 +38,8 @@ void nextHistory(const HashRequest& req);
 // Reduction constants per prime, in the request's [layers][cols] order.
 std::vector<FastMod> fastMods(const HashRequest& req);
 
-void ngramHashesCpu(const HashRequest& req, ThreadPool& pool, int threads);
+// kernel: "auto" (the widest build this CPU runs), "baseline" or "avx512".
+void ngramHashesCpu(const HashRequest& req, ThreadPool& pool, int threads, const std::string& kernel = "auto");
 
 // CUDA backend (throws when the addon was built without CUDA or no device exists).
 void ngramHashesCuda(const HashRequest& req, int device);

@@ -4,9 +4,16 @@ import type { Device } from './validate.js';
 
 export type DeviceInfo = NativeDeviceInfo;
 
-/** CUDA devices visible now ([] without a GPU or a driver, or in a CPU-only build). */
+let visible: DeviceInfo[] | undefined;
+
+/**
+ * CUDA devices visible to this process ([] without a GPU or a driver, or in a CPU-only
+ * build). Asked once: the CUDA runtime does not see devices appear later anyway, and the
+ * question costs milliseconds where no driver exists.
+ */
 export function devices(): DeviceInfo[] {
-  return native().devices();
+  visible ??= native().devices();
+  return visible.map((d) => ({ ...d }));
 }
 
 export interface BuildInfo {
@@ -16,6 +23,8 @@ export interface BuildInfo {
   cpuThreads: number;
   /** Why no CUDA device can be used, or '' when one can. */
   deviceUnavailableReason: string;
+  /** Which build of the CPU hashing loop this machine runs: 'avx512' or 'baseline'. */
+  cpuKernel: 'avx512' | 'baseline';
 }
 
 export function buildInfo(): BuildInfo {
@@ -25,13 +34,13 @@ export function buildInfo(): BuildInfo {
 /** 'auto' picks CUDA when a device is visible; 'cuda' without one is a clear error. */
 export function resolveDevice(device: Device, deviceIndex = 0): 'cpu' | 'cuda' {
   if (device === 'cpu') return 'cpu';
-  const visible = devices();
-  if (device === 'auto') return visible.length > 0 ? 'cuda' : 'cpu';
-  if (visible.length === 0) {
+  const found = devices();
+  if (device === 'auto') return found.length > 0 ? 'cuda' : 'cpu';
+  if (found.length === 0) {
     throw new Error(`device 'cuda' was requested but no CUDA device is available: ${buildInfo().deviceUnavailableReason}`);
   }
-  if (!Number.isInteger(deviceIndex) || deviceIndex < 0 || deviceIndex >= visible.length) {
-    throw new RangeError(`deviceIndex must be in [0, ${visible.length}), got ${deviceIndex}`);
+  if (!Number.isInteger(deviceIndex) || deviceIndex < 0 || deviceIndex >= found.length) {
+    throw new RangeError(`options.deviceIndex must be in [0, ${found.length}), got ${deviceIndex}`);
   }
   return 'cuda';
 }

@@ -15,6 +15,7 @@ export interface NativeBuildInfo {
   cuda: boolean;
   cpuThreads: number;
   deviceUnavailableReason: string;
+  cpuKernel: 'avx512' | 'baseline';
 }
 
 /** Arguments of one hashing call; every array is already checked by the TS layer. */
@@ -38,6 +39,8 @@ export interface NativeHashArgs {
   device: 'cpu' | 'cuda';
   deviceIndex: number;
   threads: number;
+  /** CPU loop build: 'auto' (default), 'baseline' or 'avx512'. */
+  cpuKernel?: string;
 }
 
 export interface NativeAddon {

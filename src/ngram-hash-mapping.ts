@@ -38,6 +38,11 @@ export interface HashOptions {
   deviceIndex?: number;
   /** CPU threads (default: all). */
   threads?: number;
+  /**
+   * Output buffer to fill instead of allocating one (of exactly the result's length and
+   * type): reusing it across calls avoids a large allocation and GC work per call.
+   */
+  out?: Int32Array | BigInt64Array;
 }
 
 export interface HashRowsOptions extends HashOptions {
@@ -303,7 +308,7 @@ export class NgramHashMapping {
       multipliers,
       primes,
       offsets,
-      out: int64 ? new BigInt64Array(total) : new Int32Array(total),
+      out: outputBuffer(options.out, total, int64),
       historyOut: globalRows ? new Int32Array(batch * keep) : undefined,
       device,
       deviceIndex,
@@ -364,6 +369,18 @@ export class NgramHashMapping {
     }
     return mapping;
   }
+}
+
+function outputBuffer(out: unknown, total: number, int64: boolean): Int32Array | BigInt64Array {
+  if (out === undefined) return int64 ? new BigInt64Array(total) : new Int32Array(total);
+  const want = int64 ? 'BigInt64Array' : 'Int32Array';
+  if (!(int64 ? out instanceof BigInt64Array : out instanceof Int32Array)) {
+    throw new TypeError(`options.out must be a ${want} here, got ${describe(out)}`);
+  }
+  if ((out as Int32Array | BigInt64Array).length !== total) {
+    throw new RangeError(`options.out has ${(out as Int32Array).length} elements but the result needs ${total}`);
+  }
+  return out as Int32Array | BigInt64Array;
 }
 
 function toMask(value: unknown, length: number): Uint8Array {

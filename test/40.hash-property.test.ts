@@ -84,3 +84,25 @@ describe('CPU backend determinism', () => {
     expect(Array.from(one.history)).toEqual(Array.from(all.history));
   });
 });
+
+describe('CPU loop builds', () => {
+  it('the baseline and the auto-selected (AVX-512 where available) loops give identical ids', async () => {
+    const { native } = await import('../src/native.js');
+    const r = rng(4242);
+    for (const vocab of [40, 646_400, 2 ** 31 - 50_000]) {
+      const tok = CompressedTokenizer.fromLookup(randomLookup(r, 3000));
+      const mapping = new NgramHashMapping({ engramVocabSize: vocab, maxNgramSize: 4, nHeadPerNgram: 8, layerIds: [3, 7] }, tok);
+      const B = 3;
+      const T = 997;
+      const ids = Int32Array.from({ length: B * T }, () => randInt(r, 0, 2999));
+      const args = (mapping as unknown as { prepare: (...a: unknown[]) => Parameters<ReturnType<typeof native>['ngramHashes']>[0] })
+        .prepare(ids, [B, T], [3, 7], { device: 'cpu' }, true, {});
+      const outs = ['baseline', 'auto'].map((cpuKernel) => {
+        const out = args.out instanceof BigInt64Array ? new BigInt64Array(args.out.length) : new Int32Array(args.out.length);
+        native().ngramHashes({ ...args, out, cpuKernel });
+        return out;
+      });
+      expect(Buffer.compare(Buffer.from(outs[0].buffer), Buffer.from(outs[1].buffer))).toBe(0);
+    }
+  });
+});

@@ -58,6 +58,13 @@ describe('bad input gets a clear error and no output', () => {
     expect(() => mapping.hashRows([1, 2], [1, 2], { output: 'int16' as 'int32', device: 'cpu' })).toThrow(/options\.output/);
   });
 
+  it('options.out of the wrong type or length', () => {
+    expect(() => mapping.hash([1, 2], [1, 2], 1, { device: 'cpu', out: new Int32Array(31) })).toThrow(/options\.out has 31 elements but the result needs 32/);
+    expect(() => mapping.hash([1, 2], [1, 2], 1, { device: 'cpu', out: new BigInt64Array(32) })).toThrow(/options\.out must be a Int32Array/);
+    const out = new Int32Array(32);
+    expect(mapping.hash([1, 2], [1, 2], 1, { device: 'cpu', out })).toBe(out);
+  });
+
   it('options: device, threads', () => {
     expect(() => mapping.hash([1, 2], [1, 2], 1, { device: 'gpu' as 'cuda' })).toThrow(/options\.device must be 'cpu', 'cuda' or 'auto', got "gpu"/);
     expect(() => mapping.hash([1, 2], [1, 2], 1, { threads: 0, device: 'cpu' })).toThrow(/options\.threads/);
