@@ -77,8 +77,9 @@ function printExplained(mapping: NgramHashMapping, e: Explained): void {
   for (const layer of e.layers) {
     console.log(`\nlayer ${layer.layerId}: head ids (${mapping.config.nHeadPerNgram} heads per n-gram; '<pad>' before the start)`);
     const width = Math.max(...layer.ngrams.map((g) => [...shown(g.text)].length)) + 2;
+    const digits = Math.max(...layer.ngrams.flatMap((g) => g.heads.map((h) => String(h).length))) + 1;
     for (const g of layer.ngrams) {
-      const heads = g.heads.map((h) => pad(h, 8, true)).join('');
+      const heads = g.heads.map((h) => pad(h, digits, true)).join('');
       console.log(`${pad(g.t, 3, true)}  ${g.n}-gram ${pad(`"${shown(g.text)}"`, width)}${heads}`);
     }
   }
