@@ -38,7 +38,8 @@ void validateHashRequest(const HashRequest& req) {
   for (int64_t i = 0; i < n; ++i) {
     const int32_t id = req.ids[i];
     EK_REQUIRE(id >= 0 && id < req.vocabSize, RangeError,
-               "inputIds[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside [0, " +
+               "inputIds[" + std::to_string(i) + "] = " + std::to_string(id) +
+                   " is outside the tokenizer's vocabulary [0, " +
                    std::to_string(req.vocabSize) + ")");
   }
   if (req.history != nullptr) {

@@ -119,6 +119,7 @@ export class NgramHashMapping {
   /** The pad id after compression (what shifts past the start or a DEAD token see). */
   readonly compressedPadId: number;
   private readonly layers: Map<number, LayerState>;
+  private readonly tableCache = new Map<string, { multipliers: BigInt64Array; primes: BigUint64Array; offsets?: BigInt64Array }>();
 
   constructor(config: Partial<NgramHashConfig> | undefined, tokenizer: CompressedTokenizer, layers?: LayerHashSpec[]) {
     this.config = resolveConfig(config);
@@ -258,7 +259,7 @@ export class NgramHashMapping {
     const states = layerIds.map((id) => this.layer(id));
     const [batch, seqLen] = requireShape('shape', shape);
     const positions = batch * seqLen;
-    const ids = requireIds('inputIds', inputIds, positions, this.tokenizer.vocabSize);
+    const ids = requireIds('inputIds', inputIds, positions, this.tokenizer.vocabSize, true);
     const device = resolveDevice(requireDevice('options.device', options.device), options.deviceIndex ?? 0);
     const deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
     const threads = options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096);
@@ -283,16 +284,7 @@ export class NgramHashMapping {
       }
       int64 = output === 'int64' || (output === 'auto' && needs64);
     }
-    const primes = new BigUint64Array(layerIds.length * cols);
-    const offsets = globalRows ? new BigInt64Array(layerIds.length * cols) : undefined;
-    const multipliers = new BigInt64Array(layerIds.length * maxNgramSize);
-    states.forEach((s, l) => {
-      multipliers.set(s.multipliers, l * maxNgramSize);
-      s.primes.flat().forEach((p, c) => {
-        primes[l * cols + c] = BigInt(p);
-        if (offsets) offsets[l * cols + c] = BigInt(s.offsets[c]);
-      });
-    });
+    const { multipliers, primes, offsets } = this.nativeTables(layerIds, globalRows);
     return {
       batch,
       seqLen,
@@ -314,6 +306,29 @@ export class NgramHashMapping {
       deviceIndex,
       threads,
     };
+  }
+
+  /** The constants the addon reads for a set of layers, built once per set. */
+  private nativeTables(layerIds: number[], globalRows: boolean): { multipliers: BigInt64Array; primes: BigUint64Array; offsets?: BigInt64Array } {
+    const key = `${globalRows ? 'rows' : 'heads'}:${layerIds.join(',')}`;
+    const hit = this.tableCache.get(key);
+    if (hit) return hit;
+    const { maxNgramSize } = this.config;
+    const cols = this.headsPerLayer;
+    const primes = new BigUint64Array(layerIds.length * cols);
+    const offsets = globalRows ? new BigInt64Array(layerIds.length * cols) : undefined;
+    const multipliers = new BigInt64Array(layerIds.length * maxNgramSize);
+    layerIds.forEach((id, l) => {
+      const s = this.layer(id);
+      multipliers.set(s.multipliers, l * maxNgramSize);
+      s.primes.flat().forEach((p, c) => {
+        primes[l * cols + c] = BigInt(p);
+        if (offsets) offsets[l * cols + c] = BigInt(s.offsets[c]);
+      });
+    });
+    const tables = { multipliers, primes, offsets };
+    this.tableCache.set(key, tables);
+    return tables;
   }
 
   /** The exact hash specification, for JSON (multipliers as decimal strings). */

@@ -39,9 +39,11 @@ export type IdArray = Int32Array | Uint32Array | Uint16Array | Uint8Array | Arra
 
 /**
  * Token ids as an Int32Array of `length` elements, each an integer in [0, vocabSize).
- * An Int32Array is used as is (no copy); anything else is copied after checking.
+ * An Int32Array is used as is (no copy); anything else is copied after checking. With
+ * `nativeRangeCheck`, an Int32Array's values are left to the addon, which checks them
+ * before writing anything (with the same message) at a fraction of the cost.
  */
-export function requireIds(name: string, value: unknown, length: number, vocabSize: number): Int32Array {
+export function requireIds(name: string, value: unknown, length: number, vocabSize: number, nativeRangeCheck = false): Int32Array {
   if (value === null || typeof value !== 'object' || typeof (value as ArrayLike<number>).length !== 'number' ||
       value instanceof BigInt64Array || value instanceof BigUint64Array) {
     throw new TypeError(`${name} must be an Int32Array or an array of integers, got ${describe(value)}`);
@@ -50,6 +52,7 @@ export function requireIds(name: string, value: unknown, length: number, vocabSi
   if (ids.length !== length) {
     throw new RangeError(`${name} has ${ids.length} elements but the shape needs ${length}`);
   }
+  if (nativeRangeCheck && value instanceof Int32Array) return value;
   const out = value instanceof Int32Array ? value : new Int32Array(length);
   for (let i = 0; i < length; i++) {
     const id = ids[i];

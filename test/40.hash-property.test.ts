@@ -69,6 +69,37 @@ describe('native hashing equals a BigInt transcription of the reference on rando
   }
 });
 
+describe('blocks of positions that span sequences equal the reference', () => {
+  // The CPU loop works on blocks of 128 positions; these shapes put sequence starts,
+  // sequences shorter than the look-back and DEAD runs at every place in a block.
+  const shapes: Array<[number, number]> = [[5, 97], [2, 300], [300, 1], [130, 2], [3, 128], [1, 257]];
+  for (const [i, [B, T]] of shapes.entries()) {
+    for (const heads of [8, 16, 5]) {
+      it(`[${B}, ${T}], ${heads} heads, with and without a mask`, () => {
+        const r = rng(9100 + i * 31 + heads);
+        const tok = CompressedTokenizer.fromLookup(randomLookup(r, 2000));
+        const mapping = new NgramHashMapping({ maxNgramSize: 3 + (i % 2), nHeadPerNgram: heads, layerIds: [2, 9], engramVocabSize: 700_000 }, tok);
+        const keep = mapping.config.maxNgramSize - 1;
+        const ids = Int32Array.from({ length: B * T }, () => randInt(r, 0, 1999));
+        const compressed = Array.from(tok.compress(ids));
+        const layers = mapping.config.layerIds.map((id) => ({
+          multipliers: Array.from(mapping.multipliers(id)),
+          primes: mapping.primes(id),
+          offsets: mapping.headOffsets(id),
+        }));
+        const plain = mapping.hashRows(ids, [B, T], { device: 'cpu', output: 'int32' });
+        expect(Array.from(plain.rowIds, BigInt)).toEqual(referenceHash(compressed, B, T, mapping.config.maxNgramSize, layers, mapping.compressedPadId));
+        const mask = Uint8Array.from({ length: B * T }, () => (r() < 0.1 ? 0 : 1));
+        const history = Int32Array.from({ length: B * keep }, () => (r() < 0.3 ? -1 : randInt(r, 0, tok.compressedVocabSize - 1)));
+        const masked = mapping.hashRows(ids, [B, T], { tokenMask: mask, history, device: 'cpu', output: 'int32' });
+        expect(Array.from(masked.rowIds, BigInt)).toEqual(
+          referenceHash(compressed, B, T, mapping.config.maxNgramSize, layers, mapping.compressedPadId, Array.from(mask), Array.from(history)),
+        );
+      });
+    }
+  }
+});
+
 describe('CPU backend determinism', () => {
   it('one thread and all threads give identical ids, chunked or not', () => {
     const r = rng(77);

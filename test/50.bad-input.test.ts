@@ -97,7 +97,7 @@ describe('the native boundary checks again', () => {
     };
     expect(() => native().ngramHashes(base)).not.toThrow();
     expect(() => native().ngramHashes({ ...base, out: new Int32Array(7) })).toThrow(/out has 7 elements, expected 8/);
-    expect(() => native().ngramHashes({ ...base, ids: Int32Array.of(0, 1, 3, 1) })).toThrow(/inputIds\[2\] = 3 is outside \[0, 3\)/);
+    expect(() => native().ngramHashes({ ...base, ids: Int32Array.of(0, 1, 3, 1) })).toThrow(/inputIds\[2\] = 3 is outside the tokenizer's vocabulary \[0, 3\)/);
     expect(() => native().ngramHashes({ ...base, ids: new Uint32Array(4) as unknown as Int32Array })).toThrow(TypeError);
     expect(() => native().ngramHashes({ ...base, maxNgram: 9 })).toThrow(RangeError);
     await expect(native().ngramHashesAsync({ ...base, history: Int32Array.of(0, 7) })).rejects.toThrow(RangeError);
