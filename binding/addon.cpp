@@ -39,6 +39,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("ngramHashes", Napi::Function::New(env, NgramHashes, "ngramHashes"));
   exports.Set("ngramHashesAsync", Napi::Function::New(env, NgramHashesAsync, "ngramHashesAsync"));
+  exports.Set("packLinear", Napi::Function::New(env, PackLinear, "packLinear"));
+  exports.Set("linear", Napi::Function::New(env, Linear, "linear"));
+  exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
+  exports.Set("engramForward", Napi::Function::New(env, EngramForward, "engramForward"));
+  exports.Set("convertTable", Napi::Function::New(env, ConvertTable, "convertTable"));
+  exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
+  exports.Set("engramForwardAsync", Napi::Function::New(env, EngramForwardAsync, "engramForwardAsync"));
   return exports;
 }
 

@@ -5,4 +5,11 @@
 namespace engram {
 Napi::Value NgramHashes(const Napi::CallbackInfo& info);
 Napi::Value NgramHashesAsync(const Napi::CallbackInfo& info);
+Napi::Value PackLinear(const Napi::CallbackInfo& info);
+Napi::Value Linear(const Napi::CallbackInfo& info);
+Napi::Value GatherRows(const Napi::CallbackInfo& info);
+Napi::Value EngramForward(const Napi::CallbackInfo& info);
+Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info);
+Napi::Value ConvertTable(const Napi::CallbackInfo& info);
+Napi::Value FillRandom(const Napi::CallbackInfo& info);
 }  // namespace engram

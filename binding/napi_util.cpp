@@ -77,6 +77,10 @@ template uint8_t* typedField<uint8_t>(const Napi::Object&, const char*, napi_typ
                                       std::vector<Napi::Reference<Napi::Value>>*);
 template int64_t* typedField<int64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
                                       std::vector<Napi::Reference<Napi::Value>>*);
+template float* typedField<float>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                  std::vector<Napi::Reference<Napi::Value>>*);
+template double* typedField<double>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                    std::vector<Napi::Reference<Napi::Value>>*);
 template uint64_t* typedField<uint64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
                                         std::vector<Napi::Reference<Napi::Value>>*);
 

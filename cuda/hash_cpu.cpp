@@ -1,6 +1,7 @@
 // CPU backend of the hashing family: the element bodies of hash.cuh over a thread pool.
 #include <string>
 
+#include "cpu_features.hpp"
 #include "hash_cpu_kernel.hpp"
 #include "hash_ops.hpp"
 
@@ -80,16 +81,6 @@ std::vector<FastMod> fastMods(const HashRequest& req) {
   mods.reserve(req.primes.size());
   for (uint64_t p : req.primes) mods.push_back(makeFastMod(p));
   return mods;
-}
-
-static bool cpuHasAvx512() {
-#if defined(EK_HAVE_AVX512_KERNEL)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
-#else
-  return false;
-#endif
 }
 
 CpuHashKernel cpuHashKernel(const std::string& name) {

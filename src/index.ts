@@ -19,3 +19,14 @@ export { devices, buildInfo, type DeviceInfo, type BuildInfo } from './devices.j
 export { defaultRng, SeedSequence, Pcg64 } from './numpy-random.js';
 export { isPrime, findNextPrime } from './primes.js';
 export type { Device, IdArray } from './validate.js';
+export { Engram, type EngramForwardOptions, type EngramForwardResult, type EngramOptions, type EngramState } from './engram.js';
+export {
+  CONV_NORM_EPS,
+  DEFAULT_ENGRAM_DIMS,
+  GATE_NORM_EPS,
+  type EngramConfig,
+  type EngramDims,
+  type ResolvedEngramConfig,
+} from './engram-config.js';
+export { EngramTable, SCALE_BLOCK, TABLE_DTYPES, type TableDtype } from './table.js';
+export type { Tensor, TensorDtype } from './dtype.js';

@@ -43,7 +43,67 @@ export interface NativeHashArgs {
   cpuKernel?: string;
 }
 
+/** An opaque handle to projection weights packed for the CPU micro-kernel. */
+export type NativeLinearHandle = { readonly __packedLinear: unique symbol };
+
+/** Table storage codes shared with cuda/gather.cuh. */
+export const TABLE_DTYPE_CODES = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3 } as const;
+
+export interface NativeTableArgs {
+  table: Uint8Array;
+  tableScales?: Uint8Array;
+  tableDtype: number;
+  tableRows: number;
+  tableCols: number;
+}
+
+export interface NativeEngramForwardArgs extends NativeTableArgs {
+  batch: number;
+  seqLen: number;
+  hc: number;
+  hidden: number;
+  heads: number;
+  kernelSize: number;
+  dilation: number;
+  hiddenStates: Float32Array;
+  rowIds: Int32Array | BigInt64Array;
+  /** Ids per token in rowIds and this layer's first (several layers interleaved). */
+  rowIdsStride: number;
+  rowIdsOffset: number;
+  keyValue: NativeLinearHandle;
+  norm1: Float32Array;
+  norm2: Float32Array;
+  convNorm: Float32Array;
+  convWeight: Float32Array;
+  gateEps: number;
+  convEps: number;
+  convHistory?: Float32Array;
+  out: Float32Array;
+  gates?: Float32Array;
+  embeddings?: Float32Array;
+  convHistoryOut?: Float32Array;
+  stageSeconds?: Float64Array;
+  threads: number;
+}
+
 export interface NativeAddon {
+  packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
+  linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;
+  gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
+  engramForward(args: NativeEngramForwardArgs): void;
+  engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;
+  convertTable(args: NativeTableArgs & { dst: Uint8Array; dstScales?: Uint8Array; dstDtype: number; threads: number }): void;
+  fillRandom(args: {
+    dst: Uint8Array;
+    dstScales?: Uint8Array;
+    dtype: number;
+    rows: number;
+    cols: number;
+    seed: number;
+    distribution: 'normal' | 'uniform';
+    scale: number;
+    threads: number;
+  }): void;
   devices(): NativeDeviceInfo[];
   buildInfo(): NativeBuildInfo;
   ngramHashes(args: NativeHashArgs): void;

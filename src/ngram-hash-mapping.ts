@@ -52,10 +52,12 @@ export interface HashRowsOptions extends HashOptions {
   history?: Int32Array | ArrayLike<number>;
   /** Row-id type; 'auto' (default) is int64 only when a layer's table exceeds 2^31 rows. */
   output?: 'auto' | 'int32' | 'int64';
+  /** Hash only these layers (a subset of config.layerIds, in this order); default: all. */
+  layers?: number[];
 }
 
 export interface HashRowsResult {
-  /** [B, T, layers, (maxNgramSize-1) * nHeadPerNgram] global row ids. */
+  /** [B, T, layers, (maxNgramSize-1) * nHeadPerNgram] global row ids (layers: options.layers or config.layerIds). */
   rowIds: Int32Array | BigInt64Array;
   /** [B, maxNgramSize-1] history to pass to the next chunk of the same sequences. */
   history: Int32Array;
@@ -235,16 +237,29 @@ export class NgramHashMapping {
    * hashes exactly like one call.
    */
   hashRows(inputIds: IdArray, shape: [number, number], options: HashRowsOptions = {}): HashRowsResult {
-    const args = this.prepare(inputIds, shape, this.config.layerIds, options, true, options);
+    const args = this.prepare(inputIds, shape, this.layerSubset(options), options, true, options);
     native().ngramHashes(args);
     return { rowIds: args.out, history: args.historyOut! };
   }
 
   /** hashRows() on a worker thread. */
   async hashRowsAsync(inputIds: IdArray, shape: [number, number], options: HashRowsOptions = {}): Promise<HashRowsResult> {
-    const args = this.prepare(inputIds, shape, this.config.layerIds, options, true, options);
+    const args = this.prepare(inputIds, shape, this.layerSubset(options), options, true, options);
     await native().ngramHashesAsync(args);
     return { rowIds: args.out, history: args.historyOut! };
+  }
+
+  private layerSubset(options: HashRowsOptions): number[] {
+    if (options === null || typeof options !== 'object' || options.layers === undefined) return this.config.layerIds;
+    const layers = options.layers;
+    if (!Array.isArray(layers) || layers.length === 0) throw new TypeError(`options.layers must be a non-empty array of layer ids, got ${describe(layers)}`);
+    layers.forEach((id, i) => {
+      if (!this.config.layerIds.includes(id)) {
+        throw new RangeError(`options.layers[${i}] = ${describe(id)} is not one of this mapping's layers [${this.config.layerIds}]`);
+      }
+    });
+    if (new Set(layers).size !== layers.length) throw new RangeError(`options.layers has a repeated layer id: [${layers}]`);
+    return layers;
   }
 
   private prepare(

@@ -1,0 +1,183 @@
+// The paper's Engram layer and its parts: packed projections (a handle JS holds), the
+// table gather, one projection, and the whole layer forward (sync and async twins).
+#include "bindings.hpp"
+#include "convert_ops.hpp"
+#include "engram_ops.hpp"
+
+namespace engram {
+
+namespace {
+
+using Keep = std::vector<Napi::Reference<Napi::Value>>;
+
+// JS holds packed projections as an External; the shared_ptr keeps them alive while an
+// async call still uses them after JS dropped the handle.
+using LinearHandle = std::shared_ptr<const PackedLinear>;
+
+Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w) {
+  auto* holder = new LinearHandle(std::move(w));
+  return Napi::External<LinearHandle>::New(env, holder, [](Napi::Env, LinearHandle* h) { delete h; });
+}
+
+LinearHandle linearField(const Napi::Object& o, const char* name) {
+  const Napi::Value v = o.Get(name);
+  if (!v.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a packed projection handle");
+  return *v.As<Napi::External<LinearHandle>>().Data();
+}
+
+TableView readTable(const Napi::Object& o, Keep* keep) {
+  TableView t{};
+  t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
+  t.rows = intField(o, "tableRows", 1, INT64_MAX / 2);
+  t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
+  const int64_t bytes = t.rows * t.cols * tableElementBytes(t.dtype);
+  t.data = typedField<uint8_t>(o, "table", napi_uint8_array, bytes, false, keep);
+  if (t.dtype == TableDtype::F8E4M3) {
+    if (t.cols % kScaleBlock != 0) throwJs(o.Env(), ErrorKind::RangeError, "fp8 table rows need a multiple of 32 channels");
+    t.scales = typedField<uint8_t>(o, "tableScales", napi_uint8_array, t.rows * (t.cols / kScaleBlock), false, keep);
+  }
+  return t;
+}
+
+const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep) {
+  const Napi::Value v = o.Get("rowIds");
+  *is64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array;
+  if (*is64) return typedField<int64_t>(o, "rowIds", napi_bigint64_array, count, false, keep);
+  return typedField<int32_t>(o, "rowIds", napi_int32_array, count, false, keep);
+}
+
+struct ForwardCall {
+  EngramForwardRequest req;
+  int threads = 0;
+  Keep keep;
+};
+
+ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  ForwardCall call;
+  Keep* keep = keepAlive ? &call.keep : nullptr;
+  EngramForwardRequest& r = call.req;
+  r.batch = static_cast<int>(intField(o, "batch", 0, INT32_MAX));
+  r.seqLen = static_cast<int>(intField(o, "seqLen", 0, INT32_MAX));
+  r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
+  r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
+  r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
+  r.dilation = static_cast<int>(intField(o, "dilation", 1, 1 << 10));
+  r.table = readTable(o, keep);
+  const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
+  const int64_t streams = tokens * r.hc * r.hidden;
+  const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
+  const int64_t historyRows = static_cast<int64_t>(r.batch) * (r.kernelSize - 1) * r.dilation;
+  r.hiddenStates = typedField<float>(o, "hiddenStates", napi_float32_array, streams, false, keep);
+  r.rowIdsStride = intField(o, "rowIdsStride", r.heads, INT32_MAX);
+  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.heads);
+  r.rowIds = rowIdsField(o, tokens * r.rowIdsStride, &r.rowIds64, keep);
+  r.keyValue = linearField(o, "keyValue");
+  r.norm1 = typedField<float>(o, "norm1", napi_float32_array, branchWidth, false, keep);
+  r.norm2 = typedField<float>(o, "norm2", napi_float32_array, branchWidth, false, keep);
+  r.convNorm = typedField<float>(o, "convNorm", napi_float32_array, branchWidth, false, keep);
+  r.convWeight = typedField<float>(o, "convWeight", napi_float32_array, branchWidth * r.kernelSize, false, keep);
+  r.gateEps = static_cast<float>(o.Get("gateEps").ToNumber().DoubleValue());
+  r.convEps = static_cast<float>(o.Get("convEps").ToNumber().DoubleValue());
+  r.convHistory = typedField<float>(o, "convHistory", napi_float32_array, historyRows * branchWidth, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, streams, false, keep);
+  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
+  r.embeddings = typedField<float>(o, "embeddings", napi_float32_array, tokens * r.heads * r.table.cols, true, keep);
+  r.convHistoryOut = typedField<float>(o, "convHistoryOut", napi_float32_array, historyRows * branchWidth, true, keep);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 4, true, keep);
+  call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  return call;
+}
+
+}  // namespace
+
+Napi::Value PackLinear(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const int64_t n = intField(o, "n", 1, INT32_MAX);
+  const int64_t k = intField(o, "k", 1, INT32_MAX);
+  const float* weight = typedField<float>(o, "weight", napi_float32_array, n * k, false);
+  const float* bias = typedField<float>(o, "bias", napi_float32_array, n, true);
+  const std::string kernel = stringField(o, "cpuKernel", "auto");
+  LinearHandle handle;
+  runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel); });
+  return wrapLinear(info.Env(), std::move(handle));
+}
+
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  LinearHandle w = linearField(o, "weight");
+  const int64_t m = intField(o, "m", 0, INT32_MAX);
+  const float* x = typedField<float>(o, "x", napi_float32_array, m * w->k, false);
+  float* y = typedField<float>(o, "out", napi_float32_array, m * w->n, false);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { linearCpu(x, m, w->k, *w, y, w->n, state.pool, threads); });
+  return info.Env().Undefined();
+}
+
+Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const TableView table = readTable(o, nullptr);
+  const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
+  const int heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  bool ids64 = false;
+  const void* ids = rowIdsField(o, tokens * heads, &ids64, nullptr);
+  float* out = typedField<float>(o, "out", napi_float32_array, tokens * heads * table.cols, false);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { gatherRowsCpu(table, ids, ids64, tokens, heads, out, state.pool, threads); });
+  return info.Env().Undefined();
+}
+
+Napi::Value EngramForward(const Napi::CallbackInfo& info) {
+  auto call = std::make_shared<ForwardCall>(readForward(info, false));
+  AddonState* state = &addonState(info.Env());
+  runSync(info.Env(), [call, state] { engramForwardCpu(call->req, state->pool, call->threads); });
+  return info.Env().Undefined();
+}
+
+Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info) {
+  auto call = std::make_shared<ForwardCall>(readForward(info, true));
+  AddonState* state = &addonState(info.Env());
+  Keep keep = std::move(call->keep);
+  return runAsync(info.Env(), [call, state] { engramForwardCpu(call->req, state->pool, call->threads); }, std::move(keep));
+}
+
+}  // namespace engram
+
+namespace engram {
+
+Napi::Value ConvertTable(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const TableView src = readTable(o, nullptr);
+  const auto dstDtype = static_cast<TableDtype>(intField(o, "dstDtype", 0, 3));
+  uint8_t* dst = typedField<uint8_t>(o, "dst", napi_uint8_array, src.rows * src.cols * tableElementBytes(dstDtype), false);
+  uint8_t* dstScales = dstDtype == TableDtype::F8E4M3
+                           ? typedField<uint8_t>(o, "dstScales", napi_uint8_array, src.rows * (src.cols / kScaleBlock), false)
+                           : nullptr;
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { convertTableCpu(src, dst, dstScales, dstDtype, state.pool, threads); });
+  return info.Env().Undefined();
+}
+
+Napi::Value FillRandom(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const auto dtype = static_cast<TableDtype>(intField(o, "dtype", 0, 3));
+  const int64_t rows = intField(o, "rows", 0, INT64_MAX / 2);
+  const int cols = static_cast<int>(intField(o, "cols", 1, 1 << 20));
+  uint8_t* dst = typedField<uint8_t>(o, "dst", napi_uint8_array, rows * cols * tableElementBytes(dtype), false);
+  uint8_t* scales = dtype == TableDtype::F8E4M3
+                        ? typedField<uint8_t>(o, "dstScales", napi_uint8_array, rows * (cols / kScaleBlock), false)
+                        : nullptr;
+  const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", 0, INT64_MAX));
+  const bool normal = stringField(o, "distribution", "normal") == "normal";
+  const float scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { fillRandomCpu(dst, scales, dtype, rows, cols, seed, normal, scale, state.pool, threads); });
+  return info.Env().Undefined();
+}
+
+}  // namespace engram

@@ -1,0 +1,20 @@
+// Host entry points of table conversion and seeded initialisation.
+#pragma once
+#include <cstdint>
+
+#include "gather.cuh"
+#include "thread_pool.hpp"
+
+namespace engram {
+
+// Every row of `src` decoded to fp32 and re-encoded as `dstDtype` (round to nearest
+// even; fp8 gets a UE8M0 scale per 32 channels into dstScales).
+void convertTableCpu(const TableView& src, uint8_t* dst, uint8_t* dstScales, TableDtype dstDtype, ThreadPool& pool,
+                     int threads);
+
+// rows x cols of N(0, scale^2) (normal) or U(-scale, scale) values from a counter-based
+// stream, encoded as `dtype`.
+void fillRandomCpu(uint8_t* dst, uint8_t* dstScales, TableDtype dtype, int64_t rows, int cols, uint64_t seed,
+                   bool normal, float scale, ThreadPool& pool, int threads);
+
+}  // namespace engram

@@ -1,0 +1,87 @@
+// CPU projections: weight packing, build selection, and the split of the output into
+// (row block, panel range) tiles over the thread pool.
+#include <algorithm>
+
+#include "common.hpp"
+#include "cpu_features.hpp"
+#include "gemm_ops.hpp"
+
+namespace engram {
+
+namespace {
+
+using TilesFn = void (*)(const float*, int64_t, const PackedLinear&, float*, int64_t, int64_t, int64_t, int64_t,
+                         int64_t);
+
+struct LinearBuild {
+  const char* name;
+  int width;
+  TilesFn tiles;
+};
+
+LinearBuild linearBuild(const std::string& name) {
+  const LinearBuild base{"baseline", baseline::linearTileWidth(), baseline::linearTiles};
+  if (name == "baseline") return base;
+  if (name == "avx512" || name == "auto") {
+#if defined(EK_HAVE_AVX512_KERNEL)
+    if (cpuHasAvx512()) return {"avx512", avx512::linearTileWidth(), avx512::linearTiles};
+#endif
+    EK_REQUIRE(name == "auto", RangeError, "cpu kernel 'avx512' is not available on this CPU or build");
+    return base;
+  }
+  EK_THROW(RangeError, "cpu kernel must be 'auto', 'baseline' or 'avx512', got '" + name + "'");
+}
+
+}  // namespace
+
+std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias, int64_t n, int64_t k,
+                                         const std::string& kernel) {
+  EK_REQUIRE(n >= 1 && k >= 1, RangeError, "a projection needs at least one output and one input feature");
+  EK_REQUIRE(weight != nullptr, TypeError, "projection weight is missing");
+  const LinearBuild build = linearBuild(kernel);
+  auto w = std::make_shared<PackedLinear>();
+  w->n = n;
+  w->k = k;
+  w->nr = build.width;
+  w->kernel = build.name;
+  const int64_t panels = (n + w->nr - 1) / w->nr;
+  w->panels.assign(static_cast<size_t>(panels * k * w->nr), 0.0f);
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int c = 0; c < w->nr && p * w->nr + c < n; ++c) {
+      const float* src = weight + (p * w->nr + c) * k;
+      float* dst = w->panels.data() + p * k * w->nr + c;
+      for (int64_t kk = 0; kk < k; ++kk) dst[kk * w->nr] = src[kk];
+    }
+  }
+  w->bias.assign(static_cast<size_t>(n), 0.0f);
+  if (bias != nullptr) std::copy(bias, bias + n, w->bias.begin());
+  return w;
+}
+
+void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
+               ThreadPool& pool, int threads) {
+  EK_REQUIRE(lda >= w.k && ldy >= w.n, RangeError, "projection strides are smaller than the rows");
+  if (m <= 0) return;
+  const LinearBuild build = linearBuild(w.kernel);
+  EK_REQUIRE(build.width == w.nr, Error, "packed projection does not match its kernel build");
+  const int64_t panels = (w.n + w.nr - 1) / w.nr;
+  // Work items: row blocks x panel groups, enough of them to keep every thread busy and
+  // few enough that each packs a reasonable block of x once per k block.
+  const int64_t rowBlock = 192;
+  const int64_t rowBlocks = (m + rowBlock - 1) / rowBlock;
+  const int want = std::max(1, threads <= 0 ? pool.maxThreads() : std::min(threads, pool.maxThreads()));
+  int64_t panelGroups = 1;
+  while (rowBlocks * panelGroups < 4 * want && panelGroups * 2 <= panels) panelGroups *= 2;
+  const int64_t groupSize = (panels + panelGroups - 1) / panelGroups;
+  const int64_t items = rowBlocks * panelGroups;
+  pool.parallelFor(items, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t rb = item / panelGroups, pg = item % panelGroups;
+      const int64_t r0 = rb * rowBlock, r1 = std::min(m, r0 + rowBlock);
+      const int64_t p0 = pg * groupSize, p1 = std::min(panels, p0 + groupSize);
+      if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1);
+    }
+  });
+}
+
+}  // namespace engram

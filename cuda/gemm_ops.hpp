@@ -1,0 +1,45 @@
+// Dense projections y = x W^T + b (torch.nn.Linear layout) on the CPU: weights are
+// packed once into column panels sized for the build's register tile, then a
+// cache-blocked, multi-threaded micro-kernel runs over them.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "thread_pool.hpp"
+
+namespace engram {
+
+// W [n, k] repacked as ceil(n / nr) panels of [k][nr] floats (zero-padded columns), so
+// the micro-kernel streams one panel row per k. nr is the kernel build's tile width.
+struct PackedLinear {
+  int64_t n = 0;
+  int64_t k = 0;
+  int nr = 0;
+  std::string kernel;          // which CPU build packed it ("avx512" or "baseline")
+  std::vector<float> panels;   // [ceil(n/nr)][k][nr]
+  std::vector<float> bias;     // [n]; zeros when the layer has none
+};
+
+// kernel: "auto" (the widest build this CPU runs), "baseline" or "avx512".
+std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias, int64_t n, int64_t k,
+                                         const std::string& kernel = "auto");
+
+// y[m, ldy] = x[m, lda] W^T + b for rows [0, m). Each output element accumulates bias
+// then k in order, whatever the thread count, so results are bit-identical across it.
+void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
+               ThreadPool& pool, int threads);
+
+namespace baseline {
+int linearTileWidth();
+void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
+}  // namespace baseline
+namespace avx512 {
+int linearTileWidth();
+void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
+}  // namespace avx512
+
+}  // namespace engram

@@ -1,0 +1,70 @@
+// Tensor element types as safetensors names them, and their conversion to fp32 for the
+// small weights (tables stay in their own format: see table.ts).
+import { describe } from './validate.js';
+
+export type TensorDtype = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E8M0' | 'F64' | 'I64' | 'I32' | 'U8';
+
+export const DTYPE_BYTES: Record<TensorDtype, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E8M0: 1, I64: 8, I32: 4, U8: 1,
+};
+
+/** A tensor as a state dict holds it: dtype, shape and little-endian bytes (or a typed array). */
+export interface Tensor {
+  dtype: TensorDtype;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+export function tensorBytes(t: Tensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function f16BitsToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const man = h & 0x3ff;
+  if (exp === 0x1f) return man ? NaN : sign * Infinity;
+  if (exp === 0) return sign * man * 2 ** -24;
+  return sign * (1 + man / 1024) * 2 ** (exp - 15);
+}
+
+/** A floating-point tensor's values as fp32 (a new array). */
+export function toFloat32(name: string, t: Tensor): Float32Array {
+  const n = elementCount(t.shape);
+  const bytes = tensorBytes(t);
+  if (bytes.byteLength !== n * (DTYPE_BYTES[t.dtype] ?? 0)) {
+    throw new RangeError(`tensor '${name}' has ${bytes.byteLength} bytes but ${t.dtype} [${t.shape}] needs ${n * (DTYPE_BYTES[t.dtype] ?? 0)}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(n);
+  switch (t.dtype) {
+    case 'F32':
+      for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
+      break;
+    case 'F64':
+      for (let i = 0; i < n; i++) out[i] = view.getFloat64(8 * i, true);
+      break;
+    case 'BF16': {
+      const word = new DataView(new ArrayBuffer(4));
+      for (let i = 0; i < n; i++) {
+        word.setUint32(0, view.getUint16(2 * i, true) << 16);
+        out[i] = word.getFloat32(0);
+      }
+      break;
+    }
+    case 'F16':
+      for (let i = 0; i < n; i++) out[i] = f16BitsToFloat(view.getUint16(2 * i, true));
+      break;
+    default:
+      throw new TypeError(`tensor '${name}' must be F32, F16, BF16 or F64, got ${describe(t.dtype)}`);
+  }
+  return out;
+}
+
+export function float32Tensor(shape: number[], data: Float32Array): Tensor {
+  return { dtype: 'F32', shape, data };
+}

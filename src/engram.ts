@@ -1,0 +1,275 @@
+// The paper's Engram layer (engram_demo_v1.py's `Engram`): hashed n-gram rows gathered
+// from one concatenated table, a context-aware gate per hyper-connection branch, and a
+// ShortConv, computed by the native kernels. Also the streaming state for decode.
+import { CompressedTokenizer } from './compressed-tokenizer.js';
+import type { Tensor } from './dtype.js';
+import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './engram-config.js';
+import { geometry, stateDictOf, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
+import { native, TABLE_DTYPE_CODES, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
+import { NgramHashMapping } from './ngram-hash-mapping.js';
+import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
+import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
+
+export interface EngramOptions {
+  /** 'cpu' or 'auto' (the layer runs on the CPU backend; see the README for CUDA). */
+  device?: Device;
+  /** Storage of the table: 'f32' (default), 'bf16', 'f16' or 'f8e4m3' (UE8M0 scales). */
+  tableDtype?: TableDtype;
+  /** Compressed tokenizer (default: DeepSeek-V3's). Ignored when `hashMapping` is given. */
+  tokenizer?: CompressedTokenizer;
+  /** Share one mapping between the layers of a model (as the reference does). */
+  hashMapping?: NgramHashMapping;
+  /** Seed of the deterministic initialisation (default 0). */
+  seed?: number;
+  /** 'random' (default): the reference's init distributions; 'none': load weights before use. */
+  init?: 'random' | 'none';
+}
+
+/** Per-sequence state for chunked prefill and token-by-token decode. */
+export interface EngramState {
+  readonly batch: number;
+  /** [B, maxNgramSize-1] compressed ids before the next chunk (-1 = none). */
+  ngramHistory: Int32Array;
+  /** [B, (kernelSize-1)*maxNgramSize, hcMult, hidden] normalised conv inputs. */
+  convHistory: Float32Array;
+}
+
+export interface EngramForwardOptions {
+  /** CPU threads (default: all). */
+  threads?: number;
+  /** Carry n-gram and conv history across calls; updated in place after a successful call. */
+  state?: EngramState;
+  /** Also return the gathered embeddings e [B, T, (maxNgramSize-1) * nEmbedPerNgram]. */
+  returnEmbeddings?: boolean;
+  /** Row ids already hashed for this layer (EngramModel hashes once for all layers). */
+  rows?: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array };
+  /** Per-stage seconds of the native call (gather, projections, gating, conv) written here. */
+  stageSeconds?: Float64Array;
+}
+
+export interface EngramForwardResult {
+  /** [B, T, hcMult, hidden] */
+  output: Float32Array;
+  /** [B, T, hcMult]: the gate of each branch (what the memory contributed). */
+  gates: Float32Array;
+  embeddings?: Float32Array;
+}
+
+const INIT_STREAMS = { table: 1, keyValue: 2, keyValueBias: 3, conv: 4 } as const;
+
+function randomFloat32(n: number, seed: number, distribution: 'normal' | 'uniform', scale: number): Float32Array {
+  const out = new Float32Array(n);
+  if (n > 0) {
+    native().fillRandom({ dst: new Uint8Array(out.buffer), dtype: TABLE_DTYPE_CODES.f32, rows: n, cols: 1, seed, distribution, scale, threads: 0 });
+  }
+  return out;
+}
+
+export class Engram {
+  readonly config: ResolvedEngramConfig;
+  readonly hashMapping: NgramHashMapping;
+  readonly tableDtype: TableDtype;
+  readonly geometry: Geometry;
+  /** The gates of the last forward call ([B, T, hcMult]), or undefined before the first. */
+  gates: Float32Array | undefined;
+  private weights: EngramWeights | undefined;
+  private keyValue: NativeLinearHandle | undefined;
+
+  constructor(config: Partial<EngramConfig> = {}, options: EngramOptions = {}) {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    this.config = resolveEngramConfig(config);
+    requireDevice('options.device', options.device);
+    if (options.device === 'cuda') {
+      throw new Error("device 'cuda' is not available for the Engram layer yet: its CUDA kernels are compiled but the layer runs on the CPU backend ('cpu' or 'auto')");
+    }
+    this.tableDtype = requireTableDtype('options.tableDtype', options.tableDtype ?? 'f32');
+    if (options.hashMapping !== undefined) {
+      if (!(options.hashMapping instanceof NgramHashMapping)) throw new TypeError(`options.hashMapping must be an NgramHashMapping, got ${describe(options.hashMapping)}`);
+      const m = options.hashMapping.config;
+      const c = this.config;
+      const same = m.maxNgramSize === c.maxNgramSize && m.nHeadPerNgram === c.nHeadPerNgram && m.padId === c.padId && m.seed === c.seed &&
+        m.layerIds.join() === c.layerIds.join() && m.engramVocabSize.join() === c.engramVocabSize.join();
+      if (!same) throw new RangeError('options.hashMapping was built from another hashing config than this layer\'s');
+      this.hashMapping = options.hashMapping;
+    } else {
+      this.hashMapping = new NgramHashMapping(this.config, options.tokenizer ?? CompressedTokenizer.deepseekV3());
+    }
+    this.geometry = geometry(this.config, this.hashMapping.tableRows(this.config.layerId));
+    const init = options.init ?? 'random';
+    if (init !== 'random' && init !== 'none') throw new RangeError(`options.init must be 'random' or 'none', got ${describe(init)}`);
+    if (init === 'random') this.setWeights(this.randomWeights(requireInteger('options.seed', options.seed ?? 0, 0, 2 ** 40)));
+  }
+
+  /** The reference's init: table N(0, 1); Linear and conv U(+-1/sqrt(fan_in)); norms 1. */
+  private randomWeights(seed: number): EngramWeights {
+    const g = this.geometry;
+    const stream = (s: number) => seed * 16 + s;
+    const bound = 1 / Math.sqrt(g.features);
+    const ones = () => new Float32Array(g.hc * g.hidden).fill(1);
+    return {
+      table: EngramTable.random(g.rows, g.cols, this.tableDtype, { seed: stream(INIT_STREAMS.table) }),
+      keyValueWeight: randomFloat32((g.hc + 1) * g.hidden * g.features, stream(INIT_STREAMS.keyValue), 'uniform', bound),
+      keyValueBias: randomFloat32((g.hc + 1) * g.hidden, stream(INIT_STREAMS.keyValueBias), 'uniform', bound),
+      norm1: ones(),
+      norm2: ones(),
+      convNorm: ones(),
+      convWeight: randomFloat32(g.hc * g.hidden * g.kernelSize, stream(INIT_STREAMS.conv), 'uniform', 1 / Math.sqrt(g.kernelSize)),
+    };
+  }
+
+  private setWeights(w: EngramWeights): void {
+    const g = this.geometry;
+    // Pack first: if it throws, the previous weights stay.
+    const handle = native().packLinear({ weight: w.keyValueWeight, bias: w.keyValueBias, n: (g.hc + 1) * g.hidden, k: g.features });
+    this.weights = w;
+    this.keyValue = handle;
+  }
+
+  /** The table (in its storage format). */
+  get table(): EngramTable {
+    return this.requireWeights().table;
+  }
+
+  private requireWeights(): EngramWeights {
+    if (this.weights === undefined) throw new Error('this Engram layer has no weights yet: call loadStateDict() or use Engram.fromSafetensors()');
+    return this.weights;
+  }
+
+  /**
+   * Loads weights by the reference's state_dict names (`prefix` e.g. 'layers.1.engram.').
+   * Every tensor is checked before anything changes: a failed load keeps the old weights.
+   */
+  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+    const prefix = options.prefix ?? '';
+    if (typeof prefix !== 'string') throw new TypeError(`options.prefix must be a string, got ${describe(prefix)}`);
+    this.setWeights(weightsFromStateDict(record, this.geometry, this.tableDtype, prefix));
+  }
+
+  /** The weights by the reference's state_dict names (views, not copies). */
+  stateDict(options: { prefix?: string } = {}): Record<string, Tensor> {
+    const prefix = options.prefix ?? '';
+    const dict = stateDictOf(this.requireWeights(), this.geometry);
+    return Object.fromEntries(Object.entries(dict).map(([k, v]) => [prefix + k, v]));
+  }
+
+  /** A fresh streaming state for `batch` sequences (nothing seen yet). */
+  newState(batch: number): EngramState {
+    requireInteger('batch', batch, 0, 0x7fffffff);
+    const g = this.geometry;
+    const keep = this.config.maxNgramSize - 1;
+    return {
+      batch,
+      ngramHistory: new Int32Array(batch * keep).fill(-1),
+      convHistory: new Float32Array(batch * this.convHistoryLength * g.hc * g.hidden),
+    };
+  }
+
+  /** Positions of conv history per sequence: (kernelSize - 1) * dilation. */
+  get convHistoryLength(): number {
+    return (this.config.kernelSize - 1) * this.config.maxNgramSize;
+  }
+
+  /** The layer on hidden states [B, T, hcMult, hidden] and raw token ids [B, T]. */
+  forward(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions = {}): EngramForwardResult {
+    const { args, result, commit } = this.prepare(hiddenStates, inputIds, shape, options);
+    native().engramForward(args);
+    commit();
+    return result;
+  }
+
+  /** forward() on a worker thread (the event loop stays free). */
+  async forwardAsync(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions = {}): Promise<EngramForwardResult> {
+    const { args, result, commit } = this.prepare(hiddenStates, inputIds, shape, options);
+    await native().engramForwardAsync(args);
+    commit();
+    return result;
+  }
+
+  /** One decode step: hidden rows [B, hcMult, hidden] and one token id per sequence. */
+  step(state: EngramState, hiddenRows: Float32Array, tokenIds: IdArray, options: Omit<EngramForwardOptions, 'state'> = {}): EngramForwardResult {
+    return this.forward(hiddenRows, tokenIds, [this.requireState(state).batch, 1], { ...options, state });
+  }
+
+  private requireState(state: unknown): EngramState {
+    const s = state as EngramState;
+    if (s === null || typeof s !== 'object' || !(s.ngramHistory instanceof Int32Array) || !(s.convHistory instanceof Float32Array)) {
+      throw new TypeError(`state must come from engram.newState(batch), got ${describe(state)}`);
+    }
+    return s;
+  }
+
+  private prepare(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions) {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const w = this.requireWeights();
+    const g = this.geometry;
+    const [batch, seqLen] = requireShape('shape', shape);
+    if (!(hiddenStates instanceof Float32Array)) throw new TypeError(`hiddenStates must be a Float32Array [B, T, hcMult, hidden], got ${describe(hiddenStates)}`);
+    const streams = batch * seqLen * g.hc * g.hidden;
+    if (hiddenStates.length !== streams) {
+      throw new RangeError(`hiddenStates has ${hiddenStates.length} elements but [${batch}, ${seqLen}, ${g.hc}, ${g.hidden}] needs ${streams}`);
+    }
+    const threads = options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096);
+    const state = options.state === undefined ? undefined : this.requireState(options.state);
+    const keep = this.config.maxNgramSize - 1;
+    const historyLen = this.convHistoryLength;
+    if (state !== undefined) {
+      if (state.batch !== batch || state.ngramHistory.length !== batch * keep || state.convHistory.length !== batch * historyLen * g.hc * g.hidden) {
+        throw new RangeError(`options.state holds ${state.batch} sequences of this layer's shape but the call has batch ${batch}`);
+      }
+    }
+    let rows = options.rows;
+    if (rows === undefined) {
+      const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], {
+        layers: [this.config.layerId],
+        history: state?.ngramHistory,
+        device: 'cpu',
+        threads: options.threads,
+      });
+      rows = { rowIds: hashed.rowIds, stride: this.hashMapping.headsPerLayer, offset: 0, history: hashed.history };
+    }
+    const output = new Float32Array(streams);
+    const gates = new Float32Array(batch * seqLen * g.hc);
+    const embeddings = options.returnEmbeddings ? new Float32Array(batch * seqLen * g.features) : undefined;
+    const convHistoryOut = state ? new Float32Array(state.convHistory.length) : undefined;
+    if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 4)) {
+      throw new TypeError(`options.stageSeconds must be a Float64Array(4), got ${describe(options.stageSeconds)}`);
+    }
+    const args: NativeEngramForwardArgs = {
+      ...w.table.nativeArgs(),
+      batch,
+      seqLen,
+      hc: g.hc,
+      hidden: g.hidden,
+      heads: this.hashMapping.headsPerLayer,
+      kernelSize: g.kernelSize,
+      dilation: this.config.maxNgramSize,
+      hiddenStates,
+      rowIds: rows.rowIds,
+      rowIdsStride: rows.stride,
+      rowIdsOffset: rows.offset,
+      keyValue: this.keyValue!,
+      norm1: w.norm1,
+      norm2: w.norm2,
+      convNorm: w.convNorm,
+      convWeight: w.convWeight,
+      gateEps: GATE_NORM_EPS,
+      convEps: CONV_NORM_EPS,
+      convHistory: state?.convHistory,
+      out: output,
+      gates,
+      embeddings,
+      convHistoryOut,
+      stageSeconds: options.stageSeconds,
+      threads,
+    };
+    const history = rows.history;
+    const commit = () => {
+      this.gates = gates;
+      if (state !== undefined) {
+        state.ngramHistory = history;
+        state.convHistory = convHistoryOut!;
+      }
+    };
+    return { args, result: { output, gates, embeddings } as EngramForwardResult, commit };
+  }
+}
