@@ -92,9 +92,9 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   EK_REQUIRE(r.keyValue->k == features && r.keyValue->n == kvWidth, RangeError,
              "key/value projection is [" + std::to_string(r.keyValue->n) + ", " + std::to_string(r.keyValue->k) +
                  "] but the layer needs [" + std::to_string(kvWidth) + ", " + std::to_string(features) + "]");
-  EK_REQUIRE(r.norm1 && r.norm2 && r.convNorm && r.convWeight && r.hiddenStates && r.out, TypeError,
-             "a layer weight or buffer is missing");
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
+  EK_REQUIRE(r.norm1 && r.norm2 && r.convNorm && r.convWeight && (tokens == 0 || (r.hiddenStates && r.out)), TypeError,
+             "a layer weight or buffer is missing");
   const int64_t idStride = r.rowIdsStride == 0 ? r.heads : r.rowIdsStride;
   EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.heads <= idStride, RangeError,
              "rowIds offset/stride do not hold this layer's ids");

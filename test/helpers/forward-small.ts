@@ -1,5 +1,6 @@
 // The reference's small Engram forward (forward-small.json) as an Engram layer.
-import { CompressedTokenizer, Engram, type EngramOptions, type Tensor } from '../../src/index.js';
+import { type BaselineLayer } from '../../bench/baseline-engram.js';
+import { CompressedTokenizer, CONV_NORM_EPS, Engram, GATE_NORM_EPS, type EngramOptions, type Tensor } from '../../src/index.js';
 import { fixture } from './fixtures.js';
 
 export interface ForwardSmall {
@@ -94,4 +95,39 @@ export function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>): nu
   let worst = 0;
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
   return worst;
+}
+
+/** The layer's weights (table decoded to fp32) for the plain TypeScript layer. */
+export function baselineLayerOf(engram: Engram): BaselineLayer {
+  const d = engram.stateDict();
+  const g = engram.geometry;
+  const f = (name: string) => d[name].data as Float32Array;
+  const cat = (names: string[]) => {
+    const parts = names.map(f);
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+  const branches = Array.from({ length: g.hc }, (_, i) => i);
+  return {
+    hidden: g.hidden,
+    hc: g.hc,
+    heads: engram.hashMapping.headsPerLayer,
+    cols: g.cols,
+    kernelSize: g.kernelSize,
+    dilation: engram.config.maxNgramSize,
+    gateEps: GATE_NORM_EPS,
+    convEps: CONV_NORM_EPS,
+    table: engram.table.toFloat32(),
+    keyValueWeight: cat([...branches.map((i) => `key_projs.${i}.weight`), 'value_proj.weight']),
+    keyValueBias: cat([...branches.map((i) => `key_projs.${i}.bias`), 'value_proj.bias']),
+    norm1: cat(branches.map((i) => `norm1.${i}.weight`)),
+    norm2: cat(branches.map((i) => `norm2.${i}.weight`)),
+    convNorm: cat(branches.map((i) => `short_conv.norms.${i}.weight`)),
+    convWeight: f('short_conv.conv.weight'),
+  };
 }

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+
+import { baselineForward } from '../bench/baseline-engram.js';
+import { CompressedTokenizer, Engram, EngramTable } from '../src/index.js';
+import { baselineLayerOf, maxRelError, small, smallConfig, smallEngram, smallInputs } from './helpers/forward-small.js';
+import { rng } from './helpers/random.js';
+
+const f32 = (x: number) => Math.fround(x);
+
+describe('table formats decode exactly', () => {
+  it('every fp8 e4m3 code with every scale decodes to (-1)^s 2^(e-7) (1 + m/8) * 2^(k-127)', () => {
+    const codes = Uint8Array.from({ length: 256 * 32 }, (_, i) => i % 256);
+    for (const scale of [1, 100, 127, 130, 254]) {
+      const scales = new Uint8Array(256).fill(scale);
+      const t = EngramTable.fromBytes(codes, 256, 32, 'f8e4m3', scales);
+      const got = t.toFloat32();
+      for (let i = 0; i < codes.length; i++) {
+        const c = codes[i];
+        const s = c & 0x80 ? -1 : 1;
+        const e = (c >> 3) & 15;
+        const m = c & 7;
+        const v = e === 15 && m === 7 ? NaN : s * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7)) * 2 ** (scale - 127);
+        if (Number.isNaN(v)) expect(got[i]).toBeNaN();
+        else expect(got[i]).toBe(f32(v));
+      }
+    }
+  });
+
+  it('bf16 and f16 round to nearest even and decode back exactly', () => {
+    const values = Float32Array.from([1, -2.5, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 65504, 70000, 2 ** -24, 2 ** -25 * 3, 1e-8, -0, 0.1]);
+    const n = values.length;
+    const bf = EngramTable.fromFloat32(values, n, 1, 'bf16').toFloat32();
+    const hf = EngramTable.fromFloat32(values, n, 1, 'f16').toFloat32();
+    expect(Array.from(bf.slice(0, 4))).toEqual([1, -2.5, 1, 1 + 2 ** -6]); // ties to even
+    expect(Array.from(hf.slice(0, 6))).toEqual([1, -2.5, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 65504, Infinity]);
+    expect(hf[6]).toBe(2 ** -24); // smallest subnormal
+    expect(hf[7]).toBe(2 ** -23); // 1.5 ulp ties to even
+    expect(hf[8]).toBe(0);
+    expect(hf[10]).toBe(f32(0.0999755859375));
+  });
+
+  it('quantising to fp8 picks the smallest power-of-two scale and rounds within half a step', () => {
+    const r = rng(11);
+    const rows = 64;
+    const cols = 64;
+    const values = Float32Array.from({ length: rows * cols }, () => (r() - 0.5) * 10 ** (r() * 6 - 3));
+    const t = EngramTable.fromFloat32(values, rows, cols, 'f8e4m3');
+    const back = t.toFloat32();
+    for (let row = 0; row < rows; row++) {
+      for (let blk = 0; blk < cols / 32; blk++) {
+        let amax = 0;
+        for (let c = 0; c < 32; c++) amax = Math.max(amax, Math.abs(values[row * cols + blk * 32 + c]));
+        const scale = 2 ** (t.scales![row * (cols / 32) + blk] - 127);
+        expect(amax / scale).toBeLessThanOrEqual(448);
+        expect(amax / (scale / 2)).toBeGreaterThan(448);
+        for (let c = 0; c < 32; c++) {
+          const i = row * cols + blk * 32 + c;
+          const x = values[i] / scale;
+          const step = Math.abs(x) < 2 ** -6 ? 2 ** -9 : 2 ** (Math.floor(Math.log2(Math.abs(x))) - 3);
+          expect(Math.abs(back[i] / scale - x)).toBeLessThanOrEqual(step / 2);
+        }
+      }
+    }
+  });
+
+  it('gather reads rows of tables over 2^31 bytes at 64-bit offsets', () => {
+    // 2^31 + 64 bytes of fp8 rows: row ids near the end address past 2^31.
+    const cols = 64;
+    const rows = 2 ** 31 / cols + 1;
+    const t = EngramTable.allocate(rows, cols, 'f8e4m3');
+    t.data.fill(0x38, (rows - 1) * cols); // 1.0
+    t.scales!.fill(128, (rows - 1) * 2); // x2
+    const got = t.gather(Int32Array.of(rows - 1, 0));
+    expect(Array.from(got.slice(0, 2))).toEqual([2, 2]);
+    expect(got[cols]).toBe(0);
+  });
+});
+
+describe('reduced-precision tables against a float64 recomputation from the rounded table', () => {
+  const { hidden, ids, shape } = smallInputs();
+  for (const tableDtype of ['bf16', 'f16'] as const) {
+    it(`${tableDtype} table`, () => {
+      const engram = smallEngram({ tableDtype });
+      expect(engram.table.dtype).toBe(tableDtype);
+      const rows = engram.hashMapping.hashRows(ids, shape, { layers: [small.config.layer_id], output: 'int32' }).rowIds as Int32Array;
+      const want = baselineForward(Float64Array, baselineLayerOf(engram), hidden, rows, shape[0], shape[1]);
+      const got = engram.forward(hidden, ids, shape);
+      expect(maxRelError(got.gates, want.gates)).toBeLessThan(1e-4);
+      expect(maxRelError(got.output, want.output)).toBeLessThan(1e-4);
+      // and the rounding moved the result away from the fp32 reference (the table is really reduced)
+      expect(maxRelError(got.output, small.output)).toBeGreaterThan(1e-6);
+    });
+  }
+});
+
+describe('fp8 tables in a layer', () => {
+  it('rows narrower than a 32-channel scale block are refused with a clear error', () => {
+    expect(() => smallEngram({ tableDtype: 'f8e4m3' })).toThrow(/cols must be a multiple of 32 for an fp8 table, got 8/);
+  });
+
+  it('an fp8 layer (32-channel rows) equals a float64 recomputation from its rounded table', () => {
+    const config = { ...smallConfig(), nEmbedPerNgram: 128 };
+    const f32Layer = new Engram(config, { tokenizer: CompressedTokenizer.deepseekV3(), seed: 5 });
+    const engram = new Engram(config, { tokenizer: f32Layer.hashMapping.tokenizer, init: 'none', tableDtype: 'f8e4m3' });
+    engram.loadStateDict(f32Layer.stateDict()); // quantised on load
+    expect(engram.table.dtype).toBe('f8e4m3');
+    const { ids, shape } = smallInputs();
+    const r = rng(3);
+    const hidden = Float32Array.from({ length: shape[0] * shape[1] * 4 * 32 }, () => r() * 4 - 2);
+    const rows = engram.hashMapping.hashRows(ids, shape, { layers: [config.layerId], output: 'int32' }).rowIds as Int32Array;
+    const want = baselineForward(Float64Array, baselineLayerOf(engram), hidden, rows, shape[0], shape[1]);
+    const got = engram.forward(hidden, ids, shape);
+    expect(maxRelError(got.gates, want.gates)).toBeLessThan(1e-4);
+    expect(maxRelError(got.output, want.output)).toBeLessThan(1e-4);
+    const unquantised = f32Layer.forward(hidden, ids, shape);
+    expect(maxRelError(got.output, unquantised.output)).toBeGreaterThan(1e-6);
+  });
+});
