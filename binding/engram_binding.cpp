@@ -31,10 +31,10 @@ TableView readTable(const Napi::Object& o, Keep* keep) {
   t.rows = intField(o, "tableRows", 1, INT64_MAX / 2);
   t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
   const int64_t bytes = t.rows * t.cols * tableElementBytes(t.dtype);
-  t.data = typedField<uint8_t>(o, "table", napi_uint8_array, bytes, false, keep);
+  t.data = bufferRegion(o, "table", "tableByteOffset", bytes, false, keep);
   if (t.dtype == TableDtype::F8E4M3) {
     if (t.cols % kScaleBlock != 0) throwJs(o.Env(), ErrorKind::RangeError, "fp8 table rows need a multiple of 32 channels");
-    t.scales = typedField<uint8_t>(o, "tableScales", napi_uint8_array, t.rows * (t.cols / kScaleBlock), false, keep);
+    t.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", t.rows * (t.cols / kScaleBlock), false, keep);
   }
   return t;
 }
@@ -152,9 +152,9 @@ Napi::Value ConvertTable(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
   const TableView src = readTable(o, nullptr);
   const auto dstDtype = static_cast<TableDtype>(intField(o, "dstDtype", 0, 3));
-  uint8_t* dst = typedField<uint8_t>(o, "dst", napi_uint8_array, src.rows * src.cols * tableElementBytes(dstDtype), false);
+  uint8_t* dst = bufferRegion(o, "dst", "dstByteOffset", src.rows * src.cols * tableElementBytes(dstDtype), false);
   uint8_t* dstScales = dstDtype == TableDtype::F8E4M3
-                           ? typedField<uint8_t>(o, "dstScales", napi_uint8_array, src.rows * (src.cols / kScaleBlock), false)
+                           ? bufferRegion(o, "dstScales", "dstScalesByteOffset", src.rows * (src.cols / kScaleBlock), false)
                            : nullptr;
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
   AddonState& state = addonState(info.Env());
@@ -164,13 +164,12 @@ Napi::Value ConvertTable(const Napi::CallbackInfo& info) {
 
 Napi::Value FillRandom(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
-  const auto dtype = static_cast<TableDtype>(intField(o, "dtype", 0, 3));
-  const int64_t rows = intField(o, "rows", 0, INT64_MAX / 2);
-  const int cols = static_cast<int>(intField(o, "cols", 1, 1 << 20));
-  uint8_t* dst = typedField<uint8_t>(o, "dst", napi_uint8_array, rows * cols * tableElementBytes(dtype), false);
-  uint8_t* scales = dtype == TableDtype::F8E4M3
-                        ? typedField<uint8_t>(o, "dstScales", napi_uint8_array, rows * (cols / kScaleBlock), false)
-                        : nullptr;
+  const TableView t = readTable(o, nullptr);  // the table to fill
+  const TableDtype dtype = t.dtype;
+  const int64_t rows = t.rows;
+  const int cols = t.cols;
+  uint8_t* dst = const_cast<uint8_t*>(t.data);
+  uint8_t* scales = const_cast<uint8_t*>(t.scales);
   const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", 0, INT64_MAX));
   const bool normal = stringField(o, "distribution", "normal") == "normal";
   const float scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());

@@ -84,6 +84,26 @@ template double* typedField<double>(const Napi::Object&, const char*, napi_typed
 template uint64_t* typedField<uint64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
                                         std::vector<Napi::Reference<Napi::Value>>*);
 
+uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
+                      std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " is required");
+  }
+  if (!v.IsArrayBuffer()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be an ArrayBuffer");
+  Napi::ArrayBuffer buffer = v.As<Napi::ArrayBuffer>();
+  const int64_t offset = intField(o, offsetName, 0, INT64_MAX / 2);
+  const int64_t length = static_cast<int64_t>(buffer.ByteLength());
+  if (bytes < 0 || offset > length || bytes > length - offset) {
+    throwJs(o.Env(), ErrorKind::RangeError,
+            std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                " run past its " + std::to_string(length) + " bytes");
+  }
+  if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
+  return static_cast<uint8_t*>(buffer.Data()) + offset;
+}
+
 namespace {
 
 class CallableWorker : public Napi::AsyncWorker {

@@ -36,6 +36,12 @@ template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected,
               bool optional, std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
 
+// `bytes` bytes of the ArrayBuffer field `name`, starting at the integer field
+// `offsetName` (regions may exceed what a typed array can view). Absent gives nullptr
+// when optional.
+uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
+                      std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
+
 // Runs `work` on libuv's pool and settles a promise; std::exception becomes the matching
 // JS error, anything else a plain Error. The typed arrays in keepAlive stay referenced
 // until the promise settles.

@@ -8,15 +8,36 @@ export const DTYPE_BYTES: Record<TensorDtype, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E8M0: 1, I64: 8, I32: 4, U8: 1,
 };
 
-/** A tensor as a state dict holds it: dtype, shape and little-endian bytes (or a typed array). */
+/**
+ * Bytes inside an ArrayBuffer. Every typed array is one; a plain region can also span
+ * more than the 2^32 elements a typed array may hold (a memory-mapped 98 GB table).
+ */
+export interface ByteRegion {
+  buffer: ArrayBufferLike;
+  byteOffset: number;
+  byteLength: number;
+}
+
+/** A tensor as a state dict holds it: dtype, shape and little-endian bytes (a typed array or a region). */
 export interface Tensor {
   dtype: TensorDtype;
   shape: number[];
-  data: ArrayBufferView;
+  data: ByteRegion;
 }
 
-export function tensorBytes(t: Tensor): Uint8Array {
+/** Largest Uint8Array this runtime can create. */
+export const MAX_VIEW_BYTES = 2 ** 32;
+
+export function tensorBytes(name: string, t: Tensor): Uint8Array {
+  if (t.data.byteLength > MAX_VIEW_BYTES) throw new RangeError(`tensor '${name}' is ${t.data.byteLength} bytes: too large for a typed array view`);
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+export function isByteRegion(v: unknown): v is ByteRegion {
+  const r = v as ByteRegion;
+  return r !== null && typeof r === 'object' && (r.buffer instanceof ArrayBuffer || r.buffer instanceof SharedArrayBuffer) &&
+    Number.isInteger(r.byteOffset) && Number.isInteger(r.byteLength) && r.byteOffset >= 0 && r.byteLength >= 0 &&
+    r.byteOffset + r.byteLength <= r.buffer.byteLength;
 }
 
 export function elementCount(shape: readonly number[]): number {
@@ -35,7 +56,7 @@ export function f16BitsToFloat(h: number): number {
 /** A floating-point tensor's values as fp32 (a new array). */
 export function toFloat32(name: string, t: Tensor): Float32Array {
   const n = elementCount(t.shape);
-  const bytes = tensorBytes(t);
+  const bytes = tensorBytes(name, t);
   if (bytes.byteLength !== n * (DTYPE_BYTES[t.dtype] ?? 0)) {
     throw new RangeError(`tensor '${name}' has ${bytes.byteLength} bytes but ${t.dtype} [${t.shape}] needs ${n * (DTYPE_BYTES[t.dtype] ?? 0)}`);
   }

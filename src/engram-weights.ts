@@ -1,7 +1,7 @@
 // The paper's Engram weights, held as the kernels want them (one stacked key/value
 // projection, fp32 norms and conv, the table in its storage format), and their mapping
 // to and from the reference module's state_dict names.
-import { elementCount, float32Tensor, tensorBytes, toFloat32, type Tensor } from './dtype.js';
+import { float32Tensor, isByteRegion, toFloat32, type ByteRegion, type Tensor } from './dtype.js';
 import type { ResolvedEngramConfig } from './engram-config.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe } from './validate.js';
@@ -63,7 +63,7 @@ const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
 
 function requireTensor(name: string, value: unknown): Tensor {
   const t = value as Tensor;
-  if (t === null || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !ArrayBuffer.isView(t.data)) {
+  if (t === null || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !isByteRegion(t.data)) {
     throw new TypeError(`tensor '${name}' must be { dtype, shape, data }, got ${describe(value)}`);
   }
   return t;
@@ -121,7 +121,7 @@ const TABLE_TENSOR_DTYPES: Record<string, TableDtype> = { F32: 'f32', BF16: 'bf1
 function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, g: Geometry, want: TableDtype | undefined): EngramTable {
   const stored = TABLE_TENSOR_DTYPES[t.dtype];
   if (stored === undefined) throw new TypeError(`tensor '${prefix}${TABLE_NAME}' must be F32, BF16, F16 or F8_E4M3, got ${describe(t.dtype)}`);
-  let scaleBytes: Uint8Array | undefined;
+  let scaleRegion: ByteRegion | undefined;
   if (stored === 'f8e4m3') {
     const shape = [g.rows, g.cols / SCALE_BLOCK];
     if (scales === undefined) throw new RangeError(`an F8_E4M3 table needs '${prefix}${TABLE_SCALE_NAME}' (F8_E8M0 ${shapeText(shape)})`);
@@ -129,11 +129,11 @@ function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, 
     if (scales.shape.length !== 2 || scales.shape[0] !== shape[0] || scales.shape[1] !== shape[1]) {
       throw new RangeError(`tensor '${prefix}${TABLE_SCALE_NAME}' has shape ${shapeText(scales.shape)} but the layer expects ${shapeText(shape)}`);
     }
-    scaleBytes = tensorBytes(scales);
+    scaleRegion = scales.data;
   } else if (scales !== undefined) {
     throw new RangeError(`state dict has '${prefix}${TABLE_SCALE_NAME}' but the table is ${t.dtype}, not F8_E4M3`);
   }
-  const table = EngramTable.fromBytes(tensorBytes(t), g.rows, g.cols, stored, scaleBytes);
+  const table = EngramTable.fromBytes(t.data, g.rows, g.cols, stored, scaleRegion);
   return want === undefined || want === stored ? table : table.convert(want);
 }
 
@@ -141,8 +141,8 @@ function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, 
 export function stateDictOf(w: EngramWeights, g: Geometry): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   const dtypeName = { f32: 'F32', bf16: 'BF16', f16: 'F16', f8e4m3: 'F8_E4M3' } as const;
-  out[TABLE_NAME] = { dtype: dtypeName[w.table.dtype], shape: [g.rows, g.cols], data: w.table.data };
-  if (w.table.scales) out[TABLE_SCALE_NAME] = { dtype: 'F8_E8M0', shape: [g.rows, g.cols / SCALE_BLOCK], data: w.table.scales };
+  out[TABLE_NAME] = { dtype: dtypeName[w.table.dtype], shape: [g.rows, g.cols], data: w.table.region };
+  if (w.table.scaleRegion) out[TABLE_SCALE_NAME] = { dtype: 'F8_E8M0', shape: [g.rows, g.cols / SCALE_BLOCK], data: w.table.scaleRegion };
   const block = g.hidden * g.features;
   for (let i = 0; i < g.hc; i++) {
     out[`key_projs.${i}.weight`] = float32Tensor([g.hidden, g.features], w.keyValueWeight.subarray(i * block, (i + 1) * block));

@@ -60,7 +60,18 @@ const INIT_STREAMS = { table: 1, keyValue: 2, keyValueBias: 3, conv: 4 } as cons
 function randomFloat32(n: number, seed: number, distribution: 'normal' | 'uniform', scale: number): Float32Array {
   const out = new Float32Array(n);
   if (n > 0) {
-    native().fillRandom({ dst: new Uint8Array(out.buffer), dtype: TABLE_DTYPE_CODES.f32, rows: n, cols: 1, seed, distribution, scale, threads: 0 });
+    native().fillRandom({
+      table: out.buffer,
+      tableByteOffset: 0,
+      tableScalesByteOffset: 0,
+      tableDtype: TABLE_DTYPE_CODES.f32,
+      tableRows: n,
+      tableCols: 1,
+      seed,
+      distribution,
+      scale,
+      threads: 0,
+    });
   }
   return out;
 }

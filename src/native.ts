@@ -49,9 +49,12 @@ export type NativeLinearHandle = { readonly __packedLinear: unique symbol };
 /** Table storage codes shared with cuda/gather.cuh. */
 export const TABLE_DTYPE_CODES = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3 } as const;
 
+/** A table as bytes of ArrayBuffers (regions may exceed what a typed array can view). */
 export interface NativeTableArgs {
-  table: Uint8Array;
-  tableScales?: Uint8Array;
+  table: ArrayBuffer;
+  tableByteOffset: number;
+  tableScales?: ArrayBuffer;
+  tableScalesByteOffset: number;
   tableDtype: number;
   tableRows: number;
   tableCols: number;
@@ -92,13 +95,9 @@ export interface NativeAddon {
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
   engramForward(args: NativeEngramForwardArgs): void;
   engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;
-  convertTable(args: NativeTableArgs & { dst: Uint8Array; dstScales?: Uint8Array; dstDtype: number; threads: number }): void;
-  fillRandom(args: {
-    dst: Uint8Array;
-    dstScales?: Uint8Array;
-    dtype: number;
-    rows: number;
-    cols: number;
+  convertTable(args: NativeTableArgs & { dst: ArrayBuffer; dstByteOffset: number; dstScales?: ArrayBuffer; dstScalesByteOffset: number; dstDtype: number; threads: number }): void;
+  /** Fills the table of `args` (its dtype) with seeded random values. */
+  fillRandom(args: NativeTableArgs & {
     seed: number;
     distribution: 'normal' | 'uniform';
     scale: number;

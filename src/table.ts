@@ -1,6 +1,9 @@
 // One concatenated Engram table (all heads of a layer), stored as fp32, bf16, fp16 or
 // DeepSeek-V4.1's fp8-e4m3 with a UE8M0 scale per 32 channels of a row. Rows are
 // decoded to fp32 inside the gather; the bytes are never expanded to a float copy.
+// The bytes are a region of an ArrayBuffer (not a typed array), so a table may exceed
+// the 2^32 elements a typed array can hold.
+import { isByteRegion, MAX_VIEW_BYTES, type ByteRegion } from './dtype.js';
 import { native, TABLE_DTYPE_CODES, type NativeTableArgs } from './native.js';
 import { describe, requireInteger } from './validate.js';
 
@@ -19,64 +22,70 @@ export function requireTableDtype(name: string, value: unknown): TableDtype {
   return value as TableDtype;
 }
 
+function checkGeometry(rows: number, cols: number, dtype: TableDtype): void {
+  requireTableDtype('dtype', dtype);
+  requireInteger('rows', rows, 1);
+  requireInteger('cols', cols, 1, 1 << 20);
+  if (dtype === 'f8e4m3' && cols % SCALE_BLOCK !== 0) {
+    throw new RangeError(`cols must be a multiple of ${SCALE_BLOCK} for an fp8 table, got ${cols}`);
+  }
+}
+
+function view(region: ByteRegion, what: string): Uint8Array {
+  if (region.byteLength > MAX_VIEW_BYTES) throw new RangeError(`the ${what} is ${region.byteLength} bytes, more than one typed array can view: use .region`);
+  return new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
+}
+
 export class EngramTable {
   private constructor(
     readonly dtype: TableDtype,
     readonly rows: number,
     readonly cols: number,
     /** rows x cols elements, row-major, little-endian. */
-    readonly data: Uint8Array,
+    readonly region: ByteRegion,
     /** fp8 only: rows x cols/32 UE8M0 codes. */
-    readonly scales: Uint8Array | undefined,
+    readonly scaleRegion: ByteRegion | undefined,
   ) {}
 
   /** A zero-filled table. */
   static allocate(rows: number, cols: number, dtype: TableDtype = 'f32'): EngramTable {
-    requireTableDtype('dtype', dtype);
-    requireInteger('rows', rows, 1);
-    requireInteger('cols', cols, 1, 1 << 20);
-    if (dtype === 'f8e4m3' && cols % SCALE_BLOCK !== 0) {
-      throw new RangeError(`cols must be a multiple of ${SCALE_BLOCK} for an fp8 table, got ${cols}`);
-    }
-    const data = new Uint8Array(rows * cols * bytesPerElement(dtype));
-    const scales = dtype === 'f8e4m3' ? new Uint8Array(rows * (cols / SCALE_BLOCK)) : undefined;
-    return new EngramTable(dtype, rows, cols, data, scales);
+    checkGeometry(rows, cols, dtype);
+    const bytes = rows * cols * bytesPerElement(dtype);
+    const region = { buffer: new ArrayBuffer(bytes), byteOffset: 0, byteLength: bytes };
+    const scaleBytes = rows * (cols / SCALE_BLOCK);
+    const scales = dtype === 'f8e4m3' ? { buffer: new ArrayBuffer(scaleBytes), byteOffset: 0, byteLength: scaleBytes } : undefined;
+    return new EngramTable(dtype, rows, cols, region, scales);
   }
 
-  /** Wraps existing bytes (e.g. a memory-mapped checkpoint); no copy. */
-  static fromBytes(data: Uint8Array, rows: number, cols: number, dtype: TableDtype, scales?: Uint8Array): EngramTable {
-    requireTableDtype('dtype', dtype);
-    requireInteger('rows', rows, 1);
-    requireInteger('cols', cols, 1, 1 << 20);
-    if (!(data instanceof Uint8Array)) throw new TypeError(`data must be a Uint8Array, got ${describe(data)}`);
+  /** Wraps existing bytes (a typed array or a region, e.g. of a memory-mapped checkpoint); no copy. */
+  static fromBytes(data: ByteRegion, rows: number, cols: number, dtype: TableDtype, scales?: ByteRegion): EngramTable {
+    checkGeometry(rows, cols, dtype);
+    if (!isByteRegion(data)) throw new TypeError(`data must be a typed array or { buffer, byteOffset, byteLength }, got ${describe(data)}`);
     const want = rows * cols * bytesPerElement(dtype);
     if (data.byteLength !== want) throw new RangeError(`table data has ${data.byteLength} bytes but ${rows} x ${cols} ${dtype} needs ${want}`);
     if (dtype === 'f8e4m3') {
-      if (cols % SCALE_BLOCK !== 0) throw new RangeError(`cols must be a multiple of ${SCALE_BLOCK} for an fp8 table, got ${cols}`);
-      if (!(scales instanceof Uint8Array) || scales.byteLength !== rows * (cols / SCALE_BLOCK)) {
-        throw new RangeError(`an fp8 table needs ${rows * (cols / SCALE_BLOCK)} UE8M0 scale bytes, got ${describe(scales)}`);
+      const need = rows * (cols / SCALE_BLOCK);
+      if (!isByteRegion(scales) || scales.byteLength !== need) {
+        throw new RangeError(`an fp8 table needs ${need} UE8M0 scale bytes, got ${describe(scales)}`);
       }
     }
-    return new EngramTable(dtype, rows, cols, data, dtype === 'f8e4m3' ? scales : undefined);
+    const region = { buffer: data.buffer, byteOffset: data.byteOffset, byteLength: data.byteLength };
+    const scaleRegion = dtype === 'f8e4m3' ? { buffer: scales!.buffer, byteOffset: scales!.byteOffset, byteLength: scales!.byteLength } : undefined;
+    return new EngramTable(dtype, rows, cols, region, scaleRegion);
   }
 
   /** Encodes fp32 values [rows, cols] as `dtype` (round to nearest even; fp8 with block scales). */
   static fromFloat32(values: Float32Array, rows: number, cols: number, dtype: TableDtype = 'f32'): EngramTable {
     if (!(values instanceof Float32Array)) throw new TypeError(`values must be a Float32Array, got ${describe(values)}`);
     if (values.length !== rows * cols) throw new RangeError(`values has ${values.length} elements but ${rows} x ${cols} needs ${rows * cols}`);
-    const f32 = EngramTable.fromBytes(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), rows, cols, 'f32');
-    return dtype === 'f32' ? EngramTable.fromBytes(new Uint8Array(f32.data), rows, cols, 'f32') : f32.convert(dtype);
+    return EngramTable.fromBytes(values, rows, cols, 'f32').convert(dtype);
   }
 
   /** Seeded N(0, std^2) rows (nn.Embedding's init), identical for any thread count. */
   static random(rows: number, cols: number, dtype: TableDtype, options: { seed?: number; std?: number; threads?: number } = {}): EngramTable {
     const t = EngramTable.allocate(rows, cols, dtype);
     native().fillRandom({
-      dst: t.data,
-      dstScales: t.scales,
-      dtype: TABLE_DTYPE_CODES[dtype],
-      rows,
-      cols,
+      ...t.nativeArgs(),
       seed: requireInteger('options.seed', options.seed ?? 0, 0),
       distribution: 'normal',
       scale: options.std ?? 1,
@@ -85,18 +94,27 @@ export class EngramTable {
     return t;
   }
 
-  /** The same rows in another storage format (a new table). */
+  /** The same rows in another storage format (always a new table). */
   convert(dtype: TableDtype, options: { threads?: number } = {}): EngramTable {
     requireTableDtype('dtype', dtype);
     const out = EngramTable.allocate(this.rows, this.cols, dtype);
-    native().convertTable({ ...this.nativeArgs(), dst: out.data, dstScales: out.scales, dstDtype: TABLE_DTYPE_CODES[dtype], threads: options.threads ?? 0 });
+    const dst = out.nativeArgs();
+    native().convertTable({
+      ...this.nativeArgs(),
+      dst: dst.table,
+      dstByteOffset: 0,
+      dstScales: dst.tableScales,
+      dstScalesByteOffset: 0,
+      dstDtype: TABLE_DTYPE_CODES[dtype],
+      threads: options.threads ?? 0,
+    });
     return out;
   }
 
   /** Rows decoded to fp32 (the values the gather produces). */
   toFloat32(options: { threads?: number } = {}): Float32Array {
     const f32 = this.convert('f32', options);
-    return new Float32Array(f32.data.buffer, f32.data.byteOffset, this.rows * this.cols);
+    return new Float32Array(f32.region.buffer, 0, this.rows * this.cols);
   }
 
   /** Rows `rowIds` decoded to fp32: [rowIds.length, cols]. */
@@ -106,12 +124,30 @@ export class EngramTable {
     return out;
   }
 
+  /** The row bytes as one Uint8Array (tables up to 4 GiB; larger ones: use `region`). */
+  get data(): Uint8Array {
+    return view(this.region, 'table');
+  }
+
+  /** fp8 only: the UE8M0 scale codes [rows, cols / 32]. */
+  get scales(): Uint8Array | undefined {
+    return this.scaleRegion === undefined ? undefined : view(this.scaleRegion, 'scale table');
+  }
+
   get byteLength(): number {
-    return this.data.byteLength + (this.scales?.byteLength ?? 0);
+    return this.region.byteLength + (this.scaleRegion?.byteLength ?? 0);
   }
 
   /** @internal The table as the addon reads it. */
   nativeArgs(): NativeTableArgs {
-    return { table: this.data, tableScales: this.scales, tableDtype: TABLE_DTYPE_CODES[this.dtype], tableRows: this.rows, tableCols: this.cols };
+    return {
+      table: this.region.buffer as ArrayBuffer,
+      tableByteOffset: this.region.byteOffset,
+      tableScales: this.scaleRegion?.buffer as ArrayBuffer | undefined,
+      tableScalesByteOffset: this.scaleRegion?.byteOffset ?? 0,
+      tableDtype: TABLE_DTYPE_CODES[this.dtype],
+      tableRows: this.rows,
+      tableCols: this.cols,
+    };
   }
 }

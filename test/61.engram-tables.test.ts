@@ -63,16 +63,17 @@ describe('table formats decode exactly', () => {
     }
   });
 
-  it('gather reads rows of tables over 2^31 bytes at 64-bit offsets', () => {
-    // 2^31 + 64 bytes of fp8 rows: row ids near the end address past 2^31.
+  it('gather reads rows of tables over 2^32 elements (more than a typed array can view)', () => {
+    // 2^32 + 64 fp8 elements (untouched pages cost no memory): the last row lies past 2^32.
     const cols = 64;
-    const rows = 2 ** 31 / cols + 1;
+    const rows = 2 ** 32 / cols + 1;
     const t = EngramTable.allocate(rows, cols, 'f8e4m3');
-    t.data.fill(0x38, (rows - 1) * cols); // 1.0
+    new Uint8Array(t.region.buffer, (rows - 1) * cols, cols).fill(0x38); // 1.0
     t.scales!.fill(128, (rows - 1) * 2); // x2
     const got = t.gather(Int32Array.of(rows - 1, 0));
     expect(Array.from(got.slice(0, 2))).toEqual([2, 2]);
     expect(got[cols]).toBe(0);
+    expect(() => t.data).toThrow(/more than one typed array can view: use .region/);
   });
 });
 

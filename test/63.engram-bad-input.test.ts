@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+
+import { Engram, type Tensor } from '../src/index.js';
+import { small, smallConfig, smallEngram, smallInputs, smallStateDict } from './helpers/forward-small.js';
+
+describe('Engram rejects bad input with clear errors and keeps its state', () => {
+  const engram = smallEngram();
+  const { hidden, ids, shape } = smallInputs();
+
+  it('hidden states of the wrong length or type', () => {
+    expect(() => engram.forward(hidden.subarray(1), ids, shape)).toThrow(RangeError);
+    expect(() => engram.forward(hidden.subarray(1), ids, shape)).toThrow(/hiddenStates has 3071 elements but \[2, 12, 4, 32\] needs 3072/);
+    expect(() => engram.forward(Array.from(hidden) as unknown as Float32Array, ids, shape)).toThrow(/hiddenStates must be a Float32Array/);
+  });
+
+  it('ids that do not match the shape or the vocabulary', () => {
+    expect(() => engram.forward(hidden, ids.subarray(1), shape)).toThrow(/inputIds has 23 elements but the shape needs 24/);
+    const bad = ids.slice();
+    bad[5] = 1 << 30;
+    expect(() => engram.forward(hidden, bad, shape)).toThrow(/inputIds\[5\] = 1073741824 is outside the tokenizer's vocabulary/);
+    expect(() => engram.forward(hidden, ids, [2, -12] as [number, number])).toThrow(RangeError);
+  });
+
+  it('NaN and Inf in hidden states propagate to that token and never crash', () => {
+    const h = hidden.slice();
+    h[0] = NaN; // token 0, branch 0
+    h[32 * 4 * 3 + 32] = Infinity; // token 3, branch 1
+    const r = engram.forward(h, ids, shape);
+    expect(r.gates[0]).toBeNaN();
+    expect(r.gates[3 * 4 + 1]).toBeNaN();
+    expect(Number.isFinite(r.gates[1])).toBe(true);
+    expect(Number.isFinite(r.output[32 * 4 * 2])).toBe(true); // token 2 of sequence 0 never sees them through the conv (dilation 3)
+  });
+
+  it('a state dict from another config names the tensor and both shapes; the old weights stay', () => {
+    const before = engram.forward(hidden, ids, shape).output;
+    const dict = smallStateDict();
+    const wrong: Record<string, Tensor> = { ...dict, 'value_proj.weight': { ...dict['value_proj.weight'], shape: [16, 128] } };
+    expect(() => engram.loadStateDict(wrong)).toThrow(/tensor 'value_proj.weight' has shape \[16, 128\] but the layer expects \[32, 64\]/);
+    const missing = { ...dict };
+    delete missing['norm2.3.weight'];
+    expect(() => engram.loadStateDict(missing)).toThrow(/state dict is missing tensor 'norm2.3.weight' \(expected shape \[32\]\)/);
+    expect(() => engram.loadStateDict({ ...dict, 'norm3.0.weight': dict['norm1.0.weight'] })).toThrow(/unexpected tensor 'norm3.0.weight'/);
+    expect(() => engram.loadStateDict({ ...dict, 'norm1.0.weight': { dtype: 'I64', shape: [32], data: new BigInt64Array(32) } })).toThrow(
+      /tensor 'norm1.0.weight' must be F32, F16, BF16 or F64, got "I64"/,
+    );
+    expect(() => engram.loadStateDict({ ...dict, 'norm1.0.weight': { dtype: 'F32', shape: [32], data: new Float32Array(31) } })).toThrow(
+      /tensor 'norm1.0.weight' has 124 bytes but F32 \[32\] needs 128/,
+    );
+    const after = engram.forward(hidden, ids, shape).output;
+    expect(Buffer.compare(Buffer.from(after.buffer), Buffer.from(before.buffer))).toBe(0);
+  });
+
+  it('a layer prefix selects the layer\'s tensors', () => {
+    const e = smallEngram();
+    const prefixed = Object.fromEntries(Object.entries(smallStateDict()).map(([k, v]) => [`layers.1.engram.${k}`, v]));
+    e.loadStateDict(prefixed, { prefix: 'layers.1.engram.' });
+    expect(() => e.loadStateDict(prefixed)).toThrow(/unexpected tensor 'layers.1.engram/);
+  });
+
+  it('bad options and configs', () => {
+    expect(() => new Engram({ ...smallConfig(), layerId: 7 })).toThrow(/config.layerId = 7 is not one of config.layerIds \[1\]/);
+    expect(() => new Engram({ ...smallConfig(), nEmbedPerNgram: 30 })).toThrow(/nEmbedPerNgram \(30\) must be a multiple of nHeadPerNgram \(4\)/);
+    expect(() => new Engram(smallConfig(), { tableDtype: 'int4' as never })).toThrow(/options.tableDtype must be one of/);
+    expect(() => new Engram(smallConfig(), { device: 'tpu' as never })).toThrow(/options.device must be 'cpu', 'cuda' or 'auto'/);
+    expect(() => engram.forward(hidden, ids, shape, { threads: 0 })).toThrow(/options.threads must be in \[1, 4096\], got 0/);
+    expect(() => engram.forward(hidden, ids, shape, { state: engram.newState(3) })).toThrow(/options.state holds 3 sequences/);
+    expect(() => engram.step({} as never, hidden.subarray(0, 128), [1])).toThrow(/state must come from engram.newState/);
+    expect(() => new Engram(smallConfig(), { init: 'none' }).forward(hidden, ids, shape)).toThrow(/has no weights yet/);
+    expect(small.config.hidden_size).toBe(32);
+  });
+});
