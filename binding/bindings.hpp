@@ -12,4 +12,5 @@ Napi::Value EngramForward(const Napi::CallbackInfo& info);
 Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value ConvertTable(const Napi::CallbackInfo& info);
 Napi::Value FillRandom(const Napi::CallbackInfo& info);
+Napi::Value MapFile(const Napi::CallbackInfo& info);
 }  // namespace engram

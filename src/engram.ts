@@ -4,9 +4,10 @@
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './engram-config.js';
-import { geometry, stateDictOf, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
+import { geometry, stateDictOf, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
 import { native, TABLE_DTYPE_CODES, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
 
@@ -54,6 +55,9 @@ export interface EngramForwardResult {
   gates: Float32Array;
   embeddings?: Float32Array;
 }
+
+/** safetensors metadata key holding the layer's config as JSON. */
+export const CONFIG_METADATA_KEY = 'engram_config';
 
 const INIT_STREAMS = { table: 1, keyValue: 2, keyValueBias: 3, conv: 4 } as const;
 
@@ -161,6 +165,37 @@ export class Engram {
     const prefix = options.prefix ?? '';
     const dict = stateDictOf(this.requireWeights(), this.geometry);
     return Object.fromEntries(Object.entries(dict).map(([k, v]) => [prefix + k, v]));
+  }
+
+  /**
+   * A layer from a safetensors file by the reference's names (memory-mapped: the table is
+   * read from the file on demand, not copied). The config comes from the file's
+   * `engram_config` metadata (written by saveSafetensors) unless options.config is given;
+   * the table keeps its stored format unless options.tableDtype asks for another.
+   */
+  static fromSafetensors(file: string, options: EngramOptions & { prefix?: string; config?: Partial<EngramConfig> } = {}): Engram {
+    const st = readSafetensors(file);
+    let config = options.config;
+    if (config === undefined) {
+      const text = st.metadata[CONFIG_METADATA_KEY];
+      if (text === undefined) throw new TypeError(`'${file}' has no ${CONFIG_METADATA_KEY} metadata: pass options.config`);
+      try {
+        config = JSON.parse(text) as Partial<EngramConfig>;
+      } catch {
+        throw new TypeError(`'${file}' has an ${CONFIG_METADATA_KEY} metadata entry that is not JSON`);
+      }
+    }
+    const prefix = options.prefix ?? '';
+    const table = st.tensors[prefix + TABLE_NAME];
+    const stored = table === undefined ? undefined : ({ F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' } as Record<string, TableDtype>)[table.dtype];
+    const engram = new Engram(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored ?? 'f32' });
+    engram.loadStateDict(st.tensors, { prefix });
+    return engram;
+  }
+
+  /** Writes the layer (reference names, optional prefix) with its config in the metadata. */
+  saveSafetensors(file: string, options: { prefix?: string } = {}): void {
+    writeSafetensors(file, this.stateDict(options), { format: 'pt', [CONFIG_METADATA_KEY]: JSON.stringify(this.config) });
   }
 
   /** A fresh streaming state for `batch` sequences (nothing seen yet). */

@@ -30,3 +30,4 @@ export {
 } from './engram-config.js';
 export { EngramTable, SCALE_BLOCK, TABLE_DTYPES, type TableDtype } from './table.js';
 export type { Tensor, TensorDtype } from './dtype.js';
+export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './safetensors.js';

@@ -90,6 +90,8 @@ export interface NativeEngramForwardArgs extends NativeTableArgs {
 }
 
 export interface NativeAddon {
+  /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
+  mapFile(path: string): ArrayBuffer;
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
   linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;

@@ -1,0 +1,40 @@
+// mapFile: a file as an external ArrayBuffer over a private memory mapping, so a table
+// of many GB is paged in on demand instead of read into RAM. The mapping is private
+// and writable: a write from JS changes this process's copy only, never the file (and
+// never faults, as a read-only mapping would).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "bindings.hpp"
+
+namespace engram {
+
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwJs(env, ErrorKind::TypeError, "path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throwJs(env, ErrorKind::Error, "'" + path + "' is not a regular file");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return Napi::ArrayBuffer::New(env, 0);
+  }
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int mapErrno = errno;
+  ::close(fd);  // the mapping keeps the file open
+  if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
+  return Napi::ArrayBuffer::New(env, base, size, [size](Napi::Env, void* data) { ::munmap(data, size); });
+}
+
+}  // namespace engram
