@@ -31,3 +31,4 @@ export {
 export { EngramTable, SCALE_BLOCK, TABLE_DTYPES, type TableDtype } from './table.js';
 export type { Tensor, TensorDtype } from './dtype.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './safetensors.js';
+export { EngramModel, defaultLayerPrefix, type EngramModelState, type EngramRows } from './engram-model.js';
