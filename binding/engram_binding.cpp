@@ -3,6 +3,7 @@
 #include "bindings.hpp"
 #include "convert_ops.hpp"
 #include "engram_ops.hpp"
+#include "membench_ops.hpp"
 
 namespace engram {
 
@@ -177,6 +178,34 @@ Napi::Value FillRandom(const Napi::CallbackInfo& info) {
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] { fillRandomCpu(dst, scales, dtype, rows, cols, seed, normal, scale, state.pool, threads); });
   return info.Env().Undefined();
+}
+
+}  // namespace engram
+
+namespace engram {
+
+Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const double seconds = o.Get("seconds").ToNumber().DoubleValue();
+  double gflops = 0.0;
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { gflops = fmaPeakGflops(state.pool, threads, seconds > 0 && seconds < 10 ? seconds : 0.2); });
+  return Napi::Number::New(info.Env(), gflops);
+}
+
+Napi::Value ReadRows(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const TableView t = readTable(o, nullptr);
+  const int32_t* ids = typedField<int32_t>(o, "rowIds", napi_int32_array, -1, false);
+  const int64_t count = static_cast<int64_t>(o.Get("rowIds").As<Napi::TypedArray>().ElementLength());
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  uint64_t fold = 0;
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] {
+    fold = readRowsCpu(t.data, t.rows, static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype), ids, count, state.pool, threads);
+  });
+  return Napi::Number::New(info.Env(), static_cast<double>(fold & 0xffffffffu));
 }
 
 }  // namespace engram

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "conv.cuh"
+#include "cpu_features.hpp"
+#include "engram_cpu_kernel.hpp"
 #include "engram_ops.hpp"
 #include "gating.cuh"
 
@@ -40,32 +42,35 @@ void checkTable(const TableView& t) {
   }
 }
 
+EngramRowKernels rowKernels() {
+  if (cpuHasAvx512()) {
+#if defined(EK_HAVE_AVX512_KERNEL)
+    return {"avx512", avx512::gatherTokens, avx512::gateTokens, avx512::convTokens};
+#endif
+  }
+  return {"baseline", baseline::gatherTokens, baseline::gateTokens, baseline::convTokens};
+}
+
 void gatherUnchecked(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads,
                      int64_t stride, int64_t offset, float* out, ThreadPool& pool, int threads) {
-  const int cols = table.cols;
-  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      for (int h = 0; h < heads; ++h) {
-        const int64_t r = rowIdAt(rowIds, rowIds64, m * stride + offset + h);
-        const uint8_t* row = table.rowBytes(r);
-        const uint8_t* scales = table.rowScales(r);
-        float* dst = out + (m * heads + h) * cols;
-        switch (table.dtype) {  // one switch per row, so each loop below is a plain decode
-          case TableDtype::F32:
-            for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(TableDtype::F32, row, scales, c);
-            break;
-          case TableDtype::BF16:
-            for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(TableDtype::BF16, row, scales, c);
-            break;
-          case TableDtype::F16:
-            for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(TableDtype::F16, row, scales, c);
-            break;
-          default:
-            for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(TableDtype::F8E4M3, row, scales, c);
-        }
-      }
-    }
-  });
+  EngramRowArgs a{};
+  a.table = table;
+  a.heads = heads;
+  a.rowIds = rowIds;
+  a.rowIds64 = rowIds64;
+  a.rowIdsStride = stride;
+  a.rowIdsOffset = offset;
+  a.embeddings = out;
+  const EngramRowFn gather = rowKernels().gather;
+  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { gather(a, begin, end); });
+}
+
+// Scratch of the calling thread, reused across calls: fresh multi-MB buffers per call
+// would cost a page fault per 4 KiB on every forward.
+template <typename T>
+T* scratch(std::vector<T>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
 
 double secondsSince(std::chrono::steady_clock::time_point t0) {
@@ -110,70 +115,70 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
 
   const int hc = r.hc, hidden = r.hidden;
   double* const stage = r.stageSeconds;
-  auto t0 = std::chrono::steady_clock::now();
+  const EngramRowKernels kernels = rowKernels();
+  thread_local std::vector<float> scratchE, scratchKv, scratchRms, scratchConvT;
+  const int historyLen = (r.kernelSize - 1) * r.dilation;
+
+  EngramRowArgs a{};
+  a.seqLen = r.seqLen;
+  a.hc = hc;
+  a.hidden = hidden;
+  a.heads = r.heads;
+  a.kernelSize = r.kernelSize;
+  a.dilation = r.dilation;
+  a.historyLen = historyLen;
+  a.gateEps = r.gateEps;
+  a.convEps = r.convEps;
+  a.table = r.table;
+  a.rowIds = r.rowIds;
+  a.rowIds64 = r.rowIds64;
+  a.rowIdsStride = idStride;
+  a.rowIdsOffset = r.rowIdsOffset;
+  a.embeddings = r.embeddings ? r.embeddings : scratch(scratchE, static_cast<size_t>(tokens * features));
+  a.kv = scratch(scratchKv, static_cast<size_t>(tokens * kvWidth));
+  a.kvWidth = kvWidth;
+  a.hiddenStates = r.hiddenStates;
+  a.norm1 = r.norm1;
+  a.norm2 = r.norm2;
+  a.gates = r.gates;
+  a.inverseRms = scratch(scratchRms, static_cast<size_t>(tokens * hc));
+  a.convNorm = r.convNorm;
+  a.convHistory = r.convHistory;
+  a.out = r.out;
+  // Conv weights tap-major ([K][channels]) so the loop over channels is contiguous.
+  const int64_t channels = static_cast<int64_t>(hc) * hidden;
+  float* convT = scratch(scratchConvT, static_cast<size_t>(channels * r.kernelSize));
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int i = 0; i < r.kernelSize; ++i) convT[i * channels + c] = r.convWeight[c * r.kernelSize + i];
+  }
+  a.convWeightT = convT;
 
   // 1. Gather e [tokens, features].
-  std::vector<float> scratchE;
-  float* e = r.embeddings;
-  if (e == nullptr) {
-    scratchE.resize(static_cast<size_t>(tokens * features));
-    e = scratchE.data();
-  }
-  gatherUnchecked(r.table, r.rowIds, r.rowIds64, tokens, r.heads, idStride, r.rowIdsOffset, e, pool, threads);
+  auto t0 = std::chrono::steady_clock::now();
+  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(a, begin, end); });
   if (stage) stage[0] = secondsSince(t0);
 
   // 2. Every branch's key and the value in one GEMM: kv [tokens, (hc + 1) * hidden].
   t0 = std::chrono::steady_clock::now();
-  std::vector<float> kv(static_cast<size_t>(tokens * kvWidth));
-  linearCpu(e, tokens, features, *r.keyValue, kv.data(), kvWidth, pool, threads);
+  linearCpu(a.embeddings, tokens, features, *r.keyValue, a.kv, kvWidth, pool, threads);
   if (stage) stage[1] = secondsSince(t0);
 
   // 3. Gates; each branch's key slot is overwritten with its gated value, and the
   //    inverse RMS of that value (the conv norm) is kept per (token, branch).
   t0 = std::chrono::steady_clock::now();
-  std::vector<float> inverseRms(static_cast<size_t>(tokens * hc));
-  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      float* const row = kv.data() + m * kvWidth;
-      const float* const value = row + static_cast<int64_t>(hc) * hidden;
-      for (int g = 0; g < hc; ++g) {
-        float* const key = row + static_cast<int64_t>(g) * hidden;
-        const float* const query = r.hiddenStates + (m * hc + g) * hidden;
-        const GateSums s = gateSums(key, query, r.norm1 + g * hidden, r.norm2 + g * hidden, 0, hidden, 1);
-        const float gate = gateFromSums(s.keySquares, s.querySquares, s.weightedDot, hidden, r.gateEps);
-        if (r.gates != nullptr) r.gates[m * hc + g] = gate;
-        float squares = 0.0f;
-        for (int j = 0; j < hidden; ++j) {
-          key[j] = gate * value[j];
-          squares += key[j] * key[j];
-        }
-        inverseRms[m * hc + g] = 1.0f / sqrtf(squares / static_cast<float>(hidden) + r.convEps);
-      }
-    }
-  });
+  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gate(a, begin, end); });
   if (stage) stage[2] = secondsSince(t0);
 
   // 4. ShortConv over each sequence, reading the gated values in place in kv.
   t0 = std::chrono::steady_clock::now();
-  const int historyLen = (r.kernelSize - 1) * r.dilation;
-  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) {
-      const int64_t b = m / r.seqLen;
-      const int t = static_cast<int>(m - b * r.seqLen);
-      const ConvSequence seq{kv.data() + b * r.seqLen * kvWidth, inverseRms.data() + b * r.seqLen * hc,
-                             r.convHistory ? r.convHistory + b * historyLen * hc * hidden : nullptr, kvWidth,
-                             r.seqLen, historyLen, hc, hidden};
-      for (int g = 0; g < hc; ++g) {
-        float* const dst = r.out + (m * hc + g) * hidden;
-        for (int j = 0; j < hidden; ++j) dst[j] = shortConvOutput(seq, r.convNorm, r.convWeight, r.kernelSize, r.dilation, t, g, j);
-      }
-    }
-  });
+  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.conv(a, begin, end); });
+  const float* kvData = a.kv;
+  const float* rmsData = a.inverseRms;
   // The normalised rows the next chunk's conv looks back on.
   if (r.convHistoryOut != nullptr && historyLen > 0) {
     for (int b = 0; b < r.batch; ++b) {
-      const ConvSequence seq{kv.data() + static_cast<int64_t>(b) * r.seqLen * kvWidth,
-                             inverseRms.data() + static_cast<int64_t>(b) * r.seqLen * hc,
+      const ConvSequence seq{kvData + static_cast<int64_t>(b) * r.seqLen * kvWidth,
+                             rmsData + static_cast<int64_t>(b) * r.seqLen * hc,
                              r.convHistory ? r.convHistory + static_cast<int64_t>(b) * historyLen * hc * hidden : nullptr,
                              kvWidth, r.seqLen, historyLen, hc, hidden};
       float* const dst = r.convHistoryOut + static_cast<int64_t>(b) * historyLen * hc * hidden;

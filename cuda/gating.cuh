@@ -10,12 +10,34 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "gather.cuh"  // floatFromBits / bitsFromFloat
 
 namespace engram {
 
 constexpr float kGateClamp = 1e-6f;
 
-EK_HD float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+// exp(x) to about 2 ulp without a library call, so the CPU loops that use it vectorise
+// (Cody-Waite reduction by ln 2, Cephes' degree-5 polynomial, exponent by bit
+// arithmetic). Inputs are clamped to [-86, 88], where the callers' 1 + exp(.) no longer
+// changes; NaN stays NaN.
+EK_HD float expApprox(float x) {
+  // Selects, not fminf/fmaxf: those are library calls that keep loops from vectorising.
+  const float xc = x < -86.0f ? -86.0f : (x > 88.0f ? 88.0f : x);
+  const float n = rintf(xc * 1.44269504088896341f);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = (p * r) * r + r + 1.0f;
+  const float scaled = floatFromBits(bitsFromFloat(y) + (static_cast<uint32_t>(static_cast<int32_t>(n)) << 23));
+  return x != x ? x : scaled;
+}
+
+EK_HD float sigmoidf(float x) { return 1.0f / (1.0f + expApprox(-x)); }
 
 EK_HD float signedSqrt(float s) {
   const float r = sqrtf(fmaxf(fabsf(s), kGateClamp));
@@ -49,6 +71,6 @@ EK_HD GateSums gateSums(const float* key, const float* query, const float* w1, c
   return s;
 }
 
-EK_HD float silu(float y) { return y / (1.0f + expf(-y)); }
+EK_HD float silu(float y) { return y / (1.0f + expApprox(-y)); }
 
 }  // namespace engram

@@ -1,6 +1,8 @@
 // CPU projections: weight packing, build selection, and the split of the output into
 // (row block, panel range) tiles over the thread pool.
 #include <algorithm>
+#include <chrono>
+#include <vector>
 
 #include "common.hpp"
 #include "cpu_features.hpp"
@@ -17,14 +19,15 @@ struct LinearBuild {
   const char* name;
   int width;
   TilesFn tiles;
+  double (*peakLoop)(int64_t, float*);
 };
 
 LinearBuild linearBuild(const std::string& name) {
-  const LinearBuild base{"baseline", baseline::linearTileWidth(), baseline::linearTiles};
+  const LinearBuild base{"baseline", baseline::linearTileWidth(), baseline::linearTiles, baseline::fmaPeakLoop};
   if (name == "baseline") return base;
   if (name == "avx512" || name == "auto") {
 #if defined(EK_HAVE_AVX512_KERNEL)
-    if (cpuHasAvx512()) return {"avx512", avx512::linearTileWidth(), avx512::linearTiles};
+    if (cpuHasAvx512()) return {"avx512", avx512::linearTileWidth(), avx512::linearTiles, avx512::fmaPeakLoop};
 #endif
     EK_REQUIRE(name == "auto", RangeError, "cpu kernel 'avx512' is not available on this CPU or build");
     return base;
@@ -82,6 +85,34 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
       if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1);
     }
   });
+}
+
+double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel) {
+  const LinearBuild build = linearBuild(kernel);
+  const int n = std::max(1, threads <= 0 ? pool.maxThreads() : std::min(threads, pool.maxThreads()));
+  // Calibrate the iteration count on one thread, then run every thread at once.
+  float sink = 0.0f;
+  int64_t iterations = 1 << 16;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    build.peakLoop(iterations, &sink);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (dt > seconds / 4 || iterations > (int64_t{1} << 40)) {
+      iterations = static_cast<int64_t>(static_cast<double>(iterations) * seconds / std::max(dt, 1e-9));
+      break;
+    }
+    iterations *= 4;
+  }
+  std::vector<float> sinks(static_cast<size_t>(n));
+  std::vector<double> flops(static_cast<size_t>(n));
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallelFor(n, n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) flops[i] = build.peakLoop(iterations, &sinks[i]);
+  });
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double total = 0.0;
+  for (double f : flops) total += f;
+  return total / dt / 1e9;
 }
 
 }  // namespace engram

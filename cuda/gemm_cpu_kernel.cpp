@@ -63,6 +63,23 @@ inline void microTile(const float* __restrict a, const float* __restrict b, int6
 
 int linearTileWidth() { return kWidth; }
 
+// The machine's FMA peak, measured: 12 independent accumulator chains (enough to cover
+// FMA latency on two pipes) of the build's vector width; returns flops performed.
+double fmaPeakLoop(int64_t iterations, float* sink) {
+  constexpr int kChains = 12;
+  Vec acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = Vec{} + static_cast<float>(c);
+  const Vec mul = Vec{} + 0.999999f, add = Vec{} + 1e-7f;
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * mul + add;
+  }
+  Vec total = Vec{};
+  for (int c = 0; c < kChains; ++c) total += acc[c];
+  *sink = total[0];
+  return static_cast<double>(iterations) * kChains * kLanes * 2.0;
+}
+
 // Rows [rowBegin, rowEnd) x panels [panelBegin, panelEnd) of y = x W^T + b.
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
                  int64_t rowEnd, int64_t panelBegin, int64_t panelEnd) {

@@ -31,12 +31,17 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
 void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
                ThreadPool& pool, int threads);
 
+// GFLOP/s of the build's FMA loop on `threads` threads for about `seconds`.
+double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel = "auto");
+
 namespace baseline {
+double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
                  int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
 }  // namespace baseline
 namespace avx512 {
+double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
                  int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);

@@ -46,6 +46,8 @@ export interface EngramForwardOptions {
   rows?: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array };
   /** Per-stage seconds of the native call (gather, projections, gating, conv) written here. */
   stageSeconds?: Float64Array;
+  /** Output buffer [B, T, hcMult, hidden] to fill instead of allocating one (reuse it across calls). */
+  out?: Float32Array;
 }
 
 export interface EngramForwardResult {
@@ -273,7 +275,15 @@ export class Engram {
       });
       rows = { rowIds: hashed.rowIds, stride: this.hashMapping.headsPerLayer, offset: 0, history: hashed.history };
     }
-    const output = new Float32Array(streams);
+    let output: Float32Array;
+    if (options.out !== undefined) {
+      if (!(options.out instanceof Float32Array)) throw new TypeError(`options.out must be a Float32Array, got ${describe(options.out)}`);
+      if (options.out.length !== streams) throw new RangeError(`options.out has ${options.out.length} elements but the result needs ${streams}`);
+      if (options.out.buffer === hiddenStates.buffer) throw new RangeError('options.out must not share memory with hiddenStates');
+      output = options.out;
+    } else {
+      output = new Float32Array(streams);
+    }
     const gates = new Float32Array(batch * seqLen * g.hc);
     const embeddings = options.returnEmbeddings ? new Float32Array(batch * seqLen * g.features) : undefined;
     const convHistoryOut = state ? new Float32Array(state.convHistory.length) : undefined;

@@ -90,6 +90,10 @@ export interface NativeEngramForwardArgs extends NativeTableArgs {
 }
 
 export interface NativeAddon {
+  /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
+  peakGflops(args: { threads: number; seconds: number }): number;
+  /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */
+  readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number }): number;
   /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
   mapFile(path: string): ArrayBuffer;
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;

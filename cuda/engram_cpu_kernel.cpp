@@ -1,0 +1,146 @@
+// The Engram layer's row loops (see engram_cpu_kernel.hpp), written so each inner loop
+// over channels vectorises: reductions keep 16 lane sums (summed in a fixed order, so
+// results never depend on the thread split) and exp is expApprox, not a library call.
+#include <cmath>
+
+#include "engram_cpu_kernel.hpp"
+#include "gating.cuh"
+
+#ifndef EK_CPU_ISA
+#define EK_CPU_ISA baseline
+#endif
+
+namespace engram {
+namespace EK_CPU_ISA {
+
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int kPrefetchTokens = 4;  // rows of token m + 4 are requested while m is decoded
+
+inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
+  const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
+  return a.rowIds64 ? static_cast<const int64_t*>(a.rowIds)[i] : static_cast<const int32_t*>(a.rowIds)[i];
+}
+
+template <TableDtype D>
+void decodeRow(const uint8_t* row, const uint8_t* scales, int cols, float* __restrict dst) {
+  for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(D, row, scales, c);
+}
+
+// sum of x[j] * y[j] over j < n with kLanes partial sums.
+struct LaneSums {
+  float lane[kLanes];
+  float total() const {
+    float s = 0.0f;
+    for (int l = 0; l < kLanes; ++l) s += lane[l];
+    return s;
+  }
+};
+
+}  // namespace
+
+void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
+  const TableView& t = a.table;
+  const int64_t rowBytes = static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype);
+  for (int64_t m = begin; m < end; ++m) {
+    // Random rows of a large table: ask for later tokens' rows ahead of use.
+    if (m + kPrefetchTokens < end) {
+      for (int h = 0; h < a.heads; ++h) {
+        const uint8_t* ahead = t.rowBytes(rowIdAt(a, m + kPrefetchTokens, h));
+        for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
+      }
+    }
+    for (int h = 0; h < a.heads; ++h) {
+      const int64_t r = rowIdAt(a, m, h);
+      float* dst = a.embeddings + (m * a.heads + h) * t.cols;
+      switch (t.dtype) {
+        case TableDtype::F32: decodeRow<TableDtype::F32>(t.rowBytes(r), nullptr, t.cols, dst); break;
+        case TableDtype::BF16: decodeRow<TableDtype::BF16>(t.rowBytes(r), nullptr, t.cols, dst); break;
+        case TableDtype::F16: decodeRow<TableDtype::F16>(t.rowBytes(r), nullptr, t.cols, dst); break;
+        default: decodeRow<TableDtype::F8E4M3>(t.rowBytes(r), t.rowScales(r), t.cols, dst);
+      }
+    }
+  }
+}
+
+void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
+  const int hidden = a.hidden;
+  const int body = hidden - hidden % kLanes;
+  for (int64_t m = begin; m < end; ++m) {
+    float* const row = a.kv + m * a.kvWidth;
+    const float* const value = row + static_cast<int64_t>(a.hc) * hidden;
+    for (int g = 0; g < a.hc; ++g) {
+      float* const key = row + static_cast<int64_t>(g) * hidden;
+      const float* const query = a.hiddenStates + (m * a.hc + g) * hidden;
+      const float* const w1 = a.norm1 + static_cast<int64_t>(g) * hidden;
+      const float* const w2 = a.norm2 + static_cast<int64_t>(g) * hidden;
+      LaneSums kk{}, qq{}, kq{};
+      for (int j0 = 0; j0 < body; j0 += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const int j = j0 + l;
+          kk.lane[l] += key[j] * key[j];
+          qq.lane[l] += query[j] * query[j];
+          kq.lane[l] += (key[j] * w1[j]) * (query[j] * w2[j]);
+        }
+      }
+      for (int j = body; j < hidden; ++j) {
+        kk.lane[j % kLanes] += key[j] * key[j];
+        qq.lane[j % kLanes] += query[j] * query[j];
+        kq.lane[j % kLanes] += (key[j] * w1[j]) * (query[j] * w2[j]);
+      }
+      const float gate = gateFromSums(kk.total(), qq.total(), kq.total(), hidden, a.gateEps);
+      if (a.gates != nullptr) a.gates[m * a.hc + g] = gate;
+      LaneSums vv{};
+      for (int j0 = 0; j0 < body; j0 += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const float v = gate * value[j0 + l];
+          key[j0 + l] = v;
+          vv.lane[l] += v * v;
+        }
+      }
+      for (int j = body; j < hidden; ++j) {
+        key[j] = gate * value[j];
+        vv.lane[j % kLanes] += key[j] * key[j];
+      }
+      a.inverseRms[m * a.hc + g] = 1.0f / sqrtf(vv.total() / static_cast<float>(hidden) + a.convEps);
+    }
+  }
+}
+
+void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
+  const int hidden = a.hidden;
+  const int64_t channels = static_cast<int64_t>(a.hc) * hidden;
+  float acc[4096];
+  for (int64_t m = begin; m < end; ++m) {
+    const int64_t b = m / a.seqLen;
+    const int t = static_cast<int>(m - b * a.seqLen);
+    for (int g = 0; g < a.hc; ++g) {
+      for (int j0 = 0; j0 < hidden; j0 += 4096) {
+        const int n = hidden - j0 < 4096 ? hidden - j0 : 4096;
+        const float* const normW = a.convNorm + static_cast<int64_t>(g) * hidden + j0;
+        for (int j = 0; j < n; ++j) acc[j] = 0.0f;
+        for (int i = 0; i < a.kernelSize; ++i) {
+          const float* const w = a.convWeightT + i * channels + static_cast<int64_t>(g) * hidden + j0;
+          const int ts = t - (a.kernelSize - 1 - i) * a.dilation;
+          if (ts >= 0) {
+            const int64_t src = b * a.seqLen + ts;
+            const float* const x = a.kv + src * a.kvWidth + static_cast<int64_t>(g) * hidden + j0;
+            const float r = a.inverseRms[src * a.hc + g];
+            for (int j = 0; j < n; ++j) acc[j] += w[j] * (x[j] * r * normW[j]);
+          } else if (a.convHistory != nullptr && a.historyLen + ts >= 0) {
+            const float* const x =
+                a.convHistory + ((b * a.historyLen + a.historyLen + ts) * a.hc + g) * static_cast<int64_t>(hidden) + j0;
+            for (int j = 0; j < n; ++j) acc[j] += w[j] * x[j];
+          }
+        }
+        const float* const v = a.kv + m * a.kvWidth + static_cast<int64_t>(g) * hidden + j0;
+        float* const dst = a.out + (m * a.hc + g) * static_cast<int64_t>(hidden) + j0;
+        for (int j = 0; j < n; ++j) dst[j] = v[j] + silu(acc[j]);
+      }
+    }
+  }
+}
+
+}  // namespace EK_CPU_ISA
+}  // namespace engram

@@ -1,0 +1,14 @@
+// Measuring sticks for the benchmarks: what this machine's memory gives a row gather.
+#pragma once
+#include <cstdint>
+
+#include "thread_pool.hpp"
+
+namespace engram {
+
+// Reads `count` rows of `rowBytes` bytes at ids[i] * rowBytes from `base` (8-byte loads
+// XOR-folded so nothing is optimised away) and returns the fold.
+uint64_t readRowsCpu(const uint8_t* base, int64_t rows, int64_t rowBytes, const int32_t* ids, int64_t count,
+                     ThreadPool& pool, int threads);
+
+}  // namespace engram
