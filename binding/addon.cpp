@@ -46,6 +46,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("convertTable", Napi::Function::New(env, ConvertTable, "convertTable"));
   exports.Set("peakGflops", Napi::Function::New(env, PeakGflops, "peakGflops"));
   exports.Set("readRows", Napi::Function::New(env, ReadRows, "readRows"));
+  exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("mapFile", Napi::Function::New(env, MapFile, "mapFile"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramForwardAsync", Napi::Function::New(env, EngramForwardAsync, "engramForwardAsync"));

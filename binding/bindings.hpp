@@ -13,6 +13,7 @@ Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value ConvertTable(const Napi::CallbackInfo& info);
 Napi::Value FillRandom(const Napi::CallbackInfo& info);
 Napi::Value MapFile(const Napi::CallbackInfo& info);
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);
 Napi::Value ReadRows(const Napi::CallbackInfo& info);
 }  // namespace engram

@@ -38,3 +38,27 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace engram
+
+namespace engram {
+
+// Asks the kernel to back the 2 MiB-aligned interior of an ArrayBuffer with huge pages
+// (transparent huge pages in "madvise" mode): a large table gathered at random rows
+// then costs far fewer TLB misses, and filling it far fewer page faults. Best effort:
+// returns whether the advice was taken.
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) throwJs(env, ErrorKind::TypeError, "buffer must be an ArrayBuffer");
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  bool taken = false;
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(buffer.Data());
+  const uintptr_t end = begin + buffer.ByteLength();
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = end & ~(kHuge - 1);
+  if (last > first) taken = ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE) == 0;
+#endif
+  return Napi::Boolean::New(env, taken);
+}
+
+}  // namespace engram

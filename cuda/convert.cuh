@@ -103,12 +103,30 @@ EK_HD uint64_t splitMix64(uint64_t x) {
 // Uniform in (0, 1) from 24 random bits.
 EK_HD float unitUniform(uint64_t bits) { return (static_cast<float>(bits >> 40) + 0.5f) * 5.9604644775390625e-8f; }
 
-// Element i of a seeded N(0, std^2) (Box-Muller) or U(-bound, bound) stream.
+// Element i of a seeded N(0, std^2) (Box-Muller; elements 2k and 2k+1 are the cosine and
+// sine halves of one pair) or U(-bound, bound) stream.
 EK_HD float randomElement(uint64_t seed, uint64_t i, bool normal, float scale) {
-  const uint64_t r = splitMix64(seed * 0x100000001b3ull ^ splitMix64(i));
-  if (!normal) return (2.0f * unitUniform(r) - 1.0f) * scale;
+  if (!normal) return (2.0f * unitUniform(splitMix64(seed * 0x100000001b3ull ^ splitMix64(i))) - 1.0f) * scale;
+  const uint64_t r = splitMix64(seed * 0x100000001b3ull ^ splitMix64(i >> 1));
   const float u1 = unitUniform(r), u2 = unitUniform(splitMix64(r));
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2) * scale;
+  const float radius = sqrtf(-2.0f * logf(u1)) * scale;
+  const float angle = 6.283185307179586f * u2;
+  return (i & 1) ? radius * sinf(angle) : radius * cosf(angle);
+}
+
+// A row of the stream: the pairs share their logarithm and square root.
+EK_HD void randomRow(uint64_t seed, uint64_t first, int n, bool normal, float scale, float* out) {
+  int c = 0;
+  if (normal && (first & 1)) out[c++] = randomElement(seed, first, true, scale);
+  for (; normal && c + 1 < n; c += 2) {
+    const uint64_t r = splitMix64(seed * 0x100000001b3ull ^ splitMix64((first + c) >> 1));
+    const float u1 = unitUniform(r), u2 = unitUniform(splitMix64(r));
+    const float radius = sqrtf(-2.0f * logf(u1)) * scale;
+    const float angle = 6.283185307179586f * u2;
+    out[c] = radius * cosf(angle);
+    out[c + 1] = radius * sinf(angle);
+  }
+  for (; c < n; ++c) out[c] = randomElement(seed, first + c, normal, scale);
 }
 
 }  // namespace engram

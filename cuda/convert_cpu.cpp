@@ -35,7 +35,7 @@ void fillRandomCpu(uint8_t* dst, uint8_t* dstScales, TableDtype dtype, int64_t r
   pool.parallelFor(rows, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = begin; r < end; ++r) {
-      for (int c = 0; c < cols; ++c) row[c] = randomElement(seed, static_cast<uint64_t>(r) * cols + c, normal, scale);
+      randomRow(seed, static_cast<uint64_t>(r) * cols, cols, normal, scale, row.data());
       encodeTableRow(dtype, row.data(), cols, dst + r * rowBytes, dstScales ? dstScales + r * (cols / kScaleBlock) : nullptr);
     }
   });

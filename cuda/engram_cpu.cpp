@@ -67,10 +67,13 @@ void gatherUnchecked(const TableView& table, const void* rowIds, bool rowIds64, 
 
 // Scratch of the calling thread, reused across calls: fresh multi-MB buffers per call
 // would cost a page fault per 4 KiB on every forward.
+// 64-byte aligned, so rows can be written with full-line streaming stores.
 template <typename T>
 T* scratch(std::vector<T>& buffer, size_t n) {
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
+  const size_t pad = 64 / sizeof(T);
+  if (buffer.size() < n + pad) buffer.resize(n + pad);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + ((64 - (at & 63)) & 63) / sizeof(T);
 }
 
 double secondsSince(std::chrono::steady_clock::time_point t0) {

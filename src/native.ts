@@ -94,6 +94,8 @@ export interface NativeAddon {
   peakGflops(args: { threads: number; seconds: number }): number;
   /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */
   readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number }): number;
+  /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
+  adviseHugePages(buffer: ArrayBuffer): boolean;
   /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
   mapFile(path: string): ArrayBuffer;
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;

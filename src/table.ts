@@ -10,6 +10,8 @@ import { describe, requireInteger } from './validate.js';
 export type TableDtype = 'f32' | 'bf16' | 'f16' | 'f8e4m3';
 export const TABLE_DTYPES: readonly TableDtype[] = ['f32', 'bf16', 'f16', 'f8e4m3'];
 export const SCALE_BLOCK = 32;
+/** Tables from this size up are allocated on transparent huge pages where the OS allows. */
+const HUGE_PAGE_THRESHOLD = 64 * 2 ** 20;
 
 export function bytesPerElement(dtype: TableDtype): number {
   return dtype === 'f32' ? 4 : dtype === 'f8e4m3' ? 1 : 2;
@@ -51,7 +53,10 @@ export class EngramTable {
   static allocate(rows: number, cols: number, dtype: TableDtype = 'f32'): EngramTable {
     checkGeometry(rows, cols, dtype);
     const bytes = rows * cols * bytesPerElement(dtype);
-    const region = { buffer: new ArrayBuffer(bytes), byteOffset: 0, byteLength: bytes };
+    const buffer = new ArrayBuffer(bytes);
+    // Huge pages before the first touch: random row reads then miss the TLB far less.
+    if (bytes >= HUGE_PAGE_THRESHOLD) native().adviseHugePages(buffer);
+    const region = { buffer, byteOffset: 0, byteLength: bytes };
     const scaleBytes = rows * (cols / SCALE_BLOCK);
     const scales = dtype === 'f8e4m3' ? { buffer: new ArrayBuffer(scaleBytes), byteOffset: 0, byteLength: scaleBytes } : undefined;
     return new EngramTable(dtype, rows, cols, region, scales);
@@ -117,9 +122,14 @@ export class EngramTable {
     return new Float32Array(f32.region.buffer, 0, this.rows * this.cols);
   }
 
-  /** Rows `rowIds` decoded to fp32: [rowIds.length, cols]. */
-  gather(rowIds: Int32Array | BigInt64Array, options: { threads?: number } = {}): Float32Array {
-    const out = new Float32Array(rowIds.length * this.cols);
+  /** Rows `rowIds` decoded to fp32: [rowIds.length, cols] (into options.out when given). */
+  gather(rowIds: Int32Array | BigInt64Array, options: { threads?: number; out?: Float32Array } = {}): Float32Array {
+    if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) throw new TypeError(`rowIds must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
+    const n = rowIds.length * this.cols;
+    if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === n)) {
+      throw new RangeError(`options.out must be a Float32Array of ${n} elements, got ${describe(options.out)}`);
+    }
+    const out = options.out ?? new Float32Array(n);
     native().gatherRows({ ...this.nativeArgs(), rowIds, tokens: rowIds.length, heads: 1, out, threads: options.threads ?? 0 });
     return out;
   }
