@@ -10,6 +10,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info);
 Napi::Value GatherRows(const Napi::CallbackInfo& info);
 Napi::Value EngramForward(const Napi::CallbackInfo& info);
 Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info);
+Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info);
 Napi::Value ConvertTable(const Napi::CallbackInfo& info);
 Napi::Value FillRandom(const Napi::CallbackInfo& info);
 Napi::Value MapFile(const Napi::CallbackInfo& info);

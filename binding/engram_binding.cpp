@@ -47,9 +47,12 @@ const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* 
   return typedField<int32_t>(o, "rowIds", napi_int32_array, count, false, keep);
 }
 
+using DeviceWeightsHandle = std::shared_ptr<DeviceEngramWeights>;
+
 struct ForwardCall {
   EngramForwardRequest req;
   int threads = 0;
+  DeviceWeightsHandle deviceWeights;  // set: run on CUDA
   Keep keep;
 };
 
@@ -88,7 +91,20 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.convHistoryOut = typedField<float>(o, "convHistoryOut", napi_float32_array, historyRows * branchWidth, true, keep);
   r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 4, true, keep);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const Napi::Value dw = o.Get("deviceWeights");
+  if (!dw.IsUndefined()) {
+    if (!dw.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from engramUploadCuda");
+    call.deviceWeights = *dw.As<Napi::External<DeviceWeightsHandle>>().Data();
+  }
   return call;
+}
+
+void runForward(ForwardCall& call, AddonState& state) {
+  if (call.deviceWeights) {
+    engramForwardCuda(call.req, *call.deviceWeights);
+  } else {
+    engramForwardCpu(call.req, state.pool, call.threads);
+  }
 }
 
 }  // namespace
@@ -134,7 +150,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
 Napi::Value EngramForward(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<ForwardCall>(readForward(info, false));
   AddonState* state = &addonState(info.Env());
-  runSync(info.Env(), [call, state] { engramForwardCpu(call->req, state->pool, call->threads); });
+  runSync(info.Env(), [call, state] { runForward(*call, *state); });
   return info.Env().Undefined();
 }
 
@@ -142,7 +158,32 @@ Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<ForwardCall>(readForward(info, true));
   AddonState* state = &addonState(info.Env());
   Keep keep = std::move(call->keep);
-  return runAsync(info.Env(), [call, state] { engramForwardCpu(call->req, state->pool, call->threads); }, std::move(keep));
+  return runAsync(info.Env(), [call, state] { runForward(*call, *state); }, std::move(keep));
+}
+
+// The layer's weights copied to a CUDA device once; the handle frees them when collected.
+Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  EngramForwardRequest r;
+  r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
+  r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
+  r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
+  r.table = readTable(o, nullptr);
+  const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
+  const int64_t k = static_cast<int64_t>(r.heads) * r.table.cols;
+  const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
+  const float* weight = typedField<float>(o, "keyValueWeight", napi_float32_array, n * k, false);
+  const float* bias = typedField<float>(o, "keyValueBias", napi_float32_array, n, false);
+  r.norm1 = typedField<float>(o, "norm1", napi_float32_array, branchWidth, false);
+  r.norm2 = typedField<float>(o, "norm2", napi_float32_array, branchWidth, false);
+  r.convNorm = typedField<float>(o, "convNorm", napi_float32_array, branchWidth, false);
+  r.convWeight = typedField<float>(o, "convWeight", napi_float32_array, branchWidth * r.kernelSize, false);
+  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  DeviceWeightsHandle handle;
+  runSync(info.Env(), [&] { handle = uploadEngramWeightsCuda(r, weight, bias, device); });
+  auto* holder = new DeviceWeightsHandle(std::move(handle));
+  return Napi::External<DeviceWeightsHandle>::New(info.Env(), holder, [](Napi::Env, DeviceWeightsHandle* h) { delete h; });
 }
 
 }  // namespace engram

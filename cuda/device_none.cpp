@@ -1,6 +1,7 @@
 // CPU-only build (ENGRAM_CUDA=OFF or no nvcc): no devices, and CUDA entry points refuse.
 #include "common.hpp"
 #include "device.hpp"
+#include "engram_ops.hpp"
 #include "hash_ops.hpp"
 
 namespace engram {
@@ -10,5 +11,13 @@ std::vector<DeviceInfo> listDevices() { return {}; }
 std::string deviceUnavailableReason() { return "this build of engram-kernels has no CUDA backend (built with ENGRAM_CUDA=OFF or without nvcc)"; }
 void requireDevice(int) { EK_THROW(Error, "device 'cuda' was requested but " + deviceUnavailableReason()); }
 void ngramHashesCuda(const HashRequest&, int device) { requireDevice(device); }
+
+struct DeviceEngramWeights {};
+std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForwardRequest&, const float*, const float*,
+                                                             int device) {
+  requireDevice(device);
+  return nullptr;
+}
+void engramForwardCuda(const EngramForwardRequest&, const DeviceEngramWeights&) { requireDevice(0); }
 
 }  // namespace engram

@@ -89,7 +89,7 @@ void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, in
   gatherUnchecked(table, rowIds, rowIds64, tokens, heads, heads, 0, out, pool, threads);
 }
 
-void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threads) {
+void validateEngramRequest(const EngramForwardRequest& r) {
   EK_REQUIRE(r.batch >= 0 && r.seqLen >= 0, RangeError, "shape must be non-negative");
   EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.heads >= 1, RangeError, "hcMult, hiddenSize and heads must be >= 1");
   EK_REQUIRE(r.kernelSize >= 1 && r.dilation >= 1, RangeError, "kernelSize and dilation must be >= 1");
@@ -107,12 +107,24 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.heads <= idStride, RangeError,
              "rowIds offset/stride do not hold this layer's ids");
   checkRowIds(r.table, r.rowIds, r.rowIds64, tokens, r.heads, idStride, r.rowIdsOffset);
+}
+
+void copyHistoryUnchanged(const EngramForwardRequest& r) {
+  // An empty chunk leaves the conv history as it was.
+  const int64_t hist = static_cast<int64_t>(r.batch) * (r.kernelSize - 1) * r.dilation * r.hc * r.hidden;
+  if (r.convHistoryOut != nullptr) {
+    for (int64_t i = 0; i < hist; ++i) r.convHistoryOut[i] = r.convHistory ? r.convHistory[i] : 0.0f;
+  }
+}
+
+void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threads) {
+  validateEngramRequest(r);
+  const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
+  const int64_t features = static_cast<int64_t>(r.heads) * r.table.cols;
+  const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
+  const int64_t idStride = r.rowIdsStride == 0 ? r.heads : r.rowIdsStride;
   if (tokens == 0) {
-    // An empty chunk leaves the conv history as it was.
-    const int64_t hist = static_cast<int64_t>(r.batch) * (r.kernelSize - 1) * r.dilation * r.hc * r.hidden;
-    if (r.convHistoryOut != nullptr) {
-      for (int64_t i = 0; i < hist; ++i) r.convHistoryOut[i] = r.convHistory ? r.convHistory[i] : 0.0f;
-    }
+    copyHistoryUnchanged(r);
     return;
   }
 

@@ -39,8 +39,22 @@ struct EngramForwardRequest {
   double* stageSeconds = nullptr;       // [4]: gather, projections, gating, conv; may be null
 };
 
+// Checks sizes, weights and every row id; throws before anything is written.
+void validateEngramRequest(const EngramForwardRequest& req);
+// For an empty chunk: the next conv history is the given one (or zeros).
+void copyHistoryUnchanged(const EngramForwardRequest& req);
+
 // Checks sizes and row ids, then runs the layer. Throws before writing anything.
 void engramForwardCpu(const EngramForwardRequest& req, ThreadPool& pool, int threads);
+
+// The layer's weights resident on one CUDA device (uploaded once, freed with the handle).
+struct DeviceEngramWeights;
+std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForwardRequest& weights,
+                                                             const float* keyValueWeight, const float* keyValueBias,
+                                                             int device);
+// The layer on `device` with weights from uploadEngramWeightsCuda (the request's host
+// weight pointers are only used for validation); per-call data is copied in and out.
+void engramForwardCuda(const EngramForwardRequest& req, const DeviceEngramWeights& weights);
 
 // Gathered embeddings only: e[m, h*cols + c] = table[rowIds[m, h], c] as fp32.
 void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads, float* out,

@@ -5,15 +5,17 @@ import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './engram-config.js';
 import { geometry, stateDictOf, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
-import { native, TABLE_DTYPE_CODES, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
+import { resolveDevice } from './devices.js';
+import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
 
 export interface EngramOptions {
-  /** 'cpu' or 'auto' (the layer runs on the CPU backend; see the README for CUDA). */
+  /** 'auto' (default): CUDA when a device is visible, else the CPU. */
   device?: Device;
+  deviceIndex?: number;
   /** Storage of the table: 'f32' (default), 'bf16', 'f16' or 'f8e4m3' (UE8M0 scales). */
   tableDtype?: TableDtype;
   /** Compressed tokenizer (default: DeepSeek-V3's). Ignored when `hashMapping` is given. */
@@ -87,18 +89,20 @@ export class Engram {
   readonly hashMapping: NgramHashMapping;
   readonly tableDtype: TableDtype;
   readonly geometry: Geometry;
+  /** Where forward() runs: 'cpu' or 'cuda' (weights are copied to the device once). */
+  readonly device: 'cpu' | 'cuda';
+  readonly deviceIndex: number;
   /** The gates of the last forward call ([B, T, hcMult]), or undefined before the first. */
   gates: Float32Array | undefined;
   private weights: EngramWeights | undefined;
   private keyValue: NativeLinearHandle | undefined;
+  private deviceWeights: NativeDeviceWeightsHandle | undefined;
 
   constructor(config: Partial<EngramConfig> = {}, options: EngramOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     this.config = resolveEngramConfig(config);
-    requireDevice('options.device', options.device);
-    if (options.device === 'cuda') {
-      throw new Error("device 'cuda' is not available for the Engram layer yet: its CUDA kernels are compiled but the layer runs on the CPU backend ('cpu' or 'auto')");
-    }
+    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
+    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
     this.tableDtype = requireTableDtype('options.tableDtype', options.tableDtype ?? 'f32');
     if (options.hashMapping !== undefined) {
       if (!(options.hashMapping instanceof NgramHashMapping)) throw new TypeError(`options.hashMapping must be an NgramHashMapping, got ${describe(options.hashMapping)}`);
@@ -140,6 +144,30 @@ export class Engram {
     const handle = native().packLinear({ weight: w.keyValueWeight, bias: w.keyValueBias, n: (g.hc + 1) * g.hidden, k: g.features });
     this.weights = w;
     this.keyValue = handle;
+    this.deviceWeights = undefined; // uploaded again on the next CUDA forward
+  }
+
+  /** The weights on the CUDA device, uploaded on first use after each load. */
+  private deviceResidentWeights(): NativeDeviceWeightsHandle {
+    if (this.deviceWeights === undefined) {
+      const w = this.requireWeights();
+      const g = this.geometry;
+      this.deviceWeights = native().engramUploadCuda({
+        ...w.table.nativeArgs(),
+        hc: g.hc,
+        hidden: g.hidden,
+        heads: this.hashMapping.headsPerLayer,
+        kernelSize: g.kernelSize,
+        keyValueWeight: w.keyValueWeight,
+        keyValueBias: w.keyValueBias,
+        norm1: w.norm1,
+        norm2: w.norm2,
+        convNorm: w.convNorm,
+        convWeight: w.convWeight,
+        deviceIndex: this.deviceIndex,
+      });
+    }
+    return this.deviceWeights;
   }
 
   /** The table (in its storage format). */
@@ -317,6 +345,7 @@ export class Engram {
       convHistoryOut,
       stageSeconds: options.stageSeconds,
       threads,
+      deviceWeights: this.device === 'cuda' ? this.deviceResidentWeights() : undefined,
     };
     const history = rows.history;
     const commit = () => {

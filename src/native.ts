@@ -87,7 +87,12 @@ export interface NativeEngramForwardArgs extends NativeTableArgs {
   convHistoryOut?: Float32Array;
   stageSeconds?: Float64Array;
   threads: number;
+  /** Run on CUDA with these device-resident weights (from engramUploadCuda). */
+  deviceWeights?: NativeDeviceWeightsHandle;
 }
+
+/** An opaque handle to a layer's weights resident on a CUDA device. */
+export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbol };
 
 export interface NativeAddon {
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
@@ -103,6 +108,19 @@ export interface NativeAddon {
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
   engramForward(args: NativeEngramForwardArgs): void;
   engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;
+  engramUploadCuda(args: NativeTableArgs & {
+    hc: number;
+    hidden: number;
+    heads: number;
+    kernelSize: number;
+    keyValueWeight: Float32Array;
+    keyValueBias: Float32Array;
+    norm1: Float32Array;
+    norm2: Float32Array;
+    convNorm: Float32Array;
+    convWeight: Float32Array;
+    deviceIndex: number;
+  }): NativeDeviceWeightsHandle;
   convertTable(args: NativeTableArgs & { dst: ArrayBuffer; dstByteOffset: number; dstScales?: ArrayBuffer; dstScalesByteOffset: number; dstDtype: number; threads: number }): void;
   /** Fills the table of `args` (its dtype) with seeded random values. */
   fillRandom(args: NativeTableArgs & {

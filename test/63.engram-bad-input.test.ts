@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { Engram, type Tensor } from '../src/index.js';
+import { devices, Engram, type Tensor } from '../src/index.js';
 import { small, smallConfig, smallEngram, smallInputs, smallStateDict } from './helpers/forward-small.js';
 
 describe('Engram rejects bad input with clear errors and keeps its state', () => {
@@ -63,6 +63,7 @@ describe('Engram rejects bad input with clear errors and keeps its state', () =>
     expect(() => new Engram({ ...smallConfig(), nEmbedPerNgram: 30 })).toThrow(/nEmbedPerNgram \(30\) must be a multiple of nHeadPerNgram \(4\)/);
     expect(() => new Engram(smallConfig(), { tableDtype: 'int4' as never })).toThrow(/options.tableDtype must be one of/);
     expect(() => new Engram(smallConfig(), { device: 'tpu' as never })).toThrow(/options.device must be 'cpu', 'cuda' or 'auto'/);
+    if (devices().length === 0) expect(() => new Engram(smallConfig(), { device: 'cuda' })).toThrow(/device 'cuda' was requested but no CUDA device is available/);
     expect(() => engram.forward(hidden, ids, shape, { threads: 0 })).toThrow(/options.threads must be in \[1, 4096\], got 0/);
     expect(() => engram.forward(hidden, ids, shape, { state: engram.newState(3) })).toThrow(/options.state holds 3 sequences/);
     expect(() => engram.step({} as never, hidden.subarray(0, 128), [1])).toThrow(/state must come from engram.newState/);
