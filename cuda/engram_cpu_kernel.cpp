@@ -16,7 +16,7 @@ namespace EK_CPU_ISA {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int kPrefetchTokens = 4;  // rows of token m + 4 are requested while m is decoded
+constexpr int kPrefetchRows = 64;  // the row this far ahead is requested while one is decoded
 
 inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
   const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
@@ -43,23 +43,32 @@ struct LaneSums {
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const TableView& t = a.table;
   const int64_t rowBytes = static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype);
-  for (int64_t m = begin; m < end; ++m) {
-    // Random rows of a large table: ask for later tokens' rows ahead of use.
-    if (m + kPrefetchTokens < end) {
-      for (int h = 0; h < a.heads; ++h) {
-        const uint8_t* ahead = t.rowBytes(rowIdAt(a, m + kPrefetchTokens, h));
-        for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
-      }
+  const int64_t first = begin * a.heads, last = end * a.heads;
+  int64_t m = begin;
+  int h = 0;
+  int64_t aheadM = begin + kPrefetchRows / a.heads;
+  int aheadH = kPrefetchRows % a.heads;
+  for (int64_t q = first; q < last; ++q) {
+    // Random rows of a large table: request the row kPrefetchRows ahead of this one.
+    if (q + kPrefetchRows < last) {
+      const uint8_t* ahead = t.rowBytes(rowIdAt(a, aheadM, aheadH));
+      for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
     }
-    for (int h = 0; h < a.heads; ++h) {
-      const int64_t r = rowIdAt(a, m, h);
-      float* dst = a.embeddings + (m * a.heads + h) * t.cols;
-      switch (t.dtype) {
-        case TableDtype::F32: decodeRow<TableDtype::F32>(t.rowBytes(r), nullptr, t.cols, dst); break;
-        case TableDtype::BF16: decodeRow<TableDtype::BF16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-        case TableDtype::F16: decodeRow<TableDtype::F16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-        default: decodeRow<TableDtype::F8E4M3>(t.rowBytes(r), t.rowScales(r), t.cols, dst);
-      }
+    if (++aheadH == a.heads) {
+      aheadH = 0;
+      ++aheadM;
+    }
+    const int64_t r = rowIdAt(a, m, h);
+    float* dst = a.embeddings + q * t.cols;
+    switch (t.dtype) {
+      case TableDtype::F32: decodeRow<TableDtype::F32>(t.rowBytes(r), nullptr, t.cols, dst); break;
+      case TableDtype::BF16: decodeRow<TableDtype::BF16>(t.rowBytes(r), nullptr, t.cols, dst); break;
+      case TableDtype::F16: decodeRow<TableDtype::F16>(t.rowBytes(r), nullptr, t.cols, dst); break;
+      default: decodeRow<TableDtype::F8E4M3>(t.rowBytes(r), t.rowScales(r), t.cols, dst);
+    }
+    if (++h == a.heads) {
+      h = 0;
+      ++m;
     }
   }
 }

@@ -17,8 +17,8 @@ uint64_t readRowsCpu(const uint8_t* base, int64_t rows, int64_t rowBytes, const 
   pool.parallelFor(count, threads, [&](int64_t begin, int64_t end) {
     uint64_t local = 0;
     for (int64_t i = begin; i < end; ++i) {
-      // Prefetched as far ahead as the layer's gather does (4 tokens x 16 heads), so the
-      // yardstick reads as well as the gather can.
+      // Prefetched as far ahead as the layer's gather does (64 rows), so the yardstick
+      // reads as well as the gather can.
       if (i + 64 < end) {
         const uint8_t* ahead = base + static_cast<int64_t>(ids[i + 64]) * rowBytes;
         for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
