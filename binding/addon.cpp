@@ -47,6 +47,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peakGflops", Napi::Function::New(env, PeakGflops, "peakGflops"));
   exports.Set("readRows", Napi::Function::New(env, ReadRows, "readRows"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
+  exports.Set("v41Forward", Napi::Function::New(env, V41Forward, "v41Forward"));
+  exports.Set("v41ForwardAsync", Napi::Function::New(env, V41ForwardAsync, "v41ForwardAsync"));
+  exports.Set("dequantizeBlockFp8", Napi::Function::New(env, DequantizeBlockFp8, "dequantizeBlockFp8"));
   exports.Set("mapFile", Napi::Function::New(env, MapFile, "mapFile"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramUploadCuda", Napi::Function::New(env, EngramUploadCuda, "engramUploadCuda"));

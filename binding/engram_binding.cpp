@@ -1,6 +1,7 @@
 // The paper's Engram layer and its parts: packed projections (a handle JS holds), the
 // table gather, one projection, and the whole layer forward (sync and async twins).
 #include "bindings.hpp"
+#include "table_args.hpp"
 #include "convert_ops.hpp"
 #include "engram_ops.hpp"
 #include "membench_ops.hpp"
@@ -8,44 +9,6 @@
 namespace engram {
 
 namespace {
-
-using Keep = std::vector<Napi::Reference<Napi::Value>>;
-
-// JS holds packed projections as an External; the shared_ptr keeps them alive while an
-// async call still uses them after JS dropped the handle.
-using LinearHandle = std::shared_ptr<const PackedLinear>;
-
-Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w) {
-  auto* holder = new LinearHandle(std::move(w));
-  return Napi::External<LinearHandle>::New(env, holder, [](Napi::Env, LinearHandle* h) { delete h; });
-}
-
-LinearHandle linearField(const Napi::Object& o, const char* name) {
-  const Napi::Value v = o.Get(name);
-  if (!v.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a packed projection handle");
-  return *v.As<Napi::External<LinearHandle>>().Data();
-}
-
-TableView readTable(const Napi::Object& o, Keep* keep) {
-  TableView t{};
-  t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
-  t.rows = intField(o, "tableRows", 1, INT64_MAX / 2);
-  t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
-  const int64_t bytes = t.rows * t.cols * tableElementBytes(t.dtype);
-  t.data = bufferRegion(o, "table", "tableByteOffset", bytes, false, keep);
-  if (t.dtype == TableDtype::F8E4M3) {
-    if (t.cols % kScaleBlock != 0) throwJs(o.Env(), ErrorKind::RangeError, "fp8 table rows need a multiple of 32 channels");
-    t.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", t.rows * (t.cols / kScaleBlock), false, keep);
-  }
-  return t;
-}
-
-const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep) {
-  const Napi::Value v = o.Get("rowIds");
-  *is64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array;
-  if (*is64) return typedField<int64_t>(o, "rowIds", napi_bigint64_array, count, false, keep);
-  return typedField<int32_t>(o, "rowIds", napi_int32_array, count, false, keep);
-}
 
 using DeviceWeightsHandle = std::shared_ptr<DeviceEngramWeights>;
 

@@ -13,6 +13,15 @@
 
 namespace engram {
 
+EngramRowKernels engramRowKernels() {
+  if (cpuHasAvx512()) {
+#if defined(EK_HAVE_AVX512_KERNEL)
+    return {"avx512", avx512::gatherTokens, avx512::gateTokens, avx512::convTokens, avx512::v41GateTokens};
+#endif
+  }
+  return {"baseline", baseline::gatherTokens, baseline::gateTokens, baseline::convTokens, baseline::v41GateTokens};
+}
+
 namespace {
 
 int64_t rowIdAt(const void* ids, bool ids64, int64_t i) {
@@ -42,14 +51,7 @@ void checkTable(const TableView& t) {
   }
 }
 
-EngramRowKernels rowKernels() {
-  if (cpuHasAvx512()) {
-#if defined(EK_HAVE_AVX512_KERNEL)
-    return {"avx512", avx512::gatherTokens, avx512::gateTokens, avx512::convTokens};
-#endif
-  }
-  return {"baseline", baseline::gatherTokens, baseline::gateTokens, baseline::convTokens};
-}
+EngramRowKernels rowKernels() { return engramRowKernels(); }
 
 void gatherUnchecked(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads,
                      int64_t stride, int64_t offset, float* out, ThreadPool& pool, int threads) {

@@ -117,6 +117,43 @@ void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   }
 }
 
+void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end) {
+  const int hidden = a.hidden;
+  const int body = hidden - hidden % kLanes;
+  for (int64_t m = begin; m < end; ++m) {
+    const float* const row = a.kv + m * a.kvWidth;
+    const float* const value = row + static_cast<int64_t>(a.hc) * hidden;
+    const bool live = a.tokenMask == nullptr || a.tokenMask[m] != 0;
+    for (int g = 0; g < a.hc; ++g) {
+      const float* const key = row + static_cast<int64_t>(g) * hidden;
+      const float* const h = a.hiddenStreams + (m * a.hc + g) * hidden;
+      const float* const kw = a.kWeight + static_cast<int64_t>(g) * hidden;
+      const float* const qw = a.qWeight + static_cast<int64_t>(g) * hidden;
+      float gate = 0.0f;
+      if (live) {
+        LaneSums kk{}, hh{}, kh{};
+        for (int j0 = 0; j0 < body; j0 += kLanes) {
+          for (int l = 0; l < kLanes; ++l) {
+            const int j = j0 + l;
+            kk.lane[l] += key[j] * key[j];
+            hh.lane[l] += h[j] * h[j];
+            kh.lane[l] += (key[j] * kw[j]) * (h[j] * qw[j]);
+          }
+        }
+        for (int j = body; j < hidden; ++j) {
+          kk.lane[j % kLanes] += key[j] * key[j];
+          hh.lane[j % kLanes] += h[j] * h[j];
+          kh.lane[j % kLanes] += (key[j] * kw[j]) * (h[j] * qw[j]);
+        }
+        gate = gateFromSums(kk.total(), hh.total(), kh.total(), hidden, a.eps);
+      }
+      if (a.gates != nullptr) a.gates[m * a.hc + g] = gate;
+      float* const dst = a.out + (m * a.hc + g) * static_cast<int64_t>(hidden);
+      for (int j = 0; j < hidden; ++j) dst[j] = h[j] + gate * value[j];
+    }
+  }
+}
+
 void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const int hidden = a.hidden;
   const int64_t channels = static_cast<int64_t>(a.hc) * hidden;

@@ -42,19 +42,42 @@ struct EngramRowArgs {
 
 using EngramRowFn = void (*)(const EngramRowArgs& a, int64_t begin, int64_t end);
 
+// DeepSeek-V4.1's gate and residual, per (token, stream): kv [tokens, kvWidth] holds the
+// hc keys then the value; out = h + gate * value with gate 0 where the mask is 0.
+struct V41GateArgs {
+  const float* kv;
+  int64_t kvWidth;
+  const float* hiddenStreams;  // [tokens, hc, hidden]
+  const float* qWeight;        // [hc, hidden]
+  const float* kWeight;        // [hc, hidden]
+  const uint8_t* tokenMask;    // [tokens]; nullable
+  int hc;
+  int hidden;
+  float eps;
+  float* gates;  // [tokens, hc]; nullable
+  float* out;    // [tokens, hc, hidden]
+};
+using V41GateFn = void (*)(const V41GateArgs& a, int64_t begin, int64_t end);
+
 struct EngramRowKernels {
   const char* name;
   EngramRowFn gather;
   EngramRowFn gate;
   EngramRowFn conv;
+  V41GateFn v41Gate;
 };
 
+// The widest build this CPU runs.
+EngramRowKernels engramRowKernels();
+
 namespace baseline {
+void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end);
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 }  // namespace baseline
 namespace avx512 {
+void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end);
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end);

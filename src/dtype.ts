@@ -4,6 +4,26 @@ import { describe } from './validate.js';
 
 export type TensorDtype = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E8M0' | 'F64' | 'I64' | 'I32' | 'U8';
 
+/** Lowercase / PyTorch spellings accepted for safetensors dtype names. */
+const DTYPE_ALIASES: Record<string, TensorDtype> = {
+  float32: 'F32', f32: 'F32', float: 'F32',
+  float16: 'F16', f16: 'F16', half: 'F16',
+  bfloat16: 'BF16', bf16: 'BF16',
+  float64: 'F64', f64: 'F64', double: 'F64',
+  float8_e4m3fn: 'F8_E4M3', float8_e4m3: 'F8_E4M3', f8_e4m3: 'F8_E4M3',
+  float8_e8m0fnu: 'F8_E8M0', float8_e8m0: 'F8_E8M0', f8_e8m0: 'F8_E8M0', e8m0: 'F8_E8M0',
+  int64: 'I64', i64: 'I64', long: 'I64',
+  int32: 'I32', i32: 'I32', int: 'I32',
+  uint8: 'U8', u8: 'U8',
+};
+
+/** The safetensors name of a dtype given in either spelling, or undefined. */
+export function canonicalDtype(value: unknown): TensorDtype | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (value in DTYPE_BYTES) return value as TensorDtype;
+  return DTYPE_ALIASES[value.toLowerCase().replace(/^torch\./, '')];
+}
+
 export const DTYPE_BYTES: Record<TensorDtype, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E8M0: 1, I64: 8, I32: 4, U8: 1,
 };
@@ -53,8 +73,16 @@ export function f16BitsToFloat(h: number): number {
   return sign * (1 + man / 1024) * 2 ** (exp - 15);
 }
 
+/** The tensor with its dtype in safetensors' spelling (aliases such as 'bfloat16' accepted). */
+export function normalizeTensor(name: string, t: Tensor): Tensor {
+  const dtype = canonicalDtype(t.dtype);
+  if (dtype === undefined) throw new TypeError(`tensor '${name}' has an unknown dtype ${describe(t.dtype)}`);
+  return dtype === t.dtype ? t : { ...t, dtype };
+}
+
 /** A floating-point tensor's values as fp32 (a new array). */
-export function toFloat32(name: string, t: Tensor): Float32Array {
+export function toFloat32(name: string, tensor: Tensor): Float32Array {
+  const t = normalizeTensor(name, tensor);
   const n = elementCount(t.shape);
   const bytes = tensorBytes(name, t);
   if (bytes.byteLength !== n * (DTYPE_BYTES[t.dtype] ?? 0)) {

@@ -1,7 +1,7 @@
 // The paper's Engram weights, held as the kernels want them (one stacked key/value
 // projection, fp32 norms and conv, the table in its storage format), and their mapping
 // to and from the reference module's state_dict names.
-import { float32Tensor, isByteRegion, toFloat32, type ByteRegion, type Tensor } from './dtype.js';
+import { float32Tensor, isByteRegion, normalizeTensor, toFloat32, type ByteRegion, type Tensor } from './dtype.js';
 import type { ResolvedEngramConfig } from './engram-config.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe } from './validate.js';
@@ -61,12 +61,12 @@ export function expectedShapes(g: Geometry): Map<string, number[]> {
 
 const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-function requireTensor(name: string, value: unknown): Tensor {
+export function requireTensor(name: string, value: unknown): Tensor {
   const t = value as Tensor;
   if (t === null || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !isByteRegion(t.data)) {
     throw new TypeError(`tensor '${name}' must be { dtype, shape, data }, got ${describe(value)}`);
   }
-  return t;
+  return normalizeTensor(name, t);
 }
 
 /**

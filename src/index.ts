@@ -32,3 +32,10 @@ export { EngramTable, SCALE_BLOCK, TABLE_DTYPES, type TableDtype } from './table
 export type { Tensor, TensorDtype } from './dtype.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './safetensors.js';
 export { EngramModel, defaultLayerPrefix, type EngramModelState, type EngramRows } from './engram-model.js';
+export {
+  DeepseekV41Engram,
+  DEEPSEEK_V41_ENGRAM_CONFIG,
+  type DeepseekV41EngramConfig,
+  type V41ForwardOptions,
+  type V41ForwardResult,
+} from './deepseek-v41-engram.js';

@@ -94,7 +94,32 @@ export interface NativeEngramForwardArgs extends NativeTableArgs {
 /** An opaque handle to a layer's weights resident on a CUDA device. */
 export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbol };
 
+export interface NativeV41ForwardArgs extends NativeTableArgs {
+  batch: number;
+  seqLen: number;
+  hc: number;
+  hidden: number;
+  cols: number;
+  rowIds: Int32Array | BigInt64Array;
+  rowIdsStride: number;
+  rowIdsOffset: number;
+  hiddenStreams: Float32Array;
+  wkv: NativeLinearHandle;
+  qWeight: Float32Array;
+  kWeight: Float32Array;
+  eps: number;
+  tokenMask?: Uint8Array;
+  out: Float32Array;
+  gates?: Float32Array;
+  rows?: Float32Array;
+  threads: number;
+}
+
 export interface NativeAddon {
+  v41Forward(args: NativeV41ForwardArgs): void;
+  v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
+  /** fp8-e4m3 codes [rows, cols] with UE8M0 scales per 32x32 block -> fp32. */
+  dequantizeBlockFp8(args: { codes: ArrayBuffer; codesByteOffset: number; scales: ArrayBuffer; scalesByteOffset: number; rows: number; cols: number; out: Float32Array; threads: number }): void;
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
   peakGflops(args: { threads: number; seconds: number }): number;
   /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */

@@ -1,0 +1,39 @@
+// Readers of the arguments several binding files share: tables (ArrayBuffer regions),
+// row ids (int32 or int64) and packed projection handles.
+#include "table_args.hpp"
+
+namespace engram {
+
+Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w) {
+  auto* holder = new LinearHandle(std::move(w));
+  return Napi::External<LinearHandle>::New(env, holder, [](Napi::Env, LinearHandle* h) { delete h; });
+}
+
+LinearHandle linearField(const Napi::Object& o, const char* name) {
+  const Napi::Value v = o.Get(name);
+  if (!v.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a packed projection handle");
+  return *v.As<Napi::External<LinearHandle>>().Data();
+}
+
+TableView readTable(const Napi::Object& o, Keep* keep) {
+  TableView t{};
+  t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
+  t.rows = intField(o, "tableRows", 1, INT64_MAX / 2);
+  t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
+  const int64_t bytes = t.rows * t.cols * tableElementBytes(t.dtype);
+  t.data = bufferRegion(o, "table", "tableByteOffset", bytes, false, keep);
+  if (t.dtype == TableDtype::F8E4M3) {
+    if (t.cols % kScaleBlock != 0) throwJs(o.Env(), ErrorKind::RangeError, "fp8 table rows need a multiple of 32 channels");
+    t.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", t.rows * (t.cols / kScaleBlock), false, keep);
+  }
+  return t;
+}
+
+const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep) {
+  const Napi::Value v = o.Get("rowIds");
+  *is64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array;
+  if (*is64) return typedField<int64_t>(o, "rowIds", napi_bigint64_array, count, false, keep);
+  return typedField<int32_t>(o, "rowIds", napi_int32_array, count, false, keep);
+}
+
+}  // namespace engram

@@ -1,0 +1,25 @@
+// Arguments shared by the layer bindings (engram_binding.cpp, v41_binding.cpp).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "gather.cuh"
+#include "gemm_ops.hpp"
+#include "napi_util.hpp"
+
+namespace engram {
+
+using Keep = std::vector<Napi::Reference<Napi::Value>>;
+
+// JS holds packed projections as an External; the shared_ptr keeps them alive while an
+// async call still uses them after JS dropped the handle.
+using LinearHandle = std::shared_ptr<const PackedLinear>;
+
+Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w);
+LinearHandle linearField(const Napi::Object& o, const char* name);
+// tableDtype/tableRows/tableCols and the table (+ fp8 scales) ArrayBuffer regions.
+TableView readTable(const Napi::Object& o, Keep* keep);
+// The "rowIds" field: `count` ids as an Int32Array or a BigInt64Array.
+const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep);
+
+}  // namespace engram

@@ -1,0 +1,41 @@
+// Host entry points of DeepSeek-V4.1's Engram layer: gather (fp8 rows dequantised on
+// the fly) -> kv = wkv . rows (one GEMM, no bias) -> per stream gate and residual.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "gather.cuh"
+#include "gemm_ops.hpp"
+#include "thread_pool.hpp"
+
+namespace engram {
+
+struct V41ForwardRequest {
+  int batch = 0;
+  int seqLen = 0;
+  int hc = 0;
+  int hidden = 0;
+  int cols = 0;                        // rows gathered per token: (maxNgram - 1) * nHeads
+  const float* hiddenStreams = nullptr;  // [B, S, hc, hidden]
+  const void* rowIds = nullptr;        // [B, S, rowIdsStride], int32 or int64
+  bool rowIds64 = false;
+  int64_t rowIdsStride = 0;            // 0: cols
+  int64_t rowIdsOffset = 0;
+  TableView table{};                   // cols = headDim
+  std::shared_ptr<const PackedLinear> wkv;  // n = (hc + 1) * hidden, k = cols * headDim
+  const float* qWeight = nullptr;      // [hc, hidden]
+  const float* kWeight = nullptr;      // [hc, hidden]
+  float eps = 0.0f;
+  const uint8_t* tokenMask = nullptr;  // [B, S]; null: all live
+  float* out = nullptr;                // [B, S, hc, hidden]
+  float* gates = nullptr;              // [B, S, hc]; may be null
+  float* rows = nullptr;               // [B, S, cols * headDim] dequantised rows; may be null
+};
+
+void v41ForwardCpu(const V41ForwardRequest& req, ThreadPool& pool, int threads);
+
+// codes [out, in] e4m3 with UE8M0 scales per 32x32 block -> fp32 [out, in].
+void dequantizeBlockFp8Cpu(const uint8_t* codes, const uint8_t* scales, int64_t out, int64_t in, float* dst,
+                           ThreadPool& pool, int threads);
+
+}  // namespace engram

@@ -1,0 +1,253 @@
+// DeepSeek-V4.1's Engram layer (the released model): 24 fp8 rows per token gathered and
+// dequantised on the fly, kv = wkv . rows (one GEMM, no bias), and per hidden stream a
+// gate from the normalised dot product of the stream and its key (weighted by
+// q_weight * k_weight), shut where the token mask is 0, added as out = h + gate * value.
+import { elementCount, toFloat32, type Tensor } from './dtype.js';
+import { requireTensor } from './engram-weights.js';
+import { native, type NativeLinearHandle, type NativeV41ForwardArgs } from './native.js';
+import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
+import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
+
+export interface DeepseekV41EngramConfig {
+  hiddenSize: number;
+  hcMult: number;
+  maxNgramSize: number;
+  /** heads per n-gram order */
+  nHeads: number;
+  headDim: number;
+  /** rows of this layer's table */
+  numEmbeddings: number;
+  rmsNormEps: number;
+}
+
+/** The released geometry of layer 1 (layer 14's table has 384,016,682 rows). */
+export const DEEPSEEK_V41_ENGRAM_CONFIG: Readonly<DeepseekV41EngramConfig> = Object.freeze({
+  hiddenSize: 5120,
+  hcMult: 4,
+  maxNgramSize: 4,
+  nHeads: 8,
+  headDim: 256,
+  numEmbeddings: 384_006_168,
+  rmsNormEps: 1e-20,
+});
+
+export interface V41ForwardOptions {
+  /** [B, S]: 0/false shuts the gate of that token (output = input). */
+  tokenMask?: Uint8Array | ArrayLike<number | boolean>;
+  threads?: number;
+  /** Also return the dequantised rows [B, S, cols * headDim]. */
+  returnRows?: boolean;
+  out?: Float32Array;
+}
+
+export interface V41ForwardResult {
+  output: Float32Array;
+  gates: Float32Array;
+  rows?: Float32Array;
+}
+
+const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
+const TABLE_DTYPES: Record<string, TableDtype> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
+
+interface V41Weights {
+  table: EngramTable;
+  wkv: NativeLinearHandle;
+  qWeight: Float32Array;
+  kWeight: Float32Array;
+}
+
+export class DeepseekV41Engram {
+  readonly config: DeepseekV41EngramConfig;
+  readonly device: 'cpu';
+  /** Gates [B, S, hc] of the last call. */
+  gates: Float32Array | undefined;
+  private weights: V41Weights | undefined;
+
+  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device } = {}) {
+    if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
+    const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
+    this.config = {
+      hiddenSize: requireInteger('config.hiddenSize', c.hiddenSize, 1, 1 << 20),
+      hcMult: requireInteger('config.hcMult', c.hcMult, 1, 1024),
+      maxNgramSize: requireInteger('config.maxNgramSize', c.maxNgramSize, 2, 8),
+      nHeads: requireInteger('config.nHeads', c.nHeads, 1, 4096),
+      headDim: requireInteger('config.headDim', c.headDim, 1, 1 << 20),
+      numEmbeddings: requireInteger('config.numEmbeddings', c.numEmbeddings, 1),
+      rmsNormEps: c.rmsNormEps,
+    };
+    if (typeof c.rmsNormEps !== 'number' || !(c.rmsNormEps >= 0)) throw new RangeError(`config.rmsNormEps must be a number >= 0, got ${describe(c.rmsNormEps)}`);
+    const device = requireDevice('options.device', options.device);
+    if (device === 'cuda') throw new Error("device 'cuda' is not available for DeepSeek-V4.1's layer yet: it runs on the CPU backend ('cpu' or 'auto')");
+    this.device = 'cpu';
+  }
+
+  /** Rows gathered per token: (maxNgramSize - 1) * nHeads. */
+  get cols(): number {
+    return (this.config.maxNgramSize - 1) * this.config.nHeads;
+  }
+
+  /** The table in its storage format. */
+  get table(): EngramTable {
+    return this.requireWeights().table;
+  }
+
+  private requireWeights(): V41Weights {
+    if (this.weights === undefined) throw new Error('this DeepSeek-V4.1 Engram layer has no weights yet: call loadStateDict()');
+    return this.weights;
+  }
+
+  /**
+   * Loads `embed.weight` (+ `embed.scale` for fp8), `wkv.weight` (+ `wkv.scale` for fp8),
+   * `q_weight`, `k_weight`, under `prefix` (default: none, or the record's single
+   * `layers.{L}.engram.` prefix). Every tensor is checked first; a failed load keeps the
+   * previous weights.
+   */
+  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+    if (record === null || typeof record !== 'object') throw new TypeError(`state dict must be an object of tensors, got ${describe(record)}`);
+    const prefix = options.prefix ?? detectPrefix(Object.keys(record));
+    const { hiddenSize: D, hcMult: hc, headDim, numEmbeddings: rows } = this.config;
+    const features = this.cols * headDim;
+    const get = (name: string, optional = false): Tensor | undefined => {
+      const v = record[prefix + name];
+      if (v === undefined) {
+        if (optional) return undefined;
+        throw new RangeError(`state dict is missing tensor '${prefix}${name}'`);
+      }
+      return requireTensor(prefix + name, v);
+    };
+    const expectShape = (name: string, t: Tensor, shape: number[]) => {
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new RangeError(`tensor '${prefix}${name}' has shape ${shapeText(t.shape)} but the layer expects ${shapeText(shape)}`);
+      }
+    };
+    const expectDtype = (name: string, t: Tensor, allowed: string[]) => {
+      if (!allowed.includes(t.dtype)) throw new TypeError(`tensor '${prefix}${name}' is ${t.dtype} but the layer takes ${allowed.join(' or ')}`);
+    };
+    for (const key of Object.keys(record)) {
+      if (!key.startsWith(prefix)) continue;
+      const name = key.slice(prefix.length);
+      if (!['embed.weight', 'embed.scale', 'wkv.weight', 'wkv.scale', 'q_weight', 'k_weight'].includes(name)) {
+        throw new RangeError(`state dict has an unexpected tensor '${key}' (not part of DeepSeek-V4.1's Engram layer)`);
+      }
+    }
+
+    const embed = get('embed.weight')!;
+    expectDtype('embed.weight', embed, ['F8_E4M3', 'BF16', 'F16', 'F32']);
+    expectShape('embed.weight', embed, [rows, headDim]);
+    const embedScale = get('embed.scale', embed.dtype !== 'F8_E4M3');
+    if (embed.dtype === 'F8_E4M3') {
+      expectDtype('embed.scale', embedScale!, ['F8_E8M0', 'U8']);
+      expectShape('embed.scale', embedScale!, [rows, headDim / SCALE_BLOCK]);
+    } else if (embedScale !== undefined) {
+      throw new RangeError(`state dict has '${prefix}embed.scale' but '${prefix}embed.weight' is ${embed.dtype}, not F8_E4M3`);
+    }
+    const wkv = get('wkv.weight')!;
+    expectDtype('wkv.weight', wkv, ['F8_E4M3', 'BF16', 'F16', 'F32']);
+    expectShape('wkv.weight', wkv, [(hc + 1) * D, features]);
+    const wkvScale = get('wkv.scale', wkv.dtype !== 'F8_E4M3');
+    if (wkv.dtype === 'F8_E4M3') {
+      expectDtype('wkv.scale', wkvScale!, ['F8_E8M0', 'U8']);
+      expectShape('wkv.scale', wkvScale!, [Math.ceil(((hc + 1) * D) / SCALE_BLOCK), Math.ceil(features / SCALE_BLOCK)]);
+    }
+    const q = get('q_weight')!;
+    const k = get('k_weight')!;
+    for (const [name, t] of [['q_weight', q], ['k_weight', k]] as const) {
+      expectDtype(name, t, ['BF16', 'F16', 'F32']);
+      expectShape(name, t, [hc, D]);
+    }
+
+    // Everything checked: build the new weights, then swap them in.
+    const table = EngramTable.fromBytes(embed.data, rows, headDim, TABLE_DTYPES[embed.dtype], embedScale?.data);
+    let wkvFloat: Float32Array;
+    if (wkv.dtype === 'F8_E4M3') {
+      wkvFloat = new Float32Array(elementCount(wkv.shape));
+      native().dequantizeBlockFp8({
+        codes: wkv.data.buffer as ArrayBuffer,
+        codesByteOffset: wkv.data.byteOffset,
+        scales: wkvScale!.data.buffer as ArrayBuffer,
+        scalesByteOffset: wkvScale!.data.byteOffset,
+        rows: (hc + 1) * D,
+        cols: features,
+        out: wkvFloat,
+        threads: 0,
+      });
+    } else {
+      wkvFloat = toFloat32(prefix + 'wkv.weight', wkv);
+    }
+    const packed = native().packLinear({ weight: wkvFloat, n: (hc + 1) * D, k: features });
+    this.weights = { table, wkv: packed, qWeight: toFloat32(prefix + 'q_weight', q), kWeight: toFloat32(prefix + 'k_weight', k) };
+  }
+
+  /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */
+  forwardRows(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): V41ForwardResult {
+    const { args, result, commit } = this.prepare(hiddenStreams, rowIds, shape, options);
+    native().v41Forward(args);
+    commit();
+    return result;
+  }
+
+  async forwardRowsAsync(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): Promise<V41ForwardResult> {
+    const { args, result, commit } = this.prepare(hiddenStreams, rowIds, shape, options);
+    await native().v41ForwardAsync(args);
+    commit();
+    return result;
+  }
+
+  /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
+  prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0) {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const w = this.requireWeights();
+    const [batch, seqLen] = requireShape('shape', shape);
+    const { hcMult: hc, hiddenSize: D, headDim } = this.config;
+    const tokens = batch * seqLen;
+    if (!(hiddenStreams instanceof Float32Array)) throw new TypeError(`hiddenStreams must be a Float32Array [B, S, hc, D], got ${describe(hiddenStreams)}`);
+    if (hiddenStreams.length !== tokens * hc * D) {
+      throw new RangeError(`hiddenStreams has ${hiddenStreams.length} elements but [${batch}, ${seqLen}, ${hc}, ${D}] needs ${tokens * hc * D}`);
+    }
+    const idStride = stride ?? this.cols;
+    if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) throw new TypeError(`rowIds must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
+    if (rowIds.length !== tokens * idStride) throw new RangeError(`rowIds has ${rowIds.length} elements but [${batch}, ${seqLen}, ${idStride}] needs ${tokens * idStride}`);
+    let tokenMask: Uint8Array | undefined;
+    if (options.tokenMask !== undefined) {
+      const m = options.tokenMask as ArrayLike<unknown>;
+      if (m === null || typeof m !== 'object' || typeof m.length !== 'number') throw new TypeError(`options.tokenMask must be a Uint8Array or an array of booleans, got ${describe(m)}`);
+      if (m.length !== tokens) throw new RangeError(`options.tokenMask has ${m.length} elements but the shape needs ${tokens}`);
+      tokenMask = m instanceof Uint8Array ? m : Uint8Array.from(m as ArrayLike<number | boolean>, (v) => (v ? 1 : 0));
+    }
+    let out = options.out;
+    if (out !== undefined && !(out instanceof Float32Array && out.length === tokens * hc * D)) {
+      throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
+    }
+    out ??= new Float32Array(tokens * hc * D);
+    const gates = new Float32Array(tokens * hc);
+    const rows = options.returnRows ? new Float32Array(tokens * this.cols * headDim) : undefined;
+    const args: NativeV41ForwardArgs = {
+      ...w.table.nativeArgs(),
+      batch,
+      seqLen,
+      hc,
+      hidden: D,
+      cols: this.cols,
+      rowIds,
+      rowIdsStride: idStride,
+      rowIdsOffset: offset,
+      hiddenStreams,
+      wkv: w.wkv,
+      qWeight: w.qWeight,
+      kWeight: w.kWeight,
+      eps: this.config.rmsNormEps,
+      tokenMask,
+      out,
+      gates,
+      rows,
+      threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
+    };
+    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates) };
+  }
+}
+
+/** The single `layers.{L}.engram.` prefix every key carries, or ''. */
+function detectPrefix(keys: string[]): string {
+  const prefixes = new Set(keys.map((k) => /^layers\.\d+\.engram\./.exec(k)?.[0] ?? ''));
+  return prefixes.size === 1 ? [...prefixes][0] : '';
+}
