@@ -193,6 +193,11 @@ export class DeepseekV41Engram {
     return result;
   }
 
+  /** @internal runs prepared arguments (the multi-layer model). */
+  run(args: NativeV41ForwardArgs): void {
+    native().v41Forward(args);
+  }
+
   /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
   prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);

@@ -39,3 +39,5 @@ export {
   type V41ForwardOptions,
   type V41ForwardResult,
 } from './deepseek-v41-engram.js';
+export { DeepseekV41EngramModel, type V41ModelForwardOptions } from './deepseek-v41-model.js';
+export { parseV41Config, findEngramTensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type SynthOptions } from './deepseek-v41-checkpoint.js';

@@ -1,0 +1,224 @@
+// DeepSeek-V4.1 checkpoints: the Engram fields of config.json, where the Engram tensors
+// live (model.safetensors.index.json, DeepSeek's engram{rank}-mp{world}.safetensors
+// shards, or a single model.safetensors), and a writer of synthetic checkpoints in the
+// released layout for tests and benchmarks.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { CompressedTokenizer } from './compressed-tokenizer.js';
+import type { Tensor } from './dtype.js';
+import { NgramHashMapping } from './ngram-hash-mapping.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { describe } from './validate.js';
+
+export interface V41CheckpointConfig {
+  layerIds: number[];
+  /** table rows per layer, in layerIds order */
+  numEmbeddings: number[];
+  maxNgramSize: number;
+  engramVocabSize: number[];
+  nHeads: number;
+  headDim: number;
+  padId: number;
+  compressedVocabSize: number;
+  hiddenSize: number;
+  hcMult: number;
+  rmsNormEps: number;
+}
+
+function field(config: Record<string, unknown>, name: string, file: string): unknown {
+  const v = config[name];
+  if (v === undefined) throw new TypeError(`${file} has no '${name}' (top level or under text_config): not a DeepSeek-V4.1 Engram config`);
+  return v;
+}
+
+const intOf = (v: unknown, name: string, file: string): number => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError(`${file}: '${name}' must be a non-negative integer, got ${describe(v)}`);
+  return v;
+};
+
+/** The Engram fields of a config.json object (top level or under text_config). */
+export function parseV41Config(json: unknown, file = 'config.json'): V41CheckpointConfig {
+  if (json === null || typeof json !== 'object') throw new TypeError(`${file} is not a JSON object`);
+  const top = json as Record<string, unknown>;
+  const c = (top.engram_layer_ids === undefined && top.text_config && typeof top.text_config === 'object' ? top.text_config : top) as Record<string, unknown>;
+  const list = (name: string, n: number) => {
+    const v = field(c, name, file);
+    const arr = Array.isArray(v) ? v : new Array(n).fill(v);
+    if (arr.length !== n) throw new RangeError(`${file}: '${name}' has ${arr.length} entries, expected ${n}`);
+    return arr.map((x, i) => intOf(x, `${name}[${i}]`, file));
+  };
+  const layerIdsRaw = field(c, 'engram_layer_ids', file);
+  if (!Array.isArray(layerIdsRaw) || layerIdsRaw.length === 0) throw new TypeError(`${file}: 'engram_layer_ids' must be a non-empty list`);
+  const layerIds = layerIdsRaw.map((x, i) => intOf(x, `engram_layer_ids[${i}]`, file));
+  const maxNgramSize = intOf(field(c, 'engram_max_ngram_size', file), 'engram_max_ngram_size', file);
+  const eps = field(c, 'rms_norm_eps', file);
+  if (typeof eps !== 'number' || !(eps >= 0)) throw new TypeError(`${file}: 'rms_norm_eps' must be a number >= 0, got ${describe(eps)}`);
+  return {
+    layerIds,
+    numEmbeddings: list('engram_num_embeddings', layerIds.length),
+    maxNgramSize,
+    engramVocabSize: list('engram_vocab_size', maxNgramSize - 1),
+    nHeads: intOf(field(c, 'engram_n_heads', file), 'engram_n_heads', file),
+    headDim: intOf(field(c, 'engram_head_dim', file), 'engram_head_dim', file),
+    padId: intOf(field(c, 'engram_pad_token_id', file), 'engram_pad_token_id', file),
+    compressedVocabSize: intOf(field(c, 'engram_compressed_vocab_size', file), 'engram_compressed_vocab_size', file),
+    hiddenSize: intOf(field(c, 'hidden_size', file), 'hidden_size', file),
+    hcMult: intOf(field(c, 'hc_mult', file), 'hc_mult', file),
+    rmsNormEps: eps,
+  };
+}
+
+export const engramPrefix = (layerId: number) => `layers.${layerId}.engram.`;
+
+/**
+ * Every `layers.{L}.engram.*` tensor of a checkpoint directory, memory-mapped, found
+ * through model.safetensors.index.json, engram{rank}-mp{world}.safetensors shards or
+ * model.safetensors.
+ */
+export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[] } {
+  const isEngram = (name: string) => /^layers\.\d+\.engram\./.test(name);
+  const tensors: Record<string, Tensor> = {};
+  const files: string[] = [];
+  const take = (file: string, names?: Set<string>) => {
+    if (!fs.existsSync(file)) throw new Error(`checkpoint shard '${file}' is missing`);
+    const st = readSafetensors(file);
+    files.push(file);
+    for (const [name, t] of Object.entries(st.tensors)) {
+      if (!isEngram(name) || (names && !names.has(name))) continue;
+      if (tensors[name] !== undefined) {
+        throw new RangeError(`tensor '${name}' is in more than one shard (a row-split table): merge the shards first`);
+      }
+      tensors[name] = t;
+    }
+  };
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (fs.existsSync(index)) {
+    const json = JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> };
+    if (!json.weight_map || typeof json.weight_map !== 'object') throw new TypeError(`${index} has no weight_map`);
+    const byFile = new Map<string, Set<string>>();
+    for (const [name, file] of Object.entries(json.weight_map)) {
+      if (!isEngram(name)) continue;
+      if (!byFile.has(file)) byFile.set(file, new Set());
+      byFile.get(file)!.add(name);
+    }
+    for (const [file, names] of byFile) take(path.join(dir, file), names);
+  } else {
+    const shards = fs.readdirSync(dir).filter((f) => /^engram\d+-mp\d+\.safetensors$/.test(f)).sort();
+    if (shards.length > 0) {
+      const world = Number(/-mp(\d+)\./.exec(shards[0])![1]);
+      for (let rank = 0; rank < world; rank++) take(path.join(dir, `engram${rank}-mp${world}.safetensors`));
+    } else if (fs.existsSync(path.join(dir, 'model.safetensors'))) {
+      take(path.join(dir, 'model.safetensors'));
+    } else {
+      throw new Error(`'${dir}' has no model.safetensors.index.json, engram{rank}-mp{world}.safetensors or model.safetensors`);
+    }
+  }
+  return { tensors, files };
+}
+
+export interface SynthOptions {
+  /** Table rows relative to the release (engram_vocab_size scaled by this). */
+  rowsScale?: number;
+  hiddenSize?: number;
+  hcMult?: number;
+  layerIds?: number[];
+  seed?: number;
+  /** tokenizer.json to copy in (default: DeepSeek-V3's; the config gets its compressed size) */
+  tokenizer?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Writes a checkpoint in V4.1's layout (config.json, tokenizer.json, index + one shard per
+ * layer with fp8 tables, UE8M0 scales, fp8 wkv with 32x32 block scales, BF16 q/k weights).
+ * Values are seeded random, finite, and of realistic magnitude.
+ */
+export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions = {}): V41CheckpointConfig {
+  const rowsScale = options.rowsScale ?? 1e-4;
+  if (!(rowsScale > 0 && rowsScale <= 1)) throw new RangeError(`options.rowsScale must be in (0, 1], got ${describe(rowsScale)}`);
+  const layerIds = options.layerIds ?? [1, 14];
+  const hiddenSize = options.hiddenSize ?? 5120;
+  const hcMult = options.hcMult ?? 4;
+  const maxNgramSize = 4;
+  const nHeads = 8;
+  const headDim = 256;
+  fs.mkdirSync(dir, { recursive: true });
+  const tokenizerPath = options.tokenizer ?? CompressedTokenizer.deepseekV3Path();
+  fs.copyFileSync(tokenizerPath, path.join(dir, 'tokenizer.json'));
+  const tokenizer = CompressedTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+  const vocab = Math.max(2, Math.round(16_000_000 * rowsScale));
+  const mapping = new NgramHashMapping({ engramVocabSize: vocab, maxNgramSize, nHeadPerNgram: nHeads, layerIds, padId: 2, seed: 0 }, tokenizer);
+  const config: V41CheckpointConfig = {
+    layerIds,
+    numEmbeddings: layerIds.map((id) => mapping.tableRows(id)),
+    maxNgramSize,
+    engramVocabSize: new Array(maxNgramSize - 1).fill(vocab),
+    nHeads,
+    headDim,
+    padId: 2,
+    compressedVocabSize: tokenizer.compressedVocabSize,
+    hiddenSize,
+    hcMult,
+    rmsNormEps: 1e-20,
+  };
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify(
+      {
+        architectures: ['DeepseekV4ForCausalLM'],
+        hidden_size: hiddenSize,
+        hc_mult: hcMult,
+        rms_norm_eps: config.rmsNormEps,
+        engram_layer_ids: layerIds,
+        engram_num_embeddings: config.numEmbeddings,
+        engram_max_ngram_size: maxNgramSize,
+        engram_vocab_size: vocab,
+        engram_n_heads: nHeads,
+        engram_head_dim: headDim,
+        engram_pad_token_id: 2,
+        engram_compressed_vocab_size: config.compressedVocabSize,
+      },
+      null,
+      2,
+    ),
+  );
+  let state = (options.seed ?? 1) >>> 0 || 1;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+  // fp8 codes of magnitude 2^-3..2^3 (exponent field 4..10), either sign: never NaN.
+  const fp8 = (n: number) => Uint8Array.from({ length: n }, () => {
+    const r = next();
+    return (r & 0x80) | ((4 + (r % 7)) << 3) | ((r >>> 8) & 7);
+  });
+  const scales = (n: number, center: number) => Uint8Array.from({ length: n }, () => center - 2 + (next() % 5));
+  const bf16Near1 = (n: number) => Uint16Array.from({ length: n }, () => 0x3f40 + (next() % 0x80)); // 0.75 .. 1.25
+  const weightMap: Record<string, string> = {};
+  const features = (maxNgramSize - 1) * nHeads * headDim;
+  layerIds.forEach((id, i) => {
+    const rows = config.numEmbeddings[i];
+    const p = engramPrefix(id);
+    const file = `model-engram-layer${id}.safetensors`;
+    const tensors: Record<string, Tensor> = {
+      [`${p}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], data: fp8(rows * headDim) },
+      [`${p}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], data: scales(rows * (headDim / 32), 124) },
+      [`${p}wkv.weight`]: { dtype: 'F8_E4M3', shape: [(hcMult + 1) * hiddenSize, features], data: fp8((hcMult + 1) * hiddenSize * features) },
+      [`${p}wkv.scale`]: {
+        dtype: 'F8_E8M0',
+        shape: [Math.ceil(((hcMult + 1) * hiddenSize) / 32), Math.ceil(features / 32)],
+        data: scales(Math.ceil(((hcMult + 1) * hiddenSize) / 32) * Math.ceil(features / 32), 117),
+      },
+      [`${p}q_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
+      [`${p}k_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
+    };
+    writeSafetensors(path.join(dir, file), tensors, { format: 'pt' });
+    for (const name of Object.keys(tensors)) weightMap[name] = file;
+    options.onProgress?.(i + 1, layerIds.length);
+  });
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+  return config;
+}

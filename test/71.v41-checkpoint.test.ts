@@ -1,0 +1,74 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { CompressedTokenizer, DeepseekV41Engram, DeepseekV41EngramModel, readSafetensors, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { randInt, rng } from './helpers/random.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-v41-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const dir = path.join(root, 'ckpt');
+const config = writeSyntheticV41Checkpoint(dir, { rowsScale: 1e-4, hiddenSize: 64, hcMult: 4, seed: 3 });
+const same = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+
+describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => {
+  const model = DeepseekV41EngramModel.fromCheckpoint(dir);
+  const B = 2;
+  const S = 11;
+  const r = rng(17);
+  const ids = Int32Array.from({ length: B * S }, () => randInt(r, 0, 128_000));
+  const mask = Uint8Array.from({ length: B * S }, (_, i) => (i % 7 === 3 ? 0 : 1));
+  const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: B * S * 4 * 64 }, () => r() * 4 - 2)]));
+
+  it('reads the geometry from config.json and maps the tables', () => {
+    expect(config.numEmbeddings).toEqual([1, 14].map((id) => model.hashMapping.tableRows(id)));
+    expect(model.layers.get(14)!.table.rows).toBe(config.numEmbeddings[1]);
+    expect(model.layers.get(1)!.table.region.buffer.byteLength).toBe(fs.statSync(model.files[0]).size);
+  });
+
+  it('hashing + gather + layer through fromCheckpoint equals the same from the parts', () => {
+    const { outputs } = model.forward(streams, ids, [B, S], { tokenMask: mask });
+    const rows = model.hashMapping.hashRows(ids, [B, S], { tokenMask: mask }).rowIds as Int32Array;
+    const cols = model.hashMapping.headsPerLayer;
+    [1, 14].forEach((id, l) => {
+      const layer = new DeepseekV41Engram({ hiddenSize: 64, hcMult: 4, numEmbeddings: config.numEmbeddings[l] });
+      const file = readSafetensors(path.join(dir, `model-engram-layer${id}.safetensors`));
+      layer.loadStateDict(file.tensors);
+      const own = Int32Array.from({ length: B * S * cols }, (_, i) => rows[Math.floor(i / cols) * 2 * cols + l * cols + (i % cols)]);
+      const want = layer.forwardRows(streams.get(id)!, own, [B, S], { tokenMask: mask });
+      expect(same(outputs.get(id)!.output, want.output)).toBe(true);
+    });
+  });
+
+  it('chunked prefill with the returned history equals one call', () => {
+    const whole = model.forward(streams, ids, [B, S], { tokenMask: mask }).outputs.get(14)!.output;
+    const split = 4;
+    const part = (a: Float32Array | Uint8Array | Int32Array, width: number, t0: number, len: number) => {
+      const out = new (a.constructor as { new (n: number): typeof a })(B * len * width);
+      for (let b = 0; b < B; b++) out.set(a.subarray((b * S + t0) * width, (b * S + t0 + len) * width) as never, b * len * width);
+      return out;
+    };
+    const first = model.forward(new Map([[14, part(streams.get(14)!, 256, 0, split) as Float32Array]]), part(ids, 1, 0, split) as Int32Array, [B, split], { tokenMask: part(mask, 1, 0, split) as Uint8Array });
+    const second = model.forward(new Map([[14, part(streams.get(14)!, 256, split, S - split) as Float32Array]]), part(ids, 1, split, S - split) as Int32Array, [B, S - split], {
+      tokenMask: part(mask, 1, split, S - split) as Uint8Array,
+      history: first.history,
+    });
+    expect(same(first.outputs.get(14)!.output, part(whole, 256, 0, split) as Float32Array)).toBe(true);
+    expect(same(second.outputs.get(14)!.output, part(whole, 256, split, S - split) as Float32Array)).toBe(true);
+  });
+
+  it('refuses a broken checkpoint with a clear error', () => {
+    const broken = path.join(root, 'broken');
+    fs.cpSync(dir, broken, { recursive: true });
+    fs.rmSync(path.join(broken, 'model-engram-layer14.safetensors'));
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(broken)).toThrow(/checkpoint shard '.*model-engram-layer14.safetensors' is missing/);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    delete cfg.engram_head_dim;
+    fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ text_config: cfg }));
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(broken)).toThrow(/has no 'engram_head_dim' \(top level or under text_config\)/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(dir, { tokenizer: CompressedTokenizer.fromLookup([0, 1, 2, 3]) })).toThrow(/compress/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'nowhere'))).toThrow(/does not exist/);
+  });
+});
