@@ -38,6 +38,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
   r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
   r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.cols * r.table.cols, true, keep);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   return call;
 }

@@ -1,5 +1,6 @@
 // CPU backend of DeepSeek-V4.1's Engram layer, on the row loops it shares with the
 // paper's layer (engram_cpu_kernel.cpp) and the packed GEMM.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -58,13 +59,22 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
   g.rowIdsStride = stride;
   g.rowIdsOffset = r.rowIdsOffset;
   g.embeddings = r.rows != nullptr ? r.rows : scratchRows.data();
+  const auto seconds = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto t0 = std::chrono::steady_clock::now();
   pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(g, begin, end); });
+  if (r.stageSeconds) r.stageSeconds[0] = seconds(t0);
 
+  t0 = std::chrono::steady_clock::now();
   linearCpu(g.embeddings, tokens, features, *r.wkv, scratchKv.data(), kvWidth, pool, threads);
+  if (r.stageSeconds) r.stageSeconds[1] = seconds(t0);
 
   const V41GateArgs a{scratchKv.data(), kvWidth, r.hiddenStreams, r.qWeight, r.kWeight, r.tokenMask,
                       r.hc, r.hidden, r.eps, r.gates, r.out};
+  t0 = std::chrono::steady_clock::now();
   pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.v41Gate(a, begin, end); });
+  if (r.stageSeconds) r.stageSeconds[2] = seconds(t0);
 }
 
 }  // namespace engram

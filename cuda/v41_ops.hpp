@@ -30,6 +30,7 @@ struct V41ForwardRequest {
   float* out = nullptr;                // [B, S, hc, hidden]
   float* gates = nullptr;              // [B, S, hc]; may be null
   float* rows = nullptr;               // [B, S, cols * headDim] dequantised rows; may be null
+  double* stageSeconds = nullptr;      // [3]: gather, wkv, gate; may be null
 };
 
 void v41ForwardCpu(const V41ForwardRequest& req, ThreadPool& pool, int threads);

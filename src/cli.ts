@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// `engram`: demo, hash, devices, spec.
+// `engram`: demo, hash, devices, spec, v41.
 import { parseArgs } from 'node:util';
 
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { buildInfo, devices } from './devices.js';
 import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from './ngram-hash-config.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
+import { inspectV41, synthV41 } from './cli-v41.js';
 import { hashThroughput, machineFacts, progress } from './throughput.js';
 
 const DEFAULT_SENTENCE = 'Only Alexander the Great could tame the horse Bucephalus.';
@@ -15,6 +16,9 @@ const USAGE = `usage:
   engram hash "<text>" [--v41] [--json]   token, compressed id and head ids of every n-gram
   engram devices                        CUDA devices visible to this process
   engram spec [--v41] [--lookup]        the hash specification as JSON
+  engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
+  engram v41 synth <dir> [--rows-scale f] [--hidden n]
+                                        write a synthetic checkpoint in V4.1's layout
 
 options:
   --v41        DeepSeek-V4.1's geometry (max n-gram 4, layers 1 and 14) with the V3 tokenizer
@@ -126,6 +130,8 @@ function main(argv: string[]): number {
       json: { type: 'boolean' },
       lookup: { type: 'boolean' },
       tokenizer: { type: 'string' },
+      'rows-scale': { type: 'string' },
+      hidden: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -158,6 +164,17 @@ function main(argv: string[]): number {
     case 'spec':
       console.log(JSON.stringify(loadMapping(values).toSpec({ includeLookup: values.lookup }), null, 1));
       return 0;
+    case 'v41': {
+      const [sub, dir] = rest;
+      if (dir === undefined || (sub !== 'inspect' && sub !== 'synth')) {
+        console.error(`engram v41: expected 'inspect <dir>' or 'synth <dir>'\n\n${USAGE}`);
+        return 1;
+      }
+      if (sub === 'inspect') return inspectV41(dir, values.json === true);
+      const scale = values['rows-scale'] === undefined ? 1e-4 : Number(values['rows-scale']);
+      const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
+      return synthV41(dir, scale, hidden);
+    }
     default:
       console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 1;

@@ -38,6 +38,8 @@ export interface V41ForwardOptions {
   /** Also return the dequantised rows [B, S, cols * headDim]. */
   returnRows?: boolean;
   out?: Float32Array;
+  /** Float64Array(3): seconds of the gather, the wkv GEMM and the gate, written by the call. */
+  stageSeconds?: Float64Array;
 }
 
 export interface V41ForwardResult {
@@ -219,6 +221,9 @@ export class DeepseekV41Engram {
       if (m.length !== tokens) throw new RangeError(`options.tokenMask has ${m.length} elements but the shape needs ${tokens}`);
       tokenMask = m instanceof Uint8Array ? m : Uint8Array.from(m as ArrayLike<number | boolean>, (v) => (v ? 1 : 0));
     }
+    if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 3)) {
+      throw new TypeError(`options.stageSeconds must be a Float64Array(3), got ${describe(options.stageSeconds)}`);
+    }
     let out = options.out;
     if (out !== undefined && !(out instanceof Float32Array && out.length === tokens * hc * D)) {
       throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
@@ -245,6 +250,7 @@ export class DeepseekV41Engram {
       out,
       gates,
       rows,
+      stageSeconds: options.stageSeconds,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
     return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates) };

@@ -112,6 +112,8 @@ export interface NativeV41ForwardArgs extends NativeTableArgs {
   out: Float32Array;
   gates?: Float32Array;
   rows?: Float32Array;
+  /** [3]: gather, wkv, gate seconds */
+  stageSeconds?: Float64Array;
   threads: number;
 }
 

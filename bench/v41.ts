@@ -1,0 +1,131 @@
+// npm run bench:v41 — DeepSeek-V4.1's Engram layer at the released dimensions (D 5120,
+// hc 4, 24 rows x 256 fp8 channels per token, wkv [25600, 6144] fp8) on a synthetic
+// checkpoint in the released layout (table rows scaled down to fit this machine):
+// prefill 1 x 4096 and decode 64 x 1, the gather against the random-row read rate of
+// the same table, the wkv GEMM against the FMA peak, and the layer against a plain
+// TypeScript layer and (when bench/numpy_v41.py has been run) numpy.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { native } from '../src/native.js';
+import { machineFacts, median, progress, timeRuns } from '../src/throughput.js';
+import { baselineV41Forward, type BaselineV41 } from './baseline-v41.js';
+import { brownTokens } from './corpus.js';
+import { markdownTable, resultsDir, writeResults } from './harness.js';
+
+const ROWS_SCALE = Number(process.env.V41_ROWS_SCALE ?? 0.005);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-v41-${ROWS_SCALE}`);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const info = buildInfo();
+const facts = machineFacts();
+
+if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
+  log(`writing a synthetic checkpoint (rows x ${ROWS_SCALE}) to ${dir}...`);
+  writeSyntheticV41Checkpoint(dir, { rowsScale: ROWS_SCALE, layerIds: [1], onProgress: progress('  layers') });
+}
+const model = DeepseekV41EngramModel.fromCheckpoint(dir);
+const layer = model.layers.get(1)!;
+const { hiddenSize: D, hcMult: hc, headDim } = layer.config;
+const cols = layer.cols;
+const features = cols * headDim;
+log(`table ${layer.table.rows.toLocaleString()} rows x ${headDim} fp8 (${(layer.table.byteLength / 2 ** 30).toFixed(2)} GiB), wkv [${(hc + 1) * D}, ${features}]`);
+
+let seed = 1;
+const random = (n: number) => Float32Array.from({ length: n }, () => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return (seed / 4294967296) * 4 - 2;
+});
+const tokenizer: CompressedTokenizer = model.hashMapping.tokenizer;
+const peak = native().peakGflops({ threads: 0, seconds: 0.5 });
+
+function measure(B: number, S: number) {
+  const ids = brownTokens(tokenizer, B * S);
+  const streams = random(B * S * hc * D);
+  const out = new Float32Array(streams.length);
+  const rows = model.hashMapping.hashRows(ids, [B, S], { layers: [1], output: 'int32' }).rowIds as Int32Array;
+  const stages: Float64Array[] = [];
+  const whole = timeRuns(() => {
+    const stageSeconds = new Float64Array(3);
+    layer.forwardRows(streams, rows, [B, S], { out, stageSeconds });
+    stages.push(stageSeconds);
+  }, RUNS);
+  const hash = timeRuns(() => model.hashMapping.hashRows(ids, [B, S], { layers: [1], output: 'int32' }), RUNS);
+  const stage = (i: number) => median(stages.slice(-RUNS).map((s) => s[i]));
+  // The yardstick: as many uniformly random 256-byte rows of the same table.
+  seed = 7;
+  const randomIds = Int32Array.from({ length: B * S * cols }, () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return Math.floor((seed / 4294967296) * layer.table.rows);
+  });
+  const reads = timeRuns(() => native().readRows({ ...layer.table.nativeArgs(), rowIds: randomIds, threads: 0 }), RUNS * 3);
+  const rowBytes = headDim + headDim / 32;
+  return {
+    shape: `${B} x ${S}`,
+    tokensPerSecond: (B * S) / (whole.medianSeconds + hash.medianSeconds),
+    layerMs: whole.medianSeconds * 1e3,
+    hashMs: hash.medianSeconds * 1e3,
+    gatherMs: stage(0) * 1e3,
+    wkvMs: stage(1) * 1e3,
+    gateMs: stage(2) * 1e3,
+    gatherGBps: (B * S * cols * rowBytes) / stage(0) / 1e9,
+    randomRowGBps: (B * S * cols * headDim) / reads.medianSeconds / 1e9,
+    wkvGflops: (2 * B * S * features * (hc + 1) * D) / stage(1) / 1e9,
+  };
+}
+
+const runs = [measure(1, 4096), measure(64, 1), measure(1, 1024)];
+
+// The plain TypeScript layer on 4 tokens, and the native layer on the same 4.
+const tensors = (await import('../src/index.js')).findEngramTensors(dir).tensors;
+const bytes = (name: string) => {
+  const d = tensors[`layers.1.engram.${name}`].data;
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+};
+const bf16 = (name: string) => {
+  const b = bytes(name);
+  return Float32Array.from({ length: b.length / 2 }, (_, i) => new Float32Array(Uint32Array.of((b[2 * i] | (b[2 * i + 1] << 8)) << 16).buffer)[0]);
+};
+const L: BaselineV41 = {
+  hidden: D, hc, cols, headDim, eps: layer.config.rmsNormEps,
+  embed: bytes('embed.weight'), embedScale: bytes('embed.scale'), wkv: bytes('wkv.weight'), wkvScale: bytes('wkv.scale'),
+  qWeight: bf16('q_weight'), kWeight: bf16('k_weight'),
+};
+const smallIds = brownTokens(tokenizer, 4);
+const smallRows = model.hashMapping.hashRows(smallIds, [1, 4], { layers: [1], output: 'int32' }).rowIds as Int32Array;
+const smallStreams = random(4 * hc * D);
+log('TypeScript layer on 1 x 4 tokens...');
+const baseline = timeRuns(() => baselineV41Forward(L, smallStreams, smallRows, 4), 3, 0);
+const nativeSmall = timeRuns(() => layer.forwardRows(smallStreams, smallRows, [1, 4]), RUNS);
+const check = baselineV41Forward(L, smallStreams, smallRows, 4);
+const mine = layer.forwardRows(smallStreams, smallRows, [1, 4]).output;
+let worst = 0;
+for (let i = 0; i < mine.length; i++) worst = Math.max(worst, Math.abs(mine[i] - check[i]) / (1 + Math.abs(check[i])));
+
+const numpyFile = path.join(resultsDir, 'v41-numpy.json');
+const numpy = fs.existsSync(numpyFile) ? (JSON.parse(fs.readFileSync(numpyFile, 'utf8')) as { peer: string; tokens_per_second: number }) : undefined;
+const prefill1024 = runs[2];
+
+const f = (x: number, d = 1) => x.toFixed(d);
+const header =
+  `# DeepSeek-V4.1 Engram layer\n\nReleased dimensions (D ${D}, hc ${hc}, ${cols} rows x ${headDim} fp8 per token, wkv [${(hc + 1) * D}, ${features}] fp8 with 32x32 UE8M0 blocks), ` +
+  `synthetic checkpoint in the released layout with ${layer.table.rows.toLocaleString()} table rows (the release: 384,006,168), Brown Corpus tokens, ` +
+  `${info.cpuThreads} threads, median of ${RUNS} runs; tokens/s include hashing.\n\n` +
+  `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, ${facts.platform}, Node ${facts.node}; CPU kernels: ${info.cpuKernel}; measured FMA peak ${f(peak, 0)} GFLOP/s.\n\n`;
+const table = markdownTable(
+  ['B x S', 'tokens/s', 'layer ms', 'hash ms', 'gather ms', 'wkv ms', 'gate ms', 'gather GB/s (264 B rows)', 'random 256 B rows GB/s', 'gather / bound', 'wkv GFLOP/s', '/ peak'],
+  runs.map((r) => [r.shape, f(r.tokensPerSecond, 0), f(r.layerMs, 2), f(r.hashMs, 2), f(r.gatherMs, 2), f(r.wkvMs, 2), f(r.gateMs, 2), f(r.gatherGBps, 2), f(r.randomRowGBps, 2), `${f((100 * r.gatherGBps) / r.randomRowGBps, 0)}%`, f(r.wkvGflops, 0), `${f((100 * r.wkvGflops) / peak, 0)}%`]),
+);
+const peers = markdownTable(
+  ['peer', 'tokens/s', 'native / peer'],
+  [
+    [`plain TypeScript layer (1 x 4 tokens; max rel. diff ${worst.toExponential(1)})`, f(4 / baseline.medianSeconds, 2), `${f(baseline.medianSeconds / nativeSmall.medianSeconds, 0)}x`],
+    numpy
+      ? [`${numpy.peer} (1 x 1024 prefill, bench/numpy_v41.py)`, f(numpy.tokens_per_second, 0), `${f(prefill1024.tokensPerSecond / numpy.tokens_per_second, 2)}x`]
+      : ['numpy (run `python3 bench/numpy_v41.py` first)', 'not measured', ''],
+  ],
+);
+const md = header + table + '\n' + peers;
+console.log(md);
+writeResults('v41', { benchmark: 'v41', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, rowsScale: ROWS_SCALE, runs: RUNS, peakGflops: peak, results: runs, baselineTokensPerSecond: 4 / baseline.medianSeconds, baselineMaxRelDiff: worst, numpy }, md);

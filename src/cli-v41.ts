@@ -1,0 +1,51 @@
+// `engram v41 inspect <dir>` and `engram v41 synth <dir>`: DeepSeek-V4.1 checkpoints.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from './deepseek-v41-checkpoint.js';
+import { DeepseekV41EngramModel } from './deepseek-v41-model.js';
+import { progress } from './throughput.js';
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+
+export function inspectV41(dir: string, json: boolean): number {
+  const config = parseV41Config(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
+  const { tensors, files } = findEngramTensors(dir);
+  const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength }));
+  const cols = (config.maxNgramSize - 1) * config.nHeads;
+  const rowBytes = config.headDim + config.headDim / 32; // fp8 codes + UE8M0 scales
+  let problem: string | undefined;
+  try {
+    DeepseekV41EngramModel.fromCheckpoint(dir);
+  } catch (err) {
+    problem = err instanceof Error ? err.message : String(err);
+  }
+  const report = {
+    config,
+    files,
+    tensors: rows,
+    engramBytes: rows.reduce((n, r) => n + r.bytes, 0),
+    gatheredBytesPerTokenPerLayer: cols * rowBytes,
+    check: problem ?? 'ok: every tensor matches the config, the tokenizer compresses to engram_compressed_vocab_size',
+  };
+  if (json) {
+    console.log(JSON.stringify(report, null, 1));
+  } else {
+    console.log(`layers ${config.layerIds.join(', ')}; hidden ${config.hiddenSize} x hc ${config.hcMult}; max n-gram ${config.maxNgramSize}, ${config.nHeads} heads, head dim ${config.headDim}`);
+    console.log(`tables: ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows; compressed vocab ${config.compressedVocabSize.toLocaleString()}, pad ${config.padId}, eps ${config.rmsNormEps}`);
+    console.log(`gathered per token per layer: ${cols} rows x ${rowBytes} B = ${(cols * rowBytes).toLocaleString()} B`);
+    console.log('');
+    const width = Math.max(...rows.map((r) => r.name.length));
+    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}`);
+    console.log(`\nEngram tensors: ${gib(report.engramBytes)} in ${files.length} file(s)`);
+    console.log(`check: ${report.check}`);
+  }
+  return problem ? 1 : 0;
+}
+
+export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined): number {
+  const show = progress('writing layers');
+  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, onProgress: show });
+  console.log(`wrote ${dir}: tables of ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows, hidden ${config.hiddenSize}`);
+  return 0;
+}
