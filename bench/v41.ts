@@ -54,12 +54,18 @@ function measure(B: number, S: number) {
   const hash = timeRuns(() => model.hashMapping.hashRows(ids, [B, S], { layers: [1], output: 'int32' }), RUNS);
   const stage = (i: number) => median(stages.slice(-RUNS).map((s) => s[i]));
   // The yardstick: as many uniformly random 256-byte rows of the same table.
-  seed = 7;
-  const randomIds = Int32Array.from({ length: B * S * cols }, () => {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    return Math.floor((seed / 4294967296) * layer.table.rows);
-  });
-  const reads = timeRuns(() => native().readRows({ ...layer.table.nativeArgs(), rowIds: randomIds, threads: 0 }), RUNS * 3);
+  let rs = 12345;
+  // A fresh set of rows for every run (uniform over the table), so the yardstick reads
+  // cold rows as the layer's gather does after the rest of the layer has run.
+  const rowSets = Array.from({ length: RUNS * 3 + 2 }, () =>
+    Int32Array.from({ length: B * S * cols }, () => {
+      rs = (Math.imul(rs, 1103515245) + 12345) >>> 0;
+      return Math.floor((rs / 4294967296) * layer.table.rows);
+    }),
+  );
+  let set = 0;
+  const randomIds = rowSets[0];
+  const reads = timeRuns(() => native().readRows({ ...layer.table.nativeArgs(), rowIds: rowSets[set++ % rowSets.length], threads: 0 }), RUNS * 3);
   const rowBytes = headDim + headDim / 32;
   return {
     shape: `${B} x ${S}`,

@@ -81,8 +81,10 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   for (int64_t q = first; q < last; ++q) {
     // Random rows of a large table: request the row kPrefetchRows ahead of this one.
     if (q + kPrefetchRows < last) {
-      const uint8_t* ahead = t.rowBytes(rowIdAt(a, aheadM, aheadH));
+      const int64_t aheadRow = rowIdAt(a, aheadM, aheadH);
+      const uint8_t* ahead = t.rowBytes(aheadRow);
       for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
+      if (t.scales != nullptr) __builtin_prefetch(t.rowScales(aheadRow));  // fp8: the scales live apart
     }
     if (++aheadH == a.heads) {
       aheadH = 0;
