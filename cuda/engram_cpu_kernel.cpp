@@ -20,7 +20,7 @@ namespace EK_CPU_ISA {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int kPrefetchRows = 64;  // the row this far ahead is requested while one is decoded
+constexpr int kPrefetchRows = 32;  // the row this far ahead is requested while one is decoded
 
 inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
   const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
