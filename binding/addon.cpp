@@ -1,6 +1,7 @@
 // Module entry: registers the exported functions and owns the per-instance state.
 #include "bindings.hpp"
 #include "device.hpp"
+#include "cpu_features.hpp"
 #include "hash_cpu_kernel.hpp"
 
 namespace engram {
@@ -30,6 +31,11 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cpuThreads", addonState(env).pool.maxThreads());
   o.Set("deviceUnavailableReason", deviceUnavailableReason());
   o.Set("cpuKernel", cpuHashKernelName());
+  Napi::Array features = Napi::Array::New(env);
+  uint32_t n = 0;
+  if (cpuHasAvx512()) features.Set(n++, "avx512");
+  if (cpuHasAvx512Bf16()) features.Set(n++, "avx512bf16");
+  o.Set("cpuFeatures", features);
   return o;
 }
 
@@ -41,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ngramHashesAsync", Napi::Function::New(env, NgramHashesAsync, "ngramHashesAsync"));
   exports.Set("packLinear", Napi::Function::New(env, PackLinear, "packLinear"));
   exports.Set("linear", Napi::Function::New(env, Linear, "linear"));
+  exports.Set("linearKernel", Napi::Function::New(env, LinearKernel, "linearKernel"));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
   exports.Set("engramForward", Napi::Function::New(env, EngramForward, "engramForward"));
   exports.Set("convertTable", Napi::Function::New(env, ConvertTable, "convertTable"));

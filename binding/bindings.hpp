@@ -7,6 +7,7 @@ Napi::Value NgramHashes(const Napi::CallbackInfo& info);
 Napi::Value NgramHashesAsync(const Napi::CallbackInfo& info);
 Napi::Value PackLinear(const Napi::CallbackInfo& info);
 Napi::Value Linear(const Napi::CallbackInfo& info);
+Napi::Value LinearKernel(const Napi::CallbackInfo& info);
 Napi::Value GatherRows(const Napi::CallbackInfo& info);
 Napi::Value EngramForward(const Napi::CallbackInfo& info);
 Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info);

@@ -79,9 +79,15 @@ Napi::Value PackLinear(const Napi::CallbackInfo& info) {
   const float* weight = typedField<float>(o, "weight", napi_float32_array, n * k, false);
   const float* bias = typedField<float>(o, "bias", napi_float32_array, n, true);
   const std::string kernel = stringField(o, "cpuKernel", "auto");
+  const bool preferBf16 = boolField(o, "preferBf16", false);
   LinearHandle handle;
-  runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel); });
+  runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel, preferBf16); });
   return wrapLinear(info.Env(), std::move(handle));
+}
+
+Napi::Value LinearKernel(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  return Napi::String::New(info.Env(), linearField(o, "weight")->kernel);
 }
 
 Napi::Value Linear(const Napi::CallbackInfo& info) {

@@ -15,4 +15,13 @@ bool cpuHasAvx512() {
 #endif
 }
 
+bool cpuHasAvx512Bf16() {
+#if defined(EK_HAVE_AVX512_KERNEL)
+  static const bool has = cpuHasAvx512() && __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
 }  // namespace engram

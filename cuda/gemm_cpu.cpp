@@ -2,6 +2,7 @@
 // (row block, panel range) tiles over the thread pool.
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <vector>
 
 #include "common.hpp"
@@ -37,14 +38,50 @@ LinearBuild linearBuild(const std::string& name) {
 
 }  // namespace
 
+// Every weight survives a round trip through bf16 unchanged.
+static bool exactlyBf16(const float* w, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &w[i], 4);
+    if ((u & 0xffffu) != 0) return false;
+  }
+  return true;
+}
+
+static constexpr int kBf16Width = 32;
+
 std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias, int64_t n, int64_t k,
-                                         const std::string& kernel) {
+                                         const std::string& kernel, bool preferBf16) {
   EK_REQUIRE(n >= 1 && k >= 1, RangeError, "a projection needs at least one output and one input feature");
   EK_REQUIRE(weight != nullptr, TypeError, "projection weight is missing");
   const LinearBuild build = linearBuild(kernel);
   auto w = std::make_shared<PackedLinear>();
   w->n = n;
   w->k = k;
+  w->bias.assign(static_cast<size_t>(n), 0.0f);
+  if (bias != nullptr) std::copy(bias, bias + n, w->bias.begin());
+#if defined(EK_HAVE_AVX512_KERNEL)
+  if (preferBf16 && std::string(build.name) == "avx512" && cpuHasAvx512Bf16() && exactlyBf16(weight, n * k)) {
+    w->nr = kBf16Width;
+    w->kernel = "avx512-bf16";
+    const int64_t panels = (n + kBf16Width - 1) / kBf16Width;
+    const int64_t pairs = (k + 1) / 2;
+    w->panelsBf16.assign(static_cast<size_t>(panels * pairs * kBf16Width * 2), 0);
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int c = 0; c < kBf16Width && p * kBf16Width + c < n; ++c) {
+        const float* src = weight + (p * kBf16Width + c) * k;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          uint32_t u;
+          std::memcpy(&u, &src[kk], 4);
+          w->panelsBf16[((p * pairs + kk / 2) * kBf16Width + c) * 2 + (kk & 1)] = static_cast<uint16_t>(u >> 16);
+        }
+      }
+    }
+    return w;
+  }
+#else
+  (void)preferBf16;
+#endif
   w->nr = build.width;
   w->kernel = build.name;
   const int64_t panels = (n + w->nr - 1) / w->nr;
@@ -56,8 +93,6 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
       for (int64_t kk = 0; kk < k; ++kk) dst[kk * w->nr] = src[kk];
     }
   }
-  w->bias.assign(static_cast<size_t>(n), 0.0f);
-  if (bias != nullptr) std::copy(bias, bias + n, w->bias.begin());
   return w;
 }
 
@@ -65,8 +100,16 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
                ThreadPool& pool, int threads) {
   EK_REQUIRE(lda >= w.k && ldy >= w.n, RangeError, "projection strides are smaller than the rows");
   if (m <= 0) return;
-  const LinearBuild build = linearBuild(w.kernel);
-  EK_REQUIRE(build.width == w.nr, Error, "packed projection does not match its kernel build");
+  LinearBuild build{};
+  if (w.kernel == "avx512-bf16") {
+#if defined(EK_HAVE_AVX512_KERNEL)
+    EK_REQUIRE(cpuHasAvx512Bf16(), Error, "projection packed for AVX512-BF16 on a CPU without it");
+    build = LinearBuild{"avx512-bf16", kBf16Width, avx512::linearTilesBf16, avx512::fmaPeakLoop};
+#endif
+  } else {
+    build = linearBuild(w.kernel);
+  }
+  EK_REQUIRE(build.tiles != nullptr && build.width == w.nr, Error, "packed projection does not match its kernel build");
   const int64_t panels = (w.n + w.nr - 1) / w.nr;
   // Work items: row blocks x panel groups, enough of them to keep every thread busy and
   // few enough that each packs a reasonable block of x once per k block.

@@ -4,6 +4,9 @@
 // vectors) on the x86-64 baseline, each sized to the build's register file.
 #include <algorithm>
 #include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "gemm_ops.hpp"
 
@@ -132,6 +135,100 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
     }
   }
 }
+
+#if defined(__AVX512F__)
+// The bf16 dot-product kernel: 12 rows x 32 columns, each vdpbf16ps adding two exact
+// products per lane. x rows are converted to bf16 by truncation while packed, which is
+// exact for the inputs callers promise (values that are bf16 already).
+namespace {
+constexpr int kBfRows = 12;
+constexpr int kBfWidth = 32;
+constexpr int64_t kBfPairs = 512;  // k pairs per block
+
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void microTileBf16(
+    const uint32_t* __restrict a, const uint16_t* __restrict b, int64_t pairs, float* __restrict c, int64_t ldc,
+    const float* __restrict start, bool first) {
+  __m512 acc[kBfRows][2];
+  for (int r = 0; r < kBfRows; ++r) {
+    acc[r][0] = first ? _mm512_loadu_ps(start) : _mm512_loadu_ps(c + r * ldc);
+    acc[r][1] = first ? _mm512_loadu_ps(start + 16) : _mm512_loadu_ps(c + r * ldc + 16);
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2 + 32);
+    const uint32_t* ap = a + p * kBfRows;
+    for (int r = 0; r < kBfRows; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[r]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+  }
+  for (int r = 0; r < kBfRows; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc[r][0]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
+  }
+}
+}  // namespace
+
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTilesBf16(
+    const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin, int64_t rowEnd,
+    int64_t panelBegin, int64_t panelEnd) {
+  const int64_t k = w.k;
+  const int64_t kPairs = (k + 1) / 2;
+  thread_local std::vector<uint32_t> packed;
+  packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfPairs));
+  float edge[kBfRows * kBfWidth] = {};
+  float bias[kBfWidth];
+  auto bf16Bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u >> 16;  // exact for values that are bf16
+  };
+  for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
+    const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
+    for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {
+      const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - p0);
+      for (int64_t t = 0; t * kBfRows < rows; ++t) {
+        uint32_t* dst = packed.data() + t * kBfRows * kBfPairs;
+        for (int r = 0; r < kBfRows; ++r) {
+          const int64_t row = t * kBfRows + r;
+          const float* src = row < rows ? x + (r0 + row) * lda : nullptr;
+          for (int64_t p = 0; p < pc; ++p) {
+            const int64_t kk = 2 * (p0 + p);
+            uint32_t lo = 0, hi = 0;
+            if (src != nullptr) {
+              lo = bf16Bits(src[kk]);
+              hi = kk + 1 < k ? bf16Bits(src[kk + 1]) : 0;
+            }
+            dst[p * kBfRows + r] = lo | (hi << 16);
+          }
+        }
+      }
+      const bool first = p0 == 0;
+      for (int64_t p = panelBegin; p < panelEnd; ++p) {
+        const uint16_t* panel = w.panelsBf16.data() + (p * kPairs + p0) * kBfWidth * 2;
+        const int64_t col0 = p * kBfWidth;
+        const int64_t cols = std::min<int64_t>(kBfWidth, w.n - col0);
+        for (int c = 0; c < kBfWidth; ++c) bias[c] = c < cols ? w.bias[col0 + c] : 0.0f;
+        for (int64_t t = 0; t * kBfRows < rows; ++t) {
+          const int64_t row0 = r0 + t * kBfRows;
+          const bool full = row0 + kBfRows <= rowEnd && cols == kBfWidth;
+          float* out = full ? y + row0 * ldy + col0 : edge;
+          const int64_t ldo = full ? ldy : kBfWidth;
+          const int64_t live = std::min<int64_t>(kBfRows, rowEnd - row0);
+          if (!full && !first) {
+            for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kBfWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
+          }
+          microTileBf16(packed.data() + t * kBfRows * kBfPairs, panel, pc, out, ldo, bias, first);
+          if (!full) {
+            for (int64_t r = 0; r < live; ++r) std::memcpy(y + (row0 + r) * ldy + col0, edge + r * kBfWidth, cols * sizeof(float));
+          }
+        }
+      }
+    }
+  }
+}
+#endif
 
 }  // namespace EK_CPU_ISA
 }  // namespace engram

@@ -25,6 +25,8 @@ export interface BuildInfo {
   deviceUnavailableReason: string;
   /** Which build of the CPU hashing loop this machine runs: 'avx512' or 'baseline'. */
   cpuKernel: 'avx512' | 'baseline';
+  /** CPU kernel features in use: 'avx512', 'avx512bf16'. */
+  cpuFeatures: string[];
 }
 
 export function buildInfo(): BuildInfo {

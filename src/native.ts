@@ -16,6 +16,8 @@ export interface NativeBuildInfo {
   cpuThreads: number;
   deviceUnavailableReason: string;
   cpuKernel: 'avx512' | 'baseline';
+  /** CPU kernel features in use: 'avx512', 'avx512bf16'. */
+  cpuFeatures: string[];
 }
 
 /** Arguments of one hashing call; every array is already checked by the TS layer. */
@@ -130,7 +132,10 @@ export interface NativeAddon {
   adviseHugePages(buffer: ArrayBuffer): boolean;
   /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
   mapFile(path: string): ArrayBuffer;
-  packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
+  /** preferBf16: pack for the AVX512-BF16 kernel when every weight is exactly bf16 (inputs must be too). */
+  packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string; preferBf16?: boolean }): NativeLinearHandle;
+  /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16' or 'baseline'. */
+  linearKernel(args: { weight: NativeLinearHandle }): string;
   linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
   engramForward(args: NativeEngramForwardArgs): void;

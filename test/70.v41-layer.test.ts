@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { DeepseekV41Engram, type Tensor } from '../src/index.js';
+import { buildInfo, DeepseekV41Engram, type Tensor } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { maxRelError } from './helpers/forward-small.js';
 
@@ -81,6 +81,11 @@ describe("DeepSeek-V4.1's Engram layer equals the reference (v41-layer-small.jso
     expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(base.buffer))).toBe(0);
   });
 
+  it('runs wkv on bf16 dot products where the CPU has them, within float rounding of the fp32 path', () => {
+    const features = buildInfo().cpuFeatures;
+    expect(l.wkvKernel).toBe(features.includes('avx512bf16') ? 'avx512-bf16' : buildInfo().cpuKernel);
+  });
+
   it('a dequantised (F32) checkpoint gives the same result', () => {
     const d = new DeepseekV41Engram({ hiddenSize: D, hcMult: c.hc_mult, maxNgramSize: c.max_ngram_size, nHeads: c.n_heads, headDim: c.head_dim, numEmbeddings: c.table_rows, rmsNormEps: c.rms_norm_eps });
     const fp8 = l.table.toFloat32();
@@ -88,8 +93,10 @@ describe("DeepSeek-V4.1's Engram layer equals the reference (v41-layer-small.jso
     delete dict['embed.scale'];
     dict['embed.weight'] = { dtype: 'F32', shape: [c.table_rows, c.head_dim], data: fp8 };
     d.loadStateDict(dict);
+    expect(d.wkvKernel).not.toBe('avx512-bf16'); // fp32 rows: the fp32 kernel
     const r = d.forwardRows(hidden, rowIds, shape, { tokenMask });
     expect(maxRelError(r.output, ref.output)).toBeLessThan(1e-4);
+    expect(maxRelError(r.output, l.forwardRows(hidden, rowIds, shape, { tokenMask }).output)).toBeLessThan(1e-5);
   });
 
   it('bad input: clear errors, previous weights intact', () => {
