@@ -68,6 +68,27 @@ struct LaneSums {
   }
 };
 
+// gateFromSums over one (token, branch) row, the three sums kept in kLanes partial sums
+// (the paper's gate with w1/w2 = norm1/norm2; V4.1's with k_weight/q_weight).
+float gateFromLanes(const float* key, const float* query, const float* w1, const float* w2, int hidden, float eps) {
+  const int body = hidden - hidden % kLanes;
+  LaneSums kk{}, qq{}, kq{};
+  for (int j0 = 0; j0 < body; j0 += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int j = j0 + l;
+      kk.lane[l] += key[j] * key[j];
+      qq.lane[l] += query[j] * query[j];
+      kq.lane[l] += (key[j] * w1[j]) * (query[j] * w2[j]);
+    }
+  }
+  for (int j = body; j < hidden; ++j) {
+    kk.lane[j % kLanes] += key[j] * key[j];
+    qq.lane[j % kLanes] += query[j] * query[j];
+    kq.lane[j % kLanes] += (key[j] * w1[j]) * (query[j] * w2[j]);
+  }
+  return gateFromSums(kk.total(), qq.total(), kq.total(), hidden, eps);
+}
+
 }  // namespace
 
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
@@ -116,21 +137,7 @@ void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
       const float* const query = a.hiddenStates + (m * a.hc + g) * hidden;
       const float* const w1 = a.norm1 + static_cast<int64_t>(g) * hidden;
       const float* const w2 = a.norm2 + static_cast<int64_t>(g) * hidden;
-      LaneSums kk{}, qq{}, kq{};
-      for (int j0 = 0; j0 < body; j0 += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const int j = j0 + l;
-          kk.lane[l] += key[j] * key[j];
-          qq.lane[l] += query[j] * query[j];
-          kq.lane[l] += (key[j] * w1[j]) * (query[j] * w2[j]);
-        }
-      }
-      for (int j = body; j < hidden; ++j) {
-        kk.lane[j % kLanes] += key[j] * key[j];
-        qq.lane[j % kLanes] += query[j] * query[j];
-        kq.lane[j % kLanes] += (key[j] * w1[j]) * (query[j] * w2[j]);
-      }
-      const float gate = gateFromSums(kk.total(), qq.total(), kq.total(), hidden, a.gateEps);
+      const float gate = gateFromLanes(key, query, w1, w2, hidden, a.gateEps);
       if (a.gates != nullptr) a.gates[m * a.hc + g] = gate;
       LaneSums vv{};
       for (int j0 = 0; j0 < body; j0 += kLanes) {
@@ -151,7 +158,6 @@ void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
 
 void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end) {
   const int hidden = a.hidden;
-  const int body = hidden - hidden % kLanes;
   for (int64_t m = begin; m < end; ++m) {
     const float* const row = a.kv + m * a.kvWidth;
     const float* const value = row + static_cast<int64_t>(a.hc) * hidden;
@@ -163,21 +169,7 @@ void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end) {
       const float* const qw = a.qWeight + static_cast<int64_t>(g) * hidden;
       float gate = 0.0f;
       if (live) {
-        LaneSums kk{}, hh{}, kh{};
-        for (int j0 = 0; j0 < body; j0 += kLanes) {
-          for (int l = 0; l < kLanes; ++l) {
-            const int j = j0 + l;
-            kk.lane[l] += key[j] * key[j];
-            hh.lane[l] += h[j] * h[j];
-            kh.lane[l] += (key[j] * kw[j]) * (h[j] * qw[j]);
-          }
-        }
-        for (int j = body; j < hidden; ++j) {
-          kk.lane[j % kLanes] += key[j] * key[j];
-          hh.lane[j % kLanes] += h[j] * h[j];
-          kh.lane[j % kLanes] += (key[j] * kw[j]) * (h[j] * qw[j]);
-        }
-        gate = gateFromSums(kk.total(), hh.total(), kh.total(), hidden, a.eps);
+        gate = gateFromLanes(key, h, kw, qw, hidden, a.eps);
       }
       if (a.gates != nullptr) a.gates[m * a.hc + g] = gate;
       float* const dst = a.out + (m * a.hc + g) * static_cast<int64_t>(hidden);
