@@ -120,6 +120,37 @@ export interface NativeV41ForwardArgs extends NativeTableArgs {
 }
 
 export interface NativeAddon {
+  moeRoute(args: {
+    logits: Float32Array;
+    tokens: number;
+    experts: number;
+    topk: number;
+    groups: number;
+    topkGroups: number;
+    scoreFunc: number;
+    gateTemp: number;
+    routeScale: number;
+    normEps: number;
+    bias?: Float32Array;
+    biasVl?: Float32Array;
+    imageMask?: Uint8Array;
+    indices: Int32Array;
+    weights: Float32Array;
+    threads: number;
+  }): void;
+  moeLayout(args: {
+    indices: Int32Array;
+    tokens: number;
+    topk: number;
+    experts: number;
+    ranks: number;
+    expertToRank?: Int32Array;
+    counts: Int32Array;
+    offsets: Int32Array;
+    permutation: Int32Array;
+    countsPerRank?: Int32Array;
+    tokenInRank?: Uint8Array;
+  }): void;
   v41Forward(args: NativeV41ForwardArgs): void;
   v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
   /** fp8-e4m3 codes [rows, cols] with UE8M0 scales per 32x32 block -> fp32. */

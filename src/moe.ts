@@ -1,0 +1,137 @@
+// Mixture-of-Experts routing (DeepSeek-V3's Gate, plain softmax top-k, DeepSeek-V4.1's
+// sqrt-softplus gate) and the dispatch layout (DeepEP's get_dispatch_layout): the
+// selection runs natively per token on the element body in cuda/moe.cuh.
+import { native } from './native.js';
+import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
+
+export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
+const SCORE_CODES: Record<ScoreFunc, number> = { softmax: 0, sigmoid: 1, sqrtsoftplus: 2 };
+
+export interface MoeRouteOptions {
+  topk: number;
+  /** selection-only per-expert bias (DeepSeek's e_score_correction_bias) */
+  bias?: Float32Array;
+  /** V4.1: a second selection bias used where imageMask is set */
+  biasVl?: Float32Array;
+  imageMask?: Uint8Array;
+  nGroups?: number;
+  topkGroups?: number;
+  scoreFunc?: ScoreFunc;
+  /** sqrtsoftplus: scores = sqrt(softplus(logits / gateTemp)) */
+  gateTemp?: number;
+  routeScale?: number;
+  /** added to the sum when renormalising (sigmoid, sqrtsoftplus); V4.1: 1e-20 */
+  normEps?: number;
+  threads?: number;
+  device?: Device;
+}
+
+/** Routing presets: DeepSeek-V3, plain softmax top-k (choose k), DeepSeek-V4.1. */
+export const MOE_ROUTE_PRESETS = Object.freeze({
+  deepseekV3: Object.freeze({ numExperts: 256, nGroups: 8, topkGroups: 4, topk: 8, routeScale: 2.5, scoreFunc: 'sigmoid' as ScoreFunc, normEps: 0 }),
+  softmax: Object.freeze({ nGroups: 1, topkGroups: 1, routeScale: 1, scoreFunc: 'softmax' as ScoreFunc, normEps: 0 }),
+  deepseekV41: Object.freeze({ numExperts: 384, nGroups: 1, topkGroups: 1, topk: 6, routeScale: 1.5, scoreFunc: 'sqrtsoftplus' as ScoreFunc, gateTemp: 1, normEps: 1e-20 }),
+});
+
+export interface MoeRoute {
+  /** [N, topk] experts, in ranking order */
+  indices: Int32Array;
+  /** [N, topk] routing weights */
+  weights: Float32Array;
+  /** [N, experts] gate logits x . W^T */
+  logits: Float32Array;
+}
+
+function requireFloats(name: string, value: unknown, length: number): Float32Array {
+  if (!(value instanceof Float32Array)) throw new TypeError(`${name} must be a Float32Array, got ${describe(value)}`);
+  if (value.length !== length) throw new RangeError(`${name} has ${value.length} elements but ${length} are needed`);
+  return value;
+}
+
+/** Routes tokens x [N, dim] with the gate weight [experts, dim]. */
+export function moeRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): MoeRoute {
+  if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const [tokens, dim] = requireShape('shape', shape);
+  if (dim < 1) throw new RangeError(`shape[1] (dim) must be >= 1, got ${dim}`);
+  requireFloats('x', x, tokens * dim);
+  if (!(gateWeight instanceof Float32Array)) throw new TypeError(`gateWeight must be a Float32Array [experts, dim], got ${describe(gateWeight)}`);
+  if (gateWeight.length === 0 || gateWeight.length % dim !== 0) throw new RangeError(`gateWeight has ${gateWeight.length} elements, not a multiple of dim ${dim}`);
+  const experts = gateWeight.length / dim;
+  const topk = requireInteger('options.topk', options.topk, 1, experts);
+  const groups = requireInteger('options.nGroups', options.nGroups ?? 1, 1, 64);
+  const topkGroups = requireInteger('options.topkGroups', options.topkGroups ?? groups, 1, groups);
+  if (experts % groups !== 0) throw new RangeError(`${experts} experts do not split into options.nGroups = ${groups} groups`);
+  if (topk > topkGroups * (experts / groups)) throw new RangeError(`options.topk = ${topk} exceeds the ${topkGroups * (experts / groups)} experts of the kept groups`);
+  const scoreFunc = options.scoreFunc ?? 'softmax';
+  if (!(scoreFunc in SCORE_CODES)) throw new RangeError(`options.scoreFunc must be 'softmax', 'sigmoid' or 'sqrtsoftplus', got ${describe(scoreFunc)}`);
+  if (requireDevice('options.device', options.device) === 'cuda') throw new Error("device 'cuda' is not available for MoE routing yet");
+  const bias = options.bias === undefined ? undefined : requireFloats('options.bias', options.bias, experts);
+  const biasVl = options.biasVl === undefined ? undefined : requireFloats('options.biasVl', options.biasVl, experts);
+  if (biasVl !== undefined && bias === undefined) throw new TypeError('options.biasVl needs options.bias');
+  let imageMask: Uint8Array | undefined;
+  if (options.imageMask !== undefined) {
+    if (!(options.imageMask instanceof Uint8Array) || options.imageMask.length !== tokens) throw new RangeError(`options.imageMask must be a Uint8Array of ${tokens} elements, got ${describe(options.imageMask)}`);
+    imageMask = options.imageMask;
+  }
+  const threads = options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096);
+  const logits = new Float32Array(tokens * experts);
+  if (tokens > 0) {
+    const gate = native().packLinear({ weight: gateWeight, n: experts, k: dim });
+    native().linear({ weight: gate, x, m: tokens, out: logits, threads });
+  }
+  const indices = new Int32Array(tokens * topk);
+  const weights = new Float32Array(tokens * topk);
+  native().moeRoute({
+    logits, tokens, experts, topk, groups, topkGroups,
+    scoreFunc: SCORE_CODES[scoreFunc],
+    gateTemp: options.gateTemp ?? 1,
+    routeScale: options.routeScale ?? 1,
+    normEps: options.normEps ?? 0,
+    bias, biasVl, imageMask, indices, weights, threads,
+  });
+  return { indices, weights, logits };
+}
+
+export interface MoeLayout {
+  /** tokens routed to each expert */
+  countsPerExpert: Int32Array;
+  /** where each expert's rows start in the expert-sorted buffer */
+  offsets: Int32Array;
+  /** (token * topk + slot) pairs sorted by expert, then token (stable) */
+  permutation: Int32Array;
+  /** with expertToRank: tokens each rank receives (a token once per rank) */
+  countsPerRank?: Int32Array;
+  /** with expertToRank: [N, ranks], 1 where the token goes to the rank */
+  tokenInRank?: Uint8Array;
+}
+
+/** The dispatch layout of routed indices [N, topk] over numExperts experts. */
+export function moeLayout(indices: Int32Array, numExperts: number, options: { topk: number; expertToRank?: Int32Array }): MoeLayout {
+  if (!(indices instanceof Int32Array)) throw new TypeError(`indices must be an Int32Array [N, topk], got ${describe(indices)}`);
+  const experts = requireInteger('numExperts', numExperts, 1, 1 << 20);
+  const topk = requireInteger('options.topk', options?.topk, 1, experts);
+  if (indices.length % topk !== 0) throw new RangeError(`indices has ${indices.length} elements, not a multiple of topk ${topk}`);
+  const tokens = indices.length / topk;
+  let ranks = 1;
+  if (options.expertToRank !== undefined) {
+    if (!(options.expertToRank instanceof Int32Array) || options.expertToRank.length !== experts) {
+      throw new RangeError(`options.expertToRank must be an Int32Array of ${experts} ranks, got ${describe(options.expertToRank)}`);
+    }
+    ranks = options.expertToRank.reduce((m, r) => Math.max(m, r), 0) + 1;
+  }
+  const out: MoeLayout = { countsPerExpert: new Int32Array(experts), offsets: new Int32Array(experts), permutation: new Int32Array(indices.length) };
+  if (options.expertToRank) {
+    out.countsPerRank = new Int32Array(ranks);
+    out.tokenInRank = new Uint8Array(tokens * ranks);
+  }
+  native().moeLayout({
+    indices, tokens, topk, experts, ranks,
+    expertToRank: options.expertToRank,
+    counts: out.countsPerExpert,
+    offsets: out.offsets,
+    permutation: out.permutation,
+    countsPerRank: out.countsPerRank,
+    tokenInRank: out.tokenInRank,
+  });
+  return out;
+}
