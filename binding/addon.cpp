@@ -59,6 +59,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeBlockFp8", Napi::Function::New(env, DequantizeBlockFp8, "dequantizeBlockFp8"));
   exports.Set("moeRoute", Napi::Function::New(env, MoeRoute, "moeRoute"));
   exports.Set("moeLayout", Napi::Function::New(env, MoeLayout, "moeLayout"));
+  exports.Set("moeExperts", Napi::Function::New(env, MoeExperts, "moeExperts"));
   exports.Set("mapFile", Napi::Function::New(env, MapFile, "mapFile"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramUploadCuda", Napi::Function::New(env, EngramUploadCuda, "engramUploadCuda"));

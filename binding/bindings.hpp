@@ -17,6 +17,7 @@ Napi::Value FillRandom(const Napi::CallbackInfo& info);
 Napi::Value MapFile(const Napi::CallbackInfo& info);
 Napi::Value MoeRoute(const Napi::CallbackInfo& info);
 Napi::Value MoeLayout(const Napi::CallbackInfo& info);
+Napi::Value MoeExperts(const Napi::CallbackInfo& info);
 Napi::Value V41Forward(const Napi::CallbackInfo& info);
 Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info);

@@ -1,6 +1,7 @@
 // MoE routing and dispatch layout.
 #include "bindings.hpp"
 #include "moe_ops.hpp"
+#include "table_args.hpp"
 
 namespace engram {
 
@@ -46,6 +47,46 @@ Napi::Value MoeLayout(const Napi::CallbackInfo& info) {
   runSync(info.Env(), [&] {
     moeLayoutCpu(indices, tokens, topk, experts, expertToRank, ranks, counts, offsets, permutation, countsPerRank, tokenInRank);
   });
+  return info.Env().Undefined();
+}
+
+namespace {
+
+std::vector<ExpertWeights> expertList(const Napi::Object& o, const char* gateUpName, const char* downName) {
+  std::vector<ExpertWeights> out;
+  const Napi::Value gu = o.Get(gateUpName), dn = o.Get(downName);
+  if (gu.IsUndefined()) return out;
+  if (!gu.IsArray() || !dn.IsArray() || gu.As<Napi::Array>().Length() != dn.As<Napi::Array>().Length()) {
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(gateUpName) + " and " + downName + " must be arrays of equal length");
+  }
+  const Napi::Array a = gu.As<Napi::Array>(), b = dn.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Object holder = Napi::Object::New(o.Env());
+    holder.Set("gateUp", a.Get(i));
+    holder.Set("down", b.Get(i));
+    out.push_back({linearField(holder, "gateUp"), linearField(holder, "down")});
+  }
+  return out;
+}
+
+}  // namespace
+
+Napi::Value MoeExperts(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  MoeExpertsRequest r;
+  r.tokens = intField(o, "tokens", 0, INT32_MAX);
+  r.dim = static_cast<int>(intField(o, "dim", 1, 1 << 20));
+  r.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
+  r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * r.dim, false);
+  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.topk, false);
+  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.topk, false);
+  r.experts = expertList(o, "gateUp", "down");
+  r.shared = expertList(o, "sharedGateUp", "sharedDown");
+  r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
+  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { moeExpertsCpu(r, state.pool, threads); });
   return info.Env().Undefined();
 }
 

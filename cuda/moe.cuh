@@ -125,4 +125,13 @@ EK_HD void routeToken(const float* logits, const float* bias, const RouteParams&
   }
 }
 
+// One SwiGLU activation of an expert: silu(min(gate, limit)) * clamp(up, -limit, limit)
+// (DeepSeek-V4.1's swiglu_limit; limit = +inf for none), times the routing weight, which
+// V4.1 applies before the down projection (linear, so equal to applying it after).
+EK_HD float swigluActivation(float gate, float up, float weight, float limit) {
+  const float g = gate > limit ? limit : gate;
+  const float u = up > limit ? limit : (up < -limit ? -limit : up);
+  return g / (1.0f + expf(-g)) * u * weight;
+}
+
 }  // namespace engram

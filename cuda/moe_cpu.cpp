@@ -1,5 +1,6 @@
 // CPU backend of MoE routing (the element body in moe.cuh per token) and the dispatch
 // layout.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,84 @@ void moeLayoutCpu(const int32_t* indices, int64_t tokens, int topk, int experts,
       for (int r = 0; r < ranks; ++r) countsPerRank[r] += in[r];
     }
   }
+}
+
+namespace {
+
+// x rows [rows, dim] through one SwiGLU expert into y [rows, dim]; rowWeight[i] scales row
+// i's activation (null: 1).
+void runExpert(const ExpertWeights& w, const float* x, int64_t rows, int dim, const float* rowWeight, float limit,
+               float* y, std::vector<float>& hidden, ThreadPool& pool, int threads) {
+  const int64_t ffn = w.gateUp->n / 2;
+  if (hidden.size() < static_cast<size_t>(rows * 2 * ffn)) hidden.resize(rows * 2 * ffn);
+  linearCpu(x, rows, dim, *w.gateUp, hidden.data(), 2 * ffn, pool, threads);
+  pool.parallelFor(rows, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* h = hidden.data() + r * 2 * ffn;
+      const float weight = rowWeight ? rowWeight[r] : 1.0f;
+      for (int64_t j = 0; j < ffn; ++j) h[j] = swigluActivation(h[j], h[ffn + j], weight, limit);
+    }
+  });
+  linearCpu(hidden.data(), rows, 2 * ffn, *w.down, y, dim, pool, threads);
+}
+
+}  // namespace
+
+void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
+  const int experts = static_cast<int>(r.experts.size());
+  EK_REQUIRE(experts >= 1 && r.topk >= 1 && r.dim >= 1, RangeError, "an MoE needs experts, topk >= 1 and dim >= 1");
+  for (const auto* list : {&r.experts, &r.shared}) {
+    for (const ExpertWeights& w : *list) {
+      EK_REQUIRE(w.gateUp && w.down && w.gateUp->k == r.dim && w.gateUp->n % 2 == 0 && w.down->n == r.dim &&
+                     w.down->k == w.gateUp->n / 2,
+                 RangeError, "expert weights do not match dim");
+    }
+  }
+  const int64_t pairs = r.tokens * r.topk;
+  std::vector<int32_t> counts(experts), offsets(experts), permutation(static_cast<size_t>(pairs));
+  moeLayoutCpu(r.indices, r.tokens, r.topk, experts, nullptr, 1, counts.data(), offsets.data(), permutation.data(),
+               nullptr, nullptr);
+  const float limit = r.swigluLimit > 0.0f ? r.swigluLimit : INFINITY;
+  // Dispatch: rows in expert order, with each pair's routing weight.
+  std::vector<float> sorted(static_cast<size_t>(pairs * r.dim)), sortedWeight(static_cast<size_t>(pairs)),
+      results(static_cast<size_t>(pairs * r.dim));
+  pool.parallelFor(pairs, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t pair = permutation[i];
+      std::copy(r.x + (pair / r.topk) * r.dim, r.x + (pair / r.topk + 1) * r.dim, sorted.data() + i * r.dim);
+      sortedWeight[i] = r.weights[pair];
+    }
+  });
+  std::vector<float> hidden;
+  for (int e = 0; e < experts; ++e) {
+    if (counts[e] == 0) continue;
+    const int64_t off = offsets[e];
+    runExpert(r.experts[e], sorted.data() + off * r.dim, counts[e], r.dim, sortedWeight.data() + off, limit,
+              results.data() + off * r.dim, hidden, pool, threads);
+  }
+  // Combine in slot order per token (where[pair] = its row in the sorted buffer).
+  std::vector<int64_t> where(static_cast<size_t>(pairs));
+  for (int64_t i = 0; i < pairs; ++i) where[permutation[i]] = i;
+  std::vector<float> sharedOut;
+  if (!r.shared.empty()) sharedOut.assign(static_cast<size_t>(r.tokens * r.dim), 0.0f);
+  std::vector<float> one(static_cast<size_t>(r.tokens * r.dim));
+  for (const ExpertWeights& w : r.shared) {
+    runExpert(w, r.x, r.tokens, r.dim, nullptr, limit, one.data(), hidden, pool, threads);
+    for (size_t i = 0; i < one.size(); ++i) sharedOut[i] += one[i];
+  }
+  pool.parallelFor(r.tokens, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* dst = r.out + t * r.dim;
+      for (int j = 0; j < r.dim; ++j) dst[j] = 0.0f;
+      for (int s = 0; s < r.topk; ++s) {
+        const float* src = results.data() + where[t * r.topk + s] * r.dim;
+        for (int j = 0; j < r.dim; ++j) dst[j] += src[j];
+      }
+      if (!sharedOut.empty()) {
+        for (int j = 0; j < r.dim; ++j) dst[j] += sharedOut[t * r.dim + j];
+      }
+    }
+  });
 }
 
 }  // namespace engram

@@ -1,7 +1,10 @@
 // Mixture-of-Experts routing (DeepSeek-V3's Gate, plain softmax top-k, DeepSeek-V4.1's
 // sqrt-softplus gate) and the dispatch layout (DeepEP's get_dispatch_layout): the
 // selection runs natively per token on the element body in cuda/moe.cuh.
-import { native } from './native.js';
+import type { Tensor } from './dtype.js';
+import { toFloat32 } from './dtype.js';
+import { requireTensor } from './engram-weights.js';
+import { native, type NativeLinearHandle } from './native.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
@@ -134,4 +137,129 @@ export function moeLayout(indices: Int32Array, numExperts: number, options: { to
     tokenInRank: out.tokenInRank,
   });
   return out;
+}
+
+export interface MoeConfig {
+  dim: number;
+  numExperts: number;
+  ffnDim: number;
+  topk: number;
+  nGroups?: number;
+  topkGroups?: number;
+  routeScale?: number;
+  scoreFunc?: ScoreFunc;
+  gateTemp?: number;
+  normEps?: number;
+  /** V4.1: gate <= limit, -limit <= up <= limit (default: none) */
+  swigluLimit?: number;
+  nSharedExperts?: number;
+  /** hidden size of the shared experts together (default ffnDim * nSharedExperts) */
+  sharedFfnDim?: number;
+}
+
+interface PackedExpert {
+  gateUp: NativeLinearHandle;
+  down: NativeLinearHandle;
+}
+
+/**
+ * A Mixture-of-Experts block: the gate, routed SwiGLU experts and optional shared experts,
+ * with the DeepSeek-V3 reference's state_dict names (`gate.weight`, `gate.bias`,
+ * `experts.{e}.w1/w3/w2.weight`, `shared_experts.w1/w3/w2.weight`).
+ */
+export class MoE {
+  readonly config: Required<MoeConfig>;
+  private gate: { weight: Float32Array; bias?: Float32Array } | undefined;
+  private experts: PackedExpert[] = [];
+  private shared: PackedExpert[] = [];
+
+  constructor(config: MoeConfig, options: { device?: Device } = {}) {
+    if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
+    const numExperts = requireInteger('config.numExperts', config.numExperts, 1, 1 << 20);
+    const nGroups = requireInteger('config.nGroups', config.nGroups ?? 1, 1, 64);
+    const nShared = requireInteger('config.nSharedExperts', config.nSharedExperts ?? 0, 0, 64);
+    const ffnDim = requireInteger('config.ffnDim', config.ffnDim, 1, 1 << 20);
+    this.config = {
+      dim: requireInteger('config.dim', config.dim, 1, 1 << 20),
+      numExperts,
+      ffnDim,
+      topk: requireInteger('config.topk', config.topk, 1, numExperts),
+      nGroups,
+      topkGroups: requireInteger('config.topkGroups', config.topkGroups ?? nGroups, 1, nGroups),
+      routeScale: config.routeScale ?? 1,
+      scoreFunc: config.scoreFunc ?? 'softmax',
+      gateTemp: config.gateTemp ?? 1,
+      normEps: config.normEps ?? 0,
+      swigluLimit: config.swigluLimit ?? 0,
+      nSharedExperts: nShared,
+      sharedFfnDim: requireInteger('config.sharedFfnDim', config.sharedFfnDim ?? ffnDim * nShared, 0, 1 << 24),
+    };
+    if (numExperts % nGroups !== 0) throw new RangeError(`config.numExperts (${numExperts}) must be divisible by config.nGroups (${nGroups})`);
+    if (requireDevice('options.device', options.device) === 'cuda') throw new Error("device 'cuda' is not available for the MoE block yet");
+  }
+
+  /** Weights by name (F32/BF16/F16); every tensor is checked before anything changes. */
+  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+    const prefix = options.prefix ?? '';
+    const { dim, numExperts: E, ffnDim: F, sharedFfnDim: SF, nSharedExperts } = this.config;
+    const get = (name: string, shape: number[], optional = false): Float32Array | undefined => {
+      const t = record[prefix + name];
+      if (t === undefined) {
+        if (optional) return undefined;
+        throw new RangeError(`state dict is missing tensor '${prefix}${name}' (expected shape [${shape.join(', ')}])`);
+      }
+      const tensor = requireTensor(prefix + name, t);
+      if (tensor.shape.length !== shape.length || tensor.shape.some((d, i) => d !== shape[i])) {
+        throw new RangeError(`tensor '${prefix}${name}' has shape [${tensor.shape.join(', ')}] but the block expects [${shape.join(', ')}]`);
+      }
+      return toFloat32(prefix + name, tensor);
+    };
+    const gateWeight = get('gate.weight', [E, dim])!;
+    const gateBias = get('gate.bias', [E], true);
+    const raw = Array.from({ length: E }, (_, e) => ({
+      w1: get(`experts.${e}.w1.weight`, [F, dim])!,
+      w3: get(`experts.${e}.w3.weight`, [F, dim])!,
+      w2: get(`experts.${e}.w2.weight`, [dim, F])!,
+    }));
+    const sharedRaw = nSharedExperts > 0
+      ? [{ w1: get('shared_experts.w1.weight', [SF, dim])!, w3: get('shared_experts.w3.weight', [SF, dim])!, w2: get('shared_experts.w2.weight', [dim, SF])! }]
+      : [];
+    const pack = (w: { w1: Float32Array; w3: Float32Array; w2: Float32Array }, ffn: number): PackedExpert => {
+      const gateUp = new Float32Array(2 * ffn * dim);
+      gateUp.set(w.w1, 0);
+      gateUp.set(w.w3, ffn * dim);
+      return {
+        gateUp: native().packLinear({ weight: gateUp, n: 2 * ffn, k: dim }),
+        down: native().packLinear({ weight: w.w2, n: dim, k: ffn }),
+      };
+    };
+    const experts = raw.map((w) => pack(w, F));
+    const shared = sharedRaw.map((w) => pack(w, SF));
+    this.gate = { weight: gateWeight, bias: gateBias };
+    this.experts = experts;
+    this.shared = shared;
+  }
+
+  /** The block on x [N, dim]: routing, experts, combine, shared experts. */
+  forward(x: Float32Array, shape: [number, number], options: { threads?: number; imageMask?: Uint8Array } = {}): { output: Float32Array; route: MoeRoute } {
+    if (this.gate === undefined) throw new Error('this MoE has no weights yet: call loadStateDict()');
+    const [tokens, dim] = requireShape('shape', shape);
+    if (dim !== this.config.dim) throw new RangeError(`shape[1] = ${dim} but the block's dim is ${this.config.dim}`);
+    const c = this.config;
+    const route = moeRoute(x, this.gate.weight, [tokens, dim], {
+      topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,
+      gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps, threads: options.threads, imageMask: options.imageMask,
+    });
+    const output = new Float32Array(tokens * dim);
+    if (tokens > 0) {
+      native().moeExperts({
+        tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
+        gateUp: this.experts.map((e) => e.gateUp), down: this.experts.map((e) => e.down),
+        sharedGateUp: this.shared.map((e) => e.gateUp), sharedDown: this.shared.map((e) => e.down),
+        swigluLimit: c.swigluLimit, out: output,
+        threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
+      });
+    }
+    return { output, route };
+  }
 }

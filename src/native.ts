@@ -138,6 +138,21 @@ export interface NativeAddon {
     weights: Float32Array;
     threads: number;
   }): void;
+  moeExperts(args: {
+    tokens: number;
+    dim: number;
+    topk: number;
+    x: Float32Array;
+    indices: Int32Array;
+    weights: Float32Array;
+    gateUp: NativeLinearHandle[];
+    down: NativeLinearHandle[];
+    sharedGateUp?: NativeLinearHandle[];
+    sharedDown?: NativeLinearHandle[];
+    swigluLimit: number;
+    out: Float32Array;
+    threads: number;
+  }): void;
   moeLayout(args: {
     indices: Int32Array;
     tokens: number;
