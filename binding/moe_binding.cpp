@@ -84,6 +84,7 @@ Napi::Value MoeExperts(const Napi::CallbackInfo& info) {
   r.shared = expertList(o, "sharedGateUp", "sharedDown");
   r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
   r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true);
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] { moeExpertsCpu(r, state.pool, threads); });

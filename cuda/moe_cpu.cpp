@@ -1,6 +1,8 @@
 // CPU backend of MoE routing (the element body in moe.cuh per token) and the dispatch
 // layout.
+#include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -98,46 +100,68 @@ void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
   moeLayoutCpu(r.indices, r.tokens, r.topk, experts, nullptr, 1, counts.data(), offsets.data(), permutation.data(),
                nullptr, nullptr);
   const float limit = r.swigluLimit > 0.0f ? r.swigluLimit : INFINITY;
+  const auto seconds = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto t0 = std::chrono::steady_clock::now();
   // Dispatch: rows in expert order, with each pair's routing weight.
-  std::vector<float> sorted(static_cast<size_t>(pairs * r.dim)), sortedWeight(static_cast<size_t>(pairs)),
-      results(static_cast<size_t>(pairs * r.dim));
+  // Scratch of the calling thread, reused across calls (fresh buffers of this size cost a
+  // page fault per 4 KiB on every call).
+  thread_local std::vector<float> sorted, sortedWeight, results, hidden, sharedOut, one;
+  thread_local std::vector<int64_t> where;
+  sorted.resize(std::max(sorted.size(), static_cast<size_t>(pairs * r.dim)));
+  sortedWeight.resize(std::max(sortedWeight.size(), static_cast<size_t>(pairs)));
+  results.resize(std::max(results.size(), static_cast<size_t>(pairs * r.dim)));
+  // Plain pointers into the caller's scratch: a thread_local named inside a pool lambda
+  // would be the worker thread's own (empty) copy.
+  float* const sortedRows = sorted.data();
+  float* const rowWeights = sortedWeight.data();
+  float* const expertOut = results.data();
   pool.parallelFor(pairs, threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t pair = permutation[i];
-      std::copy(r.x + (pair / r.topk) * r.dim, r.x + (pair / r.topk + 1) * r.dim, sorted.data() + i * r.dim);
-      sortedWeight[i] = r.weights[pair];
+      std::copy(r.x + (pair / r.topk) * r.dim, r.x + (pair / r.topk + 1) * r.dim, sortedRows + i * r.dim);
+      rowWeights[i] = r.weights[pair];
     }
   });
-  std::vector<float> hidden;
+  if (r.stageSeconds) r.stageSeconds[0] = seconds(t0);
+  t0 = std::chrono::steady_clock::now();
   for (int e = 0; e < experts; ++e) {
     if (counts[e] == 0) continue;
     const int64_t off = offsets[e];
-    runExpert(r.experts[e], sorted.data() + off * r.dim, counts[e], r.dim, sortedWeight.data() + off, limit,
-              results.data() + off * r.dim, hidden, pool, threads);
+    runExpert(r.experts[e], sortedRows + off * r.dim, counts[e], r.dim, rowWeights + off, limit,
+              expertOut + off * r.dim, hidden, pool, threads);
   }
   // Combine in slot order per token (where[pair] = its row in the sorted buffer).
-  std::vector<int64_t> where(static_cast<size_t>(pairs));
-  for (int64_t i = 0; i < pairs; ++i) where[permutation[i]] = i;
-  std::vector<float> sharedOut;
-  if (!r.shared.empty()) sharedOut.assign(static_cast<size_t>(r.tokens * r.dim), 0.0f);
-  std::vector<float> one(static_cast<size_t>(r.tokens * r.dim));
+  where.resize(std::max(where.size(), static_cast<size_t>(pairs)));
+  int64_t* const rowOf = where.data();
+  for (int64_t i = 0; i < pairs; ++i) rowOf[permutation[i]] = i;
+  const bool hasShared = !r.shared.empty();
+  if (hasShared) {
+    sharedOut.assign(static_cast<size_t>(r.tokens * r.dim), 0.0f);
+    one.resize(std::max(one.size(), static_cast<size_t>(r.tokens * r.dim)));
+  }
+  const float* const sharedSum = sharedOut.data();
   for (const ExpertWeights& w : r.shared) {
     runExpert(w, r.x, r.tokens, r.dim, nullptr, limit, one.data(), hidden, pool, threads);
-    for (size_t i = 0; i < one.size(); ++i) sharedOut[i] += one[i];
+    for (int64_t i = 0; i < r.tokens * r.dim; ++i) sharedOut[i] += one[i];
   }
+  if (r.stageSeconds) r.stageSeconds[1] = seconds(t0);
+  t0 = std::chrono::steady_clock::now();
   pool.parallelFor(r.tokens, threads, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       float* dst = r.out + t * r.dim;
       for (int j = 0; j < r.dim; ++j) dst[j] = 0.0f;
       for (int s = 0; s < r.topk; ++s) {
-        const float* src = results.data() + where[t * r.topk + s] * r.dim;
+        const float* src = expertOut + rowOf[t * r.topk + s] * r.dim;
         for (int j = 0; j < r.dim; ++j) dst[j] += src[j];
       }
-      if (!sharedOut.empty()) {
-        for (int j = 0; j < r.dim; ++j) dst[j] += sharedOut[t * r.dim + j];
+      if (hasShared) {
+        for (int j = 0; j < r.dim; ++j) dst[j] += sharedSum[t * r.dim + j];
       }
     }
   });
+  if (r.stageSeconds) r.stageSeconds[2] = seconds(t0);
 }
 
 }  // namespace engram

@@ -42,6 +42,7 @@ struct MoeExpertsRequest {
   std::vector<ExpertWeights> shared;  // added to every token with weight 1
   float swigluLimit = 0.0f;           // <= 0 or inf: none
   float* out = nullptr;               // [tokens, dim]
+  double* stageSeconds = nullptr;     // [3]: dispatch, experts (routed + shared), combine
 };
 
 // Dispatch into the expert-sorted buffer, grouped SwiGLU experts, combine (a token's

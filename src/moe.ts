@@ -241,7 +241,11 @@ export class MoE {
   }
 
   /** The block on x [N, dim]: routing, experts, combine, shared experts. */
-  forward(x: Float32Array, shape: [number, number], options: { threads?: number; imageMask?: Uint8Array } = {}): { output: Float32Array; route: MoeRoute } {
+  forward(
+    x: Float32Array,
+    shape: [number, number],
+    options: { threads?: number; imageMask?: Uint8Array; stageSeconds?: Float64Array } = {},
+  ): { output: Float32Array; route: MoeRoute } {
     if (this.gate === undefined) throw new Error('this MoE has no weights yet: call loadStateDict()');
     const [tokens, dim] = requireShape('shape', shape);
     if (dim !== this.config.dim) throw new RangeError(`shape[1] = ${dim} but the block's dim is ${this.config.dim}`);
@@ -256,7 +260,7 @@ export class MoE {
         tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
         gateUp: this.experts.map((e) => e.gateUp), down: this.experts.map((e) => e.down),
         sharedGateUp: this.shared.map((e) => e.gateUp), sharedDown: this.shared.map((e) => e.down),
-        swigluLimit: c.swigluLimit, out: output,
+        swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
         threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
       });
     }

@@ -151,6 +151,8 @@ export interface NativeAddon {
     sharedDown?: NativeLinearHandle[];
     swigluLimit: number;
     out: Float32Array;
+    /** [3]: dispatch, experts, combine seconds */
+    stageSeconds?: Float64Array;
     threads: number;
   }): void;
   moeLayout(args: {

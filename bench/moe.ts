@@ -1,0 +1,124 @@
+// npm run bench:moe — MoE routing, dispatch/combine and experts on 4096 tokens of dim
+// 2048 with small experts (DeepSeek-V3-like: 256 experts, 8 groups, top-8; V4.1-like:
+// 384 experts, top-6), then the paper's iso-parameter comparison at toy scale: a block
+// with MoE only against one with half the experts plus an Engram layer holding the
+// freed parameters (a systems comparison: parameters, activated parameters, tokens/s).
+import { buildInfo, CompressedTokenizer, Engram, MoE, type MoeConfig, type Tensor } from '../src/index.js';
+import { native, TABLE_DTYPE_CODES } from '../src/native.js';
+import { machineFacts, median, timeRuns } from '../src/throughput.js';
+import { brownTokens } from './corpus.js';
+import { markdownTable, writeResults } from './harness.js';
+
+const N = 4096;
+const DIM = 2048;
+const FFN = 64;
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const info = buildInfo();
+const facts = machineFacts();
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const peak = native().peakGflops({ threads: 0, seconds: 0.5 });
+
+function random(n: number, seed: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  native().fillRandom({ table: out.buffer, tableByteOffset: 0, tableScalesByteOffset: 0, tableDtype: TABLE_DTYPE_CODES.f32, tableRows: n, tableCols: 1, seed, distribution: 'uniform', scale, threads: 0 });
+  return out;
+}
+
+function buildMoe(config: MoeConfig, seed: number): MoE {
+  const moe = new MoE(config);
+  const t = (shape: number[], s: number, scale: number): Tensor => ({ dtype: 'F32', shape, data: random(shape.reduce((a, b) => a * b, 1), s, scale) });
+  const dict: Record<string, Tensor> = { 'gate.weight': t([config.numExperts, DIM], seed, 0.05), 'gate.bias': t([config.numExperts], seed + 1, 0.01) };
+  for (let e = 0; e < config.numExperts; e++) {
+    dict[`experts.${e}.w1.weight`] = t([FFN, DIM], seed * 1000 + 3 * e, 0.02);
+    dict[`experts.${e}.w3.weight`] = t([FFN, DIM], seed * 1000 + 3 * e + 1, 0.02);
+    dict[`experts.${e}.w2.weight`] = t([DIM, FFN], seed * 1000 + 3 * e + 2, 0.1);
+  }
+  moe.loadStateDict(dict);
+  return moe;
+}
+
+const x = random(N * DIM, 99, 1);
+// Copy bandwidth yardstick: one dispatch-sized copy.
+const src = random(N * 8 * DIM, 5, 1);
+const dst = new Float32Array(src.length);
+const copy = timeRuns(() => dst.set(src), RUNS);
+const copyGBps = (2 * src.byteLength) / copy.medianSeconds / 1e9; // read + write
+
+const configs: Array<[string, MoeConfig]> = [
+  ['DeepSeek-V3-like (256 experts, 8 groups keep 4, top-8, sigmoid + bias)', { dim: DIM, numExperts: 256, ffnDim: FFN, topk: 8, nGroups: 8, topkGroups: 4, routeScale: 2.5, scoreFunc: 'sigmoid' }],
+  ['DeepSeek-V4.1-like (384 experts, top-6, sqrt-softplus + bias, swiglu limit 10)', { dim: DIM, numExperts: 384, ffnDim: FFN, topk: 6, routeScale: 1.5, scoreFunc: 'sqrtsoftplus', normEps: 1e-20, swigluLimit: 10 }],
+];
+const rows = configs.map(([label, config], i) => {
+  log(`${label}: building...`);
+  const moe = buildMoe(config, 10 + i);
+  const stages: Float64Array[] = [];
+  const route = timeRuns(() => moe.forward(x.subarray(0, DIM), [1, DIM]), 1, 0); // warm
+  void route;
+  const whole = timeRuns(() => {
+    const stageSeconds = new Float64Array(3);
+    moe.forward(x, [N, DIM], { stageSeconds });
+    stages.push(stageSeconds);
+  }, RUNS);
+  const stage = (k: number) => median(stages.slice(-RUNS).map((s) => s[k]));
+  const routing = whole.medianSeconds - stage(0) - stage(1) - stage(2);
+  const k = config.topk;
+  const moved = 2 * N * k * DIM * 4 /* dispatch read + write */ + (N * k * DIM + N * DIM) * 4 /* combine */;
+  const flops = 2 * N * k * (DIM * 2 * FFN + FFN * DIM);
+  return {
+    label,
+    tokensPerSecond: N / whole.medianSeconds,
+    routingMs: routing * 1e3,
+    routingTokensPerSecond: N / routing,
+    dispatchCombineMs: (stage(0) + stage(2)) * 1e3,
+    dispatchCombineGBps: moved / (stage(0) + stage(2)) / 1e9,
+    expertsMs: stage(1) * 1e3,
+    expertGflops: flops / stage(1) / 1e9,
+  };
+});
+
+// Iso-parameter comparison (toy scale): MoE(256) vs MoE(128) + Engram with the freed parameters.
+log('iso-parameter comparison...');
+const expertParams = 3 * FFN * DIM;
+const moeOnly = buildMoe({ dim: DIM, numExperts: 256, ffnDim: FFN, topk: 8, nGroups: 8, topkGroups: 4, routeScale: 2.5, scoreFunc: 'sigmoid' }, 40);
+const moeHalf = buildMoe({ dim: DIM, numExperts: 128, ffnDim: FFN, topk: 8, nGroups: 8, topkGroups: 4, routeScale: 2.5, scoreFunc: 'sigmoid' }, 41);
+const freed = 128 * expertParams;
+const tokenizer = CompressedTokenizer.deepseekV3();
+// 16 heads of rows x 64 channels hold the freed parameters.
+const perHead = Math.round(freed / 64 / 16);
+const engram = new Engram({ layerId: 1, layerIds: [1], hiddenSize: DIM, hcMult: 1, nEmbedPerNgram: 512, engramVocabSize: perHead }, { tokenizer, seed: 3 });
+const ids = brownTokens(tokenizer, N);
+const hidden = random(N * DIM, 7, 1);
+const a = timeRuns(() => moeOnly.forward(x, [N, DIM]), RUNS);
+const engramOut = new Float32Array(N * DIM);
+const b = timeRuns(() => {
+  moeHalf.forward(x, [N, DIM]);
+  engram.forward(hidden, ids, [1, N], { out: engramOut });
+}, RUNS);
+const g = engram.geometry;
+const engramDense = (g.hc + 1) * g.hidden * g.features + g.hc * g.hidden * (3 + g.kernelSize);
+const iso = [
+  { block: 'MoE, 256 experts (top-8)', params: 256 * (expertParams + DIM), activated: 8 * expertParams + 256 * DIM, tokensPerSecond: N / a.medianSeconds },
+  {
+    block: `MoE, 128 experts (top-8) + Engram (${g.rows.toLocaleString()} rows x ${g.cols})`,
+    params: 128 * (expertParams + DIM) + g.rows * g.cols + engramDense,
+    activated: 8 * expertParams + 128 * DIM + engram.hashMapping.headsPerLayer * g.cols + engramDense,
+    tokensPerSecond: N / b.medianSeconds,
+  },
+];
+
+const f = (v: number, d = 1) => v.toFixed(d);
+const header =
+  `# MoE\n\n${N} tokens of dim ${DIM}, experts with ffn ${FFN} (SwiGLU), ${info.cpuThreads} threads, median of ${RUNS} runs.\n\n` +
+  `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, ${facts.platform}, Node ${facts.node}; CPU kernels: ${info.cpuKernel}; ` +
+  `measured FMA peak ${f(peak, 0)} GFLOP/s; copy bandwidth (TypedArray.set, read + write) ${f(copyGBps)} GB/s.\n\n`;
+const t1 = markdownTable(
+  ['routing', 'block tokens/s', 'routing ms (gate GEMM + top-k)', 'routing tokens/s', 'dispatch + combine ms', 'GB/s', 'vs copy', 'experts ms', 'expert GFLOP/s', 'vs peak'],
+  rows.map((r) => [r.label, f(r.tokensPerSecond, 0), f(r.routingMs, 2), f(r.routingTokensPerSecond / 1e3, 0) + 'k', f(r.dispatchCombineMs, 2), f(r.dispatchCombineGBps), `${f((100 * r.dispatchCombineGBps) / copyGBps, 0)}%`, f(r.expertsMs, 1), f(r.expertGflops, 0), `${f((100 * r.expertGflops) / peak, 0)}%`]),
+);
+const t2 = markdownTable(
+  ['block', 'parameters', 'activated per token', 'tokens/s'],
+  iso.map((r) => [r.block, `${f(r.params / 1e6)} M`, `${f(r.activated / 1e6, 2)} M`, f(r.tokensPerSecond, 0)]),
+);
+const md = header + t1 + '\nIso-parameter comparison (the Engram layer with hcMult 1 and hidden = dim; tokens/s of the whole block):\n\n' + t2;
+console.log(md);
+writeResults('moe', { benchmark: 'moe', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, tokens: N, dim: DIM, ffn: FFN, runs: RUNS, peakGflops: peak, copyGBps, results: rows, iso }, md);
