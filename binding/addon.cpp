@@ -56,6 +56,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("v41Forward", Napi::Function::New(env, V41Forward, "v41Forward"));
   exports.Set("v41ForwardAsync", Napi::Function::New(env, V41ForwardAsync, "v41ForwardAsync"));
+  exports.Set("v41UploadCuda", Napi::Function::New(env, V41UploadCuda, "v41UploadCuda"));
   exports.Set("dequantizeBlockFp8", Napi::Function::New(env, DequantizeBlockFp8, "dequantizeBlockFp8"));
   exports.Set("moeRoute", Napi::Function::New(env, MoeRoute, "moeRoute"));
   exports.Set("moeLayout", Napi::Function::New(env, MoeLayout, "moeLayout"));

@@ -21,6 +21,7 @@ Napi::Value MoeExperts(const Napi::CallbackInfo& info);
 Napi::Value V41Forward(const Napi::CallbackInfo& info);
 Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info);
+Napi::Value V41UploadCuda(const Napi::CallbackInfo& info);
 Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);
 Napi::Value ReadRows(const Napi::CallbackInfo& info);

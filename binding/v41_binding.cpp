@@ -8,11 +8,22 @@ namespace engram {
 
 namespace {
 
+using V41DeviceHandle = std::shared_ptr<DeviceV41Weights>;
+
 struct V41Call {
   V41ForwardRequest req;
   int threads = 0;
+  V41DeviceHandle deviceWeights;  // set: run on CUDA
   Keep keep;
 };
+
+void runV41(V41Call& call, AddonState& state) {
+  if (call.deviceWeights) {
+    v41ForwardCuda(call.req, *call.deviceWeights);
+  } else {
+    v41ForwardCpu(call.req, state.pool, call.threads);
+  }
+}
 
 V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   const Napi::Object o = argObject(info);
@@ -40,6 +51,11 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.cols * r.table.cols, true, keep);
   r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const Napi::Value dw = o.Get("deviceWeights");
+  if (!dw.IsUndefined()) {
+    if (!dw.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from v41UploadCuda");
+    call.deviceWeights = *dw.As<Napi::External<V41DeviceHandle>>().Data();
+  }
   return call;
 }
 
@@ -48,7 +64,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
 Napi::Value V41Forward(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<V41Call>(readV41(info, false));
   AddonState* state = &addonState(info.Env());
-  runSync(info.Env(), [call, state] { v41ForwardCpu(call->req, state->pool, call->threads); });
+  runSync(info.Env(), [call, state] { runV41(*call, *state); });
   return info.Env().Undefined();
 }
 
@@ -56,7 +72,27 @@ Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<V41Call>(readV41(info, true));
   AddonState* state = &addonState(info.Env());
   Keep keep = std::move(call->keep);
-  return runAsync(info.Env(), [call, state] { v41ForwardCpu(call->req, state->pool, call->threads); }, std::move(keep));
+  return runAsync(info.Env(), [call, state] { runV41(*call, *state); }, std::move(keep));
+}
+
+// The layer's weights copied to a CUDA device once (wkv as fp32); freed with the handle.
+Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  V41ForwardRequest r;
+  r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
+  r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
+  r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
+  r.table = readTable(o, nullptr);
+  const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
+  const int64_t k = static_cast<int64_t>(r.cols) * r.table.cols;
+  const float* wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false);
+  r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
+  r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
+  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  V41DeviceHandle handle;
+  runSync(info.Env(), [&] { handle = uploadV41WeightsCuda(r, wkv, device); });
+  auto* holder = new V41DeviceHandle(std::move(handle));
+  return Napi::External<V41DeviceHandle>::New(info.Env(), holder, [](Napi::Env, V41DeviceHandle* h) { delete h; });
 }
 
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info) {

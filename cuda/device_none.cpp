@@ -3,6 +3,7 @@
 #include "device.hpp"
 #include "engram_ops.hpp"
 #include "hash_ops.hpp"
+#include "v41_ops.hpp"
 
 namespace engram {
 
@@ -19,5 +20,12 @@ std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForward
   return nullptr;
 }
 void engramForwardCuda(const EngramForwardRequest&, const DeviceEngramWeights&) { requireDevice(0); }
+
+struct DeviceV41Weights {};
+std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest&, const float*, int device) {
+  requireDevice(device);
+  return nullptr;
+}
+void v41ForwardCuda(const V41ForwardRequest&, const DeviceV41Weights&) { requireDevice(0); }
 
 }  // namespace engram

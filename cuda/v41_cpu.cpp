@@ -19,7 +19,7 @@ void dequantizeBlockFp8Cpu(const uint8_t* codes, const uint8_t* scales, int64_t 
   });
 }
 
-void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
+void validateV41Request(const V41ForwardRequest& r) {
   EK_REQUIRE(r.batch >= 0 && r.seqLen >= 0, RangeError, "shape must be non-negative");
   EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.cols >= 1, RangeError, "hcMult, hiddenSize and cols must be >= 1");
   EK_REQUIRE(r.table.data != nullptr && r.table.rows >= 1, TypeError, "table is missing");
@@ -44,6 +44,14 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
                      std::to_string(r.table.rows) + ")");
     }
   }
+}
+
+void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
+  validateV41Request(r);
+  const int64_t features = static_cast<int64_t>(r.cols) * r.table.cols;
+  const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
+  const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
+  const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;
   if (tokens == 0) return;
 
   const EngramRowKernels kernels = engramRowKernels();

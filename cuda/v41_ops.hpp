@@ -33,7 +33,17 @@ struct V41ForwardRequest {
   double* stageSeconds = nullptr;      // [3]: gather, wkv, gate; may be null
 };
 
+// Checks sizes, weights and every row id; throws before anything is written.
+void validateV41Request(const V41ForwardRequest& req);
+
 void v41ForwardCpu(const V41ForwardRequest& req, ThreadPool& pool, int threads);
+
+// The layer's weights resident on one CUDA device: the table in its format, wkv as fp32
+// (dequantised on the host once), q/k weights. The request's host pointers are used for
+// validation only when running.
+struct DeviceV41Weights;
+std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest& weights, const float* wkv, int device);
+void v41ForwardCuda(const V41ForwardRequest& req, const DeviceV41Weights& weights);
 
 // codes [out, in] e4m3 with UE8M0 scales per 32x32 block -> fp32 [out, in].
 void dequantizeBlockFp8Cpu(const uint8_t* codes, const uint8_t* scales, int64_t out, int64_t in, float* dst,

@@ -4,7 +4,8 @@
 // q_weight * k_weight), shut where the token mask is 0, added as out = h + gate * value.
 import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
-import { native, type NativeLinearHandle, type NativeV41ForwardArgs } from './native.js';
+import { resolveDevice } from './devices.js';
+import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
 
@@ -56,16 +57,19 @@ interface V41Weights {
   wkv: NativeLinearHandle;
   qWeight: Float32Array;
   kWeight: Float32Array;
+  device?: NativeV41DeviceHandle;
 }
 
 export class DeepseekV41Engram {
   readonly config: DeepseekV41EngramConfig;
-  readonly device: 'cpu';
+  /** Where forward runs: 'cpu' or 'cuda' (weights copied to the device at load). */
+  readonly device: 'cpu' | 'cuda';
+  readonly deviceIndex: number;
   /** Gates [B, S, hc] of the last call. */
   gates: Float32Array | undefined;
   private weights: V41Weights | undefined;
 
-  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device } = {}) {
+  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number } = {}) {
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
     const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
     this.config = {
@@ -78,9 +82,8 @@ export class DeepseekV41Engram {
       rmsNormEps: c.rmsNormEps,
     };
     if (typeof c.rmsNormEps !== 'number' || !(c.rmsNormEps >= 0)) throw new RangeError(`config.rmsNormEps must be a number >= 0, got ${describe(c.rmsNormEps)}`);
-    const device = requireDevice('options.device', options.device);
-    if (device === 'cuda') throw new Error("device 'cuda' is not available for DeepSeek-V4.1's layer yet: it runs on the CPU backend ('cpu' or 'auto')");
-    this.device = 'cpu';
+    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
+    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
   }
 
   /** Rows gathered per token: (maxNgramSize - 1) * nHeads. */
@@ -185,7 +188,13 @@ export class DeepseekV41Engram {
     // kernel (where the CPU has it) then runs at twice the fp32 rate with half the bytes.
     const preferBf16 = table.dtype === 'f8e4m3' || table.dtype === 'bf16';
     const packed = native().packLinear({ weight: wkvFloat, n: (hc + 1) * D, k: features, preferBf16 });
-    this.weights = { table, wkv: packed, qWeight: toFloat32(prefix + 'q_weight', q), kWeight: toFloat32(prefix + 'k_weight', k) };
+    const qWeight = toFloat32(prefix + 'q_weight', q);
+    const kWeight = toFloat32(prefix + 'k_weight', k);
+    const device =
+      this.device === 'cuda'
+        ? native().v41UploadCuda({ ...table.nativeArgs(), hc, hidden: D, cols: this.cols, wkv: wkvFloat, qWeight, kWeight, deviceIndex: this.deviceIndex })
+        : undefined;
+    this.weights = { table, wkv: packed, qWeight, kWeight, device };
   }
 
   /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */
@@ -259,6 +268,7 @@ export class DeepseekV41Engram {
       gates,
       rows,
       stageSeconds: options.stageSeconds,
+      deviceWeights: w.device,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
     return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates) };

@@ -117,7 +117,12 @@ export interface NativeV41ForwardArgs extends NativeTableArgs {
   /** [3]: gather, wkv, gate seconds */
   stageSeconds?: Float64Array;
   threads: number;
+  /** Run on CUDA with these device-resident weights (from v41UploadCuda). */
+  deviceWeights?: NativeV41DeviceHandle;
 }
+
+/** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
+export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
 
 export interface NativeAddon {
   moeRoute(args: {
@@ -170,6 +175,7 @@ export interface NativeAddon {
   }): void;
   v41Forward(args: NativeV41ForwardArgs): void;
   v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
+  v41UploadCuda(args: NativeTableArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
   /** fp8-e4m3 codes [rows, cols] with UE8M0 scales per 32x32 block -> fp32. */
   dequantizeBlockFp8(args: { codes: ArrayBuffer; codesByteOffset: number; scales: ArrayBuffer; scalesByteOffset: number; rows: number; cols: number; out: Float32Array; threads: number }): void;
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
