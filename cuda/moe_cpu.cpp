@@ -126,12 +126,35 @@ void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
   });
   if (r.stageSeconds) r.stageSeconds[0] = seconds(t0);
   t0 = std::chrono::steady_clock::now();
-  for (int e = 0; e < experts; ++e) {
-    if (counts[e] == 0) continue;
-    const int64_t off = offsets[e];
-    runExpert(r.experts[e], sortedRows + off * r.dim, counts[e], r.dim, rowWeights + off, limit,
-              expertOut + off * r.dim, hidden, pool, threads);
+  // Experts are independent: whole experts go to the threads (each runs its GEMMs on
+  // one thread), which keeps small experts' GEMMs free of per-call pool traffic. The
+  // split is by rows, so a thread gets about the same work whatever the routing.
+  const int want = threads <= 0 ? pool.maxThreads() : std::min(threads, pool.maxThreads());
+  std::vector<int> firstExpert(static_cast<size_t>(want) + 1, experts);
+  {
+    int e = 0;
+    int64_t seen = 0;
+    for (int part = 0; part < want; ++part) {
+      firstExpert[part] = e;
+      const int64_t target = (pairs * (part + 1)) / want;
+      while (e < experts && seen + counts[e] <= target) seen += counts[e++];
+    }
+    firstExpert[want] = experts;
   }
+  const int32_t* const countOf = counts.data();
+  const int32_t* const offsetOf = offsets.data();
+  const int* const bounds = firstExpert.data();
+  pool.parallelFor(want, want, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> expertHidden;  // this worker's own
+    for (int64_t part = begin; part < end; ++part) {
+      for (int e = bounds[part]; e < bounds[part + 1]; ++e) {
+        if (countOf[e] == 0) continue;
+        const int64_t off = offsetOf[e];
+        runExpert(r.experts[e], sortedRows + off * r.dim, countOf[e], r.dim, rowWeights + off, limit,
+                  expertOut + off * r.dim, expertHidden, pool, 1);
+      }
+    }
+  });
   // Combine in slot order per token (where[pair] = its row in the sorted buffer).
   where.resize(std::max(where.size(), static_cast<size_t>(pairs)));
   int64_t* const rowOf = where.data();
