@@ -7,7 +7,8 @@ import { buildInfo, devices } from './devices.js';
 import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from './ngram-hash-config.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { inspectV41, synthV41 } from './cli-v41.js';
-import { hashThroughput, machineFacts, progress } from './throughput.js';
+import { Engram } from './engram.js';
+import { hashThroughput, machineFacts, progress, timeRuns } from './throughput.js';
 
 const DEFAULT_SENTENCE = 'Only Alexander the Great could tame the horse Bucephalus.';
 
@@ -119,6 +120,36 @@ function demo(sentence: string): void {
   } else {
     console.log(`  cuda: not measured (${buildInfo().deviceUnavailableReason})`);
   }
+  layerDemo(mapping.tokenizer, sentence);
+}
+
+/** The paper's layer on the sentence: what the memory contributed per token. */
+function layerDemo(tokenizer: CompressedTokenizer, sentence: string): void {
+  // The reference's dimensions with tables a tenth of the reference's rows (bf16), so
+  // the demo builds its random layer in about a second.
+  const engram = new Engram({ layerId: 1, engramVocabSize: 64_640 }, { tokenizer, tableDtype: 'bf16', seed: 1, device: 'cpu' });
+  const g = engram.geometry;
+  const ids = tokenizer.encode(sentence);
+  let x = 7;
+  const hidden = Float32Array.from({ length: ids.length * g.hc * g.hidden }, () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x / 4294967296) * 2 - 1;
+  });
+  const { gates } = engram.forward(hidden, ids, [1, ids.length]);
+  console.log(`
+Engram layer 1 (hidden ${g.hidden}, ${g.hc} branches, ${g.rows.toLocaleString()} x ${g.cols} bf16 table, random weights, random hidden states):`);
+  console.log('gate per token and branch (sigmoid of the key-query agreement; 0.5 = neutral)');
+  ids.forEach((id, t) => {
+    const row = Array.from(gates.subarray(t * g.hc, (t + 1) * g.hc), (v) => v.toFixed(3)).join(' ');
+    console.log(`  ${pad(t, 3, true)}  ${pad(JSON.stringify(tokenizer.decode(id)), 16)} ${row}`);
+  });
+  const B = 4;
+  const T = 256;
+  const many = new Int32Array(B * T).map((_, i) => ids[i % ids.length]);
+  const h = new Float32Array(B * T * g.hc * g.hidden).fill(0.5);
+  const out = new Float32Array(h.length);
+  const r = timeRuns(() => engram.forward(h, many, [B, T], { out }), 5, 1);
+  console.log(`layer forward, B x T = ${B} x ${T}: ${((B * T) / r.medianSeconds / 1e3).toFixed(1)} k tokens/s on the CPU (npm run bench:forward for the full benchmark)`);
 }
 
 function main(argv: string[]): number {
