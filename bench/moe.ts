@@ -62,7 +62,9 @@ const rows = configs.map(([label, config], i) => {
   const stage = (k: number) => median(stages.slice(-RUNS).map((s) => s[k]));
   const routing = whole.medianSeconds - stage(0) - stage(1) - stage(2);
   const k = config.topk;
-  const moved = 2 * N * k * DIM * 4 /* dispatch read + write */ + (N * k * DIM + N * DIM) * 4 /* combine */;
+  // Dispatch only sorts (token, slot) pairs: the experts read their token rows from x
+  // while packing them. Combine reads every expert output row and writes the result.
+  const moved = (N * k * DIM + N * DIM) * 4;
   const flops = 2 * N * k * (DIM * 2 * FFN + FFN * DIM);
   return {
     label,

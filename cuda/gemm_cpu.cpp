@@ -14,7 +14,7 @@ namespace engram {
 namespace {
 
 using TilesFn = void (*)(const float*, int64_t, const PackedLinear&, float*, int64_t, int64_t, int64_t, int64_t,
-                         int64_t);
+                         int64_t, const int32_t*);
 
 struct LinearBuild {
   const char* name;
@@ -97,7 +97,7 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
 }
 
 void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
-               ThreadPool& pool, int threads) {
+               ThreadPool& pool, int threads, const int32_t* rowIndex) {
   EK_REQUIRE(lda >= w.k && ldy >= w.n, RangeError, "projection strides are smaller than the rows");
   if (m <= 0) return;
   LinearBuild build{};
@@ -125,7 +125,7 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
       const int64_t rb = item / panelGroups, pg = item % panelGroups;
       const int64_t r0 = rb * rowBlock, r1 = std::min(m, r0 + rowBlock);
       const int64_t p0 = pg * groupSize, p1 = std::min(panels, p0 + groupSize);
-      if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1);
+      if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1, rowIndex);
     }
   });
 }

@@ -83,9 +83,10 @@ double fmaPeakLoop(int64_t iterations, float* sink) {
   return static_cast<double>(iterations) * kChains * kLanes * 2.0;
 }
 
-// Rows [rowBegin, rowEnd) x panels [panelBegin, panelEnd) of y = x W^T + b.
+// Rows [rowBegin, rowEnd) x panels [panelBegin, panelEnd) of y = x W^T + b (x row
+// rowIndex[i] for product row i when rowIndex is given).
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd) {
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex) {
   const int64_t k = w.k;
   const int64_t blockRows = std::min<int64_t>(kRowBlock, rowEnd - rowBegin);
   const int64_t tiles = (blockRows + kRows - 1) / kRows;
@@ -104,7 +105,8 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
         for (int r = 0; r < kRows; ++r) {
           const int64_t row = t * kRows + r;
           if (row < rows) {
-            const float* const src = x + (r0 + row) * lda + k0;
+            const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
+            const float* const src = x + xr * lda + k0;
             for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = src[kk];
           } else {
             for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = 0.0f;
@@ -172,7 +174,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micr
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTilesBf16(
     const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin, int64_t rowEnd,
-    int64_t panelBegin, int64_t panelEnd) {
+    int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex) {
   const int64_t k = w.k;
   const int64_t kPairs = (k + 1) / 2;
   thread_local std::vector<uint32_t> packed;
@@ -192,7 +194,8 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
         uint32_t* dst = packed.data() + t * kBfRows * kBfPairs;
         for (int r = 0; r < kBfRows; ++r) {
           const int64_t row = t * kBfRows + r;
-          const float* src = row < rows ? x + (r0 + row) * lda : nullptr;
+          const float* src =
+              row < rows ? x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda : nullptr;
           for (int64_t p = 0; p < pc; ++p) {
             const int64_t kk = 2 * (p0 + p);
             uint32_t lo = 0, hi = 0;

@@ -35,8 +35,10 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
 
 // y[m, ldy] = x[m, lda] W^T + b for rows [0, m). Each output element accumulates bias
 // then k in order, whatever the thread count, so results are bit-identical across it.
+// With rowIndex (nullable), row i of the product reads x row rowIndex[i]: a gather of the
+// input rows fused into the GEMM's packing (MoE experts read their tokens this way).
 void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
-               ThreadPool& pool, int threads);
+               ThreadPool& pool, int threads, const int32_t* rowIndex = nullptr);
 
 // GFLOP/s of the build's FMA loop on `threads` threads for about `seconds`.
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel = "auto");
@@ -45,15 +47,15 @@ namespace baseline {
 double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
 }  // namespace baseline
 namespace avx512 {
 void linearTilesBf16(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                     int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
+                     int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
 double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd);
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
 }  // namespace avx512
 
 }  // namespace engram

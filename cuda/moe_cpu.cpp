@@ -66,13 +66,13 @@ void moeLayoutCpu(const int32_t* indices, int64_t tokens, int topk, int experts,
 
 namespace {
 
-// x rows [rows, dim] through one SwiGLU expert into y [rows, dim]; rowWeight[i] scales row
-// i's activation (null: 1).
-void runExpert(const ExpertWeights& w, const float* x, int64_t rows, int dim, const float* rowWeight, float limit,
-               float* y, std::vector<float>& hidden, ThreadPool& pool, int threads) {
+// x rows [rows, dim] (row rowIndex[i] for the i-th, when given) through one SwiGLU expert
+// into y [rows, dim]; rowWeight[i] scales row i's activation (null: 1).
+void runExpert(const ExpertWeights& w, const float* x, const int32_t* rowIndex, int64_t rows, int dim,
+               const float* rowWeight, float limit, float* y, std::vector<float>& hidden, ThreadPool& pool, int threads) {
   const int64_t ffn = w.gateUp->n / 2;
   if (hidden.size() < static_cast<size_t>(rows * 2 * ffn)) hidden.resize(rows * 2 * ffn);
-  linearCpu(x, rows, dim, *w.gateUp, hidden.data(), 2 * ffn, pool, threads);
+  linearCpu(x, rows, dim, *w.gateUp, hidden.data(), 2 * ffn, pool, threads, rowIndex);
   pool.parallelFor(rows, threads, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       float* h = hidden.data() + r * 2 * ffn;
@@ -104,23 +104,25 @@ void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   auto t0 = std::chrono::steady_clock::now();
-  // Dispatch: rows in expert order, with each pair's routing weight.
+  // Dispatch: each expert-sorted row's token and routing weight (the experts' first GEMM
+  // reads the token rows straight from x while packing them: no copy of the rows).
   // Scratch of the calling thread, reused across calls (fresh buffers of this size cost a
   // page fault per 4 KiB on every call).
-  thread_local std::vector<float> sorted, sortedWeight, results, hidden, sharedOut, one;
+  thread_local std::vector<float> sortedWeight, results, hidden, sharedOut, one;
+  thread_local std::vector<int32_t> sortedToken;
   thread_local std::vector<int64_t> where;
-  sorted.resize(std::max(sorted.size(), static_cast<size_t>(pairs * r.dim)));
+  sortedToken.resize(std::max(sortedToken.size(), static_cast<size_t>(pairs)));
   sortedWeight.resize(std::max(sortedWeight.size(), static_cast<size_t>(pairs)));
   results.resize(std::max(results.size(), static_cast<size_t>(pairs * r.dim)));
   // Plain pointers into the caller's scratch: a thread_local named inside a pool lambda
   // would be the worker thread's own (empty) copy.
-  float* const sortedRows = sorted.data();
+  int32_t* const tokenOf = sortedToken.data();
   float* const rowWeights = sortedWeight.data();
   float* const expertOut = results.data();
   pool.parallelFor(pairs, threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t pair = permutation[i];
-      std::copy(r.x + (pair / r.topk) * r.dim, r.x + (pair / r.topk + 1) * r.dim, sortedRows + i * r.dim);
+      tokenOf[i] = static_cast<int32_t>(pair / r.topk);
       rowWeights[i] = r.weights[pair];
     }
   });
@@ -150,7 +152,7 @@ void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
       for (int e = bounds[part]; e < bounds[part + 1]; ++e) {
         if (countOf[e] == 0) continue;
         const int64_t off = offsetOf[e];
-        runExpert(r.experts[e], sortedRows + off * r.dim, countOf[e], r.dim, rowWeights + off, limit,
+        runExpert(r.experts[e], r.x, tokenOf + off, countOf[e], r.dim, rowWeights + off, limit,
                   expertOut + off * r.dim, expertHidden, pool, 1);
       }
     }
@@ -166,7 +168,7 @@ void moeExpertsCpu(const MoeExpertsRequest& r, ThreadPool& pool, int threads) {
   }
   const float* const sharedSum = sharedOut.data();
   for (const ExpertWeights& w : r.shared) {
-    runExpert(w, r.x, r.tokens, r.dim, nullptr, limit, one.data(), hidden, pool, threads);
+    runExpert(w, r.x, nullptr, r.tokens, r.dim, nullptr, limit, one.data(), hidden, pool, threads);
     for (int64_t i = 0; i < r.tokens * r.dim; ++i) sharedOut[i] += one[i];
   }
   if (r.stageSeconds) r.stageSeconds[1] = seconds(t0);
