@@ -244,7 +244,7 @@ export class MoE {
   forward(
     x: Float32Array,
     shape: [number, number],
-    options: { threads?: number; imageMask?: Uint8Array; stageSeconds?: Float64Array } = {},
+    options: { threads?: number; imageMask?: Uint8Array; stageSeconds?: Float64Array; out?: Float32Array } = {},
   ): { output: Float32Array; route: MoeRoute } {
     if (this.gate === undefined) throw new Error('this MoE has no weights yet: call loadStateDict()');
     const [tokens, dim] = requireShape('shape', shape);
@@ -254,7 +254,11 @@ export class MoE {
       topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,
       gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps, threads: options.threads, imageMask: options.imageMask,
     });
-    const output = new Float32Array(tokens * dim);
+    if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === tokens * dim)) {
+      throw new RangeError(`options.out must be a Float32Array of ${tokens * dim} elements, got ${describe(options.out)}`);
+    }
+    // Reusing `out` across calls avoids fresh pages (and their faults) for every output.
+    const output = options.out ?? new Float32Array(tokens * dim);
     if (tokens > 0) {
       native().moeExperts({
         tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
