@@ -61,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("moeRoute", Napi::Function::New(env, MoeRoute, "moeRoute"));
   exports.Set("moeLayout", Napi::Function::New(env, MoeLayout, "moeLayout"));
   exports.Set("moeExperts", Napi::Function::New(env, MoeExperts, "moeExperts"));
+  exports.Set("moeExpertsAsync", Napi::Function::New(env, MoeExpertsAsync, "moeExpertsAsync"));
   exports.Set("mapFile", Napi::Function::New(env, MapFile, "mapFile"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramUploadCuda", Napi::Function::New(env, EngramUploadCuda, "engramUploadCuda"));

@@ -18,6 +18,7 @@ Napi::Value MapFile(const Napi::CallbackInfo& info);
 Napi::Value MoeRoute(const Napi::CallbackInfo& info);
 Napi::Value MoeLayout(const Napi::CallbackInfo& info);
 Napi::Value MoeExperts(const Napi::CallbackInfo& info);
+Napi::Value MoeExpertsAsync(const Napi::CallbackInfo& info);
 Napi::Value V41Forward(const Napi::CallbackInfo& info);
 Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info);

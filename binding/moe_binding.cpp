@@ -71,24 +71,48 @@ std::vector<ExpertWeights> expertList(const Napi::Object& o, const char* gateUpN
 
 }  // namespace
 
-Napi::Value MoeExperts(const Napi::CallbackInfo& info) {
+namespace {
+
+struct ExpertsCall {
+  MoeExpertsRequest req;
+  int threads = 0;
+  Keep keep;
+};
+
+std::shared_ptr<ExpertsCall> readExperts(const Napi::CallbackInfo& info, bool keepAlive) {
   const Napi::Object o = argObject(info);
-  MoeExpertsRequest r;
+  auto call = std::make_shared<ExpertsCall>();
+  Keep* keep = keepAlive ? &call->keep : nullptr;
+  MoeExpertsRequest& r = call->req;
   r.tokens = intField(o, "tokens", 0, INT32_MAX);
   r.dim = static_cast<int>(intField(o, "dim", 1, 1 << 20));
   r.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
-  r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * r.dim, false);
-  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.topk, false);
-  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.topk, false);
-  r.experts = expertList(o, "gateUp", "down");
+  r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * r.dim, false, keep);
+  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.topk, false, keep);
+  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.topk, false, keep);
+  r.experts = expertList(o, "gateUp", "down");  // handles hold their weights alive
   r.shared = expertList(o, "sharedGateUp", "sharedDown");
   r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
-  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false);
-  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true);
-  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
-  AddonState& state = addonState(info.Env());
-  runSync(info.Env(), [&] { moeExpertsCpu(r, state.pool, threads); });
+  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false, keep);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
+  call->threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  return call;
+}
+
+}  // namespace
+
+Napi::Value MoeExperts(const Napi::CallbackInfo& info) {
+  auto call = readExperts(info, false);
+  AddonState* state = &addonState(info.Env());
+  runSync(info.Env(), [call, state] { moeExpertsCpu(call->req, state->pool, call->threads); });
   return info.Env().Undefined();
+}
+
+Napi::Value MoeExpertsAsync(const Napi::CallbackInfo& info) {
+  auto call = readExperts(info, true);
+  AddonState* state = &addonState(info.Env());
+  Keep keep = std::move(call->keep);
+  return runAsync(info.Env(), [call, state] { moeExpertsCpu(call->req, state->pool, call->threads); }, std::move(keep));
 }
 
 }  // namespace engram

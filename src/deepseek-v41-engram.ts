@@ -217,6 +217,11 @@ export class DeepseekV41Engram {
     native().v41Forward(args);
   }
 
+  /** @internal run() on a worker thread. */
+  runAsync(args: NativeV41ForwardArgs): Promise<void> {
+    return native().v41ForwardAsync(args);
+  }
+
   /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
   prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);

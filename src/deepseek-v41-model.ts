@@ -95,6 +95,35 @@ export class DeepseekV41EngramModel {
     shape: [number, number],
     options: V41ModelForwardOptions = {},
   ): { outputs: Map<number, V41ForwardResult>; history: Int32Array } {
+    const plan = this.plan(streamsByLayer, inputIds, shape, options);
+    for (const step of plan.steps) {
+      step.layer.run(step.args);
+      step.commit();
+    }
+    return { outputs: plan.outputs, history: plan.history };
+  }
+
+  /** forward() with each layer on a worker thread (hashing runs first, on this one). */
+  async forwardAsync(
+    streamsByLayer: ReadonlyMap<number, Float32Array> | Record<number, Float32Array>,
+    inputIds: IdArray,
+    shape: [number, number],
+    options: V41ModelForwardOptions = {},
+  ): Promise<{ outputs: Map<number, V41ForwardResult>; history: Int32Array }> {
+    const plan = this.plan(streamsByLayer, inputIds, shape, options);
+    for (const step of plan.steps) {
+      await step.layer.runAsync(step.args);
+      step.commit();
+    }
+    return { outputs: plan.outputs, history: plan.history };
+  }
+
+  private plan(
+    streamsByLayer: ReadonlyMap<number, Float32Array> | Record<number, Float32Array>,
+    inputIds: IdArray,
+    shape: [number, number],
+    options: V41ModelForwardOptions,
+  ) {
     const [batch, seqLen] = requireShape('shape', shape);
     const streams = streamsByLayer instanceof Map ? streamsByLayer : new Map(Object.entries(streamsByLayer).map(([k, v]) => [Number(k), v]));
     for (const id of streams.keys()) if (!this.layers.has(id)) throw new RangeError(`streamsByLayer has layer ${id}, not one of the model's layers [${[...this.layers.keys()]}]`);
@@ -102,15 +131,15 @@ export class DeepseekV41EngramModel {
     const cols = this.hashMapping.headsPerLayer;
     const stride = cols * this.config.layerIds.length;
     const outputs = new Map<number, V41ForwardResult>();
+    const steps: Array<{ layer: DeepseekV41Engram; args: ReturnType<DeepseekV41Engram['prepare']>['args']; commit: () => void }> = [];
     this.config.layerIds.forEach((id, i) => {
       const hidden = streams.get(id);
       if (hidden === undefined) return;
       const layer = this.layers.get(id)!;
       const { args, result, commit } = layer.prepare(hidden, hashed.rowIds, [batch, seqLen], { tokenMask: options.tokenMask, threads: options.threads }, stride, i * cols);
-      layer.run(args);
-      commit();
+      steps.push({ layer, args, commit });
       outputs.set(id, result);
     });
-    return { outputs, history: hashed.history };
+    return { steps, outputs, history: hashed.history };
   }
 }

@@ -157,6 +157,16 @@ export interface MoeConfig {
   sharedFfnDim?: number;
 }
 
+export interface MoeForwardOptions {
+  threads?: number;
+  /** V4.1: tokens whose selection uses the vision bias */
+  imageMask?: Uint8Array;
+  /** Float64Array(3): dispatch, experts, combine seconds */
+  stageSeconds?: Float64Array;
+  /** output buffer [N, dim] to fill (reuse it across calls) */
+  out?: Float32Array;
+}
+
 interface PackedExpert {
   gateUp: NativeLinearHandle;
   down: NativeLinearHandle;
@@ -241,11 +251,20 @@ export class MoE {
   }
 
   /** The block on x [N, dim]: routing, experts, combine, shared experts. */
-  forward(
-    x: Float32Array,
-    shape: [number, number],
-    options: { threads?: number; imageMask?: Uint8Array; stageSeconds?: Float64Array; out?: Float32Array } = {},
-  ): { output: Float32Array; route: MoeRoute } {
+  forward(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): { output: Float32Array; route: MoeRoute } {
+    const { args, output, route } = this.prepare(x, shape, options);
+    if (args) native().moeExperts(args);
+    return { output, route };
+  }
+
+  /** forward() with the experts on a worker thread (routing runs before, on this one). */
+  async forwardAsync(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): Promise<{ output: Float32Array; route: MoeRoute }> {
+    const { args, output, route } = this.prepare(x, shape, options);
+    if (args) await native().moeExpertsAsync(args);
+    return { output, route };
+  }
+
+  private prepare(x: Float32Array, shape: [number, number], options: MoeForwardOptions) {
     if (this.gate === undefined) throw new Error('this MoE has no weights yet: call loadStateDict()');
     const [tokens, dim] = requireShape('shape', shape);
     if (dim !== this.config.dim) throw new RangeError(`shape[1] = ${dim} but the block's dim is ${this.config.dim}`);
@@ -259,15 +278,16 @@ export class MoE {
     }
     // Reusing `out` across calls avoids fresh pages (and their faults) for every output.
     const output = options.out ?? new Float32Array(tokens * dim);
-    if (tokens > 0) {
-      native().moeExperts({
-        tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
-        gateUp: this.experts.map((e) => e.gateUp), down: this.experts.map((e) => e.down),
-        sharedGateUp: this.shared.map((e) => e.gateUp), sharedDown: this.shared.map((e) => e.down),
-        swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
-        threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
-      });
-    }
-    return { output, route };
+    const args =
+      tokens === 0
+        ? undefined
+        : {
+            tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
+            gateUp: this.experts.map((e) => e.gateUp), down: this.experts.map((e) => e.down),
+            sharedGateUp: this.shared.map((e) => e.gateUp), sharedDown: this.shared.map((e) => e.down),
+            swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
+            threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
+          };
+    return { args, output, route };
   }
 }

@@ -160,6 +160,23 @@ export interface NativeAddon {
     stageSeconds?: Float64Array;
     threads: number;
   }): void;
+  moeExpertsAsync(args: {
+    tokens: number;
+    dim: number;
+    topk: number;
+    x: Float32Array;
+    indices: Int32Array;
+    weights: Float32Array;
+    gateUp: NativeLinearHandle[];
+    down: NativeLinearHandle[];
+    sharedGateUp?: NativeLinearHandle[];
+    sharedDown?: NativeLinearHandle[];
+    swigluLimit: number;
+    out: Float32Array;
+    /** [3]: dispatch, experts, combine seconds */
+    stageSeconds?: Float64Array;
+    threads: number;
+  }): Promise<void>;
   moeLayout(args: {
     indices: Int32Array;
     tokens: number;

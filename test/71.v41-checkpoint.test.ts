@@ -42,6 +42,13 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     });
   });
 
+  it('forwardAsync gives the bits of forward', async () => {
+    const sync = model.forward(streams, ids, [B, S], { tokenMask: mask });
+    const async = await model.forwardAsync(streams, ids, [B, S], { tokenMask: mask });
+    for (const id of [1, 14]) expect(same(async.outputs.get(id)!.output, sync.outputs.get(id)!.output)).toBe(true);
+    expect(Array.from(async.history)).toEqual(Array.from(sync.history));
+  });
+
   it('chunked prefill with the returned history equals one call', () => {
     const whole = model.forward(streams, ids, [B, S], { tokenMask: mask }).outputs.get(14)!.output;
     const split = 4;

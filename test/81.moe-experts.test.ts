@@ -53,7 +53,7 @@ function block(f: MoeFixture, normEps: number): MoE {
 
 describe('MoE block equals the reference (routing, SwiGLU experts, combine, shared experts)', () => {
   for (const [file, normEps] of [['moe-sigmoid-grouped.json', 0], ['moe-softmax.json', 0], ['v41-moe.json', 1e-20]] as const) {
-    it(file, () => {
+    it(file, async () => {
       const f = fixture<MoeFixture>(file);
       const moe = block(f, normEps);
       const { output, route } = moe.forward(Float32Array.from(f.x), [f.config.tokens, f.config.dim]);
@@ -61,6 +61,8 @@ describe('MoE block equals the reference (routing, SwiGLU experts, combine, shar
       expect(maxRelError(output, f.output)).toBeLessThan(1e-4);
       const one = moe.forward(Float32Array.from(f.x), [f.config.tokens, f.config.dim], { threads: 1 }).output;
       expect(Buffer.compare(Buffer.from(one.buffer), Buffer.from(output.buffer))).toBe(0);
+      const async = (await moe.forwardAsync(Float32Array.from(f.x), [f.config.tokens, f.config.dim])).output;
+      expect(Buffer.compare(Buffer.from(async.buffer), Buffer.from(output.buffer))).toBe(0);
     });
   }
 
