@@ -26,11 +26,21 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
     throwJs(env, ErrorKind::Error, "'" + path + "' is not a regular file");
   }
   const size_t size = static_cast<size_t>(st.st_size);
+  // Node 20 refuses external ArrayBuffers over 4 GiB, and node-addon-api's failure path
+  // then frees twice: refuse such files here, with a clear error, before mapping.
+  constexpr size_t kMaxExternalBytes = size_t{1} << 32;
+  if (size > kMaxExternalBytes) {
+    ::close(fd);
+    throwJs(env, ErrorKind::RangeError,
+            "'" + path + "' is " + std::to_string(size) + " bytes: files over 4 GiB cannot be mapped into one ArrayBuffer yet");
+  }
   if (size == 0) {
     ::close(fd);
     return Napi::ArrayBuffer::New(env, 0);
   }
-  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  // NORESERVE: a private writable mapping of a 100 GB file must not be charged to RAM +
+  // swap up front (only pages JS writes to would ever need private copies).
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
   const int mapErrno = errno;
   ::close(fd);  // the mapping keeps the file open
   if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));

@@ -15,8 +15,11 @@ export function inspectV41(dir: string, json: boolean): number {
   const cols = (config.maxNgramSize - 1) * config.nHeads;
   const rowBytes = config.headDim + config.headDim / 32; // fp8 codes + UE8M0 scales
   let problem: string | undefined;
+  let residentBytes = 0;
   try {
-    DeepseekV41EngramModel.fromCheckpoint(dir);
+    const model = DeepseekV41EngramModel.fromCheckpoint(dir);
+    residentBytes = process.memoryUsage().rss;
+    void model;
   } catch (err) {
     problem = err instanceof Error ? err.message : String(err);
   }
@@ -27,6 +30,7 @@ export function inspectV41(dir: string, json: boolean): number {
     engramBytes: rows.reduce((n, r) => n + r.bytes, 0),
     gatheredBytesPerTokenPerLayer: cols * rowBytes,
     check: problem ?? 'ok: every tensor matches the config, the tokenizer compresses to engram_compressed_vocab_size',
+    residentBytesAfterOpening: residentBytes,
   };
   if (json) {
     console.log(JSON.stringify(report, null, 1));
@@ -39,13 +43,14 @@ export function inspectV41(dir: string, json: boolean): number {
     for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}`);
     console.log(`\nEngram tensors: ${gib(report.engramBytes)} in ${files.length} file(s)`);
     console.log(`check: ${report.check}`);
+    if (!problem) console.log(`resident memory with the checkpoint open (tables memory-mapped): ${gib(residentBytes)}`);
   }
   return problem ? 1 : 0;
 }
 
-export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined): number {
+export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false): number {
   const show = progress('writing layers');
-  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, onProgress: show });
+  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, onProgress: show });
   console.log(`wrote ${dir}: tables of ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows, hidden ${config.hiddenSize}`);
   return 0;
 }

@@ -18,8 +18,10 @@ const USAGE = `usage:
   engram devices                        CUDA devices visible to this process
   engram spec [--v41] [--lookup]        the hash specification as JSON
   engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
-  engram v41 synth <dir> [--rows-scale f] [--hidden n]
+  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse]
                                         write a synthetic checkpoint in V4.1's layout
+                                        (--sparse: tables as holes; --rows-scale 1 --sparse
+                                        gives the released 2 x 98 GB geometry on little disk)
 
 options:
   --v41        DeepSeek-V4.1's geometry (max n-gram 4, layers 1 and 14) with the V3 tokenizer
@@ -163,6 +165,7 @@ function main(argv: string[]): number {
       tokenizer: { type: 'string' },
       'rows-scale': { type: 'string' },
       hidden: { type: 'string' },
+      sparse: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -204,7 +207,7 @@ function main(argv: string[]): number {
       if (sub === 'inspect') return inspectV41(dir, values.json === true);
       const scale = values['rows-scale'] === undefined ? 1e-4 : Number(values['rows-scale']);
       const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
-      return synthV41(dir, scale, hidden);
+      return synthV41(dir, scale, hidden, values.sparse === true);
     }
     default:
       console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
-import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { readSafetensors, writeSafetensors, type TensorHole } from './safetensors.js';
 import { describe } from './validate.js';
 
 export interface V41CheckpointConfig {
@@ -126,6 +126,12 @@ export interface SynthOptions {
   seed?: number;
   /** tokenizer.json to copy in (default: DeepSeek-V3's; the config gets its compressed size) */
   tokenizer?: string;
+  /**
+   * Write the tables (embed.weight, embed.scale) as holes: zeros that take no disk space
+   * on file systems with sparse files. With rowsScale 1 this gives the released geometry
+   * (two 98 GB tables) for checking that a checkpoint opens without reading them.
+   */
+  sparseTables?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -203,9 +209,14 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
     const rows = config.numEmbeddings[i];
     const p = engramPrefix(id);
     const file = `model-engram-layer${id}.safetensors`;
-    const tensors: Record<string, Tensor> = {
-      [`${p}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], data: fp8(rows * headDim) },
-      [`${p}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], data: scales(rows * (headDim / 32), 124) },
+    const sparse = options.sparseTables === true;
+    const tensors: Record<string, Tensor | TensorHole> = {
+      [`${p}embed.weight`]: sparse
+        ? { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true }
+        : { dtype: 'F8_E4M3', shape: [rows, headDim], data: fp8(rows * headDim) },
+      [`${p}embed.scale`]: sparse
+        ? { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true }
+        : { dtype: 'F8_E8M0', shape: [rows, headDim / 32], data: scales(rows * (headDim / 32), 124) },
       [`${p}wkv.weight`]: { dtype: 'F8_E4M3', shape: [(hcMult + 1) * hiddenSize, features], data: fp8((hcMult + 1) * hiddenSize * features) },
       [`${p}wkv.scale`]: {
         dtype: 'F8_E8M0',

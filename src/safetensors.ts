@@ -70,6 +70,18 @@ export function parseSafetensors(buffer: ArrayBuffer, name = 'buffer'): Safetens
   return { path: name, metadata, tensors };
 }
 
+/**
+ * A tensor written as a hole: its bytes read back as zeros and take no disk space on
+ * file systems with sparse files (synthetic full-size tables).
+ */
+export interface TensorHole {
+  dtype: TensorDtype;
+  shape: number[];
+  hole: true;
+}
+
+const isHole = (t: Tensor | TensorHole): t is TensorHole => (t as TensorHole).hole === true;
+
 const ALIGN_ORDER: TensorDtype[] = ['F64', 'I64', 'F32', 'I32', 'F16', 'BF16', 'F8_E4M3', 'F8_E8M0', 'U8'];
 
 /**
@@ -77,7 +89,7 @@ const ALIGN_ORDER: TensorDtype[] = ['F64', 'I64', 'F32', 'I32', 'F16', 'BF16', '
  * element size) and string metadata. Written to a temporary file, then renamed: a
  * failure never leaves a half-written file at `file`.
  */
-export function writeSafetensors(file: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+export function writeSafetensors(file: string, tensors: Record<string, Tensor | TensorHole>, metadata: Record<string, string> = {}): void {
   if (typeof file !== 'string') throw new TypeError(`path must be a string, got ${describe(file)}`);
   const names = Object.keys(tensors).sort((a, b) => ALIGN_ORDER.indexOf(tensors[a].dtype) - ALIGN_ORDER.indexOf(tensors[b].dtype) || (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = {};
@@ -89,9 +101,11 @@ export function writeSafetensors(file: string, tensors: Record<string, Tensor>, 
   for (const name of names) {
     const t = tensors[name];
     if (!(t.dtype in DTYPE_BYTES)) throw new TypeError(`tensor '${name}' has an unknown dtype ${describe(t.dtype)}`);
-    if (!isByteRegion(t.data)) throw new TypeError(`tensor '${name}' data must be a typed array or a byte region, got ${describe(t.data)}`);
     const want = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== want) throw new RangeError(`tensor '${name}' has ${t.data.byteLength} bytes but ${t.dtype} [${t.shape.join(', ')}] needs ${want}`);
+    if (!isHole(t)) {
+      if (!isByteRegion(t.data)) throw new TypeError(`tensor '${name}' data must be a typed array or a byte region, got ${describe(t.data)}`);
+      if (t.data.byteLength !== want) throw new RangeError(`tensor '${name}' has ${t.data.byteLength} bytes but ${t.dtype} [${t.shape.join(', ')}] needs ${want}`);
+    }
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + want] };
     offset += want;
   }
@@ -106,14 +120,21 @@ export function writeSafetensors(file: string, tensors: Record<string, Tensor>, 
     fs.writeSync(fd, prefix);
     fs.writeSync(fd, headerBytes);
     const chunk = Math.min(MAX_VIEW_BYTES, 1 << 30);
+    let position = prefix.length + headerBytes.length;
     for (const name of names) {
-      const d = tensors[name].data;
-      for (let at = 0; at < d.byteLength; at += chunk) {
-        const view = new Uint8Array(d.buffer, d.byteOffset + at, Math.min(chunk, d.byteLength - at));
-        let written = 0;
-        while (written < view.length) written += fs.writeSync(fd, view, written);
+      const t = tensors[name];
+      const bytes = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
+      if (!isHole(t)) {
+        const d = t.data;
+        for (let at = 0; at < d.byteLength; at += chunk) {
+          const view = new Uint8Array(d.buffer, d.byteOffset + at, Math.min(chunk, d.byteLength - at));
+          let written = 0;
+          while (written < view.length) written += fs.writeSync(fd, view, written, view.length - written, position + at + written);
+        }
       }
+      position += bytes;
     }
+    fs.ftruncateSync(fd, position); // holes at the end still count toward the size
     fs.closeSync(fd);
     fs.renameSync(tmp, file);
   } catch (err) {
