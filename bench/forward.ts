@@ -102,7 +102,7 @@ for (const tableDtype of ['f32', 'bf16'] as const) {
 
   // Plain TypeScript layer and the native layer on the same B x BASELINE_T tokens.
   const L = baselineLayerOf(engram);
-  if (tableDtype === 'bf16') L.table = new Uint16Array(engram.table.region.buffer, engram.table.region.byteOffset, g.rows * g.cols);
+  if (tableDtype === 'bf16') L.table = new Uint16Array(engram.table.region.buffer as ArrayBuffer, engram.table.region.byteOffset, g.rows * g.cols);
   const smallIds = ids.slice(0, B * BASELINE_T);
   const smallHidden = hidden.slice(0, B * BASELINE_T * g.hc * g.hidden);
   const smallRows = engram.hashMapping.hashRows(smallIds, [B, BASELINE_T], { layers: [1], output: 'int32' }).rowIds as Int32Array;

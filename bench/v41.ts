@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { regionBytes } from '../src/dtype.js';
 import { native } from '../src/native.js';
 import { machineFacts, median, progress, timeRuns } from '../src/throughput.js';
 import { baselineV41Forward, type BaselineV41 } from './baseline-v41.js';
@@ -87,10 +88,7 @@ const runs = [measure(1, 4096), measure(64, 1), measure(1, 1024)];
 
 // The plain TypeScript layer on 4 tokens, and the native layer on the same 4.
 const tensors = (await import('../src/index.js')).findEngramTensors(dir).tensors;
-const bytes = (name: string) => {
-  const d = tensors[`layers.1.engram.${name}`].data;
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-};
+const bytes = (name: string) => regionBytes(tensors[`layers.1.engram.${name}`].data, name);
 const bf16 = (name: string) => {
   const b = bytes(name);
   return Float32Array.from({ length: b.length / 2 }, (_, i) => new Float32Array(Uint32Array.of((b[2 * i] | (b[2 * i + 1] << 8)) << 16).buffer)[0]);

@@ -62,6 +62,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("moeLayout", Napi::Function::New(env, MoeLayout, "moeLayout"));
   exports.Set("moeExperts", Napi::Function::New(env, MoeExperts, "moeExperts"));
   exports.Set("moeExpertsAsync", Napi::Function::New(env, MoeExpertsAsync, "moeExpertsAsync"));
+  exports.Set("mapFileHandle", Napi::Function::New(env, MapFileHandle, "mapFileHandle"));
+  exports.Set("mappedFileView", Napi::Function::New(env, MappedFileView, "mappedFileView"));
+  exports.Set("mappedFileSize", Napi::Function::New(env, MappedFileSize, "mappedFileSize"));
   exports.Set("mapFile", Napi::Function::New(env, MapFile, "mapFile"));
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramUploadCuda", Napi::Function::New(env, EngramUploadCuda, "engramUploadCuda"));

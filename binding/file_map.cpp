@@ -72,3 +72,88 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace engram
+
+namespace engram {
+
+namespace {
+
+// A mapping of a whole file, shared by its handle and every view made of it.
+struct MappedFile {
+  void* base = nullptr;
+  size_t size = 0;
+  ~MappedFile() {
+    if (base != nullptr) ::munmap(base, size);
+  }
+};
+using MappedHandle = std::shared_ptr<MappedFile>;
+
+}  // namespace
+
+const napi_type_tag kMappedFileTag = {0x656e6772616d6d66ull, 0x6d617070656466ull};  // "engrammf" "mappedf"
+
+// A file of any size mapped privately (see MapFile), held natively: JS gets an opaque
+// handle, ArrayBuffer views of at most 4 GiB (mappedFileView), and passes the handle with
+// an offset where a table region is bigger than one ArrayBuffer can be.
+Napi::Value MapFileHandle(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throwJs(env, ErrorKind::TypeError, "path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+    ::close(fd);
+    throwJs(env, ErrorKind::Error, "'" + path + "' is not a non-empty regular file");
+  }
+  auto mapped = std::make_shared<MappedFile>();
+  mapped->size = static_cast<size_t>(st.st_size);
+  void* base = ::mmap(nullptr, mapped->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  const int mapErrno = errno;
+  ::close(fd);
+  if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
+  mapped->base = base;
+  auto* holder = new MappedHandle(std::move(mapped));
+  auto handle = Napi::External<MappedHandle>::New(env, holder, [](Napi::Env, MappedHandle* h) { delete h; });
+  handle.TypeTag(&kMappedFileTag);
+  return handle;
+}
+
+const MappedFile* mappedFileOf(const Napi::Value& v) {
+  if (!v.IsExternal()) return nullptr;
+  auto ext = v.As<Napi::External<MappedHandle>>();
+  if (!ext.CheckTypeTag(&kMappedFileTag)) return nullptr;
+  return ext.Data()->get();
+}
+
+bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size) {
+  const MappedFile* m = mappedFileOf(v);
+  if (m == nullptr) return false;
+  *base = static_cast<uint8_t*>(m->base);
+  *size = m->size;
+  return true;
+}
+
+Napi::Value MappedFileView(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 3 || mappedFileOf(info[0]) == nullptr || !info[1].IsNumber() || !info[2].IsNumber()) {
+    throwJs(env, ErrorKind::TypeError, "mappedFileView(handle, offset, length) needs a mapped file handle and two numbers");
+  }
+  const MappedHandle keep = *info[0].As<Napi::External<MappedHandle>>().Data();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0 && length >= 0 && offset + length <= static_cast<double>(keep->size)) || length > 4294967296.0) {
+    throwJs(env, ErrorKind::RangeError, "view out of range or over 4 GiB");
+  }
+  if (length == 0) return Napi::ArrayBuffer::New(env, 0);
+  auto* holder = new MappedHandle(keep);  // the view keeps the mapping alive
+  return Napi::ArrayBuffer::New(env, static_cast<uint8_t*>(keep->base) + static_cast<size_t>(offset), static_cast<size_t>(length),
+                                [](Napi::Env, void*, MappedHandle* h) { delete h; }, holder);
+}
+
+Napi::Value MappedFileSize(const Napi::CallbackInfo& info) {
+  const MappedFile* m = info.Length() > 0 ? mappedFileOf(info[0]) : nullptr;
+  if (m == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "expected a mapped file handle");
+  return Napi::Number::New(info.Env(), static_cast<double>(m->size));
+}
+
+}  // namespace engram

@@ -91,17 +91,24 @@ uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offse
     if (optional) return nullptr;
     throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " is required");
   }
-  if (!v.IsArrayBuffer()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be an ArrayBuffer");
-  Napi::ArrayBuffer buffer = v.As<Napi::ArrayBuffer>();
+  uint8_t* base = nullptr;
+  size_t mappedSize = 0;
+  const bool mapped = mappedRegion(v, &base, &mappedSize);
+  if (!mapped && !v.IsArrayBuffer()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be an ArrayBuffer or a mapped file");
+  if (!mapped) {
+    Napi::ArrayBuffer buffer = v.As<Napi::ArrayBuffer>();
+    base = static_cast<uint8_t*>(buffer.Data());
+    mappedSize = buffer.ByteLength();
+  }
   const int64_t offset = intField(o, offsetName, 0, INT64_MAX / 2);
-  const int64_t length = static_cast<int64_t>(buffer.ByteLength());
+  const int64_t length = static_cast<int64_t>(mappedSize);
   if (bytes < 0 || offset > length || bytes > length - offset) {
     throwJs(o.Env(), ErrorKind::RangeError,
             std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
                 " run past its " + std::to_string(length) + " bytes");
   }
   if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
-  return static_cast<uint8_t*>(buffer.Data()) + offset;
+  return base + offset;
 }
 
 namespace {

@@ -36,7 +36,10 @@ template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected,
               bool optional, std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
 
-// `bytes` bytes of the ArrayBuffer field `name`, starting at the integer field
+// A mapped file handle's bytes (file_map.cpp); false if `v` is not one.
+bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size);
+
+// `bytes` bytes of the ArrayBuffer (or mapped file handle) field `name`, starting at the integer field
 // `offsetName` (regions may exceed what a typed array can view). Absent gives nullptr
 // when optional.
 uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,

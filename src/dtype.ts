@@ -1,5 +1,6 @@
 // Tensor element types as safetensors names them, and their conversion to fp32 for the
 // small weights (tables stay in their own format: see table.ts).
+import { MappedFile } from './mapped-file.js';
 import { describe } from './validate.js';
 
 export type TensorDtype = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E8M0' | 'F64' | 'I64' | 'I32' | 'U8';
@@ -33,7 +34,7 @@ export const DTYPE_BYTES: Record<TensorDtype, number> = {
  * more than the 2^32 elements a typed array may hold (a memory-mapped 98 GB table).
  */
 export interface ByteRegion {
-  buffer: ArrayBufferLike;
+  buffer: ArrayBufferLike | MappedFile;
   byteOffset: number;
   byteLength: number;
 }
@@ -49,13 +50,19 @@ export interface Tensor {
 export const MAX_VIEW_BYTES = 2 ** 32;
 
 export function tensorBytes(name: string, t: Tensor): Uint8Array {
-  if (t.data.byteLength > MAX_VIEW_BYTES) throw new RangeError(`tensor '${name}' is ${t.data.byteLength} bytes: too large for a typed array view`);
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  return regionBytes(t.data, `tensor '${name}'`);
+}
+
+/** A region's bytes as one Uint8Array (regions up to 4 GiB). */
+export function regionBytes(r: ByteRegion, what: string): Uint8Array {
+  if (r.byteLength > MAX_VIEW_BYTES) throw new RangeError(`${what} is ${r.byteLength} bytes: too large for a typed array view`);
+  if (r.buffer instanceof MappedFile) return new Uint8Array(r.buffer.view(r.byteOffset, r.byteLength));
+  return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
 }
 
 export function isByteRegion(v: unknown): v is ByteRegion {
   const r = v as ByteRegion;
-  return r !== null && typeof r === 'object' && (r.buffer instanceof ArrayBuffer || r.buffer instanceof SharedArrayBuffer) &&
+  return r !== null && typeof r === 'object' && (r.buffer instanceof ArrayBuffer || r.buffer instanceof SharedArrayBuffer || r.buffer instanceof MappedFile) &&
     Number.isInteger(r.byteOffset) && Number.isInteger(r.byteLength) && r.byteOffset >= 0 && r.byteLength >= 0 &&
     r.byteOffset + r.byteLength <= r.buffer.byteLength;
 }

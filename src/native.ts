@@ -45,6 +45,9 @@ export interface NativeHashArgs {
   cpuKernel?: string;
 }
 
+/** An opaque handle to a memory-mapped file of any size. */
+export type NativeMappedFile = { readonly __mappedFile: unique symbol };
+
 /** An opaque handle to projection weights packed for the CPU micro-kernel. */
 export type NativeLinearHandle = { readonly __packedLinear: unique symbol };
 
@@ -53,9 +56,9 @@ export const TABLE_DTYPE_CODES = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3 } as const
 
 /** A table as bytes of ArrayBuffers (regions may exceed what a typed array can view). */
 export interface NativeTableArgs {
-  table: ArrayBuffer;
+  table: ArrayBuffer | NativeMappedFile;
   tableByteOffset: number;
-  tableScales?: ArrayBuffer;
+  tableScales?: ArrayBuffer | NativeMappedFile;
   tableScalesByteOffset: number;
   tableDtype: number;
   tableRows: number;
@@ -201,6 +204,10 @@ export interface NativeAddon {
   readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number }): number;
   /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
   adviseHugePages(buffer: ArrayBuffer): boolean;
+  /** A file of any size mapped privately; see mapped-file.ts. */
+  mapFileHandle(path: string): NativeMappedFile;
+  mappedFileView(handle: NativeMappedFile, offset: number, length: number): ArrayBuffer;
+  mappedFileSize(handle: NativeMappedFile): number;
   /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
   mapFile(path: string): ArrayBuffer;
   /** preferBf16: pack for the AVX512-BF16 kernel when every weight is exactly bf16 (inputs must be too). */

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DTYPE_BYTES, elementCount, isByteRegion, MAX_VIEW_BYTES, type Tensor, type TensorDtype } from './dtype.js';
+import { DTYPE_BYTES, elementCount, isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion, type Tensor, type TensorDtype } from './dtype.js';
+import { MappedFile, MAX_EXTERNAL_BYTES } from './mapped-file.js';
 import { native } from './native.js';
 import { describe } from './validate.js';
 
@@ -15,23 +16,55 @@ export interface SafetensorsFile {
   tensors: Record<string, Tensor>;
 }
 
-/** Reads a safetensors file; every tensor's `data` is a region of one memory mapping. */
+/**
+ * Reads a safetensors file; every tensor's `data` is a region of one memory mapping. Files
+ * over 4 GiB stay mapped natively (MappedFile): tensors up to 4 GiB get ArrayBuffer
+ * views of it, bigger ones (a 98 GB table) a region of the MappedFile itself.
+ */
 export function readSafetensors(file: string): SafetensorsFile {
   if (typeof file !== 'string') throw new TypeError(`path must be a string, got ${describe(file)}`);
-  const buffer = native().mapFile(file);
-  return parseSafetensors(buffer, file);
+  if (!fs.existsSync(file)) throw new Error(`cannot open '${file}': no such file`);
+  if (MappedFile.sizeOf(file) <= MAX_EXTERNAL_BYTES) return parseSafetensors(native().mapFile(file), file);
+  const mapped = MappedFile.open(file);
+  return parseSource(
+    {
+      byteLength: mapped.byteLength,
+      bytes: (offset, length) => new Uint8Array(mapped.view(offset, length)),
+      region: (offset, length) =>
+        length <= MAX_EXTERNAL_BYTES ? { buffer: mapped.view(offset, length), byteOffset: 0, byteLength: length } : { buffer: mapped, byteOffset: offset, byteLength: length },
+    },
+    file,
+  );
+}
+
+interface Source {
+  byteLength: number;
+  bytes(offset: number, length: number): Uint8Array;
+  region(offset: number, length: number): ByteRegion;
 }
 
 /** Parses safetensors bytes held in `buffer` (checks every offset against the buffer). */
 export function parseSafetensors(buffer: ArrayBuffer, name = 'buffer'): SafetensorsFile {
-  const size = buffer.byteLength;
+  return parseSource(
+    {
+      byteLength: buffer.byteLength,
+      bytes: (offset, length) => new Uint8Array(buffer, offset, length),
+      region: (offset, length) => ({ buffer, byteOffset: offset, byteLength: length }),
+    },
+    name,
+  );
+}
+
+function parseSource(source: Source, name: string): SafetensorsFile {
+  const size = source.byteLength;
   const bad = (why: string) => new RangeError(`'${name}' is not a valid safetensors file: ${why}`);
   if (size < 8) throw bad(`it has ${size} bytes, fewer than the 8-byte header length`);
-  const headerLength = Number(new DataView(buffer, 0, 8).getBigUint64(0, true));
+  const prefix8 = source.bytes(0, 8);
+  const headerLength = Number(new DataView(prefix8.buffer, prefix8.byteOffset, 8).getBigUint64(0, true));
   if (headerLength > size - 8) throw bad(`the header length ${headerLength} runs past the end of the file (${size} bytes)`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 8, headerLength)));
+    header = JSON.parse(new TextDecoder().decode(source.bytes(8, headerLength)));
   } catch (err) {
     throw bad(`the header is not valid JSON (${(err as Error).message})`);
   }
@@ -65,7 +98,7 @@ export function parseSafetensors(buffer: ArrayBuffer, name = 'buffer'): Safetens
     if (begin > end || end > dataSize) throw bad(`tensor '${key}' data_offsets [${begin}, ${end}] run outside the ${dataSize} data bytes`);
     const want = elementCount(shape) * DTYPE_BYTES[dtype];
     if (end - begin !== want) throw bad(`tensor '${key}' has ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
-    tensors[key] = { dtype, shape: shape.slice(), data: { buffer, byteOffset: dataStart + begin, byteLength: end - begin } };
+    tensors[key] = { dtype, shape: shape.slice(), data: source.region(dataStart + begin, end - begin) };
   }
   return { path: name, metadata, tensors };
 }
@@ -127,7 +160,7 @@ export function writeSafetensors(file: string, tensors: Record<string, Tensor | 
       if (!isHole(t)) {
         const d = t.data;
         for (let at = 0; at < d.byteLength; at += chunk) {
-          const view = new Uint8Array(d.buffer, d.byteOffset + at, Math.min(chunk, d.byteLength - at));
+          const view = regionBytes({ buffer: d.buffer, byteOffset: d.byteOffset + at, byteLength: Math.min(chunk, d.byteLength - at) }, `tensor '${name}'`);
           let written = 0;
           while (written < view.length) written += fs.writeSync(fd, view, written, view.length - written, position + at + written);
         }

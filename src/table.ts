@@ -3,7 +3,8 @@
 // decoded to fp32 inside the gather; the bytes are never expanded to a float copy.
 // The bytes are a region of an ArrayBuffer (not a typed array), so a table may exceed
 // the 2^32 elements a typed array can hold.
-import { isByteRegion, MAX_VIEW_BYTES, type ByteRegion } from './dtype.js';
+import { isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion } from './dtype.js';
+import { MappedFile } from './mapped-file.js';
 import { native, TABLE_DTYPE_CODES, type NativeTableArgs } from './native.js';
 import { describe, requireInteger } from './validate.js';
 
@@ -35,8 +36,10 @@ function checkGeometry(rows: number, cols: number, dtype: TableDtype): void {
 
 function view(region: ByteRegion, what: string): Uint8Array {
   if (region.byteLength > MAX_VIEW_BYTES) throw new RangeError(`the ${what} is ${region.byteLength} bytes, more than one typed array can view: use .region`);
-  return new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
+  return regionBytes(region, `the ${what}`);
 }
+
+const nativeBuffer = (b: ByteRegion['buffer']) => (b instanceof MappedFile ? b.handle : (b as ArrayBuffer));
 
 export class EngramTable {
   private constructor(
@@ -103,12 +106,11 @@ export class EngramTable {
   convert(dtype: TableDtype, options: { threads?: number } = {}): EngramTable {
     requireTableDtype('dtype', dtype);
     const out = EngramTable.allocate(this.rows, this.cols, dtype);
-    const dst = out.nativeArgs();
     native().convertTable({
       ...this.nativeArgs(),
-      dst: dst.table,
+      dst: out.region.buffer as ArrayBuffer, // allocate() always gives ArrayBuffers
       dstByteOffset: 0,
-      dstScales: dst.tableScales,
+      dstScales: out.scaleRegion?.buffer as ArrayBuffer | undefined,
       dstScalesByteOffset: 0,
       dstDtype: TABLE_DTYPE_CODES[dtype],
       threads: options.threads ?? 0,
@@ -119,7 +121,7 @@ export class EngramTable {
   /** Rows decoded to fp32 (the values the gather produces). */
   toFloat32(options: { threads?: number } = {}): Float32Array {
     const f32 = this.convert('f32', options);
-    return new Float32Array(f32.region.buffer, 0, this.rows * this.cols);
+    return new Float32Array(f32.region.buffer as ArrayBuffer, 0, this.rows * this.cols);
   }
 
   /** Rows `rowIds` decoded to fp32: [rowIds.length, cols] (into options.out when given). */
@@ -151,9 +153,9 @@ export class EngramTable {
   /** @internal The table as the addon reads it. */
   nativeArgs(): NativeTableArgs {
     return {
-      table: this.region.buffer as ArrayBuffer,
+      table: nativeBuffer(this.region.buffer),
       tableByteOffset: this.region.byteOffset,
-      tableScales: this.scaleRegion?.buffer as ArrayBuffer | undefined,
+      tableScales: this.scaleRegion === undefined ? undefined : nativeBuffer(this.scaleRegion.buffer),
       tableScalesByteOffset: this.scaleRegion?.byteOffset ?? 0,
       tableDtype: TABLE_DTYPE_CODES[this.dtype],
       tableRows: this.rows,

@@ -68,7 +68,7 @@ describe('table formats decode exactly', () => {
     const cols = 64;
     const rows = 2 ** 32 / cols + 1;
     const t = EngramTable.allocate(rows, cols, 'f8e4m3');
-    new Uint8Array(t.region.buffer, (rows - 1) * cols, cols).fill(0x38); // 1.0
+    new Uint8Array(t.region.buffer as ArrayBuffer, (rows - 1) * cols, cols).fill(0x38); // 1.0
     t.scales!.fill(128, (rows - 1) * 2); // x2
     const got = t.gather(Int32Array.of(rows - 1, 0));
     expect(Array.from(got.slice(0, 2))).toEqual([2, 2]);
