@@ -14,10 +14,13 @@
 
 namespace engram {
 
-Napi::Value MapFile(const Napi::CallbackInfo& info) {
-  const Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throwJs(env, ErrorKind::TypeError, "path must be a string");
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
+namespace {
+
+// Opens and maps `path` privately (NORESERVE: a writable private mapping of a 100 GB file
+// must not be charged to RAM + swap up front; only pages JS writes to get private
+// copies). maxSize: larger files are refused before mapping. Returns the base or null
+// for an empty file.
+void* mapPrivately(const Napi::Env& env, const std::string& path, size_t maxSize, size_t* size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
   struct stat st {};
@@ -25,25 +28,37 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
     ::close(fd);
     throwJs(env, ErrorKind::Error, "'" + path + "' is not a regular file");
   }
-  const size_t size = static_cast<size_t>(st.st_size);
-  // Node 20 refuses external ArrayBuffers over 4 GiB, and node-addon-api's failure path
-  // then frees twice: refuse such files here, with a clear error, before mapping.
-  constexpr size_t kMaxExternalBytes = size_t{1} << 32;
-  if (size > kMaxExternalBytes) {
+  *size = static_cast<size_t>(st.st_size);
+  if (*size > maxSize) {
     ::close(fd);
     throwJs(env, ErrorKind::RangeError,
-            "'" + path + "' is " + std::to_string(size) + " bytes: files over 4 GiB cannot be mapped into one ArrayBuffer yet");
+            "'" + path + "' is " + std::to_string(*size) + " bytes: files over 4 GiB cannot be mapped into one ArrayBuffer (use a mapped file handle)");
   }
-  if (size == 0) {
+  if (*size == 0) {
     ::close(fd);
-    return Napi::ArrayBuffer::New(env, 0);
+    return nullptr;
   }
-  // NORESERVE: a private writable mapping of a 100 GB file must not be charged to RAM +
-  // swap up front (only pages JS writes to would ever need private copies).
-  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  void* base = ::mmap(nullptr, *size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
   const int mapErrno = errno;
   ::close(fd);  // the mapping keeps the file open
   if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
+  return base;
+}
+
+std::string pathArgument(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throwJs(info.Env(), ErrorKind::TypeError, "path must be a string");
+  return info[0].As<Napi::String>().Utf8Value();
+}
+
+}  // namespace
+
+Napi::Value MapFile(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  // Node 20 refuses external ArrayBuffers over 4 GiB, and node-addon-api's failure path
+  // then frees twice: such files are refused before mapping.
+  size_t size = 0;
+  void* base = mapPrivately(env, pathArgument(info), size_t{1} << 32, &size);
+  if (base == nullptr) return Napi::ArrayBuffer::New(env, 0);
   return Napi::ArrayBuffer::New(env, base, size, [size](Napi::Env, void* data) { ::munmap(data, size); });
 }
 
@@ -96,22 +111,10 @@ const napi_type_tag kMappedFileTag = {0x656e6772616d6d66ull, 0x6d617070656466ull
 // an offset where a table region is bigger than one ArrayBuffer can be.
 Napi::Value MapFileHandle(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throwJs(env, ErrorKind::TypeError, "path must be a string");
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-    ::close(fd);
-    throwJs(env, ErrorKind::Error, "'" + path + "' is not a non-empty regular file");
-  }
+  const std::string path = pathArgument(info);
   auto mapped = std::make_shared<MappedFile>();
-  mapped->size = static_cast<size_t>(st.st_size);
-  void* base = ::mmap(nullptr, mapped->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-  const int mapErrno = errno;
-  ::close(fd);
-  if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
-  mapped->base = base;
+  mapped->base = mapPrivately(env, path, SIZE_MAX, &mapped->size);
+  if (mapped->base == nullptr) throwJs(env, ErrorKind::Error, "'" + path + "' is empty");
   auto* holder = new MappedHandle(std::move(mapped));
   auto handle = Napi::External<MappedHandle>::New(env, holder, [](Napi::Env, MappedHandle* h) { delete h; });
   handle.TypeTag(&kMappedFileTag);

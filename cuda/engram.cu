@@ -181,6 +181,19 @@ __global__ void convHistoryKernel(ConvArgs a, int batch, float* __restrict__ his
   }
 }
 
+// A table's rows (and fp8 scales) copied to the current device; the view points at them.
+TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data, std::unique_ptr<DeviceArray>* scales) {
+  TableView t = host;
+  const int64_t bytes = host.rows * host.cols * tableElementBytes(host.dtype);
+  *data = std::make_unique<DeviceArray>(host.data, static_cast<size_t>(bytes));
+  t.data = (*data)->as<uint8_t>();
+  if (host.scales != nullptr) {
+    *scales = std::make_unique<DeviceArray>(host.scales, static_cast<size_t>(host.rows * (host.cols / kScaleBlock)));
+    t.scales = (*scales)->as<uint8_t>();
+  }
+  return t;
+}
+
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
@@ -201,14 +214,7 @@ std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForward
   DeviceGuard guard(device);
   auto w = std::make_shared<DeviceEngramWeights>();
   w->device = device;
-  w->table = r.table;
-  const int64_t tableBytes = r.table.rows * r.table.cols * tableElementBytes(r.table.dtype);
-  w->tableData = std::make_unique<DeviceArray>(r.table.data, static_cast<size_t>(tableBytes));
-  w->table.data = w->tableData->as<uint8_t>();
-  if (r.table.scales != nullptr) {
-    w->tableScales = std::make_unique<DeviceArray>(r.table.scales, static_cast<size_t>(r.table.rows * (r.table.cols / kScaleBlock)));
-    w->table.scales = w->tableScales->as<uint8_t>();
-  }
+  w->table = uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   w->k = static_cast<int64_t>(r.heads) * r.table.cols;
   const size_t branch = static_cast<size_t>(r.hc) * r.hidden * sizeof(float);
@@ -311,14 +317,7 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest& 
   DeviceGuard guard(device);
   auto w = std::make_shared<DeviceV41Weights>();
   w->device = device;
-  w->table = r.table;
-  const int64_t tableBytes = r.table.rows * r.table.cols * tableElementBytes(r.table.dtype);
-  w->tableData = std::make_unique<DeviceArray>(r.table.data, static_cast<size_t>(tableBytes));
-  w->table.data = w->tableData->as<uint8_t>();
-  if (r.table.scales != nullptr) {
-    w->tableScales = std::make_unique<DeviceArray>(r.table.scales, static_cast<size_t>(r.table.rows * (r.table.cols / kScaleBlock)));
-    w->table.scales = w->tableScales->as<uint8_t>();
-  }
+  w->table = uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   w->k = static_cast<int64_t>(r.cols) * r.table.cols;
   w->wkv = std::make_unique<DeviceArray>(wkv, static_cast<size_t>(w->n * w->k) * sizeof(float));

@@ -127,6 +127,24 @@ export interface NativeV41ForwardArgs extends NativeTableArgs {
 /** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
 export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
 
+export type NativeMoeExpertsArgs = {
+    tokens: number;
+    dim: number;
+    topk: number;
+    x: Float32Array;
+    indices: Int32Array;
+    weights: Float32Array;
+    gateUp: NativeLinearHandle[];
+    down: NativeLinearHandle[];
+    sharedGateUp?: NativeLinearHandle[];
+    sharedDown?: NativeLinearHandle[];
+    swigluLimit: number;
+    out: Float32Array;
+    /** [3]: dispatch, experts, combine seconds */
+    stageSeconds?: Float64Array;
+    threads: number;
+  };
+
 export interface NativeAddon {
   moeRoute(args: {
     logits: Float32Array;
@@ -146,40 +164,8 @@ export interface NativeAddon {
     weights: Float32Array;
     threads: number;
   }): void;
-  moeExperts(args: {
-    tokens: number;
-    dim: number;
-    topk: number;
-    x: Float32Array;
-    indices: Int32Array;
-    weights: Float32Array;
-    gateUp: NativeLinearHandle[];
-    down: NativeLinearHandle[];
-    sharedGateUp?: NativeLinearHandle[];
-    sharedDown?: NativeLinearHandle[];
-    swigluLimit: number;
-    out: Float32Array;
-    /** [3]: dispatch, experts, combine seconds */
-    stageSeconds?: Float64Array;
-    threads: number;
-  }): void;
-  moeExpertsAsync(args: {
-    tokens: number;
-    dim: number;
-    topk: number;
-    x: Float32Array;
-    indices: Int32Array;
-    weights: Float32Array;
-    gateUp: NativeLinearHandle[];
-    down: NativeLinearHandle[];
-    sharedGateUp?: NativeLinearHandle[];
-    sharedDown?: NativeLinearHandle[];
-    swigluLimit: number;
-    out: Float32Array;
-    /** [3]: dispatch, experts, combine seconds */
-    stageSeconds?: Float64Array;
-    threads: number;
-  }): Promise<void>;
+  moeExperts(args: NativeMoeExpertsArgs): void;
+  moeExpertsAsync(args: NativeMoeExpertsArgs): Promise<void>;
   moeLayout(args: {
     indices: Int32Array;
     tokens: number;
