@@ -7,7 +7,7 @@ import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './deepseek-v41-engram.js';
 import { engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './deepseek-v41-checkpoint.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
-import { describe, requireShape, type Device, type IdArray } from './validate.js';
+import { describe, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
 
 export interface V41ModelForwardOptions {
   /** [B, S]: 0 = DEAD (image spans, pads): blocks the look-back and shuts the gate. */
@@ -101,6 +101,30 @@ export class DeepseekV41EngramModel {
       step.commit();
     }
     return { outputs: plan.outputs, history: plan.history };
+  }
+
+  /** A decode state for `batch` sequences: the n-gram history carried between steps. */
+  newState(batch: number): { history: Int32Array } {
+    return { history: new Int32Array(requireInteger('batch', batch, 0, 0x7fffffff) * (this.config.maxNgramSize - 1)).fill(-1) };
+  }
+
+  /**
+   * One decode step: one token per sequence (tokenIds [B]), each layer's hidden streams
+   * [B, 1, hc, D]; state.history advances (after a successful call only).
+   */
+  step(
+    state: { history: Int32Array },
+    streamsByLayer: ReadonlyMap<number, Float32Array> | Record<number, Float32Array>,
+    tokenIds: IdArray,
+    options: { tokenMask?: Uint8Array | ArrayLike<number | boolean>; threads?: number } = {},
+  ): Map<number, V41ForwardResult> {
+    if (state === null || typeof state !== 'object' || !(state.history instanceof Int32Array)) {
+      throw new TypeError(`state must come from model.newState(batch), got ${describe(state)}`);
+    }
+    const batch = state.history.length / (this.config.maxNgramSize - 1);
+    const r = this.forward(streamsByLayer, tokenIds, [batch, 1], { ...options, history: state.history });
+    state.history = r.history;
+    return r.outputs;
   }
 
   /** forward() with each layer on a worker thread (hashing runs first, on this one). */

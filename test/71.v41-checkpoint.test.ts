@@ -66,6 +66,22 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     expect(same(second.outputs.get(14)!.output, part(whole, 256, split, S - split) as Float32Array)).toBe(true);
   });
 
+  it('decode steps (one token per sequence) equal one call', () => {
+    const whole = model.forward(streams, ids, [B, S], { tokenMask: mask }).outputs.get(14)!.output;
+    const state = model.newState(B);
+    for (let t = 0; t < S; t++) {
+      const stepStreams = new Map([1, 14].map((id) => {
+        const h = new Float32Array(B * 256);
+        for (let b = 0; b < B; b++) h.set(streams.get(id)!.subarray((b * S + t) * 256, (b * S + t + 1) * 256), b * 256);
+        return [id, h] as [number, Float32Array];
+      }));
+      const out = model.step(state, stepStreams, Int32Array.from({ length: B }, (_, b) => ids[b * S + t]), {
+        tokenMask: Uint8Array.from({ length: B }, (_, b) => mask[b * S + t]),
+      }).get(14)!.output;
+      for (let b = 0; b < B; b++) expect(same(out.subarray(b * 256, (b + 1) * 256), whole.subarray((b * S + t) * 256, (b * S + t + 1) * 256))).toBe(true);
+    }
+  });
+
   it('refuses a broken checkpoint with a clear error', () => {
     const broken = path.join(root, 'broken');
     fs.cpSync(dir, broken, { recursive: true });
