@@ -58,11 +58,11 @@ for (const tableDtype of ['f32', 'bf16'] as const) {
   log(`building the layer with a ${tableDtype} table...`);
   const engram: Engram = first
     ? (() => {
-        const e = new Engram({ layerId: 1 }, { tokenizer, hashMapping: first.hashMapping, init: 'none', tableDtype });
+        const e = new Engram({ layerId: 1 }, { tokenizer, hashMapping: first.hashMapping, init: 'none', tableDtype, device: 'cpu' });
         e.loadStateDict(first.stateDict());
         return e;
       })()
-    : new Engram({ layerId: 1 }, { tokenizer, tableDtype, seed: 1 });
+    : new Engram({ layerId: 1 }, { tokenizer, tableDtype, seed: 1, device: 'cpu' });
   first ??= engram;
   const g = engram.geometry;
   log(`  ${g.rows.toLocaleString()} rows x ${g.cols} (${(engram.table.byteLength / 2 ** 30).toFixed(2)} GiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -88,7 +88,7 @@ const freed = 128 * expertParams;
 const tokenizer = CompressedTokenizer.deepseekV3();
 // 16 heads of rows x 64 channels hold the freed parameters.
 const perHead = Math.round(freed / 64 / 16);
-const engram = new Engram({ layerId: 1, layerIds: [1], hiddenSize: DIM, hcMult: 1, nEmbedPerNgram: 512, engramVocabSize: perHead }, { tokenizer, seed: 3 });
+const engram = new Engram({ layerId: 1, layerIds: [1], hiddenSize: DIM, hcMult: 1, nEmbedPerNgram: 512, engramVocabSize: perHead }, { tokenizer, seed: 3, device: 'cpu' });
 const ids = brownTokens(tokenizer, N);
 const hidden = random(N * DIM, 7, 1);
 const moeOut = new Float32Array(N * DIM);
