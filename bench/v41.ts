@@ -26,7 +26,7 @@ if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
   log(`writing a synthetic checkpoint (rows x ${ROWS_SCALE}) to ${dir}...`);
   writeSyntheticV41Checkpoint(dir, { rowsScale: ROWS_SCALE, layerIds: [1], onProgress: progress('  layers') });
 }
-const model = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' }) // the CPU figures; CUDA is timed where a GPU exists;
+const model = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' }); // the CPU backend's figures
 const layer = model.layers.get(1)!;
 const { hiddenSize: D, hcMult: hc, headDim } = layer.config;
 const cols = layer.cols;
