@@ -69,6 +69,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fillRandom", Napi::Function::New(env, FillRandom, "fillRandom"));
   exports.Set("engramUploadCuda", Napi::Function::New(env, EngramUploadCuda, "engramUploadCuda"));
   exports.Set("engramForwardAsync", Napi::Function::New(env, EngramForwardAsync, "engramForwardAsync"));
+  exports.Set("pagerCreate", Napi::Function::New(env, PagerCreate, "pagerCreate"));
+  exports.Set("pagerAcquire", Napi::Function::New(env, PagerAcquire, "pagerAcquire"));
+  exports.Set("pagerWait", Napi::Function::New(env, PagerWait, "pagerWait"));
+  exports.Set("pagerWaitAsync", Napi::Function::New(env, PagerWaitAsync, "pagerWaitAsync"));
+  exports.Set("pagerRelease", Napi::Function::New(env, PagerRelease, "pagerRelease"));
+  exports.Set("pagerSetHotRows", Napi::Function::New(env, PagerSetHotRows, "pagerSetHotRows"));
+  exports.Set("pagerStats", Napi::Function::New(env, PagerStatsOf, "pagerStats"));
+  exports.Set("pagerResetStats", Napi::Function::New(env, PagerResetStats, "pagerResetStats"));
   return exports;
 }
 

@@ -29,4 +29,12 @@ Napi::Value V41UploadCuda(const Napi::CallbackInfo& info);
 Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);
 Napi::Value ReadRows(const Napi::CallbackInfo& info);
+Napi::Value PagerCreate(const Napi::CallbackInfo& info);
+Napi::Value PagerAcquire(const Napi::CallbackInfo& info);
+Napi::Value PagerWait(const Napi::CallbackInfo& info);
+Napi::Value PagerWaitAsync(const Napi::CallbackInfo& info);
+Napi::Value PagerRelease(const Napi::CallbackInfo& info);
+Napi::Value PagerSetHotRows(const Napi::CallbackInfo& info);
+Napi::Value PagerStatsOf(const Napi::CallbackInfo& info);
+Napi::Value PagerResetStats(const Napi::CallbackInfo& info);
 }  // namespace engram

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "bindings.hpp"
+#include "mapped_memory.hpp"
 
 namespace engram {
 
@@ -90,20 +91,6 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
 
 namespace engram {
 
-namespace {
-
-// A mapping of a whole file, shared by its handle and every view made of it.
-struct MappedFile {
-  void* base = nullptr;
-  size_t size = 0;
-  ~MappedFile() {
-    if (base != nullptr) ::munmap(base, size);
-  }
-};
-using MappedHandle = std::shared_ptr<MappedFile>;
-
-}  // namespace
-
 const napi_type_tag kMappedFileTag = {0x656e6772616d6d66ull, 0x6d617070656466ull};  // "engrammf" "mappedf"
 
 // A file of any size mapped privately (see MapFile), held natively: JS gets an opaque
@@ -115,10 +102,26 @@ Napi::Value MapFileHandle(const Napi::CallbackInfo& info) {
   auto mapped = std::make_shared<MappedFile>();
   mapped->base = mapPrivately(env, path, SIZE_MAX, &mapped->size);
   if (mapped->base == nullptr) throwJs(env, ErrorKind::Error, "'" + path + "' is empty");
+  return wrapMapping(env, std::move(mapped));
+}
+
+Napi::Value wrapMapping(const Napi::Env& env, MappedHandle mapped) {
   auto* holder = new MappedHandle(std::move(mapped));
   auto handle = Napi::External<MappedHandle>::New(env, holder, [](Napi::Env, MappedHandle* h) { delete h; });
   handle.TypeTag(&kMappedFileTag);
   return handle;
+}
+
+MappedHandle mapAnonymous(size_t bytes) {
+  auto mapped = std::make_shared<MappedFile>();
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  EK_REQUIRE(base != MAP_FAILED, RangeError, "cannot reserve " + std::to_string(bytes) + " bytes of memory: " + std::strerror(errno));
+#ifdef MADV_HUGEPAGE
+  ::madvise(base, bytes, MADV_HUGEPAGE);  // best effort: fewer TLB misses on random rows
+#endif
+  mapped->base = base;
+  mapped->size = bytes;
+  return mapped;
 }
 
 const MappedFile* mappedFileOf(const Napi::Value& v) {

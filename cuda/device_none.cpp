@@ -3,6 +3,7 @@
 #include "device.hpp"
 #include "engram_ops.hpp"
 #include "hash_ops.hpp"
+#include "pager.hpp"
 #include "v41_ops.hpp"
 
 namespace engram {
@@ -27,5 +28,10 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest&,
   return nullptr;
 }
 void v41ForwardCuda(const V41ForwardRequest&, const DeviceV41Weights&) { requireDevice(0); }
+
+std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource&, const PagerGeometry&, uint8_t*, uint8_t*, int device) {
+  requireDevice(device);
+  return nullptr;
+}
 
 }  // namespace engram

@@ -24,6 +24,11 @@ export class MappedFile {
     return new MappedFile(handle, path, native().mappedFileSize(handle));
   }
 
+  /** @internal Native memory the addon handed out by handle (e.g. a pager's cache). */
+  static fromHandle(handle: NativeMappedFile, label: string): MappedFile {
+    return new MappedFile(handle, label, native().mappedFileSize(handle));
+  }
+
   /** An ArrayBuffer over [offset, offset + length) of the mapping (at most 4 GiB); it keeps the mapping alive. */
   view(offset: number, length: number): ArrayBuffer {
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.byteLength)) {

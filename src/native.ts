@@ -225,10 +225,59 @@ export interface NativeAddon {
     scale: number;
     threads: number;
   }): void;
+  pagerCreate(args: NativePagerArgs): { pager: NativePagerHandle; cache?: NativeMappedFile; cacheScalesByteOffset?: number };
+  pagerAcquire(pager: NativePagerHandle, rowIds: Int32Array | BigInt64Array, translated?: Int32Array): number;
+  pagerWait(pager: NativePagerHandle, ticket: number): void;
+  pagerWaitAsync(pager: NativePagerHandle, ticket: number): Promise<void>;
+  pagerRelease(pager: NativePagerHandle, ticket: number): void;
+  pagerSetHotRows(pager: NativePagerHandle, rows: BigInt64Array): void;
+  pagerStats(pager: NativePagerHandle): NativePagerStats;
+  pagerResetStats(pager: NativePagerHandle): void;
   devices(): NativeDeviceInfo[];
   buildInfo(): NativeBuildInfo;
   ngramHashes(args: NativeHashArgs): void;
   ngramHashesAsync(args: NativeHashArgs): Promise<void>;
+}
+
+/** Opaque pager handle (cuda/pager.hpp). */
+export type NativePagerHandle = { readonly __pager: unique symbol };
+
+export interface NativePagerArgs {
+  rows: number;
+  rowBytes: number;
+  scaleRowBytes: number;
+  pageRows: number;
+  slots: number;
+  hotRows: number;
+  /** 0 lru, 1 lfu, 2 direct */
+  eviction: number;
+  simulate: boolean;
+  bytesPerSecond: number;
+  table?: ArrayBuffer | NativeMappedFile;
+  tableByteOffset?: number;
+  tableScales?: ArrayBuffer | NativeMappedFile;
+  tableScalesByteOffset?: number;
+  path?: string;
+  dataOffset?: number;
+  scalesOffset?: number;
+}
+
+export interface NativePagerStats {
+  lookups: number;
+  uniqueRows: number;
+  uniquePages: number;
+  pageHits: number;
+  pageMisses: number;
+  rowHits: number;
+  rowMisses: number;
+  hotRowHits: number;
+  bytesCopied: number;
+  evictions: number;
+  tickets: number;
+  stallSeconds: number;
+  copySeconds: number;
+  residentPages: number;
+  ticketsInFlight: number;
 }
 
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

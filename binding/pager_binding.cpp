@@ -1,0 +1,181 @@
+// The table pager (cuda/pager.hpp) for JS: a handle owning the pager, its cache memory
+// and references to the home tier's buffers; tickets are plain numbers.
+#include <cstring>
+
+#include "bindings.hpp"
+#include "mapped_memory.hpp"
+#include "pager.hpp"
+#include "table_args.hpp"
+
+namespace engram {
+
+namespace {
+
+struct PagerHolder {
+  Keep sourceRefs;      // the home tier's buffers stay alive with the pager
+  MappedHandle cache;   // CPU backend: the cache's rows (and scales after them)
+  std::unique_ptr<Pager> pager;  // declared last: destroyed (copy thread joined) first
+  ~PagerHolder() { pager.reset(); }
+};
+using PagerHandle = std::shared_ptr<PagerHolder>;
+
+const napi_type_tag kPagerTag = {0x656e6772616d7067ull, 0x7061676572000001ull};
+
+PagerHandle pagerArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
+  auto ext = info[0].As<Napi::External<PagerHandle>>();
+  if (!ext.CheckTypeTag(&kPagerTag)) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
+  return *ext.Data();
+}
+
+uint64_t ticketArg(const Napi::CallbackInfo& info, size_t at) {
+  if (info.Length() <= at || !info[at].IsNumber()) throwJs(info.Env(), ErrorKind::TypeError, "ticket must be a number");
+  const double t = info[at].As<Napi::Number>().DoubleValue();
+  if (!(t >= 1 && t <= 9007199254740991.0)) throwJs(info.Env(), ErrorKind::RangeError, "ticket out of range");
+  return static_cast<uint64_t>(t);
+}
+
+constexpr int64_t kCacheAlign = 64;
+
+}  // namespace
+
+// createPager({ rows, rowBytes, scaleRowBytes, pageRows, slots, hotRows, eviction,
+//   simulate, bytesPerSecond, source: table/tableByteOffset/tableScales/... | path/dataOffset/scalesOffset })
+//   -> { pager, cache, cacheScalesByteOffset }
+Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const Napi::Object o = argObject(info);
+  PagerGeometry g;
+  g.rows = intField(o, "rows", 1, INT64_MAX / 4);
+  g.rowBytes = intField(o, "rowBytes", 1, 1 << 24);
+  g.scaleRowBytes = intField(o, "scaleRowBytes", 0, 1 << 20);
+  g.pageRows = intField(o, "pageRows", 1, INT32_MAX);
+  g.slots = intField(o, "slots", 0, INT32_MAX);
+  g.hotRows = intField(o, "hotRows", 0, INT32_MAX);
+  const auto eviction = static_cast<Eviction>(intField(o, "eviction", 0, 2));
+  const bool simulate = boolField(o, "simulate", false);
+  const double rate = o.Get("bytesPerSecond").IsNumber() ? o.Get("bytesPerSecond").As<Napi::Number>().DoubleValue() : 0;
+  if (!(rate >= 0)) throwJs(env, ErrorKind::RangeError, "bytesPerSecond must be >= 0");
+  if (g.cacheRows() > INT32_MAX) throwJs(env, ErrorKind::RangeError, "the cache would hold more than 2^31 rows");
+
+  auto holder = std::make_shared<PagerHolder>();
+  runSync(env, [&] {
+    if (simulate) {
+      holder->pager = std::make_unique<Pager>(g, eviction, makeNullCopyEngine());
+      return;
+    }
+    PageSource source;
+    const Napi::Value path = o.Get("path");
+    if (path.IsString()) {
+      source.path = path.As<Napi::String>().Utf8Value();
+      source.dataOffset = intField(o, "dataOffset", 0, INT64_MAX / 4);
+      source.scalesOffset = intField(o, "scalesOffset", 0, INT64_MAX / 4);
+    } else {
+      source.data = bufferRegion(o, "table", "tableByteOffset", g.rows * g.rowBytes, false, &holder->sourceRefs);
+      if (g.scaleRowBytes > 0) source.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", g.rows * g.scaleRowBytes, false, &holder->sourceRefs);
+    }
+    const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
+    holder->cache = mapAnonymous(static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes)));
+    auto* base = static_cast<uint8_t*>(holder->cache->base);
+    holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate));
+  });
+  Napi::Object out = Napi::Object::New(env);
+  auto* boxed = new PagerHandle(holder);
+  auto ext = Napi::External<PagerHandle>::New(env, boxed, [](Napi::Env, PagerHandle* h) { delete h; });
+  ext.TypeTag(&kPagerTag);
+  out.Set("pager", ext);
+  if (holder->cache) {
+    out.Set("cache", wrapMapping(env, holder->cache));
+    out.Set("cacheScalesByteOffset", static_cast<double>((g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign));
+  }
+  return out;
+}
+
+// pagerAcquire(pager, rowIds, translated?) -> ticket
+Napi::Value PagerAcquire(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  if (info.Length() < 2 || !info[1].IsTypedArray()) throwJs(env, ErrorKind::TypeError, "rowIds must be an Int32Array or BigInt64Array");
+  Napi::TypedArray ids = info[1].As<Napi::TypedArray>();
+  const int64_t count = static_cast<int64_t>(ids.ElementLength());
+  const int32_t* rows32 = nullptr;
+  const int64_t* rows64 = nullptr;
+  auto* base = static_cast<uint8_t*>(ids.ArrayBuffer().Data()) + ids.ByteOffset();
+  if (ids.TypedArrayType() == napi_int32_array) rows32 = reinterpret_cast<const int32_t*>(base);
+  else if (ids.TypedArrayType() == napi_bigint64_array) rows64 = reinterpret_cast<const int64_t*>(base);
+  else throwJs(env, ErrorKind::TypeError, "rowIds must be an Int32Array or BigInt64Array");
+  int32_t* translated = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength()) != count) {
+      throwJs(env, ErrorKind::TypeError, "translated must be an Int32Array as long as rowIds");
+    }
+    Napi::TypedArray t = info[2].As<Napi::TypedArray>();
+    translated = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  }
+  uint64_t ticket = 0;
+  runSync(env, [&] { ticket = h->pager->acquire(rows32, rows64, count, translated); });
+  return Napi::Number::New(env, static_cast<double>(ticket));
+}
+
+Napi::Value PagerWait(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  runSync(info.Env(), [&] { h->pager->wait(ticket); });
+  return info.Env().Undefined();
+}
+
+Napi::Value PagerWaitAsync(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  return runAsync(info.Env(), [h, ticket] { h->pager->wait(ticket); }, {});
+}
+
+Napi::Value PagerRelease(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  runSync(info.Env(), [&] { h->pager->release(ticket); });
+  return info.Env().Undefined();
+}
+
+Napi::Value PagerSetHotRows(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_bigint64_array) {
+    throwJs(env, ErrorKind::TypeError, "rows must be a BigInt64Array");
+  }
+  Napi::TypedArray rows = info[1].As<Napi::TypedArray>();
+  const auto* data = reinterpret_cast<const int64_t*>(static_cast<uint8_t*>(rows.ArrayBuffer().Data()) + rows.ByteOffset());
+  runSync(env, [&] { h->pager->setHotRows(data, static_cast<int64_t>(rows.ElementLength())); });
+  return env.Undefined();
+}
+
+Napi::Value PagerStatsOf(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  const PagerStats s = h->pager->stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("lookups", s.lookups);
+  o.Set("uniqueRows", s.uniqueRows);
+  o.Set("uniquePages", s.uniquePages);
+  o.Set("pageHits", s.pageHits);
+  o.Set("pageMisses", s.pageMisses);
+  o.Set("rowHits", s.rowHits);
+  o.Set("rowMisses", s.rowMisses);
+  o.Set("hotRowHits", s.hotRowHits);
+  o.Set("bytesCopied", s.bytesCopied);
+  o.Set("evictions", s.evictions);
+  o.Set("tickets", s.tickets);
+  o.Set("stallSeconds", s.stallSeconds);
+  o.Set("copySeconds", h->pager->copyBusySeconds());
+  o.Set("residentPages", static_cast<double>(h->pager->residentPages()));
+  o.Set("ticketsInFlight", static_cast<double>(h->pager->ticketsInFlight()));
+  return o;
+}
+
+Napi::Value PagerResetStats(const Napi::CallbackInfo& info) {
+  pagerArg(info)->pager->resetStats();
+  return info.Env().Undefined();
+}
+
+}  // namespace engram

@@ -1,0 +1,133 @@
+// The table pager's host logic, shared by every backend: pages, the page table, LRU/LFU
+// eviction with pins, hot-row residency, tickets and statistics. Copies go through a
+// CopyEngine: the CPU backend's copy thread (pager_copy_cpu.cpp), a CUDA copy stream
+// (pager_copy.cu), or none at all (simulation of hit rates).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+namespace engram {
+
+enum class Eviction : int { Lru = 0, Lfu = 1, Direct = 2 };
+
+struct PagerGeometry {
+  int64_t rows = 0;           // table rows
+  int64_t rowBytes = 0;       // bytes of one stored row
+  int64_t scaleRowBytes = 0;  // fp8: UE8M0 bytes of one row (0 otherwise)
+  int64_t pageRows = 0;
+  int64_t slots = 0;    // page slots in the cache
+  int64_t hotRows = 0;  // capacity of the hot region
+  int64_t pages() const { return (rows + pageRows - 1) / pageRows; }
+  int64_t cacheRows() const { return slots * pageRows + hotRows; }
+};
+
+// `rows` table rows from srcRow copied to cache rows from dstRow (a page, or one hot row).
+struct RowCopy {
+  int64_t srcRow;
+  int64_t dstRow;
+  int64_t rows;
+};
+
+// Where the table's bytes live (its home tier): memory (RAM, a mapping) or a file.
+struct PageSource {
+  const uint8_t* data = nullptr;
+  const uint8_t* scales = nullptr;
+  std::string path;  // non-empty: read with pread from these offsets
+  int64_t dataOffset = 0;
+  int64_t scalesOffset = 0;
+};
+
+// Runs copies in submission order: job ids grow by one from 1, and a job is complete
+// only when every earlier one is.
+class CopyEngine {
+ public:
+  virtual ~CopyEngine() = default;
+  virtual uint64_t submit(std::vector<RowCopy> copies) = 0;
+  // Blocks until `job` is complete; throws if any of `jobs` failed.
+  virtual void wait(uint64_t job, const std::vector<uint64_t>& jobs) = 0;
+  // Seconds the engine spent copying (and throttling), bytes it moved.
+  virtual double busySeconds() const = 0;
+};
+
+// CPU backend: one copy thread; bytesPerSecond > 0 caps its rate (emulating a PCIe link).
+std::unique_ptr<CopyEngine> makeCpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData,
+                                              uint8_t* cacheScales, double bytesPerSecond);
+// No copies at all: hit-rate simulation.
+std::unique_ptr<CopyEngine> makeNullCopyEngine();
+// CUDA backend: the cache in device memory, copies on a stream of their own from a
+// pinned source (cuda: pager_copy.cu; CPU-only builds throw).
+std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData,
+                                               uint8_t* deviceScales, int deviceIndex);
+
+struct PagerStats {
+  double lookups = 0, uniqueRows = 0, uniquePages = 0;
+  double pageHits = 0, pageMisses = 0, rowHits = 0, rowMisses = 0, hotRowHits = 0;
+  double bytesCopied = 0, evictions = 0, tickets = 0, stallSeconds = 0;
+};
+
+class Pager {
+ public:
+  Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine);
+  ~Pager();
+
+  // Pins every page `rows` need, schedules copies of the missing ones and, when
+  // `translated` is given, writes each row's cache row. Nothing changes if it throws
+  // (row out of range; more missing pages than slots it may free).
+  uint64_t acquire(const int32_t* rows32, const int64_t* rows64, int64_t count, int32_t* translated);
+  // Blocks until the ticket's copies are done; the time counts as stall.
+  void wait(uint64_t ticket);
+  // Unpins the ticket's pages (Direct mode: drops them).
+  void release(uint64_t ticket);
+  // Makes `rows` (hottest first, at most hotRows) resident in the hot region for good.
+  void setHotRows(const int64_t* rows, int64_t count);
+
+  PagerStats stats() const;
+  void resetStats();
+  double copyBusySeconds() const { return engine_->busySeconds(); }
+  int64_t residentPages() const;
+  int64_t ticketsInFlight() const;
+  const PagerGeometry& geometry() const { return g_; }
+
+ private:
+  using Key = std::tuple<uint64_t, uint64_t, int64_t>;
+  struct Ticket {
+    std::vector<int64_t> slots;   // pinned
+    std::vector<int64_t> missed;  // slots filled by this ticket's job
+    std::vector<uint64_t> jobs;   // copies it waits for
+    uint64_t lastJob = 0;
+  };
+  Key keyOf(int64_t slot) const;
+  void makeEvictable(int64_t slot);
+  int64_t hotIndex(int64_t row) const;
+  template <typename T>
+  uint64_t acquireRows(const T* rows, int64_t count, int32_t* translated);
+
+  PagerGeometry g_;
+  Eviction eviction_;
+  std::unique_ptr<CopyEngine> engine_;
+  mutable std::mutex mutex_;
+  std::vector<int32_t> pageSlot_;   // page -> slot, -1 absent
+  std::vector<uint32_t> pageFreq_;  // lookups per page (LFU)
+  std::vector<int64_t> slotPage_;   // slot -> page, -1 free
+  std::vector<int32_t> slotPins_;
+  std::vector<uint64_t> slotLastUse_;
+  std::vector<uint64_t> slotJob_;   // job that filled the slot
+  std::vector<Key> slotKey_;        // its key in evictable_
+  std::vector<int64_t> freeSlots_;
+  std::set<Key> evictable_;         // unpinned resident slots, victim first
+  std::vector<int64_t> hotKeys_;
+  std::vector<int32_t> hotValues_;
+  std::unordered_map<uint64_t, Ticket> tickets_;
+  uint64_t nextTicket_ = 1;
+  uint64_t tick_ = 0;
+  PagerStats stats_;
+  std::vector<int64_t> scratch_;
+};
+
+}  // namespace engram

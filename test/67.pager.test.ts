@@ -1,0 +1,256 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { EngramTable, hottestRows, TablePager, type Eviction, type TableDtype } from '../src/index.js';
+import { rng } from './helpers/random.js';
+
+const ROWS = 6000;
+const COLS = 64;
+const tables = new Map<TableDtype, EngramTable>();
+function table(dtype: TableDtype): EngramTable {
+  if (!tables.has(dtype)) tables.set(dtype, EngramTable.random(ROWS, COLS, dtype, { seed: 7 }));
+  return tables.get(dtype)!;
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-pager-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Row ids: uniform, or Zipf(1.1) over a random permutation of the rows. */
+function stream(kind: 'uniform' | 'zipf', n: number, seed: number): Int32Array {
+  const r = rng(seed);
+  if (kind === 'uniform') return Int32Array.from({ length: n }, () => Math.floor(r() * ROWS));
+  const weights = Float64Array.from({ length: ROWS }, (_, i) => 1 / (i + 1) ** 1.1);
+  const cdf = new Float64Array(ROWS);
+  let acc = 0;
+  weights.forEach((w, i) => (cdf[i] = acc += w));
+  // One fixed permutation: every Zipf stream shares its hot rows.
+  const p = rng(99);
+  const perm = Int32Array.from({ length: ROWS }, (_, i) => i);
+  for (let i = ROWS - 1; i > 0; i--) {
+    const j = Math.floor(p() * (i + 1));
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  return Int32Array.from({ length: n }, () => {
+    const u = r() * acc;
+    let lo = 0;
+    let hi = ROWS - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid] < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return perm[lo];
+  });
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+describe('TablePager gathers exactly what the in-memory table gives', () => {
+  const pageRows = 50; // 120 pages
+  for (const dtype of ['f32', 'bf16', 'f8e4m3'] as TableDtype[]) {
+    for (const eviction of ['lru', 'lfu', 'direct'] as Eviction[]) {
+      it(`${dtype}, ${eviction}: uniform and Zipf streams, caches from 8 pages to the whole table`, () => {
+        const t = table(dtype);
+        const pageBytes = pageRows * TablePager.rowBytes(dtype, COLS);
+        for (const kind of ['uniform', 'zipf'] as const) {
+          for (const pages of [8, 30, 120]) {
+            const pager = TablePager.create(t, { cacheBytes: pages * pageBytes, pageRows, eviction });
+            const rows = stream(kind, 40 * 6, pages * 31 + (kind === 'zipf' ? 1 : 0));
+            for (let b = 0; b < 40; b++) {
+              const batch = rows.subarray(b * 6, b * 6 + 6);
+              expect(bits(pager.gather(batch))).toEqual(bits(t.gather(batch)));
+            }
+            const s = pager.stats();
+            expect(s.lookups).toBe(240);
+            expect(s.pageHits + s.pageMisses).toBe(s.uniquePages);
+            expect(s.rowHits + s.rowMisses).toBe(240);
+            expect(s.ticketsInFlight).toBe(0);
+            if (eviction === 'direct') expect(s.pageHits).toBe(0);
+            if (pages === 8 && eviction !== 'direct') expect(s.evictions).toBeGreaterThan(0);
+            if (pages === 120) expect(s.evictions).toBe(0);
+          }
+        }
+      });
+    }
+  }
+
+  it('a cache of one page serves batches that fit in one page, evicting every time the page changes', () => {
+    const t = table('bf16');
+    const pager = TablePager.create(t, { cacheBytes: 100 * TablePager.rowBytes('bf16', COLS), pageRows: 100 });
+    const r = rng(3);
+    let changes = 0;
+    let last = -1;
+    for (let b = 0; b < 30; b++) {
+      const page = Math.floor(r() * 5); // few pages: some repeats
+      if (page !== last) changes++;
+      last = page;
+      const batch = Int32Array.from({ length: 9 }, () => page * 100 + Math.floor(r() * 100));
+      expect(bits(pager.gather(batch))).toEqual(bits(t.gather(batch)));
+    }
+    const s = pager.stats();
+    expect(s.pageMisses).toBe(changes);
+    expect(s.evictions).toBe(changes - 1);
+    expect(s.residentPages).toBe(1);
+  });
+
+  it('LRU and LFU pick different victims', () => {
+    const t = table('f32');
+    const run = (eviction: Eviction) => {
+      const pager = TablePager.create(t, { cacheBytes: 2 * 10 * COLS * 4, pageRows: 10, eviction });
+      for (const page of [0, 0, 0, 1, 2]) pager.gather(Int32Array.of(page * 10));
+      pager.resetStats();
+      pager.gather(Int32Array.of(0)); // page 0: evicted by LRU (oldest), kept by LFU (most used)
+      return pager.stats().pageHits;
+    };
+    expect(run('lru')).toBe(0);
+    expect(run('lfu')).toBe(1);
+  });
+
+  it('two prefetches in flight over a slow link land both, and a gather waits only on its own', () => {
+    const t = table('f32');
+    const pager = TablePager.create(t, { cacheBytes: 110 * 50 * COLS * 4, pageRows: 50, bandwidthGBps: 0.05 });
+    const a = stream('uniform', 64, 11);
+    const b = stream('uniform', 64, 12);
+    const ta = pager.prefetch(a);
+    const tb = pager.prefetch(b);
+    expect(pager.stats().ticketsInFlight).toBe(2);
+    expect(bits(pager.gather(b, { ticket: tb }))).toEqual(bits(t.gather(b)));
+    expect(bits(pager.gather(a, { ticket: ta }))).toEqual(bits(t.gather(a)));
+    const s = pager.stats();
+    expect(s.ticketsInFlight).toBe(0);
+    expect(s.stallSeconds).toBeGreaterThan(0); // 50 KB at 0.05 GB/s is about 1 ms per page
+    expect(() => pager.gather(a, { ticket: ta })).toThrow(/already used or released/);
+  });
+
+  it('waitAsync resolves once the pages landed', async () => {
+    const t = table('bf16');
+    const pager = TablePager.create(t, { cacheBytes: 2 ** 20, bandwidthGBps: 0.5 });
+    const rows = stream('zipf', 300, 5);
+    const ticket = pager.prefetch(rows);
+    await pager.waitAsync(ticket);
+    expect(bits(pager.cache!.gather(ticket.cacheRows))).toEqual(bits(t.gather(rows)));
+    ticket.release();
+    ticket.release(); // idempotent
+    expect(pager.stats().ticketsInFlight).toBe(0);
+  });
+
+  it('hot rows stay resident and are served without page copies', () => {
+    const t = table('f8e4m3');
+    const sample = stream('zipf', 20000, 21);
+    const hot = hottestRows(sample, 200);
+    const counts = new Map<number, number>();
+    for (const r of sample) counts.set(r, (counts.get(r) ?? 0) + 1);
+    const sortedCounts = [...counts.values()].sort((x, y) => y - x);
+    expect(counts.get(Number(hot[0]))).toBe(sortedCounts[0]);
+    expect(counts.get(Number(hot[199]))).toBe(sortedCounts[199]);
+    const rowBytes = TablePager.rowBytes('f8e4m3', COLS);
+    const pager = TablePager.create(t, { cacheBytes: 200 * rowBytes + 20 * 50 * rowBytes, pageRows: 50, hotRows: 200 });
+    expect(pager.slots).toBe(20);
+    pager.setHotRows(hot);
+    const rows = stream('zipf', 600, 22);
+    for (let b = 0; b < 100; b++) {
+      const batch = rows.subarray(b * 6, b * 6 + 6);
+      expect(bits(pager.gather(batch))).toEqual(bits(t.gather(batch)));
+    }
+    const s = pager.stats();
+    expect(s.hotRowHits).toBeGreaterThan(200);
+    const hotSet = new Set(Array.from(hot, Number));
+    expect(s.hotRowHits).toBe(Array.from(rows).filter((r) => hotSet.has(r)).length);
+  });
+
+  it('a simulating pager counts the same hits as a real one', () => {
+    const t = table('f32');
+    const rows = stream('zipf', 3000, 9);
+    const [real, sim] = [false, true].map((simulate) => TablePager.create(t, { cacheBytes: 20 * 50 * COLS * 4, pageRows: 50, eviction: 'lfu', simulate }));
+    for (let b = 0; b < 200; b++) {
+      const batch = rows.subarray(b * 15, b * 15 + 15);
+      real.gather(batch);
+      sim.prefetch(batch).release();
+    }
+    const a = real.stats();
+    const b = sim.stats();
+    for (const k of ['lookups', 'uniqueRows', 'uniquePages', 'pageHits', 'pageMisses', 'rowHits', 'evictions', 'bytesCopied'] as const) expect(b[k]).toBe(a[k]);
+    expect(sim.cache).toBeUndefined();
+  });
+});
+
+describe('file-backed tables', () => {
+  function writeRaw(t: EngramTable, name: string, header = 24): string {
+    const file = path.join(tmp, name);
+    const scales = t.scales ?? new Uint8Array(0);
+    fs.writeFileSync(file, Buffer.concat([Buffer.alloc(header, 0xab), Buffer.from(t.data), Buffer.from(scales)]));
+    return file;
+  }
+
+  for (const dtype of ['bf16', 'f8e4m3'] as TableDtype[]) {
+    it(`${dtype}: a file table 8x larger than the cache reads back exactly`, () => {
+      const t = table(dtype);
+      const file = writeRaw(t, `t-${dtype}.bin`);
+      const home = { path: file, dtype, rows: ROWS, cols: COLS, dataOffset: 24, scalesOffset: 24 + t.data.byteLength };
+      const rowBytes = TablePager.rowBytes(dtype, COLS);
+      const pager = TablePager.create(home, { cacheBytes: Math.ceil((ROWS * rowBytes) / 8), pageRows: 25 });
+      const rows = stream('zipf', 2000, 4);
+      for (let b = 0; b < 100; b++) {
+        const batch = rows.subarray(b * 20, b * 20 + 20);
+        expect(bits(pager.gather(batch))).toEqual(bits(t.gather(batch)));
+      }
+      expect(pager.stats().evictions).toBeGreaterThan(0);
+    });
+  }
+
+  it('a missing or truncated file is a clear error', () => {
+    const t = table('f32');
+    expect(() => TablePager.create({ path: path.join(tmp, 'nope.bin'), dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 2 ** 20 })).toThrow(
+      /does not exist/,
+    );
+    const file = path.join(tmp, 'short.bin');
+    fs.writeFileSync(file, Buffer.from(t.data).subarray(0, 1000));
+    expect(() => TablePager.create({ path: file, dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 2 ** 20 })).toThrow(/truncated: 1000 bytes/);
+  });
+});
+
+describe('bad input', () => {
+  const t = table('f32');
+  const page = 50 * COLS * 4;
+
+  it('geometry errors name the option and the value', () => {
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, pageRows: 0 })).toThrow(RangeError);
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, pageRows: 0 })).toThrow(/options.pageRows/);
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, pageBytes: 1000 })).toThrow(/multiple of the 256 bytes/);
+    expect(() => TablePager.create(t, { cacheBytes: 100, pageRows: 50 })).toThrow(/smaller than one page/);
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, eviction: 'fifo' as Eviction })).toThrow(/options.eviction/);
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, bandwidthGBps: -1 })).toThrow(/bandwidthGBps/);
+    expect(() => TablePager.create(t, { cacheBytes: 1000, hotRows: 100 })).toThrow(/does not fit/);
+  });
+
+  it('a row beyond the table or a batch larger than the cache throws and changes nothing', () => {
+    const pager = TablePager.create(t, { cacheBytes: 3 * page, pageRows: 50 });
+    pager.gather(Int32Array.of(0, 60));
+    const before = pager.stats();
+    expect(() => pager.prefetch(Int32Array.of(1, ROWS))).toThrow(/row id 6000 \(lookup 1\) is outside the table's 6000 rows/);
+    expect(() => pager.prefetch(BigInt64Array.of(-1n))).toThrow(RangeError);
+    expect(() => pager.prefetch(Int32Array.of(0, 100, 200, 300))).toThrow(/3 page slots but this batch needs 4 pages/);
+    const held = pager.prefetch(Int32Array.of(0, 100));
+    expect(() => pager.prefetch(Int32Array.of(200, 300))).toThrow(/1 slots free or evictable/);
+    held.release();
+    expect(pager.stats()).toEqual({ ...before, tickets: before.tickets + 1, lookups: before.lookups + 2, uniqueRows: before.uniqueRows + 2,
+      uniquePages: before.uniquePages + 2, pageHits: before.pageHits + 1, pageMisses: before.pageMisses + 1, rowHits: before.rowHits + 1,
+      rowMisses: before.rowMisses + 1, bytesCopied: before.bytesCopied + page, copySeconds: expect.any(Number), stallSeconds: expect.any(Number),
+      rowHitRate: expect.any(Number), pageHitRate: expect.any(Number), residentPages: 3 });
+    expect(bits(pager.gather(Int32Array.of(200, 300, 5)))).toEqual(bits(t.gather(Int32Array.of(200, 300, 5))));
+  });
+
+  it('tickets from another pager or of the wrong type are refused', () => {
+    const a = TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50 });
+    const b = TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50 });
+    const ticket = a.prefetch(Int32Array.of(1));
+    expect(() => b.wait(ticket)).toThrow(TypeError);
+    expect(() => a.prefetch([1, 2] as unknown as Int32Array)).toThrow(/rowIds must be an Int32Array or BigInt64Array/);
+    ticket.release();
+  });
+});
