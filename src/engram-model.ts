@@ -3,9 +3,11 @@
 // gathers its own slice of the row ids.
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { Engram, type EngramForwardResult, type EngramOptions, type EngramState } from './engram.js';
+import { requireTierOptions, type EngramPrefetch, type TableTierOptions } from './engram-paging.js';
 import type { EngramConfig } from './engram-config.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { TABLE_TENSOR_DTYPES, TABLE_NAME } from './engram-weights.js';
 import { describe, requireShape, type IdArray } from './validate.js';
 
 /** Row ids of every layer for one chunk: [B, T, layers, cols] plus the next n-gram history. */
@@ -18,6 +20,15 @@ export interface EngramRows {
 
 /** Streaming state of every layer (one conv history each, one shared n-gram history). */
 export type EngramModelState = Map<number, EngramState>;
+
+/** Rows hashed once for every layer, and each layer's pages prefetched (see EngramModel.prefetch). */
+export interface EngramModelPrefetch {
+  rows: EngramRows;
+  /** Per layer: pass to forwardLayer (done through options.ticket) or release. */
+  layers: ReadonlyMap<number, EngramPrefetch>;
+  /** Releases every layer's pages not used yet. */
+  release(): void;
+}
 
 export const MODEL_CONFIG_METADATA_KEY = 'engram_model_config';
 
@@ -56,9 +67,40 @@ export class EngramModel {
     return { shape: [batch, seqLen], inputIds, rowIds: r.rowIds, history: r.history };
   }
 
-  /** One layer on its hidden states [B, T, hcMult, hidden] with rows from hash(). */
-  forwardLayer(layerId: number, hiddenStates: Float32Array, rows: EngramRows, options: { state?: EngramModelState; threads?: number } = {}): EngramForwardResult {
+  /**
+   * Hashes a chunk once and starts the page copies of every paged layer, so the copies
+   * for layer L overlap the compute before it. Pass the result to forwardLayer as the
+   * rows and as options.ticket.
+   */
+  prefetch(inputIds: IdArray, shape: [number, number], options: { state?: EngramModelState; threads?: number } = {}): EngramModelPrefetch {
+    const rows = this.hash(inputIds, shape, options);
+    const layers = this.hashMapping.config.layerIds.length;
+    const cols = this.hashMapping.headsPerLayer;
+    const tickets = new Map<number, EngramPrefetch>();
+    const history = options.state?.get(this.hashMapping.config.layerIds[0])?.ngramHistory;
+    try {
+      this.hashMapping.config.layerIds.forEach((id, index) => {
+        tickets.set(id, this.layer(id).prefetchRows(inputIds, rows.shape, { rowIds: rows.rowIds, stride: layers * cols, offset: index * cols, history: rows.history }, history));
+      });
+    } catch (err) {
+      for (const t of tickets.values()) t.release();
+      throw err;
+    }
+    return { rows, layers: tickets, release: () => tickets.forEach((t) => t.isUsed || t.release()) };
+  }
+
+  /** One layer on its hidden states [B, T, hcMult, hidden] with rows from hash() (or prefetch().rows). */
+  forwardLayer(
+    layerId: number,
+    hiddenStates: Float32Array,
+    rows: EngramRows,
+    options: { state?: EngramModelState; threads?: number; ticket?: EngramModelPrefetch } = {},
+  ): EngramForwardResult {
     const layer = this.layer(layerId);
+    if (options.ticket !== undefined) {
+      if (options.ticket.rows !== rows) throw new RangeError('options.ticket was prefetched for other rows: pass prefetch().rows');
+      return layer.forward(hiddenStates, rows.inputIds, rows.shape, { threads: options.threads, state: options.state?.get(layerId), ticket: options.ticket.layers.get(layerId) });
+    }
     const index = this.hashMapping.config.layerIds.indexOf(layerId);
     const cols = this.hashMapping.headsPerLayer;
     const layers = this.hashMapping.config.layerIds.length;
@@ -80,8 +122,14 @@ export class EngramModel {
 
   static fromSafetensors(
     file: string,
-    options: Omit<EngramOptions, 'hashMapping' | 'init'> & { config?: Partial<Omit<EngramConfig, 'layerId'>>; prefix?: (layerId: number) => string } = {},
+    options: Omit<EngramOptions, 'hashMapping' | 'init'> & {
+      config?: Partial<Omit<EngramConfig, 'layerId'>>;
+      prefix?: (layerId: number) => string;
+      /** Where each layer's table lives and what caches it (one pager per layer, cacheBytes each). */
+      table?: TableTierOptions;
+    } = {},
   ): EngramModel {
+    const tier = options.table === undefined ? undefined : requireTierOptions('options.table', options.table);
     const st = readSafetensors(file);
     let config = options.config;
     if (config === undefined) {
@@ -89,9 +137,15 @@ export class EngramModel {
       if (text === undefined) throw new TypeError(`'${file}' has no ${MODEL_CONFIG_METADATA_KEY} metadata: pass options.config`);
       config = JSON.parse(text) as Partial<EngramConfig>;
     }
-    const model = new EngramModel(config, { ...options, init: 'none' });
     const prefix = options.prefix ?? defaultLayerPrefix;
-    for (const [id, layer] of model.layers) layer.loadStateDict(st.tensors, { prefix: prefix(id) });
+    // The tables keep their stored format unless options.tableDtype asks for another.
+    const firstTable = st.tensors[prefix(new NgramHashMapping(config, options.tokenizer ?? CompressedTokenizer.deepseekV3()).config.layerIds[0]) + TABLE_NAME];
+    const stored = firstTable === undefined ? undefined : TABLE_TENSOR_DTYPES[firstTable.dtype];
+    const model = new EngramModel(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored });
+    for (const [id, layer] of model.layers) {
+      layer.loadStateDict(st.tensors, { prefix: prefix(id) });
+      if (tier !== undefined) layer.attachPager(tier, { path: file, buffer: st.tensors[prefix(id) + TABLE_NAME].data.buffer });
+    }
     return model;
   }
 }

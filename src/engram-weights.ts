@@ -116,7 +116,8 @@ export function weightsFromStateDict(
   };
 }
 
-const TABLE_TENSOR_DTYPES: Record<string, TableDtype> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
+/** The table format each stored tensor dtype keeps (also fromSafetensors' default tableDtype). */
+export const TABLE_TENSOR_DTYPES: Partial<Record<string, TableDtype>> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
 
 function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, g: Geometry, want: TableDtype | undefined): EngramTable {
   const stored = TABLE_TENSOR_DTYPES[t.dtype];

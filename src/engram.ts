@@ -4,11 +4,13 @@
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './engram-config.js';
-import { geometry, stateDictOf, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
+import { geometry, stateDictOf, TABLE_TENSOR_DTYPES, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
+import { EngramPrefetch, layerRowIds, pagerFor, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import type { PagerStats, TablePager } from './pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
 
@@ -50,6 +52,8 @@ export interface EngramForwardOptions {
   stageSeconds?: Float64Array;
   /** Output buffer [B, T, hcMult, hidden] to fill instead of allocating one (reuse it across calls). */
   out?: Float32Array;
+  /** From prefetch() with the same ids (and state): the gather waits only on its pages. */
+  ticket?: EngramPrefetch;
 }
 
 export interface EngramForwardResult {
@@ -97,6 +101,7 @@ export class Engram {
   private weights: EngramWeights | undefined;
   private keyValue: NativeLinearHandle | undefined;
   private deviceWeights: NativeDeviceWeightsHandle | undefined;
+  private tablePager: TablePager | undefined;
 
   constructor(config: Partial<EngramConfig> = {}, options: EngramOptions = {}) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
@@ -145,6 +150,87 @@ export class Engram {
     this.weights = w;
     this.keyValue = handle;
     this.deviceWeights = undefined; // uploaded again on the next CUDA forward
+    this.tablePager = undefined; // it paged the previous table
+  }
+
+  /**
+   * Reads the table through a pager as `options` ask ('host' with cacheBytes: the table
+   * stays in RAM behind a cache; see TableTierOptions), or directly again (undefined).
+   * Loading other weights detaches the pager. Tier 'file' comes from fromSafetensors().
+   */
+  usePager(options: TableTierOptions | undefined): TablePager | undefined {
+    if (options === undefined) {
+      this.tablePager = undefined;
+      return undefined;
+    }
+    return this.attachPager(requireTierOptions('options', options), undefined);
+  }
+
+  /** @internal usePager() with the file the table was loaded from (tier 'file'). */
+  attachPager(options: TableTierOptions, file: LoadedFile | undefined): TablePager | undefined {
+    const table = this.requireWeights().table;
+    const pager = pagerFor(table, options, file === undefined ? undefined : tableFileOf(table, file));
+    if (pager !== undefined && this.device === 'cuda') {
+      throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
+    }
+    this.tablePager = pager;
+    return pager;
+  }
+
+  /** The pager the gather reads through (undefined: the table is read directly). */
+  get pager(): TablePager | undefined {
+    return this.tablePager;
+  }
+
+  /** The pager's counters (lookups, hits, misses, bytes copied, stall...). */
+  pagerStats(): PagerStats {
+    if (this.tablePager === undefined) throw new Error('this layer reads its table directly: there is no pager (see usePager / fromSafetensors table options)');
+    return this.tablePager.stats();
+  }
+
+  resetPagerStats(): void {
+    this.tablePager?.resetStats();
+  }
+
+  /**
+   * Hashes `inputIds` and starts copying the pages their rows need (when paged), so the
+   * copies overlap whatever runs before this layer. Pass the result to forward() with the
+   * same ids and state; or release() it.
+   */
+  prefetch(inputIds: IdArray, shape: [number, number], options: { state?: EngramState; threads?: number } = {}): EngramPrefetch {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const [batch, seqLen] = requireShape('shape', shape);
+    const state = options.state === undefined ? undefined : this.requireState(options.state);
+    if (state !== undefined && state.batch !== batch) throw new RangeError(`options.state holds ${state.batch} sequences but the call has batch ${batch}`);
+    const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], {
+      layers: [this.config.layerId],
+      history: state?.ngramHistory,
+      device: 'cpu',
+      threads: options.threads,
+    });
+    const rows = { rowIds: hashed.rowIds, stride: this.hashMapping.headsPerLayer, offset: 0, history: hashed.history };
+    return this.prefetchRows(inputIds, [batch, seqLen], rows, state?.ngramHistory);
+  }
+
+  /** @internal prefetch() for rows already hashed (EngramModel hashes once for all layers). */
+  prefetchRows(inputIds: IdArray, shape: [number, number], rows: NonNullable<EngramForwardOptions['rows']>, historyBefore: Int32Array | undefined): EngramPrefetch {
+    const heads = this.hashMapping.headsPerLayer;
+    const ticket = this.tablePager?.prefetch(layerRowIds(rows.rowIds, rows.stride, rows.offset, heads));
+    return new EngramPrefetch(this, [shape[0], shape[1]], Array.from(inputIds as ArrayLike<number>), rows, historyBefore?.slice(), ticket);
+  }
+
+  /** Checks a ticket against the call it is used for. */
+  private checkTicket(ticket: unknown, inputIds: IdArray, shape: [number, number], state: EngramState | undefined): EngramPrefetch {
+    if (!(ticket instanceof EngramPrefetch) || ticket.owner !== this) throw new TypeError(`options.ticket must come from this layer's prefetch(), got ${describe(ticket)}`);
+    const ids = inputIds as ArrayLike<number | bigint>;
+    const same = ticket.shape[0] === shape[0] && ticket.shape[1] === shape[1] && ids.length === ticket.inputIds.length &&
+      Array.prototype.every.call(ids, (v: number | bigint, i: number) => Number(v) === Number(ticket.inputIds[i]));
+    if (!same) throw new RangeError('options.ticket was prefetched for other input ids or another shape');
+    const before = ticket.historyBefore;
+    const sameHistory = before === undefined ? state === undefined : state !== undefined && state.ngramHistory.length === before.length && state.ngramHistory.every((v, i) => v === before[i]);
+    if (!sameHistory) throw new RangeError('options.ticket was prefetched with another streaming state');
+    if (ticket.isUsed) throw new Error('options.ticket was already used or released');
+    return ticket;
   }
 
   /** The weights on the CUDA device, uploaded on first use after each load. */
@@ -203,7 +289,8 @@ export class Engram {
    * `engram_config` metadata (written by saveSafetensors) unless options.config is given;
    * the table keeps its stored format unless options.tableDtype asks for another.
    */
-  static fromSafetensors(file: string, options: EngramOptions & { prefix?: string; config?: Partial<EngramConfig> } = {}): Engram {
+  static fromSafetensors(file: string, options: EngramOptions & { prefix?: string; config?: Partial<EngramConfig>; table?: TableTierOptions } = {}): Engram {
+    const tier = options.table === undefined ? undefined : requireTierOptions('options.table', options.table);
     const st = readSafetensors(file);
     let config = options.config;
     if (config === undefined) {
@@ -217,9 +304,14 @@ export class Engram {
     }
     const prefix = options.prefix ?? '';
     const table = st.tensors[prefix + TABLE_NAME];
-    const stored = table === undefined ? undefined : ({ F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' } as Record<string, TableDtype>)[table.dtype];
-    const engram = new Engram(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored ?? 'f32' });
+    const stored = table === undefined ? undefined : TABLE_TENSOR_DTYPES[table.dtype];
+    const tableDtype = options.tableDtype ?? stored ?? 'f32';
+    if (tier?.tier === 'file' && tableDtype !== stored) {
+      throw new RangeError(`tier 'file' reads the table as stored (${stored ?? 'missing'}); options.tableDtype '${tableDtype}' would need a converted copy in RAM`);
+    }
+    const engram = new Engram(config, { ...options, init: 'none', tableDtype });
     engram.loadStateDict(st.tensors, { prefix });
+    if (tier !== undefined) engram.attachPager(tier, { path: file, buffer: st.tensors[prefix + TABLE_NAME].data.buffer });
     return engram;
   }
 
@@ -247,16 +339,26 @@ export class Engram {
 
   /** The layer on hidden states [B, T, hcMult, hidden] and raw token ids [B, T]. */
   forward(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions = {}): EngramForwardResult {
-    const { args, result, commit } = this.prepare(hiddenStates, inputIds, shape, options);
-    native().engramForward(args);
+    const { args, result, commit, ticket } = this.prepare(hiddenStates, inputIds, shape, options);
+    try {
+      if (ticket?.ticket !== undefined) this.tablePager!.wait(ticket.ticket);
+      native().engramForward(args);
+    } finally {
+      ticket?.release();
+    }
     commit();
     return result;
   }
 
   /** forward() on a worker thread (the event loop stays free). */
   async forwardAsync(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions = {}): Promise<EngramForwardResult> {
-    const { args, result, commit } = this.prepare(hiddenStates, inputIds, shape, options);
-    await native().engramForwardAsync(args);
+    const { args, result, commit, ticket } = this.prepare(hiddenStates, inputIds, shape, options);
+    try {
+      if (ticket?.ticket !== undefined) await this.tablePager!.waitAsync(ticket.ticket);
+      await native().engramForwardAsync(args);
+    } finally {
+      ticket?.release();
+    }
     commit();
     return result;
   }
@@ -293,7 +395,8 @@ export class Engram {
         throw new RangeError(`options.state holds ${state.batch} sequences of this layer's shape but the call has batch ${batch}`);
       }
     }
-    let rows = options.rows;
+    let ticket = options.ticket === undefined ? undefined : this.checkTicket(options.ticket, inputIds, [batch, seqLen], state);
+    let rows = ticket?.rows ?? options.rows;
     if (rows === undefined) {
       const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], {
         layers: [this.config.layerId],
@@ -318,8 +421,13 @@ export class Engram {
     if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 4)) {
       throw new TypeError(`options.stageSeconds must be a Float64Array(4), got ${describe(options.stageSeconds)}`);
     }
+    // Everything is checked: from here the ticket is this call's (released after it).
+    if (ticket === undefined && this.tablePager !== undefined) ticket = this.prefetchRows(inputIds, [batch, seqLen], rows, undefined);
+    ticket?.take();
+    // Paged: the gather reads the cache, at the rows the pager translated.
+    const paged = ticket?.ticket;
     const args: NativeEngramForwardArgs = {
-      ...w.table.nativeArgs(),
+      ...(paged !== undefined ? this.tablePager!.cache!.nativeArgs() : w.table.nativeArgs()),
       batch,
       seqLen,
       hc: g.hc,
@@ -328,9 +436,9 @@ export class Engram {
       kernelSize: g.kernelSize,
       dilation: this.config.maxNgramSize,
       hiddenStates,
-      rowIds: rows.rowIds,
-      rowIdsStride: rows.stride,
-      rowIdsOffset: rows.offset,
+      rowIds: paged !== undefined ? paged.cacheRows : rows.rowIds,
+      rowIdsStride: paged !== undefined ? this.hashMapping.headsPerLayer : rows.stride,
+      rowIdsOffset: paged !== undefined ? 0 : rows.offset,
       keyValue: this.keyValue!,
       norm1: w.norm1,
       norm2: w.norm2,
@@ -355,6 +463,6 @@ export class Engram {
         state.convHistory = convHistoryOut!;
       }
     };
-    return { args, result: { output, gates, embeddings } as EngramForwardResult, commit };
+    return { args, result: { output, gates, embeddings } as EngramForwardResult, commit, ticket };
   }
 }

@@ -1,0 +1,99 @@
+// How an Engram layer reads its table through a pager: the tier options, the prefetch
+// ticket a forward accepts, and the row ids of one layer out of a model's hashed rows.
+import type { ByteRegion } from './dtype.js';
+import { TablePager, type PagerOptions, type PagerTicket, type TableFile } from './pager.js';
+import type { EngramTable } from './table.js';
+import { describe } from './validate.js';
+
+export type TableTier = 'device' | 'host' | 'file';
+const TIERS: readonly TableTier[] = ['device', 'host', 'file'];
+
+/**
+ * Where the table lives and what caches it. 'device' and 'host' without cacheBytes: the
+ * table is read where it is (no pager). 'host' with cacheBytes: the table stays in RAM
+ * and a cache of cacheBytes serves the gather (on CUDA that is the device cache; on the
+ * CPU backend it emulates one, bandwidthGBps capping the copy rate like a PCIe link).
+ * 'file': the table stays in its file and only cacheBytes of pages are held in memory.
+ */
+export interface TableTierOptions extends Partial<PagerOptions> {
+  tier: TableTier;
+}
+
+/** Default cache of a file-tier table: 1 GiB, or the whole table when smaller. */
+export const DEFAULT_FILE_CACHE_BYTES = 2 ** 30;
+
+export function requireTierOptions(name: string, value: unknown): TableTierOptions {
+  if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object { tier, cacheBytes, ... }, got ${describe(value)}`);
+  const o = value as TableTierOptions;
+  if (!TIERS.includes(o.tier)) throw new RangeError(`${name}.tier must be 'device', 'host' or 'file', got ${describe(o.tier)}`);
+  return o;
+}
+
+/** A safetensors file as loaded: its path and the mapping its tensors are regions of. */
+export interface LoadedFile {
+  path: string;
+  buffer: ByteRegion['buffer'];
+}
+
+/** The file and offsets of a table whose bytes are a region of the loaded file's mapping. */
+export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
+  const path = file.path;
+  const onFile = (r: ByteRegion | undefined) => r === undefined || r.buffer === file.buffer;
+  if (!onFile(table.region) || !onFile(table.scaleRegion)) {
+    throw new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
+  }
+  return { path, dtype: table.dtype, rows: table.rows, cols: table.cols, dataOffset: table.region.byteOffset, scalesOffset: table.scaleRegion?.byteOffset };
+}
+
+/** A pager for `table` as the tier options ask, or undefined when it is read directly. */
+export function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | undefined): TablePager | undefined {
+  if (options.tier !== 'file' && options.cacheBytes === undefined) return undefined;
+  if (options.tier === 'file') {
+    if (file === undefined) throw new TypeError("tier 'file' needs a table stored in a file: load the layer with fromSafetensors()");
+    const full = table.rows * TablePager.rowBytes(table.dtype, table.cols);
+    return TablePager.create(file, { ...options, cacheBytes: options.cacheBytes ?? Math.min(full, DEFAULT_FILE_CACHE_BYTES) });
+  }
+  return TablePager.create(table, { ...options, cacheBytes: options.cacheBytes! });
+}
+
+/** Copies one layer's rows out of rows hashed for several layers ([tokens, stride]). */
+export function layerRowIds(rowIds: Int32Array | BigInt64Array, stride: number, offset: number, heads: number): Int32Array | BigInt64Array {
+  if (stride === heads && offset === 0) return rowIds;
+  const tokens = rowIds.length / stride;
+  const out = rowIds instanceof Int32Array ? new Int32Array(tokens * heads) : new BigInt64Array(tokens * heads);
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) out[t * heads + h] = rowIds[t * stride + offset + h];
+  }
+  return out;
+}
+
+/** What a layer's prefetch returns and its forward accepts: the hashed rows, and the pages pinned for them. */
+export class EngramPrefetch {
+  private used = false;
+  /** @internal */
+  constructor(
+    /** @internal */ readonly owner: object,
+    readonly shape: [number, number],
+    /** @internal */ readonly inputIds: ArrayLike<number | bigint>,
+    /** @internal */ readonly rows: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array },
+    /** @internal */ readonly historyBefore: Int32Array | undefined,
+    /** The pager's ticket (undefined when the layer reads its table directly). */
+    readonly ticket: PagerTicket | undefined,
+  ) {}
+
+  get isUsed(): boolean {
+    return this.used;
+  }
+
+  /** @internal Marks it used; the forward releases the pages after its gather. */
+  take(): void {
+    if (this.used) throw new Error('this prefetch ticket was already used or released');
+    this.used = true;
+  }
+
+  /** Releases the pinned pages without running the layer. */
+  release(): void {
+    this.used = true;
+    this.ticket?.release();
+  }
+}
