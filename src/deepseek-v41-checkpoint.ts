@@ -76,10 +76,11 @@ export const engramPrefix = (layerId: number) => `layers.${layerId}.engram.`;
  * through model.safetensors.index.json, engram{rank}-mp{world}.safetensors shards or
  * model.safetensors.
  */
-export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[] } {
+export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[]; fileOf: Record<string, string> } {
   const isEngram = (name: string) => /^layers\.\d+\.engram\./.test(name);
   const tensors: Record<string, Tensor> = {};
   const files: string[] = [];
+  const fileOf: Record<string, string> = {};
   const take = (file: string, names?: Set<string>) => {
     if (!fs.existsSync(file)) throw new Error(`checkpoint shard '${file}' is missing`);
     const st = readSafetensors(file);
@@ -90,6 +91,7 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
         throw new RangeError(`tensor '${name}' is in more than one shard (a row-split table): merge the shards first`);
       }
       tensors[name] = t;
+      fileOf[name] = file;
     }
   };
   const index = path.join(dir, 'model.safetensors.index.json');
@@ -114,7 +116,7 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
       throw new Error(`'${dir}' has no model.safetensors.index.json, engram{rank}-mp{world}.safetensors or model.safetensors`);
     }
   }
-  return { tensors, files };
+  return { tensors, files, fileOf };
 }
 
 export interface SynthOptions {

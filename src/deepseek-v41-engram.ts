@@ -6,6 +6,8 @@ import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
+import { layerRowIds, pagerFor, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import type { PagerStats, PagerTicket, TablePager } from './pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
 
@@ -41,6 +43,8 @@ export interface V41ForwardOptions {
   out?: Float32Array;
   /** Float64Array(3): seconds of the gather, the wkv GEMM and the gate, written by the call. */
   stageSeconds?: Float64Array;
+  /** From prefetchRows() with the same row ids: the gather waits only on its pages. */
+  ticket?: PagerTicket;
 }
 
 export interface V41ForwardResult {
@@ -68,6 +72,7 @@ export class DeepseekV41Engram {
   /** Gates [B, S, hc] of the last call. */
   gates: Float32Array | undefined;
   private weights: V41Weights | undefined;
+  private tablePager: TablePager | undefined;
 
   constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number } = {}) {
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
@@ -195,31 +200,83 @@ export class DeepseekV41Engram {
         ? native().v41UploadCuda({ ...table.nativeArgs(), hc, hidden: D, cols: this.cols, wkv: wkvFloat, qWeight, kWeight, deviceIndex: this.deviceIndex })
         : undefined;
     this.weights = { table, wkv: packed, qWeight, kWeight, device };
+    this.tablePager = undefined; // it paged the previous table
+  }
+
+  /**
+   * Reads the table through a pager ('host' with cacheBytes: the table stays in RAM behind
+   * a cache; 'file': it stays in its file), or directly again (undefined). Loading other
+   * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
+   */
+  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+    if (options === undefined) {
+      this.tablePager = undefined;
+      return undefined;
+    }
+    const tier = requireTierOptions('options', options);
+    const table = this.requireWeights().table;
+    const pager = pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
+    if (pager !== undefined && this.device === 'cuda') {
+      throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
+    }
+    this.tablePager = pager;
+    return pager;
+  }
+
+  get pager(): TablePager | undefined {
+    return this.tablePager;
+  }
+
+  pagerStats(): PagerStats {
+    if (this.tablePager === undefined) throw new Error('this layer reads its table directly: there is no pager (see usePager)');
+    return this.tablePager.stats();
+  }
+
+  resetPagerStats(): void {
+    this.tablePager?.resetStats();
+  }
+
+  /**
+   * Starts copying the pages of row ids [B, S, stride] (this layer's at `offset`), so the
+   * copies overlap what runs before the layer; undefined when the table is read directly.
+   */
+  prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.cols, offset = 0): PagerTicket | undefined {
+    return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.cols));
   }
 
   /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */
   forwardRows(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): V41ForwardResult {
-    const { args, result, commit } = this.prepare(hiddenStreams, rowIds, shape, options);
-    native().v41Forward(args);
-    commit();
-    return result;
+    const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
+    this.run(prepared);
+    return prepared.result;
   }
 
   async forwardRowsAsync(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): Promise<V41ForwardResult> {
-    const { args, result, commit } = this.prepare(hiddenStreams, rowIds, shape, options);
-    await native().v41ForwardAsync(args);
-    commit();
-    return result;
+    const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
+    await this.runAsync(prepared);
+    return prepared.result;
   }
 
-  /** @internal runs prepared arguments (the multi-layer model). */
-  run(args: NativeV41ForwardArgs): void {
-    native().v41Forward(args);
+  /** @internal runs prepared arguments (waiting on their pages, releasing them after). */
+  run(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket }): void {
+    try {
+      if (p.ticket !== undefined) this.tablePager!.wait(p.ticket);
+      native().v41Forward(p.args);
+    } finally {
+      p.ticket?.release();
+    }
+    p.commit();
   }
 
   /** @internal run() on a worker thread. */
-  runAsync(args: NativeV41ForwardArgs): Promise<void> {
-    return native().v41ForwardAsync(args);
+  async runAsync(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket }): Promise<void> {
+    try {
+      if (p.ticket !== undefined) await this.tablePager!.waitAsync(p.ticket);
+      await native().v41ForwardAsync(p.args);
+    } finally {
+      p.ticket?.release();
+    }
+    p.commit();
   }
 
   /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
@@ -253,16 +310,28 @@ export class DeepseekV41Engram {
     out ??= new Float32Array(tokens * hc * D);
     const gates = new Float32Array(tokens * hc);
     const rows = options.returnRows ? new Float32Array(tokens * this.cols * headDim) : undefined;
+    let ticket = options.ticket;
+    if (ticket !== undefined) {
+      if (this.tablePager === undefined || ticket.pager !== this.tablePager) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);
+      if (ticket.isReleased) throw new Error('options.ticket was already used or released');
+      const mine = layerRowIds(rowIds, idStride, offset, this.cols);
+      if (mine.length !== ticket.rowIds.length || mine.some((v: number | bigint, i: number) => v !== ticket!.rowIds[i])) {
+        throw new RangeError('options.ticket was prefetched for other row ids');
+      }
+    } else {
+      ticket = this.prefetchRows(rowIds, idStride, offset);
+    }
+    // Paged: the gather reads the cache at the rows the pager translated.
     const args: NativeV41ForwardArgs = {
-      ...w.table.nativeArgs(),
+      ...(ticket !== undefined ? this.tablePager!.cache!.nativeArgs() : w.table.nativeArgs()),
       batch,
       seqLen,
       hc,
       hidden: D,
       cols: this.cols,
-      rowIds,
-      rowIdsStride: idStride,
-      rowIdsOffset: offset,
+      rowIds: ticket !== undefined ? ticket.cacheRows : rowIds,
+      rowIdsStride: ticket !== undefined ? this.cols : idStride,
+      rowIdsOffset: ticket !== undefined ? 0 : offset,
       hiddenStreams,
       wkv: w.wkv,
       qWeight: w.qWeight,
@@ -276,7 +345,7 @@ export class DeepseekV41Engram {
       deviceWeights: w.device,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
-    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates) };
+    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket };
   }
 }
 

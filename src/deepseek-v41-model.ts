@@ -6,7 +6,9 @@ import path from 'node:path';
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './deepseek-v41-engram.js';
 import { engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './deepseek-v41-checkpoint.js';
+import { requireTierOptions, type TableTierOptions } from './engram-paging.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
+import type { PagerTicket } from './pager.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
 
 export interface V41ModelForwardOptions {
@@ -15,6 +17,36 @@ export interface V41ModelForwardOptions {
   /** [B, maxNgramSize - 1] n-gram history from the previous chunk. */
   history?: Int32Array;
   threads?: number;
+  /** From prefetch() with the same ids, shape, history and mask. */
+  ticket?: V41ModelPrefetch;
+}
+
+/** Rows hashed once for both layers, and each paged layer's pages on their way. */
+export class V41ModelPrefetch {
+  private used = false;
+  /** @internal */
+  constructor(
+    /** @internal */ readonly owner: object,
+    /** @internal */ readonly key: string,
+    /** @internal */ readonly hashed: { rowIds: Int32Array | BigInt64Array; history: Int32Array },
+    /** @internal */ readonly tickets: Map<number, PagerTicket | undefined>,
+  ) {}
+
+  get isUsed(): boolean {
+    return this.used;
+  }
+
+  /** @internal */
+  take(): void {
+    if (this.used) throw new Error('options.ticket was already used or released');
+    this.used = true;
+  }
+
+  /** Releases the pages of every layer not run yet. */
+  release(): void {
+    this.used = true;
+    for (const t of this.tickets.values()) t?.release();
+  }
 }
 
 export class DeepseekV41EngramModel {
@@ -36,7 +68,16 @@ export class DeepseekV41EngramModel {
    * is paged in on demand, never read into RAM whole), and the tokenizer (tokenizer.json
    * in the directory unless given; a compressed size other than the config's is refused).
    */
-  static fromCheckpoint(dir: string, options: { tokenizer?: CompressedTokenizer | string; device?: Device } = {}): DeepseekV41EngramModel {
+  static fromCheckpoint(
+    dir: string,
+    options: {
+      tokenizer?: CompressedTokenizer | string;
+      device?: Device;
+      /** Where each table lives and what caches it (one pager per layer, cacheBytes each). */
+      table?: TableTierOptions;
+    } = {},
+  ): DeepseekV41EngramModel {
+    const tier = options.table === undefined ? undefined : requireTierOptions('options.table', options.table);
     if (typeof dir !== 'string' || !fs.existsSync(dir)) throw new Error(`checkpoint directory ${describe(dir)} does not exist`);
     const configFile = path.join(dir, 'config.json');
     if (!fs.existsSync(configFile)) throw new Error(`'${dir}' has no config.json`);
@@ -62,7 +103,7 @@ export class DeepseekV41EngramModel {
         throw new RangeError(`config.json: engram_num_embeddings[${i}] = ${config.numEmbeddings[i]} but the hashing config gives layer ${id} a table of ${mapping.tableRows(id)} rows`);
       }
     });
-    const { tensors, files } = findEngramTensors(dir);
+    const { tensors, files, fileOf } = findEngramTensors(dir);
     const layers = new Map<number, DeepseekV41Engram>();
     config.layerIds.forEach((id, i) => {
       const layer = new DeepseekV41Engram(
@@ -79,6 +120,12 @@ export class DeepseekV41EngramModel {
       );
       const prefix = engramPrefix(id);
       layer.loadStateDict(Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix))), { prefix });
+      if (tier !== undefined) {
+        const embed = prefix + 'embed.weight';
+        const scale = prefix + 'embed.scale';
+        if (fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
+        layer.usePager(tier, { path: fileOf[embed], buffer: tensors[embed].data.buffer });
+      }
       layers.set(id, layer);
     });
     return new DeepseekV41EngramModel(config, mapping, layers, files);
@@ -96,9 +143,10 @@ export class DeepseekV41EngramModel {
     options: V41ModelForwardOptions = {},
   ): { outputs: Map<number, V41ForwardResult>; history: Int32Array } {
     const plan = this.plan(streamsByLayer, inputIds, shape, options);
-    for (const step of plan.steps) {
-      step.layer.run(step.args);
-      step.commit();
+    try {
+      for (const step of plan.steps) step.layer.run(step);
+    } finally {
+      for (const step of plan.steps) step.ticket?.release();
     }
     return { outputs: plan.outputs, history: plan.history };
   }
@@ -135,9 +183,10 @@ export class DeepseekV41EngramModel {
     options: V41ModelForwardOptions = {},
   ): Promise<{ outputs: Map<number, V41ForwardResult>; history: Int32Array }> {
     const plan = this.plan(streamsByLayer, inputIds, shape, options);
-    for (const step of plan.steps) {
-      await step.layer.runAsync(step.args);
-      step.commit();
+    try {
+      for (const step of plan.steps) await step.layer.runAsync(step);
+    } finally {
+      for (const step of plan.steps) step.ticket?.release();
     }
     return { outputs: plan.outputs, history: plan.history };
   }
@@ -151,19 +200,61 @@ export class DeepseekV41EngramModel {
     const [batch, seqLen] = requireShape('shape', shape);
     const streams = streamsByLayer instanceof Map ? streamsByLayer : new Map(Object.entries(streamsByLayer).map(([k, v]) => [Number(k), v]));
     for (const id of streams.keys()) if (!this.layers.has(id)) throw new RangeError(`streamsByLayer has layer ${id}, not one of the model's layers [${[...this.layers.keys()]}]`);
-    const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
+    const given = options.ticket;
+    if (given !== undefined) {
+      if (!(given instanceof V41ModelPrefetch) || given.owner !== this) throw new TypeError(`options.ticket must come from this model's prefetch(), got ${describe(given)}`);
+      if (given.key !== prefetchKey(inputIds, [batch, seqLen], options)) throw new RangeError('options.ticket was prefetched for other ids, shape, history or mask');
+      if (given.isUsed) throw new Error('options.ticket was already used or released');
+    }
+    const hashed = given?.hashed ?? this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
     const cols = this.hashMapping.headsPerLayer;
     const stride = cols * this.config.layerIds.length;
     const outputs = new Map<number, V41ForwardResult>();
-    const steps: Array<{ layer: DeepseekV41Engram; args: ReturnType<DeepseekV41Engram['prepare']>['args']; commit: () => void }> = [];
-    this.config.layerIds.forEach((id, i) => {
-      const hidden = streams.get(id);
-      if (hidden === undefined) return;
-      const layer = this.layers.get(id)!;
-      const { args, result, commit } = layer.prepare(hidden, hashed.rowIds, [batch, seqLen], { tokenMask: options.tokenMask, threads: options.threads }, stride, i * cols);
-      steps.push({ layer, args, commit });
-      outputs.set(id, result);
-    });
+    const steps: Array<ReturnType<DeepseekV41Engram['prepare']> & { layer: DeepseekV41Engram }> = [];
+    try {
+      this.config.layerIds.forEach((id, i) => {
+        const hidden = streams.get(id);
+        if (hidden === undefined) return;
+        const layer = this.layers.get(id)!;
+        // Unpaged layers prefetch here, before the first runs: later layers' copies overlap.
+        const prepared = layer.prepare(hidden, hashed.rowIds, [batch, seqLen], { tokenMask: options.tokenMask, threads: options.threads, ticket: given?.tickets.get(id) }, stride, i * cols);
+        steps.push({ ...prepared, layer });
+        outputs.set(id, prepared.result);
+      });
+    } catch (err) {
+      if (given === undefined) for (const step of steps) step.ticket?.release(); // given tickets stay the caller's
+      throw err;
+    }
+    if (given !== undefined) {
+      given.take();
+      for (const [id, t] of given.tickets) if (!streams.has(id)) t?.release(); // layers not run this call
+    }
     return { steps, outputs, history: hashed.history };
   }
+
+  /**
+   * Hashes a chunk once for both layers and starts the page copies of every paged layer,
+   * so they overlap the compute before each layer. Pass it to forward() as options.ticket
+   * with the same ids, shape, history and mask; or release() it.
+   */
+  prefetch(inputIds: IdArray, shape: [number, number], options: Omit<V41ModelForwardOptions, 'ticket'> = {}): V41ModelPrefetch {
+    const [batch, seqLen] = requireShape('shape', shape);
+    const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
+    const cols = this.hashMapping.headsPerLayer;
+    const stride = cols * this.config.layerIds.length;
+    const tickets = new Map<number, PagerTicket | undefined>();
+    try {
+      this.config.layerIds.forEach((id, i) => tickets.set(id, this.layers.get(id)!.prefetchRows(hashed.rowIds, stride, i * cols)));
+    } catch (err) {
+      for (const t of tickets.values()) t?.release();
+      throw err;
+    }
+    return new V41ModelPrefetch(this, prefetchKey(inputIds, [batch, seqLen], options), hashed, tickets);
+  }
+}
+
+/** What a prefetch was made for, as one comparable string. */
+function prefetchKey(inputIds: IdArray, shape: [number, number], options: { history?: Int32Array; tokenMask?: ArrayLike<number | boolean> }): string {
+  const list = (a: ArrayLike<unknown> | undefined) => (a === undefined ? '-' : Array.from(a, (v) => String(Number(v))).join(','));
+  return `${shape.join('x')}|${list(inputIds as ArrayLike<unknown>)}|${list(options.history)}|${list(options.tokenMask)}`;
 }
