@@ -8,6 +8,7 @@ import path from 'node:path';
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
+import { EngramTable } from './table.js';
 import { readSafetensors, writeSafetensors, type TensorHole } from './safetensors.js';
 import { describe } from './validate.js';
 
@@ -212,13 +213,10 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
     const p = engramPrefix(id);
     const file = `model-engram-layer${id}.safetensors`;
     const sparse = options.sparseTables === true;
+    // The tables are written as holes, then filled in chunks (sparseTables: left as holes).
     const tensors: Record<string, Tensor | TensorHole> = {
-      [`${p}embed.weight`]: sparse
-        ? { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true }
-        : { dtype: 'F8_E4M3', shape: [rows, headDim], data: fp8(rows * headDim) },
-      [`${p}embed.scale`]: sparse
-        ? { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true }
-        : { dtype: 'F8_E8M0', shape: [rows, headDim / 32], data: scales(rows * (headDim / 32), 124) },
+      [`${p}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true },
+      [`${p}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
       [`${p}wkv.weight`]: { dtype: 'F8_E4M3', shape: [(hcMult + 1) * hiddenSize, features], data: fp8((hcMult + 1) * hiddenSize * features) },
       [`${p}wkv.scale`]: {
         dtype: 'F8_E8M0',
@@ -229,9 +227,33 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
       [`${p}k_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
     };
     writeSafetensors(path.join(dir, file), tensors, { format: 'pt' });
+    if (!sparse) fillSyntheticTable(path.join(dir, file), `${p}embed.`, rows, headDim, (options.seed ?? 1) * 1000 + id, (done) => options.onProgress?.(i + done, layerIds.length));
     for (const name of Object.keys(tensors)) weightMap[name] = file;
     options.onProgress?.(i + 1, layerIds.length);
   });
   fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
   return config;
+}
+
+/**
+ * Fills a table written as a hole with seeded N(0, 1) rows quantised to fp8 + UE8M0
+ * (the native generator), chunk by chunk: a table of any size, a bounded buffer.
+ */
+function fillSyntheticTable(file: string, prefix: string, rows: number, cols: number, seed: number, onProgress: (share: number) => void): void {
+  const st = readSafetensors(file);
+  const data = st.tensors[prefix + 'weight'].data;
+  const scales = st.tensors[prefix + 'scale'].data;
+  const chunkRows = Math.max(1, Math.floor((64 * 2 ** 20) / cols));
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (let at = 0, chunk = 0; at < rows; at += chunkRows, chunk++) {
+      const n = Math.min(chunkRows, rows - at);
+      const t = EngramTable.random(n, cols, 'f8e4m3', { seed: seed * 65536 + chunk });
+      fs.writeSync(fd, t.data, 0, t.data.byteLength, data.byteOffset + at * cols);
+      fs.writeSync(fd, t.scales!, 0, t.scales!.byteLength, scales.byteOffset + at * (cols / 32));
+      onProgress((at + n) / rows);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }

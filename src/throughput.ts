@@ -77,6 +77,8 @@ export function machineFacts(): MachineFacts {
 export function progress(label: string, stream: NodeJS.WriteStream = process.stderr): (done: number, total: number) => void {
   if (!stream.isTTY) return () => {};
   return (done, total) => {
-    stream.write(`\r${label} ${done}/${total}${done === total ? '\n' : ''}`);
+    // Whole steps as "3/8"; fractions (a table being written) as a percentage.
+    const text = Number.isInteger(done) ? `${done}/${total}` : `${((100 * done) / total).toFixed(0)}%`;
+    stream.write(`\r${label} ${text}${done === total ? '\n' : ''}`);
   };
 }
