@@ -77,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagerSetHotRows", Napi::Function::New(env, PagerSetHotRows, "pagerSetHotRows"));
   exports.Set("pagerStats", Napi::Function::New(env, PagerStatsOf, "pagerStats"));
   exports.Set("pagerResetStats", Napi::Function::New(env, PagerResetStats, "pagerResetStats"));
+  exports.Set("dropFileCache", Napi::Function::New(env, DropFileCache, "dropFileCache"));
   return exports;
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `engram`: demo, hash, devices, spec, v41.
+// `engram`: demo, hash, devices, spec, v41, plan.
 import { parseArgs } from 'node:util';
 
 import { CompressedTokenizer } from './compressed-tokenizer.js';
@@ -7,6 +7,7 @@ import { buildInfo, devices } from './devices.js';
 import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from './ngram-hash-config.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { inspectV41, synthV41 } from './cli-v41.js';
+import { PLAN_FLAGS, PLAN_USAGE, planCommand } from './cli-plan.js';
 import { Engram } from './engram.js';
 import { hashThroughput, machineFacts, progress, timeRuns } from './throughput.js';
 
@@ -22,6 +23,7 @@ const USAGE = `usage:
                                         write a synthetic checkpoint in V4.1's layout
                                         (--sparse: tables as holes; --rows-scale 1 --sparse
                                         gives the released 2 x 98 GB geometry on little disk)
+${PLAN_USAGE}
 
 options:
   --v41        DeepSeek-V4.1's geometry (max n-gram 4, layers 1 and 14) with the V3 tokenizer
@@ -167,6 +169,7 @@ function main(argv: string[]): number {
       hidden: { type: 'string' },
       sparse: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      ...PLAN_FLAGS,
     },
   });
   const [command, ...rest] = positionals;
@@ -209,6 +212,8 @@ function main(argv: string[]): number {
       const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
       return synthV41(dir, scale, hidden, values.sparse === true);
     }
+    case 'plan':
+      return planCommand(values);
     default:
       console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 1;

@@ -52,3 +52,5 @@ export {
   type PagerStats,
   type TableFile,
 } from './pager.js';
+export { MappedFile } from './mapped-file.js';
+export { planOffload, formatPlan, OFFLOAD_PRESETS, OFFLOAD_DEFAULTS, type OffloadPlan, type OffloadPlanInput, type OffloadModePlan } from './plan.js';

@@ -38,6 +38,15 @@ export class MappedFile {
     return native().mappedFileView(this.handle, offset, length);
   }
 
+  /**
+   * Asks the OS to drop the file's cached pages (those no process maps), so the next
+   * reads come from the disk: for cold-cache measurements. Whether the advice was taken.
+   */
+  static dropPageCache(path: string): boolean {
+    if (typeof path !== 'string') throw new TypeError(`path must be a string, got ${describe(path)}`);
+    return native().dropFileCache(path);
+  }
+
   /** The file's size, without mapping it. */
   static sizeOf(path: string): number {
     return fs.statSync(path).size;

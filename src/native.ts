@@ -225,6 +225,8 @@ export interface NativeAddon {
     scale: number;
     threads: number;
   }): void;
+  /** posix_fadvise(DONTNEED) on the whole file: its clean, unmapped pages leave the page cache. */
+  dropFileCache(path: string): boolean;
   pagerCreate(args: NativePagerArgs): { pager: NativePagerHandle; cache?: NativeMappedFile; cacheScalesByteOffset?: number };
   pagerAcquire(pager: NativePagerHandle, rowIds: Int32Array | BigInt64Array, translated?: Int32Array): number;
   pagerWait(pager: NativePagerHandle, ticket: number): void;

@@ -1,0 +1,168 @@
+// Part of `npm run bench:pager`: DeepSeek-V4.1's two Engram layers (released width:
+// D 5120, hc 4, 24 fp8 rows of 264 bytes per token) with their tables in a file several
+// times larger than the cache, against the same layers with the tables in RAM. Decode
+// (16 sequences, one token each) and prefill (one sequence of 512 tokens), Brown Corpus
+// ids. Each step prefetches both layers' rows when it starts: layer 1 waits for its
+// copies, layer 14's copies overlap layer 1's compute (prefetch one layer ahead).
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { DeepseekV41EngramModel, MappedFile, writeSyntheticV41Checkpoint, type Eviction } from '../src/index.js';
+import { native } from '../src/native.js';
+import { median, progress } from '../src/throughput.js';
+import { brownTokens } from './corpus.js';
+
+export interface FileTierRow {
+  mode: string;
+  phase: 'decode' | 'prefill';
+  /** null: one step needs more pages than the cache holds. */
+  tokensPerSecond: number | null;
+  /** Throughput lost against the in-RAM tables: 1 - tps / tpsRam. */
+  loss: number | null;
+  /** Share of the step spent waiting for copies. */
+  stallShare: number | null;
+  rowHitRate: number | null;
+  bytesCopiedPerToken: number | null;
+  /** Unique rows / lookups per step (after hot rows). */
+  uniqueShare?: number | null;
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number }) {
+  const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${options.rowsScale}`);
+  if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
+    log(`writing a synthetic V4.1 checkpoint (rows x ${options.rowsScale}) to ${dir}...`);
+    writeSyntheticV41Checkpoint(dir, { rowsScale: options.rowsScale, onProgress: progress('  layers') });
+  }
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => path.join(dir, f));
+  const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
+  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' });
+  const tableBytes = [...probe.layers.values()].reduce((n, l) => n + l.table.byteLength, 0);
+  const { hiddenSize: D, hcMult: hc } = probe.layers.get(1)!.config;
+  const tokenizer = probe.hashMapping.tokenizer;
+  const corpus = brownTokens(tokenizer, 128 * 1024);
+  let at = 0; // every run reads text no earlier run read (so a cold run meets cold rows)
+  let seed = 7;
+  const random = (n: number) => Float32Array.from({ length: n }, () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed / 4294967296) * 2 - 1;
+  });
+
+  const phases = [
+    { phase: 'decode' as const, B: 16, S: 1 },
+    { phase: 'prefill' as const, B: 1, S: 512 },
+  ];
+  const inputs = new Map(phases.map((p) => [p.phase, { streams: new Map([1, 14].map((id) => [id, random(p.B * p.S * hc * D)])) }]));
+
+  /** Runs `steps` steps of a phase; returns tokens/s (median over 3 passes) and the stall share. */
+  function run(model: DeepseekV41EngramModel, phase: (typeof phases)[number], label: string, beforePass?: () => void) {
+    const { B, S } = phase;
+    const { streams } = inputs.get(phase.phase)!;
+    const tokensPerStep = B * S;
+    const steps = phase.phase === 'decode' ? options.steps : Math.max(2, Math.floor(options.steps / 8));
+    const nextIds = () => {
+      const ids = new Int32Array(tokensPerStep);
+      for (let i = 0; i < tokensPerStep; i++) ids[i] = corpus[at++ % corpus.length];
+      return ids;
+    };
+    const paged = [...model.layers.values()].every((l) => l.pager !== undefined);
+    const show = progress(`  ${label}, ${phase.phase}`);
+    const passes: number[] = [];
+    const stalls: number[] = [];
+    for (let pass = 0; pass < 4; pass++) {
+      if (paged) for (const l of model.layers.values()) l.resetPagerStats();
+      beforePass?.();
+      const t0 = process.hrtime.bigint();
+      for (let s = 0; s < steps; s++) {
+        const ids = nextIds();
+        const ticket = model.prefetch(ids, [B, S]);
+        model.forward(streams, ids, [B, S], { ticket });
+      }
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (pass > 0) {
+        passes.push((steps * tokensPerStep) / seconds); // pass 0 warms the cache
+        stalls.push(paged ? [...model.layers.values()].reduce((n, l) => n + l.pagerStats().stallSeconds, 0) / seconds : 0);
+      }
+      show(pass + 1, 4);
+    }
+    let rowHitRate: number | null = null;
+    let bytesCopiedPerToken: number | null = null;
+    let uniqueShare: number | null = null;
+    if (paged) {
+      const stats = [...model.layers.values()].map((l) => l.pagerStats());
+      const lookups = stats.reduce((n, s) => n + s.lookups, 0);
+      uniqueShare = stats.reduce((n, s) => n + s.uniqueRows, 0) / lookups;
+      rowHitRate = stats.reduce((n, s) => n + s.rowHits, 0) / lookups;
+      bytesCopiedPerToken = stats.reduce((n, s) => n + s.bytesCopied, 0) / (steps * tokensPerStep);
+    }
+    return { tokensPerSecond: median(passes), stallShare: median(stalls), rowHitRate, bytesCopiedPerToken, uniqueShare };
+  }
+
+  const rows: FileTierRow[] = [];
+  const ram = new Map<string, number>();
+  // In RAM: the mapped tables, read once so that the OS holds them.
+  log('  reading the tables into RAM (page cache)...');
+  const buffer = Buffer.alloc(64 * 2 ** 20);
+  for (const f of files) {
+    const fd = fs.openSync(f, 'r');
+    while (fs.readSync(fd, buffer, 0, buffer.length, null) > 0);
+    fs.closeSync(fd);
+  }
+  // The host's random-row read time (one thread), for the GPU model's calibration.
+  const table = probe.layers.get(1)!.table;
+  let rs = 99;
+  const randomRows = Int32Array.from({ length: 200_000 }, () => {
+    rs = (Math.imul(rs, 1103515245) + 12345) >>> 0;
+    return Math.floor((rs / 4294967296) * table.rows);
+  });
+  const readTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = process.hrtime.bigint();
+    native().readRows({ ...table.nativeArgs(), rowIds: randomRows, threads: 1 });
+    readTimes.push(Number(process.hrtime.bigint() - t0) / randomRows.length);
+  }
+  const hostRowReadNs = median(readTimes);
+  for (const phase of phases) {
+    const r = run(probe, phase, 'tables in RAM');
+    ram.set(phase.phase, r.tokensPerSecond);
+    rows.push({ mode: 'tables in RAM (no pager)', phase: phase.phase, ...r, loss: null });
+  }
+
+  const modes: Array<{ mode: string; pageRows?: number; eviction: Eviction; cold: boolean }> = [
+    { mode: 'file tier, one-row pages, LRU, warm OS cache', pageRows: 1, eviction: 'lru', cold: false },
+    { mode: 'file tier, one-row pages, direct (no reuse)', pageRows: 1, eviction: 'direct', cold: false },
+    { mode: 'file tier, 64 KiB pages, LRU, warm OS cache', eviction: 'lru', cold: false },
+    { mode: 'file tier, one-row pages, LRU, cold (disk)', pageRows: 1, eviction: 'lru', cold: true },
+  ];
+  for (const m of modes) {
+    const model = DeepseekV41EngramModel.fromCheckpoint(dir, {
+      device: 'cpu',
+      table: { tier: 'file', cacheBytes: options.cacheBytesPerLayer, pageRows: m.pageRows, eviction: m.eviction },
+    });
+    for (const phase of phases) {
+      // Cold: the OS forgets the table files before every pass of this mode.
+      const drop = m.cold ? () => files.forEach((f) => MappedFile.dropPageCache(f)) : undefined;
+      try {
+        const r = run(model, phase, m.mode, drop);
+        rows.push({ mode: m.mode, phase: phase.phase, ...r, loss: 1 - r.tokensPerSecond / ram.get(phase.phase)! });
+      } catch (err) {
+        if (!(err instanceof RangeError)) throw err;
+        log(`  ${m.mode}, ${phase.phase}: ${err.message}`);
+        rows.push({ mode: m.mode, phase: phase.phase, tokensPerSecond: null, loss: null, stallShare: null, rowHitRate: null, bytesCopiedPerToken: null });
+      }
+    }
+  }
+  return {
+    dir,
+    rowsScale: options.rowsScale,
+    fileBytes,
+    tableBytes,
+    cacheBytesPerLayer: options.cacheBytesPerLayer,
+    steps: options.steps,
+    hostRowReadNs,
+    hidden: D,
+    hc,
+    rows,
+  };
+}
