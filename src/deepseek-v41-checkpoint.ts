@@ -241,16 +241,16 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
  */
 function fillSyntheticTable(file: string, prefix: string, rows: number, cols: number, seed: number, onProgress: (share: number) => void): void {
   const st = readSafetensors(file);
-  const data = st.tensors[prefix + 'weight'].data;
-  const scales = st.tensors[prefix + 'scale'].data;
+  const dataAt = st.tensors[prefix + 'weight'].fileOffset!;
+  const scalesAt = st.tensors[prefix + 'scale'].fileOffset!;
   const chunkRows = Math.max(1, Math.floor((64 * 2 ** 20) / cols));
   const fd = fs.openSync(file, 'r+');
   try {
     for (let at = 0, chunk = 0; at < rows; at += chunkRows, chunk++) {
       const n = Math.min(chunkRows, rows - at);
       const t = EngramTable.random(n, cols, 'f8e4m3', { seed: seed * 65536 + chunk });
-      fs.writeSync(fd, t.data, 0, t.data.byteLength, data.byteOffset + at * cols);
-      fs.writeSync(fd, t.scales!, 0, t.scales!.byteLength, scales.byteOffset + at * (cols / 32));
+      fs.writeSync(fd, t.data, 0, t.data.byteLength, dataAt + at * cols);
+      fs.writeSync(fd, t.scales!, 0, t.scales!.byteLength, scalesAt + at * (cols / 32));
       onProgress((at + n) / rows);
     }
   } finally {

@@ -124,7 +124,7 @@ export class DeepseekV41EngramModel {
         const embed = prefix + 'embed.weight';
         const scale = prefix + 'embed.scale';
         if (fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
-        layer.usePager(tier, { path: fileOf[embed], buffer: tensors[embed].data.buffer });
+        layer.usePager(tier, { path: fileOf[embed], data: tensors[embed], scales: tensors[scale] });
       }
       layers.set(id, layer);
     });

@@ -44,6 +44,8 @@ export interface Tensor {
   dtype: TensorDtype;
   shape: number[];
   data: ByteRegion;
+  /** Read from a file: where the bytes start in it (what a pager reads with pread). */
+  fileOffset?: number;
 }
 
 /** Largest Uint8Array this runtime can create. */

@@ -7,7 +7,7 @@ import { requireTierOptions, type EngramPrefetch, type TableTierOptions } from '
 import type { EngramConfig } from './engram-config.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { TABLE_TENSOR_DTYPES, TABLE_NAME } from './engram-weights.js';
+import { TABLE_SCALE_NAME, TABLE_TENSOR_DTYPES, TABLE_NAME } from './engram-weights.js';
 import { describe, requireShape, type IdArray } from './validate.js';
 
 /** Row ids of every layer for one chunk: [B, T, layers, cols] plus the next n-gram history. */
@@ -144,7 +144,7 @@ export class EngramModel {
     const model = new EngramModel(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored });
     for (const [id, layer] of model.layers) {
       layer.loadStateDict(st.tensors, { prefix: prefix(id) });
-      if (tier !== undefined) layer.attachPager(tier, { path: file, buffer: st.tensors[prefix(id) + TABLE_NAME].data.buffer });
+      if (tier !== undefined) layer.attachPager(tier, { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME] });
     }
     return model;
   }

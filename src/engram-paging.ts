@@ -1,6 +1,6 @@
 // How an Engram layer reads its table through a pager: the tier options, the prefetch
 // ticket a forward accepts, and the row ids of one layer out of a model's hashed rows.
-import type { ByteRegion } from './dtype.js';
+import type { Tensor } from './dtype.js';
 import { TablePager, type PagerOptions, type PagerTicket, type TableFile } from './pager.js';
 import type { EngramTable } from './table.js';
 import { describe } from './validate.js';
@@ -29,20 +29,23 @@ export function requireTierOptions(name: string, value: unknown): TableTierOptio
   return o;
 }
 
-/** A safetensors file as loaded: its path and the mapping its tensors are regions of. */
+/** Where a loaded table's tensors lie in their file. */
 export interface LoadedFile {
   path: string;
-  buffer: ByteRegion['buffer'];
+  /** The table tensor and (fp8) its scales, as read from the file. */
+  data: Tensor;
+  scales?: Tensor;
 }
 
-/** The file and offsets of a table whose bytes are a region of the loaded file's mapping. */
+/** The file and offsets of a table loaded (unconverted) from a safetensors file. */
 export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
   const path = file.path;
-  const onFile = (r: ByteRegion | undefined) => r === undefined || r.buffer === file.buffer;
-  if (!onFile(table.region) || !onFile(table.scaleRegion)) {
-    throw new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
+  const same = table.region.buffer === file.data.data.buffer && table.region.byteOffset === file.data.data.byteOffset;
+  if (!same) throw new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
+  if (file.data.fileOffset === undefined || (table.dtype === 'f8e4m3' && file.scales?.fileOffset === undefined)) {
+    throw new TypeError(`the table tensors of '${path}' carry no file offsets`);
   }
-  return { path, dtype: table.dtype, rows: table.rows, cols: table.cols, dataOffset: table.region.byteOffset, scalesOffset: table.scaleRegion?.byteOffset };
+  return { path, dtype: table.dtype, rows: table.rows, cols: table.cols, dataOffset: file.data.fileOffset, scalesOffset: file.scales?.fileOffset };
 }
 
 /** A pager for `table` as the tier options ask, or undefined when it is read directly. */

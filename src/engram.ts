@@ -4,7 +4,7 @@
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './engram-config.js';
-import { geometry, stateDictOf, TABLE_TENSOR_DTYPES, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
+import { geometry, stateDictOf, TABLE_SCALE_NAME, TABLE_TENSOR_DTYPES, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
@@ -311,7 +311,7 @@ export class Engram {
     }
     const engram = new Engram(config, { ...options, init: 'none', tableDtype });
     engram.loadStateDict(st.tensors, { prefix });
-    if (tier !== undefined) engram.attachPager(tier, { path: file, buffer: st.tensors[prefix + TABLE_NAME].data.buffer });
+    if (tier !== undefined) engram.attachPager(tier, { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME] });
     return engram;
   }
 

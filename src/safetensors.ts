@@ -98,7 +98,7 @@ function parseSource(source: Source, name: string): SafetensorsFile {
     if (begin > end || end > dataSize) throw bad(`tensor '${key}' data_offsets [${begin}, ${end}] run outside the ${dataSize} data bytes`);
     const want = elementCount(shape) * DTYPE_BYTES[dtype];
     if (end - begin !== want) throw bad(`tensor '${key}' has ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
-    tensors[key] = { dtype, shape: shape.slice(), data: source.region(dataStart + begin, end - begin) };
+    tensors[key] = { dtype, shape: shape.slice(), data: source.region(dataStart + begin, end - begin), fileOffset: dataStart + begin };
   }
   return { path: name, metadata, tensors };
 }

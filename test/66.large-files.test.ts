@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { EngramTable, readSafetensors, writeSafetensors } from '../src/index.js';
+import { EngramTable, readSafetensors, TablePager, writeSafetensors } from '../src/index.js';
 import { MappedFile } from '../src/mapped-file.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-large-'));
@@ -31,5 +31,34 @@ describe('safetensors files over 4 GiB (sparse here)', () => {
     expect(got.length).toBe(2 * cols);
     expect(got.every((v) => v === 0)).toBe(true);
     expect(() => t.data).toThrow(/more than one typed array can view/);
+  });
+
+  it('a file-tier pager reads a 5 GiB table in a 5 GiB file at the right offsets (rows written past 4 GiB)', () => {
+    const file = path.join(dir, 'paged.safetensors');
+    const cols = 256;
+    const rows = (5 * 2 ** 30) / cols;
+    writeSafetensors(file, {
+      'embed.weight': { dtype: 'F8_E4M3', shape: [rows, cols], hole: true },
+      'embed.scale': { dtype: 'F8_E8M0', shape: [rows, cols / 32], hole: true },
+    });
+    const st = readSafetensors(file);
+    const data = st.tensors['embed.weight'];
+    const scales = st.tensors['embed.scale'];
+    expect(scales.data.byteOffset).toBe(0); // an ArrayBuffer view: only fileOffset says where it lies
+    expect(scales.fileOffset).toBe(data.fileOffset! + rows * cols);
+    // Known rows near both ends (codes and scales past 4 GiB in the file).
+    const picked = [0, 1, 777_777, rows - 2, rows - 1];
+    const fd = fs.openSync(file, 'r+');
+    picked.forEach((r, i) => {
+      fs.writeSync(fd, Uint8Array.from({ length: cols }, (_, c) => ((r + c * 7 + i) % 120) + 8), 0, cols, data.fileOffset! + r * cols);
+      fs.writeSync(fd, Uint8Array.from({ length: cols / 32 }, (_, c) => 120 + c + i), 0, cols / 32, scales.fileOffset! + r * (cols / 32));
+    });
+    fs.closeSync(fd);
+    const mapped = EngramTable.fromBytes(readSafetensors(file).tensors['embed.weight'].data, rows, cols, 'f8e4m3', readSafetensors(file).tensors['embed.scale'].data);
+    const pager = TablePager.create({ path: file, dtype: 'f8e4m3', rows, cols, dataOffset: data.fileOffset!, scalesOffset: scales.fileOffset }, { cacheBytes: 2 ** 20, pageRows: 2 });
+    const ids = BigInt64Array.from([...picked, 5, rows - 3].map(BigInt));
+    const want = mapped.gather(ids);
+    expect(want.some((v) => v !== 0)).toBe(true);
+    expect(Buffer.from(pager.gather(ids).buffer).equals(Buffer.from(want.buffer))).toBe(true);
   });
 });
