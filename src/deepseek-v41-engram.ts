@@ -6,7 +6,7 @@ import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
-import { layerRowIds, pagerFor, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { layerPager, layerRowIds, pagerStatsOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, PagerTicket, TablePager } from './pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
@@ -209,18 +209,8 @@ export class DeepseekV41Engram {
    * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
    */
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
-    if (options === undefined) {
-      this.tablePager = undefined;
-      return undefined;
-    }
-    const tier = requireTierOptions('options', options);
-    const table = this.requireWeights().table;
-    const pager = pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
-    if (pager !== undefined && this.device === 'cuda') {
-      throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
-    }
-    this.tablePager = pager;
-    return pager;
+    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
+    return this.tablePager;
   }
 
   get pager(): TablePager | undefined {
@@ -228,8 +218,7 @@ export class DeepseekV41Engram {
   }
 
   pagerStats(): PagerStats {
-    if (this.tablePager === undefined) throw new Error('this layer reads its table directly: there is no pager (see usePager)');
-    return this.tablePager.stats();
+    return pagerStatsOf(this.tablePager);
   }
 
   resetPagerStats(): void {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './deepseek-v41-engram.js';
 import { engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './deepseek-v41-checkpoint.js';
-import { requireTierOptions, type TableTierOptions } from './engram-paging.js';
+import { OneShotTicket, requireTierOptions, type TableTierOptions } from './engram-paging.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import type { PagerTicket } from './pager.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
@@ -22,29 +22,18 @@ export interface V41ModelForwardOptions {
 }
 
 /** Rows hashed once for both layers, and each paged layer's pages on their way. */
-export class V41ModelPrefetch {
-  private used = false;
+export class V41ModelPrefetch extends OneShotTicket {
   /** @internal */
   constructor(
     /** @internal */ readonly owner: object,
     /** @internal */ readonly key: string,
     /** @internal */ readonly hashed: { rowIds: Int32Array | BigInt64Array; history: Int32Array },
     /** @internal */ readonly tickets: Map<number, PagerTicket | undefined>,
-  ) {}
-
-  get isUsed(): boolean {
-    return this.used;
+  ) {
+    super();
   }
 
-  /** @internal */
-  take(): void {
-    if (this.used) throw new Error('options.ticket was already used or released');
-    this.used = true;
-  }
-
-  /** Releases the pages of every layer not run yet. */
-  release(): void {
-    this.used = true;
+  protected releasePages(): void {
     for (const t of this.tickets.values()) t?.release();
   }
 }

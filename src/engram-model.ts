@@ -144,7 +144,7 @@ export class EngramModel {
     const model = new EngramModel(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored });
     for (const [id, layer] of model.layers) {
       layer.loadStateDict(st.tensors, { prefix: prefix(id) });
-      if (tier !== undefined) layer.attachPager(tier, { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME] });
+      if (tier !== undefined) layer.usePager(tier, { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME] });
     }
     return model;
   }

@@ -1,7 +1,7 @@
 // How an Engram layer reads its table through a pager: the tier options, the prefetch
 // ticket a forward accepts, and the row ids of one layer out of a model's hashed rows.
 import type { Tensor } from './dtype.js';
-import { TablePager, type PagerOptions, type PagerTicket, type TableFile } from './pager.js';
+import { TablePager, type PagerOptions, type PagerStats, type PagerTicket, type TableFile } from './pager.js';
 import type { EngramTable } from './table.js';
 import { describe } from './validate.js';
 
@@ -48,8 +48,50 @@ export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
   return { path, dtype: table.dtype, rows: table.rows, cols: table.cols, dataOffset: file.data.fileOffset, scalesOffset: file.scales?.fileOffset };
 }
 
+/**
+ * The pager a layer's gather reads through, as the tier options ask (undefined: the table
+ * is read directly). `file`: where the table was loaded from (tier 'file').
+ */
+export function layerPager(table: EngramTable, options: unknown, file: LoadedFile | undefined, device: 'cpu' | 'cuda'): TablePager | undefined {
+  const tier = requireTierOptions('options', options);
+  const pager = pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
+  if (pager !== undefined && device === 'cuda') {
+    throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
+  }
+  return pager;
+}
+
+/** A layer's pager counters; a clear error for a layer without a pager. */
+export function pagerStatsOf(pager: TablePager | undefined): PagerStats {
+  if (pager === undefined) throw new Error('this layer reads its table directly: there is no pager (see usePager, or the table option when loading)');
+  return pager.stats();
+}
+
+/** A ticket used at most once: by the forward that takes it, or released unused. */
+export abstract class OneShotTicket {
+  private used = false;
+
+  get isUsed(): boolean {
+    return this.used;
+  }
+
+  /** @internal Marks it used; the forward releases the pages after its gather. */
+  take(): void {
+    if (this.used) throw new Error('this prefetch ticket was already used or released');
+    this.used = true;
+  }
+
+  /** Releases the pinned pages without running the layer. */
+  release(): void {
+    this.used = true;
+    this.releasePages();
+  }
+
+  protected abstract releasePages(): void;
+}
+
 /** A pager for `table` as the tier options ask, or undefined when it is read directly. */
-export function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | undefined): TablePager | undefined {
+function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | undefined): TablePager | undefined {
   if (options.tier !== 'file' && options.cacheBytes === undefined) return undefined;
   if (options.tier === 'file') {
     if (file === undefined) throw new TypeError("tier 'file' needs a table stored in a file: load the layer with fromSafetensors()");
@@ -71,8 +113,7 @@ export function layerRowIds(rowIds: Int32Array | BigInt64Array, stride: number, 
 }
 
 /** What a layer's prefetch returns and its forward accepts: the hashed rows, and the pages pinned for them. */
-export class EngramPrefetch {
-  private used = false;
+export class EngramPrefetch extends OneShotTicket {
   /** @internal */
   constructor(
     /** @internal */ readonly owner: object,
@@ -82,21 +123,11 @@ export class EngramPrefetch {
     /** @internal */ readonly historyBefore: Int32Array | undefined,
     /** The pager's ticket (undefined when the layer reads its table directly). */
     readonly ticket: PagerTicket | undefined,
-  ) {}
-
-  get isUsed(): boolean {
-    return this.used;
+  ) {
+    super();
   }
 
-  /** @internal Marks it used; the forward releases the pages after its gather. */
-  take(): void {
-    if (this.used) throw new Error('this prefetch ticket was already used or released');
-    this.used = true;
-  }
-
-  /** Releases the pinned pages without running the layer. */
-  release(): void {
-    this.used = true;
+  protected releasePages(): void {
     this.ticket?.release();
   }
 }

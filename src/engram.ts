@@ -9,7 +9,7 @@ import { resolveDevice } from './devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { EngramPrefetch, layerRowIds, pagerFor, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { EngramPrefetch, layerPager, layerRowIds, pagerStatsOf, requireTierOptions, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, TablePager } from './pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
@@ -158,23 +158,9 @@ export class Engram {
    * stays in RAM behind a cache; see TableTierOptions), or directly again (undefined).
    * Loading other weights detaches the pager. Tier 'file' comes from fromSafetensors().
    */
-  usePager(options: TableTierOptions | undefined): TablePager | undefined {
-    if (options === undefined) {
-      this.tablePager = undefined;
-      return undefined;
-    }
-    return this.attachPager(requireTierOptions('options', options), undefined);
-  }
-
-  /** @internal usePager() with the file the table was loaded from (tier 'file'). */
-  attachPager(options: TableTierOptions, file: LoadedFile | undefined): TablePager | undefined {
-    const table = this.requireWeights().table;
-    const pager = pagerFor(table, options, file === undefined ? undefined : tableFileOf(table, file));
-    if (pager !== undefined && this.device === 'cuda') {
-      throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
-    }
-    this.tablePager = pager;
-    return pager;
+  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
+    return this.tablePager;
   }
 
   /** The pager the gather reads through (undefined: the table is read directly). */
@@ -184,8 +170,7 @@ export class Engram {
 
   /** The pager's counters (lookups, hits, misses, bytes copied, stall...). */
   pagerStats(): PagerStats {
-    if (this.tablePager === undefined) throw new Error('this layer reads its table directly: there is no pager (see usePager / fromSafetensors table options)');
-    return this.tablePager.stats();
+    return pagerStatsOf(this.tablePager);
   }
 
   resetPagerStats(): void {
@@ -311,7 +296,7 @@ export class Engram {
     }
     const engram = new Engram(config, { ...options, init: 'none', tableDtype });
     engram.loadStateDict(st.tensors, { prefix });
-    if (tier !== undefined) engram.attachPager(tier, { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME] });
+    if (tier !== undefined) engram.usePager(tier, { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME] });
     return engram;
   }
 
