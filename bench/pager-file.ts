@@ -37,7 +37,9 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   }
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => path.join(dir, f));
   const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
-  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' });
+  // The baseline: the tables copied into this process's memory (not the page cache).
+  log('  copying the tables into RAM...');
+  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'host', copy: true } });
   const tableBytes = [...probe.layers.values()].reduce((n, l) => n + l.table.byteLength, 0);
   const { hiddenSize: D, hcMult: hc } = probe.layers.get(1)!.config;
   const tokenizer = probe.hashMapping.tokenizer;
@@ -55,60 +57,66 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   ];
   const inputs = new Map(phases.map((p) => [p.phase, { streams: new Map([1, 14].map((id) => [id, random(p.B * p.S * hc * D)])) }]));
 
-  /** Runs `steps` steps of a phase; returns tokens/s (median over 3 passes) and the stall share. */
-  function run(model: DeepseekV41EngramModel, phase: (typeof phases)[number], label: string, beforePass?: () => void) {
+  const stepsOf = (phase: (typeof phases)[number]) => (phase.phase === 'decode' ? options.steps : Math.max(2, Math.floor(options.steps / 8)));
+  const pagedModel = (model: DeepseekV41EngramModel) => [...model.layers.values()].every((l) => l.pager !== undefined);
+
+  /** One pass of `steps` steps: tokens/s and the share of it spent waiting for copies. */
+  function pass(model: DeepseekV41EngramModel, phase: (typeof phases)[number], beforePass?: () => void) {
     const { B, S } = phase;
     const { streams } = inputs.get(phase.phase)!;
     const tokensPerStep = B * S;
-    const steps = phase.phase === 'decode' ? options.steps : Math.max(2, Math.floor(options.steps / 8));
-    const nextIds = () => {
+    const steps = stepsOf(phase);
+    const paged = pagedModel(model);
+    if (paged) for (const l of model.layers.values()) l.resetPagerStats();
+    beforePass?.();
+    const t0 = process.hrtime.bigint();
+    for (let s = 0; s < steps; s++) {
       const ids = new Int32Array(tokensPerStep);
       for (let i = 0; i < tokensPerStep; i++) ids[i] = corpus[at++ % corpus.length];
-      return ids;
-    };
-    const paged = [...model.layers.values()].every((l) => l.pager !== undefined);
+      const ticket = model.prefetch(ids, [B, S]);
+      model.forward(streams, ids, [B, S], { ticket });
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const stall = paged ? [...model.layers.values()].reduce((n, l) => n + l.pagerStats().stallSeconds, 0) / seconds : 0;
+    return { tps: (steps * tokensPerStep) / seconds, stall };
+  }
+
+  const ramPasses = new Map<string, number[]>(phases.map((p) => [p.phase, []]));
+
+  /**
+   * Passes of the paged model alternating with passes of the in-RAM one (the first of
+   * each warms up), so that both see the same state of this shared machine; the loss is
+   * 1 - median(paged) / median(RAM) over the same interleaving.
+   */
+  function compare(model: DeepseekV41EngramModel, phase: (typeof phases)[number], label: string, beforePass?: () => void) {
     const show = progress(`  ${label}, ${phase.phase}`);
-    const passes: number[] = [];
-    const stalls: number[] = [];
-    for (let pass = 0; pass < 4; pass++) {
-      if (paged) for (const l of model.layers.values()) l.resetPagerStats();
-      beforePass?.();
-      const t0 = process.hrtime.bigint();
-      for (let s = 0; s < steps; s++) {
-        const ids = nextIds();
-        const ticket = model.prefetch(ids, [B, S]);
-        model.forward(streams, ids, [B, S], { ticket });
+    const paged: Array<{ tps: number; stall: number }> = [];
+    const ram: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = pass(probe, phase).tps;
+      const p = pass(model, phase, beforePass);
+      if (i > 0) {
+        ram.push(r);
+        paged.push(p);
       }
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (pass > 0) {
-        passes.push((steps * tokensPerStep) / seconds); // pass 0 warms the cache
-        stalls.push(paged ? [...model.layers.values()].reduce((n, l) => n + l.pagerStats().stallSeconds, 0) / seconds : 0);
-      }
-      show(pass + 1, 4);
+      show(i + 1, 4);
     }
-    let rowHitRate: number | null = null;
-    let bytesCopiedPerToken: number | null = null;
-    let uniqueShare: number | null = null;
-    if (paged) {
-      const stats = [...model.layers.values()].map((l) => l.pagerStats());
-      const lookups = stats.reduce((n, s) => n + s.lookups, 0);
-      uniqueShare = stats.reduce((n, s) => n + s.uniqueRows, 0) / lookups;
-      rowHitRate = stats.reduce((n, s) => n + s.rowHits, 0) / lookups;
-      bytesCopiedPerToken = stats.reduce((n, s) => n + s.bytesCopied, 0) / (steps * tokensPerStep);
-    }
-    return { tokensPerSecond: median(passes), stallShare: median(stalls), rowHitRate, bytesCopiedPerToken, uniqueShare };
+    ramPasses.get(phase.phase)!.push(...ram);
+    const stats = [...model.layers.values()].map((l) => l.pagerStats()); // the last pass
+    const lookups = stats.reduce((n, s) => n + s.lookups, 0);
+    const tokensPerPass = stepsOf(phase) * phase.B * phase.S;
+    const tps = median(paged.map((x) => x.tps));
+    return {
+      tokensPerSecond: tps,
+      loss: 1 - tps / median(ram),
+      stallShare: median(paged.map((x) => x.stall)),
+      uniqueShare: stats.reduce((n, s) => n + s.uniqueRows, 0) / lookups,
+      rowHitRate: stats.reduce((n, s) => n + s.rowHits, 0) / lookups,
+      bytesCopiedPerToken: stats.reduce((n, s) => n + s.bytesCopied, 0) / tokensPerPass,
+    };
   }
 
   const rows: FileTierRow[] = [];
-  const ram = new Map<string, number>();
-  // In RAM: the mapped tables, read once so that the OS holds them.
-  log('  reading the tables into RAM (page cache)...');
-  const buffer = Buffer.alloc(64 * 2 ** 20);
-  for (const f of files) {
-    const fd = fs.openSync(f, 'r');
-    while (fs.readSync(fd, buffer, 0, buffer.length, null) > 0);
-    fs.closeSync(fd);
-  }
   // The host's random-row read time (one thread), for the GPU model's calibration.
   const table = probe.layers.get(1)!.table;
   let rs = 99;
@@ -123,11 +131,6 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
     readTimes.push(Number(process.hrtime.bigint() - t0) / randomRows.length);
   }
   const hostRowReadNs = median(readTimes);
-  for (const phase of phases) {
-    const r = run(probe, phase, 'tables in RAM');
-    ram.set(phase.phase, r.tokensPerSecond);
-    rows.push({ mode: 'tables in RAM (no pager)', phase: phase.phase, ...r, loss: null });
-  }
 
   const modes: Array<{ mode: string; pageRows?: number; eviction: Eviction; cold: boolean }> = [
     { mode: 'file tier, one-row pages, LRU, warm OS cache', pageRows: 1, eviction: 'lru', cold: false },
@@ -144,14 +147,18 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
       // Cold: the OS forgets the table files before every pass of this mode.
       const drop = m.cold ? () => files.forEach((f) => MappedFile.dropPageCache(f)) : undefined;
       try {
-        const r = run(model, phase, m.mode, drop);
-        rows.push({ mode: m.mode, phase: phase.phase, ...r, loss: 1 - r.tokensPerSecond / ram.get(phase.phase)! });
+        rows.push({ mode: m.mode, phase: phase.phase, ...compare(model, phase, m.mode, drop) });
       } catch (err) {
         if (!(err instanceof RangeError)) throw err;
         log(`  ${m.mode}, ${phase.phase}: ${err.message}`);
         rows.push({ mode: m.mode, phase: phase.phase, tokensPerSecond: null, loss: null, stallShare: null, rowHitRate: null, bytesCopiedPerToken: null });
       }
     }
+  }
+  // The in-RAM rows: every RAM pass run beside the modes.
+  for (const phase of [...phases].reverse()) {
+    const all = ramPasses.get(phase.phase)!;
+    rows.unshift({ mode: 'tables in RAM (no pager)', phase: phase.phase, tokensPerSecond: median(all), loss: null, stallShare: 0, rowHitRate: null, bytesCopiedPerToken: null });
   }
   return {
     dir,

@@ -100,12 +100,14 @@ function distribution(name: string, mapping: NgramHashMapping, ids: Int32Array, 
 function sweep(tableRows: number, rowBytes: number, sample: Int32Array, stream: Int32Array, heads: number, batchTokens: number): HitRatePoint[] {
   const tableBytes = tableRows * rowBytes;
   const batch = batchTokens * heads;
-  const policies: Array<{ policy: string; eviction: Eviction; pageRows: number; hot: boolean }> = [
-    { policy: 'LRU, 64 KiB pages', eviction: 'lru', pageRows: Math.floor(65536 / rowBytes), hot: false },
-    { policy: 'LFU, 64 KiB pages', eviction: 'lfu', pageRows: Math.floor(65536 / rowBytes), hot: false },
-    { policy: 'LRU, one-row pages', eviction: 'lru', pageRows: 1, hot: false },
-    { policy: 'LFU, one-row pages', eviction: 'lfu', pageRows: 1, hot: false },
-    { policy: 'hot rows + LRU one-row pages', eviction: 'lru', pageRows: 1, hot: true },
+  // hot: the share of the budget given to hot rows (1: all but four batches of pages).
+  const policies: Array<{ policy: string; eviction: Eviction; pageRows: number; hot: number }> = [
+    { policy: 'LRU, 64 KiB pages', eviction: 'lru', pageRows: Math.floor(65536 / rowBytes), hot: 0 },
+    { policy: 'LFU, 64 KiB pages', eviction: 'lfu', pageRows: Math.floor(65536 / rowBytes), hot: 0 },
+    { policy: 'LRU, one-row pages', eviction: 'lru', pageRows: 1, hot: 0 },
+    { policy: 'LFU, one-row pages', eviction: 'lfu', pageRows: 1, hot: 0 },
+    { policy: 'hot rows (all) + LRU one-row pages', eviction: 'lru', pageRows: 1, hot: 1 },
+    { policy: 'hot rows (half) + LRU one-row pages', eviction: 'lru', pageRows: 1, hot: 0.5 },
   ];
   const out: HitRatePoint[] = [];
   const show = progress('  hit-rate sweep');
@@ -115,7 +117,7 @@ function sweep(tableRows: number, rowBytes: number, sample: Int32Array, stream: 
       const cacheBytes = Math.floor(share * tableBytes);
       // Hot rows take the budget but room for four batches of pages.
       const reserve = 4 * batch * p.pageRows * rowBytes;
-      const hotRows = p.hot ? Math.max(0, Math.floor((cacheBytes - reserve) / rowBytes)) : 0;
+      const hotRows = p.hot === 1 ? Math.max(0, Math.floor((cacheBytes - reserve) / rowBytes)) : Math.floor((p.hot * cacheBytes) / rowBytes);
       const pager = TablePager.create({ path: '-', dtype: 'bf16', rows: tableRows, cols: rowBytes / 2, dataOffset: 0 }, {
         cacheBytes,
         pageRows: p.pageRows,

@@ -77,6 +77,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagerSetHotRows", Napi::Function::New(env, PagerSetHotRows, "pagerSetHotRows"));
   exports.Set("pagerStats", Napi::Function::New(env, PagerStatsOf, "pagerStats"));
   exports.Set("pagerResetStats", Napi::Function::New(env, PagerResetStats, "pagerResetStats"));
+  exports.Set("prefaultRegion", Napi::Function::New(env, PrefaultRegion, "prefaultRegion"));
+  exports.Set("copyRegion", Napi::Function::New(env, CopyRegion, "copyRegion"));
   exports.Set("dropFileCache", Napi::Function::New(env, DropFileCache, "dropFileCache"));
   return exports;
 }

@@ -29,6 +29,8 @@ Napi::Value V41UploadCuda(const Napi::CallbackInfo& info);
 Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);
 Napi::Value ReadRows(const Napi::CallbackInfo& info);
+Napi::Value PrefaultRegion(const Napi::CallbackInfo& info);
+Napi::Value CopyRegion(const Napi::CallbackInfo& info);
 Napi::Value DropFileCache(const Napi::CallbackInfo& info);
 Napi::Value PagerCreate(const Napi::CallbackInfo& info);
 Napi::Value PagerAcquire(const Napi::CallbackInfo& info);

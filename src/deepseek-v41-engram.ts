@@ -6,7 +6,7 @@ import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
-import { layerPager, layerRowIds, pagerStatsOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { layerPager, layerRowIds, pagerStatsOf, requireTierOptions, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, PagerTicket, TablePager } from './pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
@@ -209,6 +209,12 @@ export class DeepseekV41Engram {
    * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
    */
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+    if (options !== undefined && requireTierOptions('options', options).copy === true) {
+      const w = this.requireWeights();
+      this.weights = { ...w, table: w.table.copy() }; // same bytes, in this process's memory
+      this.tablePager = undefined;
+      return undefined;
+    }
     this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
     return this.tablePager;
   }

@@ -17,6 +17,11 @@ const TIERS: readonly TableTier[] = ['device', 'host', 'file'];
  */
 export interface TableTierOptions extends Partial<PagerOptions> {
   tier: TableTier;
+  /**
+   * 'host' only: copy the table out of its file mapping into this process's memory
+   * (its bytes of RAM per process; reads no longer depend on the OS page cache).
+   */
+  copy?: boolean;
 }
 
 /** Default cache of a file-tier table: 1 GiB, or the whole table when smaller. */
@@ -26,6 +31,8 @@ export function requireTierOptions(name: string, value: unknown): TableTierOptio
   if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object { tier, cacheBytes, ... }, got ${describe(value)}`);
   const o = value as TableTierOptions;
   if (!TIERS.includes(o.tier)) throw new RangeError(`${name}.tier must be 'device', 'host' or 'file', got ${describe(o.tier)}`);
+  if (o.copy !== undefined && typeof o.copy !== 'boolean') throw new TypeError(`${name}.copy must be a boolean, got ${describe(o.copy)}`);
+  if (o.copy === true && (o.tier !== 'host' || o.cacheBytes !== undefined)) throw new RangeError(`${name}.copy goes with tier 'host' and no cacheBytes`);
   return o;
 }
 
@@ -54,6 +61,7 @@ export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
  */
 export function layerPager(table: EngramTable, options: unknown, file: LoadedFile | undefined, device: 'cpu' | 'cuda'): TablePager | undefined {
   const tier = requireTierOptions('options', options);
+  if (tier.copy === true) throw new TypeError("options.copy asks for a copy of the table, not a pager: it goes with tier 'host' and no cacheBytes");
   const pager = pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
   if (pager !== undefined && device === 'cuda') {
     throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");

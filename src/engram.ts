@@ -159,6 +159,12 @@ export class Engram {
    * Loading other weights detaches the pager. Tier 'file' comes from fromSafetensors().
    */
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+    if (options !== undefined && requireTierOptions('options', options).copy === true) {
+      const w = this.requireWeights();
+      this.weights = { ...w, table: w.table.copy() }; // same bytes, in this process's memory
+      this.tablePager = undefined;
+      return undefined;
+    }
     this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
     return this.tablePager;
   }

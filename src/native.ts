@@ -227,6 +227,10 @@ export interface NativeAddon {
   }): void;
   /** posix_fadvise(DONTNEED) on the whole file: its clean, unmapped pages leave the page cache. */
   dropFileCache(path: string): boolean;
+  /** Copies bytes between two non-overlapping regions on the addon's threads. */
+  copyRegion(args: { src: ArrayBuffer | NativeMappedFile; srcByteOffset: number; dst: ArrayBuffer | NativeMappedFile; dstByteOffset: number; byteLength: number; threads: number }): void;
+  /** Maps every page of the region now (memory-mapped tables fault on first touch otherwise). */
+  prefaultRegion(args: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): void;
   pagerCreate(args: NativePagerArgs): { pager: NativePagerHandle; cache?: NativeMappedFile; cacheScalesByteOffset?: number };
   pagerAcquire(pager: NativePagerHandle, rowIds: Int32Array | BigInt64Array, translated?: Int32Array): number;
   pagerWait(pager: NativePagerHandle, ticket: number): void;

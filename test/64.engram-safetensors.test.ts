@@ -32,6 +32,8 @@ describe('safetensors', () => {
     expect(loaded.table.dtype).toBe('f32');
     expect(loaded.table.region.buffer.byteLength).toBe(fs.statSync(file).size); // a view of the mapping, not a copy
     expect(same(loaded.forward(hidden, ids, shape).output, engram.forward(hidden, ids, shape).output)).toBe(true);
+    loaded.table.prefault(); // every page mapped now: nothing changes but when the faults happen
+    expect(same(loaded.forward(hidden, ids, shape).output, engram.forward(hidden, ids, shape).output)).toBe(true);
   });
 
   it('keeps a bf16 table in bf16, and loads one layer of a multi-layer file by prefix', () => {

@@ -163,6 +163,14 @@ describe('TablePager gathers exactly what the in-memory table gives', () => {
     expect(s.hotRowHits).toBe(Array.from(rows).filter((r) => hotSet.has(r)).length);
   });
 
+  it('EngramTable.copy() holds the same bytes in fresh memory', () => {
+    const t = table('f8e4m3');
+    const c = t.copy({ threads: 1 });
+    expect(c.region.buffer).not.toBe(t.region.buffer);
+    expect(Buffer.from(c.data).equals(Buffer.from(t.data))).toBe(true);
+    expect(Buffer.from(c.scales!).equals(Buffer.from(t.scales!))).toBe(true);
+  });
+
   it('a simulating pager counts the same hits as a real one', () => {
     const t = table('f32');
     const rows = stream('zipf', 3000, 9);

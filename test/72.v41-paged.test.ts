@@ -77,4 +77,19 @@ describe("DeepSeek-V4.1's fp8 tables through the pager", () => {
     for (const id of [1, 14]) expect(paged.layers.get(id)!.pagerStats().ticketsInFlight).toBe(0);
     expect(() => DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'file', cacheBytes: 100, pageRows: 8 } })).toThrow(/smaller than one page/);
   });
+
+  it("tier 'host' with copy: the tables move into process memory, same bits", () => {
+    const copied = DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'host', copy: true } });
+    const layer = copied.layers.get(14)!;
+    expect(layer.pager).toBeUndefined();
+    expect(layer.table.region.buffer).toBeInstanceOf(ArrayBuffer);
+    expect(layer.table.region.buffer).not.toBe(inMemory.layers.get(14)!.table.region.buffer);
+    expect(Buffer.from(layer.table.scales!).equals(Buffer.from(inMemory.layers.get(14)!.table.scales!))).toBe(true);
+    const { ids, mask, streams } = batchOf();
+    const got = copied.forward(streams, ids, [B, S], { tokenMask: mask });
+    const want = inMemory.forward(streams, ids, [B, S], { tokenMask: mask });
+    for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'host', copy: true, cacheBytes: 2 ** 20 } })).toThrow(/copy goes with tier 'host' and no cacheBytes/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'file', copy: true } })).toThrow(RangeError);
+  });
 });
