@@ -2,7 +2,7 @@
 //   1. the Brown Corpus access stream (distribution, hot-row share),
 //   2. hit rate vs cache size for LRU, LFU and hot-row residency (chart),
 //   3. DeepSeek-V4.1's layers with the tables in a file several times larger than the
-//      cache vs in RAM, decode and prefill (chart),
+//      cache vs in RAM, decode and prefill,
 //   4. the GPU model (`engram plan`) calibrated by 1 and 3.
 // Environment: PAGER_TOKENS (corpus tokens, default all), PAGER_ROWS_SCALE (V4.1 table
 // rows relative to the release, default 0.04: two tables of 3.9 GiB, so that a copy in
@@ -87,24 +87,7 @@ const hitChart = lineChart({
 fs.mkdirSync(resultsDir, { recursive: true });
 fs.writeFileSync(path.join(resultsDir, 'pager-hit-rate.svg'), hitChart);
 
-const modes = [...new Set(file.rows.map((r) => r.mode))];
-const bars = lineChart({
-  title: 'V4.1 Engram layers: tokens/s, file tier vs RAM',
-  xLabel: 'configuration (1 = tables in RAM)',
-  yLabel: 'tokens/s relative to RAM',
-  yMin: 0,
-  yMax: 1.2,
-  formatX: (x) => String(x),
-  series: (['decode', 'prefill'] as const).map((phase) => ({
-    name: phase,
-    points: modes.flatMap((m, i) => {
-      const r = file.rows.find((x) => x.mode === m && x.phase === phase);
-      if (r === undefined || r.tokensPerSecond === null) return [];
-      return [[i + 1, r.loss === null ? 1 : 1 - r.loss] as [number, number]];
-    }),
-  })),
-});
-fs.writeFileSync(path.join(resultsDir, 'pager-file-tier.svg'), bars);
+
 
 // Tables.
 const dist = markdownTable(
@@ -166,7 +149,6 @@ const md = [
   `prefill: 1 x 512. Each step prefetches both layers first (layer 14's copies overlap layer 1's compute). Every configuration runs 3 passes (after a warm-up pass)`,
   `alternating with passes of the in-RAM layers (the tables copied into process memory); "vs RAM" compares the medians of that interleaving.`,
   `"warm OS cache": the file's pages are in the OS page cache (a RAM-speed home tier); "cold": the file's cached pages are dropped before every pass.`,
-  `Chart: [pager-file-tier.svg](pager-file-tier.svg) (x: the rows below in order).`,
   '',
   tier,
   `## One host copy for many processes`,
