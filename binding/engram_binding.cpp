@@ -16,6 +16,7 @@ struct ForwardCall {
   EngramForwardRequest req;
   int threads = 0;
   DeviceWeightsHandle deviceWeights;  // set: run on CUDA
+  std::shared_ptr<void> pagerCache;   // set: the table is a CUDA pager's device cache
   Keep keep;
 };
 
@@ -31,7 +32,13 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
   r.dilation = static_cast<int>(intField(o, "dilation", 1, 1 << 10));
-  r.table = readTable(o, keep);
+  const Napi::Value devicePager = o.Get("devicePager");
+  if (!devicePager.IsUndefined()) {
+    if (!pagerDeviceTable(devicePager, &r.table, &call.pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
+    r.tableOnDevice = true;
+  } else {
+    r.table = readTable(o, keep);
+  }
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   const int64_t streams = tokens * r.hc * r.hidden;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
@@ -138,7 +145,7 @@ Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
-  r.table = readTable(o, nullptr);
+  r.table = readUploadTable(o, &r.tableOnDevice);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   const int64_t k = static_cast<int64_t>(r.heads) * r.table.cols;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;

@@ -14,7 +14,9 @@ namespace {
 struct PagerHolder {
   Keep sourceRefs;      // the home tier's buffers stay alive with the pager
   MappedHandle cache;   // CPU backend: the cache's rows (and scales after them)
-  std::unique_ptr<Pager> pager;  // declared last: destroyed (copy thread joined) first
+  std::shared_ptr<uint8_t> deviceCache;  // CUDA backend: the same layout in device memory
+  TableView deviceTable{};               // the device cache as the gather kernels read it
+  std::unique_ptr<Pager> pager;  // declared last: destroyed (copy stream drained) first
   ~PagerHolder() { pager.reset(); }
 };
 using PagerHandle = std::shared_ptr<PagerHolder>;
@@ -39,6 +41,17 @@ constexpr int64_t kCacheAlign = 64;
 
 }  // namespace
 
+bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep) {
+  if (!v.IsExternal()) return false;
+  auto ext = v.As<Napi::External<PagerHandle>>();
+  if (!ext.CheckTypeTag(&kPagerTag)) return false;
+  PagerHandle h = *ext.Data();
+  if (!h->deviceCache) return false;
+  *table = h->deviceTable;
+  *keep = h;  // the cache stays allocated while a call reads it
+  return true;
+}
+
 // createPager({ rows, rowBytes, scaleRowBytes, pageRows, slots, hotRows, eviction,
 //   simulate, bytesPerSecond, source: table/tableByteOffset/tableScales/... | path/dataOffset/scalesOffset })
 //   -> { pager, cache, cacheScalesByteOffset }
@@ -54,6 +67,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
   g.hotRows = intField(o, "hotRows", 0, INT32_MAX);
   const auto eviction = static_cast<Eviction>(intField(o, "eviction", 0, 2));
   const bool simulate = boolField(o, "simulate", false);
+  const int device = o.Get("device").IsUndefined() ? -1 : static_cast<int>(intField(o, "device", 0, 1024));  // >= 0: a CUDA cache
   const double rate = o.Get("bytesPerSecond").IsNumber() ? o.Get("bytesPerSecond").As<Napi::Number>().DoubleValue() : 0;
   if (!(rate >= 0)) throwJs(env, ErrorKind::RangeError, "bytesPerSecond must be >= 0");
   if (g.cacheRows() > INT32_MAX) throwJs(env, ErrorKind::RangeError, "the cache would hold more than 2^31 rows");
@@ -75,7 +89,22 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
       if (g.scaleRowBytes > 0) source.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", g.rows * g.scaleRowBytes, false, &holder->sourceRefs);
     }
     const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
-    holder->cache = mapAnonymous(static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes)));
+    const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
+    if (device >= 0) {
+      EK_REQUIRE(source.path.empty(), Error, "a CUDA pager copies from host memory: tier 'file' is not supported on CUDA yet");
+      holder->deviceCache = allocateDeviceCache(cacheBytes, device);
+      uint8_t* base = holder->deviceCache.get();
+      TableView& t = holder->deviceTable;
+      t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
+      t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
+      EK_REQUIRE(static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype) == g.rowBytes, RangeError, "tableCols and tableDtype do not give rowBytes");
+      t.rows = g.cacheRows();
+      t.data = base;
+      t.scales = g.scaleRowBytes > 0 ? base + dataBytes : nullptr;
+      holder->pager = std::make_unique<Pager>(g, eviction, makeCudaCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, device));
+      return;
+    }
+    holder->cache = mapAnonymous(cacheBytes);
     auto* base = static_cast<uint8_t*>(holder->cache->base);
     holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate));
   });

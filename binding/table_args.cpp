@@ -29,6 +29,15 @@ TableView readTable(const Napi::Object& o, Keep* keep) {
   return t;
 }
 
+TableView readUploadTable(const Napi::Object& o, bool* tableless) {
+  *tableless = boolField(o, "tableless", false);
+  if (!*tableless) return readTable(o, nullptr);
+  TableView t{};
+  t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
+  t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
+  return t;
+}
+
 const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep) {
   const Napi::Value v = o.Get("rowIds");
   *is64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array;

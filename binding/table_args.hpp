@@ -19,6 +19,11 @@ Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w);
 LinearHandle linearField(const Napi::Object& o, const char* name);
 // tableDtype/tableRows/tableCols and the table (+ fp8 scales) ArrayBuffer regions.
 TableView readTable(const Napi::Object& o, Keep* keep);
+// For a weights upload: the table, or with `tableless: true` only its dtype and columns
+// (a paged table's rows come from the pager's device cache at every call).
+TableView readUploadTable(const Napi::Object& o, bool* tableless);
+// The device cache of a CUDA pager handle (pager_binding.cpp); false if `v` is not one.
+bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep);
 // The "rowIds" field: `count` ids as an Int32Array or a BigInt64Array.
 const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* keep);
 

@@ -14,6 +14,7 @@ struct V41Call {
   V41ForwardRequest req;
   int threads = 0;
   V41DeviceHandle deviceWeights;  // set: run on CUDA
+  std::shared_ptr<void> pagerCache;  // set: the table is a CUDA pager's device cache
   Keep keep;
 };
 
@@ -35,7 +36,13 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
-  r.table = readTable(o, keep);
+  const Napi::Value devicePager = o.Get("devicePager");
+  if (!devicePager.IsUndefined()) {
+    if (!pagerDeviceTable(devicePager, &r.table, &call.pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
+    r.tableOnDevice = true;
+  } else {
+    r.table = readTable(o, keep);
+  }
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   r.rowIdsStride = intField(o, "rowIdsStride", r.cols, INT32_MAX);
   r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.cols);
@@ -82,7 +89,7 @@ Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
-  r.table = readTable(o, nullptr);
+  r.table = readUploadTable(o, &r.tableOnDevice);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   const int64_t k = static_cast<int64_t>(r.cols) * r.table.cols;
   const float* wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false);

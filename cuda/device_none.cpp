@@ -29,6 +29,11 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest&,
 }
 void v41ForwardCuda(const V41ForwardRequest&, const DeviceV41Weights&) { requireDevice(0); }
 
+std::shared_ptr<uint8_t> allocateDeviceCache(size_t, int device) {
+  requireDevice(device);
+  return nullptr;
+}
+
 std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource&, const PagerGeometry&, uint8_t*, uint8_t*, int device) {
   requireDevice(device);
   return nullptr;

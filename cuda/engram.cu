@@ -214,7 +214,8 @@ std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForward
   DeviceGuard guard(device);
   auto w = std::make_shared<DeviceEngramWeights>();
   w->device = device;
-  w->table = uploadTable(r.table, &w->tableData, &w->tableScales);
+  // A paged table's rows come from the pager's device cache at every call instead.
+  w->table = r.tableOnDevice ? r.table : uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   w->k = static_cast<int64_t>(r.heads) * r.table.cols;
   const size_t branch = static_cast<size_t>(r.hc) * r.hidden * sizeof(float);
@@ -237,6 +238,9 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
   EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.heads) * r.table.cols,
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
+  // The pager's device cache when paged, else the table uploaded with the weights.
+  const TableView table = r.tableOnDevice ? r.table : w.table;
+  EK_REQUIRE(table.data != nullptr, Error, "these device weights hold no table (uploaded for a pager): pass the pager's device cache");
   ScopedStream stream;
   cudaStream_t s = stream.get();
   const int hc = r.hc, hidden = r.hidden;
@@ -254,10 +258,10 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
   history.upload(r.convHistory);
 
   if (r.rowIds64) {
-    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(w.table, reinterpret_cast<const int64_t*>(ids.get()), idStride,
+    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), idStride,
                                                                      r.rowIdsOffset, r.heads, tokens, e.get());
   } else {
-    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(w.table, reinterpret_cast<const int32_t*>(ids.get()), idStride,
+    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), idStride,
                                                                      r.rowIdsOffset, r.heads, tokens, e.get());
   }
   const dim3 tiles(static_cast<unsigned>((w.n + kTile - 1) / kTile), static_cast<unsigned>((tokens + kTile - 1) / kTile));
@@ -317,7 +321,7 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest& 
   DeviceGuard guard(device);
   auto w = std::make_shared<DeviceV41Weights>();
   w->device = device;
-  w->table = uploadTable(r.table, &w->tableData, &w->tableScales);
+  w->table = r.tableOnDevice ? r.table : uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   w->k = static_cast<int64_t>(r.cols) * r.table.cols;
   w->wkv = std::make_unique<DeviceArray>(wkv, static_cast<size_t>(w->n * w->k) * sizeof(float));
@@ -336,6 +340,8 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.cols) * r.table.cols,
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
+  const TableView table = r.tableOnDevice ? r.table : w.table;
+  EK_REQUIRE(table.data != nullptr, Error, "these device weights hold no table (uploaded for a pager): pass the pager's device cache");
   ScopedStream stream;
   cudaStream_t s = stream.get();
   const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;
@@ -346,10 +352,10 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   ids.upload(static_cast<const uint8_t*>(r.rowIds));
   mask.upload(r.tokenMask);
   if (r.rowIds64) {
-    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(w.table, reinterpret_cast<const int64_t*>(ids.get()), stride,
+    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), stride,
                                                                      r.rowIdsOffset, r.cols, tokens, e.get());
   } else {
-    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(w.table, reinterpret_cast<const int32_t*>(ids.get()), stride,
+    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), stride,
                                                                      r.rowIdsOffset, r.cols, tokens, e.get());
   }
   const dim3 tiles(static_cast<unsigned>((w.n + kTile - 1) / kTile), static_cast<unsigned>((tokens + kTile - 1) / kTile));

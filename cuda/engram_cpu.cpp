@@ -120,6 +120,7 @@ void copyHistoryUnchanged(const EngramForwardRequest& r) {
 }
 
 void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threads) {
+  EK_REQUIRE(!r.tableOnDevice, Error, "a table in device memory (a CUDA pager's cache) needs the CUDA backend");
   validateEngramRequest(r);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   const int64_t features = static_cast<int64_t>(r.heads) * r.table.cols;

@@ -64,6 +64,8 @@ std::unique_ptr<CopyEngine> makeNullCopyEngine();
 // pinned source (cuda: pager_copy.cu; CPU-only builds throw).
 std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData,
                                                uint8_t* deviceScales, int deviceIndex);
+// Device memory for a CUDA pager's cache (freed with the last owner; CPU-only builds throw).
+std::shared_ptr<uint8_t> allocateDeviceCache(size_t bytes, int deviceIndex);
 
 struct PagerStats {
   double lookups = 0, uniqueRows = 0, uniquePages = 0;

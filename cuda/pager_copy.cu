@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cuda_check.cuh"
+#include "device.hpp"
 #include "pager.hpp"
 
 namespace engram {
@@ -92,6 +93,17 @@ class CudaCopyEngine final : public CopyEngine {
 };
 
 }  // namespace
+
+std::shared_ptr<uint8_t> allocateDeviceCache(size_t bytes, int deviceIndex) {
+  requireDevice(deviceIndex);  // a clear error where no device (or driver) is there
+  EK_CUDA_CHECK(cudaSetDevice(deviceIndex));
+  void* ptr = nullptr;
+  EK_CUDA_CHECK(cudaMalloc(&ptr, bytes));
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(ptr), [deviceIndex](uint8_t* p) {
+    cudaSetDevice(deviceIndex);
+    cudaFree(p);
+  });
+}
 
 std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData, uint8_t* deviceScales,
                                                int deviceIndex) {

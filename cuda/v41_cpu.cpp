@@ -47,6 +47,7 @@ void validateV41Request(const V41ForwardRequest& r) {
 }
 
 void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
+  EK_REQUIRE(!r.tableOnDevice, Error, "a table in device memory (a CUDA pager's cache) needs the CUDA backend");
   validateV41Request(r);
   const int64_t features = static_cast<int64_t>(r.cols) * r.table.cols;
   const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;

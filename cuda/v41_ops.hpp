@@ -22,6 +22,7 @@ struct V41ForwardRequest {
   int64_t rowIdsStride = 0;            // 0: cols
   int64_t rowIdsOffset = 0;
   TableView table{};                   // cols = headDim
+  bool tableOnDevice = false;          // table points at device memory (a CUDA pager's cache)
   std::shared_ptr<const PackedLinear> wkv;  // n = (hc + 1) * hidden, k = cols * headDim
   const float* qWeight = nullptr;      // [hc, hidden]
   const float* kWeight = nullptr;      // [hc, hidden]

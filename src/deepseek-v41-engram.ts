@@ -61,12 +61,15 @@ interface V41Weights {
   wkv: NativeLinearHandle;
   qWeight: Float32Array;
   kWeight: Float32Array;
+  /** CUDA: the weights on the device, uploaded at the first forward (with the table unless paged). */
   device?: NativeV41DeviceHandle;
+  /** CUDA only: wkv as fp32, kept for that upload. */
+  wkvFloat?: Float32Array;
 }
 
 export class DeepseekV41Engram {
   readonly config: DeepseekV41EngramConfig;
-  /** Where forward runs: 'cpu' or 'cuda' (weights copied to the device at load). */
+  /** Where forward runs: 'cpu' or 'cuda' (weights copied to the device at the first forward). */
   readonly device: 'cpu' | 'cuda';
   readonly deviceIndex: number;
   /** Gates [B, S, hc] of the last call. */
@@ -195,11 +198,7 @@ export class DeepseekV41Engram {
     const packed = native().packLinear({ weight: wkvFloat, n: (hc + 1) * D, k: features, preferBf16 });
     const qWeight = toFloat32(prefix + 'q_weight', q);
     const kWeight = toFloat32(prefix + 'k_weight', k);
-    const device =
-      this.device === 'cuda'
-        ? native().v41UploadCuda({ ...table.nativeArgs(), hc, hidden: D, cols: this.cols, wkv: wkvFloat, qWeight, kWeight, deviceIndex: this.deviceIndex })
-        : undefined;
-    this.weights = { table, wkv: packed, qWeight, kWeight, device };
+    this.weights = { table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined };
     this.tablePager = undefined; // it paged the previous table
   }
 
@@ -215,7 +214,8 @@ export class DeepseekV41Engram {
       this.tablePager = undefined;
       return undefined;
     }
-    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
+    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device, this.deviceIndex);
+    this.requireWeights().device = undefined; // uploaded again: with the table, or without it for a CUDA pager
     return this.tablePager;
   }
 
@@ -250,6 +250,17 @@ export class DeepseekV41Engram {
     const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
     await this.runAsync(prepared);
     return prepared.result;
+  }
+
+  /** The weights on the CUDA device, uploaded at the first forward after each load or pager change. */
+  private deviceWeights(): NativeV41DeviceHandle {
+    const w = this.requireWeights();
+    if (w.device === undefined) {
+      const { hcMult: hc, hiddenSize: D } = this.config;
+      const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+      w.device = native().v41UploadCuda({ ...table, hc, hidden: D, cols: this.cols, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex });
+    }
+    return w.device;
   }
 
   /** @internal runs prepared arguments (waiting on their pages, releasing them after). */
@@ -318,7 +329,7 @@ export class DeepseekV41Engram {
     }
     // Paged: the gather reads the cache at the rows the pager translated.
     const args: NativeV41ForwardArgs = {
-      ...(ticket !== undefined ? this.tablePager!.cache!.nativeArgs() : w.table.nativeArgs()),
+      ...(ticket !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
       batch,
       seqLen,
       hc,
@@ -337,7 +348,7 @@ export class DeepseekV41Engram {
       gates,
       rows,
       stageSeconds: options.stageSeconds,
-      deviceWeights: w.device,
+      deviceWeights: this.device === 'cuda' ? this.deviceWeights() : undefined,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
     return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket };

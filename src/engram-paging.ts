@@ -59,14 +59,16 @@ export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
  * The pager a layer's gather reads through, as the tier options ask (undefined: the table
  * is read directly). `file`: where the table was loaded from (tier 'file').
  */
-export function layerPager(table: EngramTable, options: unknown, file: LoadedFile | undefined, device: 'cpu' | 'cuda'): TablePager | undefined {
+export function layerPager(table: EngramTable, options: unknown, file: LoadedFile | undefined, device: 'cpu' | 'cuda', deviceIndex = 0): TablePager | undefined {
   const tier = requireTierOptions('options', options);
   if (tier.copy === true) throw new TypeError("options.copy asks for a copy of the table, not a pager: it goes with tier 'host' and no cacheBytes");
-  const pager = pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
-  if (pager !== undefined && device === 'cuda') {
-    throw new Error("a paged table ('host' with cacheBytes, or 'file') runs on the CPU backend only in this version: use device 'cpu', or tier 'device'");
+  if (device === 'cuda') {
+    // The cache in device memory, the table pinned in host memory (the paper's setting).
+    if (tier.tier === 'file') throw new Error("tier 'file' is not supported on CUDA yet: the CUDA pager copies from host memory (use tier 'host' with cacheBytes, or device 'cpu')");
+    if (tier.cacheBytes === undefined) return undefined;
+    return TablePager.create(table, { ...tier, cacheBytes: tier.cacheBytes, device: 'cuda', deviceIndex });
   }
-  return pager;
+  return pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
 }
 
 /** A layer's pager counters; a clear error for a layer without a pager. */

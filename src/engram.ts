@@ -165,7 +165,8 @@ export class Engram {
       this.tablePager = undefined;
       return undefined;
     }
-    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device);
+    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device, this.deviceIndex);
+    this.deviceWeights = undefined; // uploaded again: with the table, or without it for a CUDA pager
     return this.tablePager;
   }
 
@@ -229,8 +230,9 @@ export class Engram {
     if (this.deviceWeights === undefined) {
       const w = this.requireWeights();
       const g = this.geometry;
+      const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
       this.deviceWeights = native().engramUploadCuda({
-        ...w.table.nativeArgs(),
+        ...table,
         hc: g.hc,
         hidden: g.hidden,
         heads: this.hashMapping.headsPerLayer,
@@ -418,7 +420,7 @@ export class Engram {
     // Paged: the gather reads the cache, at the rows the pager translated.
     const paged = ticket?.ticket;
     const args: NativeEngramForwardArgs = {
-      ...(paged !== undefined ? this.tablePager!.cache!.nativeArgs() : w.table.nativeArgs()),
+      ...(paged !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
       batch,
       seqLen,
       hc: g.hc,

@@ -65,7 +65,14 @@ export interface NativeTableArgs {
   tableCols: number;
 }
 
-export interface NativeEngramForwardArgs extends NativeTableArgs {
+/** A table argument that is a CUDA pager's device cache (the table fields give its geometry). */
+export interface NativeDevicePagerArgs {
+  devicePager?: NativePagerHandle;
+  /** Upload the weights without the table (it comes from a pager at every call). */
+  tableless?: boolean;
+}
+
+export interface NativeEngramForwardArgs extends NativeTableArgs, NativeDevicePagerArgs {
   batch: number;
   seqLen: number;
   hc: number;
@@ -99,7 +106,7 @@ export interface NativeEngramForwardArgs extends NativeTableArgs {
 /** An opaque handle to a layer's weights resident on a CUDA device. */
 export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbol };
 
-export interface NativeV41ForwardArgs extends NativeTableArgs {
+export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePagerArgs {
   batch: number;
   seqLen: number;
   hc: number;
@@ -181,7 +188,7 @@ export interface NativeAddon {
   }): void;
   v41Forward(args: NativeV41ForwardArgs): void;
   v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
-  v41UploadCuda(args: NativeTableArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
+  v41UploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
   /** fp8-e4m3 codes [rows, cols] with UE8M0 scales per 32x32 block -> fp32. */
   dequantizeBlockFp8(args: { codes: ArrayBuffer; codesByteOffset: number; scales: ArrayBuffer; scalesByteOffset: number; rows: number; cols: number; out: Float32Array; threads: number }): void;
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
@@ -204,7 +211,7 @@ export interface NativeAddon {
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
   engramForward(args: NativeEngramForwardArgs): void;
   engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;
-  engramUploadCuda(args: NativeTableArgs & {
+  engramUploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & {
     hc: number;
     hidden: number;
     heads: number;
@@ -259,6 +266,10 @@ export interface NativePagerArgs {
   eviction: number;
   simulate: boolean;
   bytesPerSecond: number;
+  /** >= 0: the cache lives on this CUDA device (copies on a copy stream). */
+  device?: number;
+  tableDtype?: number;
+  tableCols?: number;
   table?: ArrayBuffer | NativeMappedFile;
   tableByteOffset?: number;
   tableScales?: ArrayBuffer | NativeMappedFile;

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 
 import { MappedFile } from './mapped-file.js';
-import { native, type NativePagerHandle, type NativePagerStats } from './native.js';
+import { native, TABLE_DTYPE_CODES, type NativeDevicePagerArgs, type NativePagerHandle, type NativePagerStats, type NativeTableArgs } from './native.js';
 import { bytesPerElement, EngramTable, requireTableDtype, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireInteger } from './validate.js';
 
@@ -35,6 +35,12 @@ export interface PagerOptions {
   bandwidthGBps?: number;
   /** Count hits and misses only: no memory is allocated and nothing is copied. */
   simulate?: boolean;
+  /**
+   * 'cuda': the cache lives in device memory and pages arrive on a copy stream from the
+   * home tier pinned in place (a table in RAM; not a file yet). Default 'cpu'.
+   */
+  device?: 'cpu' | 'cuda';
+  deviceIndex?: number;
 }
 
 /** A table stored in a file: a raw table file or a tensor inside a safetensors file. */
@@ -103,7 +109,24 @@ export class TablePager {
     readonly cache: EngramTable | undefined,
     /** What the pager reads from: the table in memory, or its file. */
     readonly home: EngramTable | TableFile,
+    /** 'cuda': the cache is in device memory (read by the layers' CUDA forward). */
+    readonly device: 'cpu' | 'cuda' = 'cpu',
   ) {}
+
+  /** @internal The cache as the layers' native calls take a table. */
+  nativeCacheArgs(): NativeTableArgs & NativeDevicePagerArgs {
+    if (this.cache !== undefined) return this.cache.nativeArgs();
+    if (this.device !== 'cuda') throw new Error('a simulating pager holds no rows');
+    return {
+      devicePager: this.handle,
+      table: undefined as unknown as ArrayBuffer, // the native side reads the pager's device cache
+      tableByteOffset: 0,
+      tableScalesByteOffset: 0,
+      tableDtype: TABLE_DTYPE_CODES[this.dtype],
+      tableRows: this.slots * this.pageRows + this.hotRows,
+      tableCols: this.cols,
+    };
+  }
 
   /** Bytes of one row with its scales. */
   static rowBytes(dtype: TableDtype, cols: number): number {
@@ -161,6 +184,10 @@ export class TablePager {
     }
     if (slots * pageRows + hotRows > 2 ** 31 - 1) throw new RangeError('the cache would hold more than 2^31 rows: use a smaller cacheBytes');
     const simulate = options.simulate === true;
+    const device = options.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`options.device must be 'cpu' or 'cuda', got ${describe(device)}`);
+    const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
+    if (device === 'cuda' && !(home instanceof EngramTable)) throw new Error("a CUDA pager copies from a table in host memory: tier 'file' is not supported on CUDA yet");
     let source: Record<string, unknown> = {};
     if (!simulate) {
       if (home instanceof EngramTable) {
@@ -181,6 +208,7 @@ export class TablePager {
       eviction: EVICTION_CODES[eviction],
       simulate,
       bytesPerSecond: bandwidth * 1e9,
+      ...(device === 'cuda' && !simulate ? { device: deviceIndex, tableDtype: TABLE_DTYPE_CODES[dtype], tableCols: cols } : {}),
       ...source,
     });
     let cache: EngramTable | undefined;
@@ -195,7 +223,7 @@ export class TablePager {
         scaleRowBytes ? { buffer: memory, byteOffset: created.cacheScalesByteOffset!, byteLength: cacheRows * scaleRowBytes } : undefined,
       );
     }
-    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home);
+    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home, simulate ? 'cpu' : device);
   }
 
   /**
@@ -207,7 +235,8 @@ export class TablePager {
   prefetch(rowIds: Int32Array | BigInt64Array): PagerTicket {
     requireRowIds('rowIds', rowIds);
     const cacheRows = new Int32Array(rowIds.length);
-    const id = native().pagerAcquire(this.handle, rowIds, this.cache === undefined ? undefined : cacheRows);
+    const translate = this.cache !== undefined || this.device === 'cuda';
+    const id = native().pagerAcquire(this.handle, rowIds, translate ? cacheRows : undefined);
     return new PagerTicket(this, id, rowIds, cacheRows);
   }
 
@@ -234,7 +263,9 @@ export class TablePager {
 
   /** Rows decoded to fp32 through the cache (prefetching them unless a ticket is given). */
   gather(rowIds: Int32Array | BigInt64Array, options: { ticket?: PagerTicket; threads?: number; out?: Float32Array } = {}): Float32Array {
-    if (this.cache === undefined) throw new Error('a simulating pager holds no rows');
+    if (this.cache === undefined) {
+      throw new Error(this.device === 'cuda' ? "a CUDA pager's rows are read on the device by the layers' forward" : 'a simulating pager holds no rows');
+    }
     const ticket = options.ticket === undefined ? this.prefetch(rowIds) : this.requireTicket(options.ticket);
     try {
       if (options.ticket !== undefined && ticket.rowIds !== rowIds) throw new RangeError('options.ticket was made for other rowIds');

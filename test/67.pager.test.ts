@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { EngramTable, hottestRows, TablePager, type Eviction, type TableDtype } from '../src/index.js';
+import { devices, EngramTable, hottestRows, TablePager, type Eviction, type TableDtype } from '../src/index.js';
 import { rng } from './helpers/random.js';
 
 const ROWS = 6000;
@@ -251,6 +251,12 @@ describe('bad input', () => {
       rowMisses: before.rowMisses + 1, bytesCopied: before.bytesCopied + page, copySeconds: expect.any(Number), stallSeconds: expect.any(Number),
       rowHitRate: expect.any(Number), pageHitRate: expect.any(Number), residentPages: 3 });
     expect(bits(pager.gather(Int32Array.of(200, 300, 5)))).toEqual(bits(t.gather(Int32Array.of(200, 300, 5))));
+  });
+
+  it('a CUDA cache needs a device, a table in memory and a known device name', () => {
+    expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'tpu' as 'cuda' })).toThrow(/options.device/);
+    expect(() => TablePager.create({ path: '/nope', dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/not supported on CUDA yet/);
+    if (devices().length === 0) expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/device 'cuda' was requested/);
   });
 
   it('tickets from another pager or of the wrong type are refused', () => {
