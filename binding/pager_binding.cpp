@@ -68,6 +68,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
   const auto eviction = static_cast<Eviction>(intField(o, "eviction", 0, 2));
   const bool simulate = boolField(o, "simulate", false);
   const int device = o.Get("device").IsUndefined() ? -1 : static_cast<int>(intField(o, "device", 0, 1024));  // >= 0: a CUDA cache
+  const int readers = o.Get("readThreads").IsUndefined() ? 1 : static_cast<int>(intField(o, "readThreads", 1, 256));
   const double rate = o.Get("bytesPerSecond").IsNumber() ? o.Get("bytesPerSecond").As<Napi::Number>().DoubleValue() : 0;
   if (!(rate >= 0)) throwJs(env, ErrorKind::RangeError, "bytesPerSecond must be >= 0");
   if (g.cacheRows() > INT32_MAX) throwJs(env, ErrorKind::RangeError, "the cache would hold more than 2^31 rows");
@@ -106,7 +107,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
     }
     holder->cache = mapAnonymous(cacheBytes);
     auto* base = static_cast<uint8_t*>(holder->cache->base);
-    holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate));
+    holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate, readers));
   });
   Napi::Object out = Napi::Object::New(env);
   auto* boxed = new PagerHandle(holder);

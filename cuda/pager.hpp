@@ -55,9 +55,10 @@ class CopyEngine {
   virtual double busySeconds() const = 0;
 };
 
-// CPU backend: one copy thread; bytesPerSecond > 0 caps its rate (emulating a PCIe link).
+// CPU backend: a copy thread (with `readers` threads reading a job's pages at once);
+// bytesPerSecond > 0 caps its rate (emulating a PCIe link).
 std::unique_ptr<CopyEngine> makeCpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData,
-                                              uint8_t* cacheScales, double bytesPerSecond);
+                                              uint8_t* cacheScales, double bytesPerSecond, int readers);
 // No copies at all: hit-rate simulation.
 std::unique_ptr<CopyEngine> makeNullCopyEngine();
 // CUDA backend: the cache in device memory, copies on a stream of their own from a

@@ -15,6 +15,7 @@
 
 #include "common.hpp"
 #include "pager.hpp"
+#include "thread_pool.hpp"
 
 namespace engram {
 
@@ -24,8 +25,12 @@ using Clock = std::chrono::steady_clock;
 
 class CpuCopyEngine final : public CopyEngine {
  public:
-  CpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData, uint8_t* cacheScales, double bytesPerSecond)
-      : source_(source), g_(g), cacheData_(cacheData), cacheScales_(cacheScales), rate_(bytesPerSecond) {
+  CpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData, uint8_t* cacheScales, double bytesPerSecond,
+                int readers)
+      : source_(source), g_(g), cacheData_(cacheData), cacheScales_(cacheScales), rate_(bytesPerSecond), readers_(std::max(1, readers)) {
+    // Several readers keep a disk's queue busy: one synchronous pread at a time waits a
+    // full device latency per row.
+    if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1);
     if (!source.path.empty()) {
       fd_ = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
       EK_REQUIRE(fd_ >= 0, Error, "cannot open table file '" + source.path + "': " + std::strerror(errno));
@@ -121,13 +126,22 @@ class CpuCopyEngine final : public CopyEngine {
       std::string failure;
       int64_t bytes = 0;
       try {
-        for (const RowCopy& c : job.second) {
-          copyOne(c);
-          bytes += c.rows * (g_.rowBytes + g_.scaleRowBytes);
-          if (rate_ > 0) {
-            // Never faster than the emulated link: sleep until the bytes "arrived".
-            const auto due = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate_));
-            std::this_thread::sleep_until(due);
+        const std::vector<RowCopy>& copies = job.second;
+        if (readerPool_ && copies.size() > 1) {
+          readerPool_->parallelFor(static_cast<int64_t>(copies.size()), readers_, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) copyOne(copies[i]);
+          });
+          for (const RowCopy& c : copies) bytes += c.rows * (g_.rowBytes + g_.scaleRowBytes);
+          if (rate_ > 0) std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate_)));
+        } else {
+          for (const RowCopy& c : copies) {
+            copyOne(c);
+            bytes += c.rows * (g_.rowBytes + g_.scaleRowBytes);
+            if (rate_ > 0) {
+              // Never faster than the emulated link: sleep until the bytes "arrived".
+              const auto due = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate_));
+              std::this_thread::sleep_until(due);
+            }
           }
         }
       } catch (const std::exception& e) {
@@ -149,6 +163,8 @@ class CpuCopyEngine final : public CopyEngine {
   uint8_t* cacheData_;
   uint8_t* cacheScales_;
   double rate_;
+  int readers_;
+  std::unique_ptr<ThreadPool> readerPool_;
   int fd_ = -1;
   mutable std::mutex mutex_;
   std::condition_variable wake_, done_;
@@ -173,8 +189,8 @@ class NullCopyEngine final : public CopyEngine {
 }  // namespace
 
 std::unique_ptr<CopyEngine> makeCpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData, uint8_t* cacheScales,
-                                              double bytesPerSecond) {
-  return std::make_unique<CpuCopyEngine>(source, g, cacheData, cacheScales, bytesPerSecond);
+                                              double bytesPerSecond, int readers) {
+  return std::make_unique<CpuCopyEngine>(source, g, cacheData, cacheScales, bytesPerSecond, readers);
 }
 
 std::unique_ptr<CopyEngine> makeNullCopyEngine() { return std::make_unique<NullCopyEngine>(); }

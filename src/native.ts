@@ -266,6 +266,8 @@ export interface NativePagerArgs {
   eviction: number;
   simulate: boolean;
   bytesPerSecond: number;
+  /** Threads reading a job's pages at once (CPU engine). */
+  readThreads?: number;
   /** >= 0: the cache lives on this CUDA device (copies on a copy stream). */
   device?: number;
   tableDtype?: number;

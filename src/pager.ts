@@ -33,6 +33,11 @@ export interface PagerOptions {
   hotRows?: number;
   /** Cap on the copy rate in GB/s (10^9 bytes/s), to emulate a PCIe link. Default: none. */
   bandwidthGBps?: number;
+  /**
+   * Threads reading the pages of one prefetch at once (CPU backend). Default: 4 for a
+   * file (a disk serves several reads in parallel), 1 for a table in memory.
+   */
+  readThreads?: number;
   /** Count hits and misses only: no memory is allocated and nothing is copied. */
   simulate?: boolean;
   /**
@@ -187,6 +192,7 @@ export class TablePager {
     const device = options.device ?? 'cpu';
     if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`options.device must be 'cpu' or 'cuda', got ${describe(device)}`);
     const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
+    const readThreads = requireInteger('options.readThreads', options.readThreads ?? (home instanceof EngramTable ? 1 : 4), 1, 256);
     if (device === 'cuda' && !(home instanceof EngramTable)) throw new Error("a CUDA pager copies from a table in host memory: tier 'file' is not supported on CUDA yet");
     let source: Record<string, unknown> = {};
     if (!simulate) {
@@ -208,6 +214,7 @@ export class TablePager {
       eviction: EVICTION_CODES[eviction],
       simulate,
       bytesPerSecond: bandwidth * 1e9,
+      readThreads,
       ...(device === 'cuda' && !simulate ? { device: deviceIndex, tableDtype: TABLE_DTYPE_CODES[dtype], tableCols: cols } : {}),
       ...source,
     });

@@ -201,11 +201,14 @@ describe('file-backed tables', () => {
       const file = writeRaw(t, `t-${dtype}.bin`);
       const home = { path: file, dtype, rows: ROWS, cols: COLS, dataOffset: 24, scalesOffset: 24 + t.data.byteLength };
       const rowBytes = TablePager.rowBytes(dtype, COLS);
+      // Default: 4 threads read a prefetch's pages; one thread must give the same bytes.
       const pager = TablePager.create(home, { cacheBytes: Math.ceil((ROWS * rowBytes) / 8), pageRows: 25 });
+      const single = TablePager.create(home, { cacheBytes: Math.ceil((ROWS * rowBytes) / 8), pageRows: 25, readThreads: 1 });
       const rows = stream('zipf', 2000, 4);
       for (let b = 0; b < 100; b++) {
         const batch = rows.subarray(b * 20, b * 20 + 20);
         expect(bits(pager.gather(batch))).toEqual(bits(t.gather(batch)));
+        expect(bits(single.gather(batch))).toEqual(bits(t.gather(batch)));
       }
       expect(pager.stats().evictions).toBeGreaterThan(0);
     });
@@ -234,6 +237,7 @@ describe('bad input', () => {
     expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, eviction: 'fifo' as Eviction })).toThrow(/options.eviction/);
     expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, bandwidthGBps: -1 })).toThrow(/bandwidthGBps/);
     expect(() => TablePager.create(t, { cacheBytes: 1000, hotRows: 100 })).toThrow(/does not fit/);
+    expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, readThreads: 0 })).toThrow(/options.readThreads/);
   });
 
   it('a row beyond the table or a batch larger than the cache throws and changes nothing', () => {
