@@ -60,6 +60,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeBlockFp8", Napi::Function::New(env, DequantizeBlockFp8, "dequantizeBlockFp8"));
   exports.Set("moeRoute", Napi::Function::New(env, MoeRoute, "moeRoute"));
   exports.Set("moeLayout", Napi::Function::New(env, MoeLayout, "moeLayout"));
+  exports.Set("moeRouteAsync", Napi::Function::New(env, MoeRouteAsync, "moeRouteAsync"));
+  exports.Set("moeLayoutAsync", Napi::Function::New(env, MoeLayoutAsync, "moeLayoutAsync"));
   exports.Set("moeExperts", Napi::Function::New(env, MoeExperts, "moeExperts"));
   exports.Set("moeExpertsAsync", Napi::Function::New(env, MoeExpertsAsync, "moeExpertsAsync"));
   exports.Set("mapFileHandle", Napi::Function::New(env, MapFileHandle, "mapFileHandle"));
@@ -78,6 +80,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagerStats", Napi::Function::New(env, PagerStatsOf, "pagerStats"));
   exports.Set("pagerResetStats", Napi::Function::New(env, PagerResetStats, "pagerResetStats"));
   exports.Set("prefaultRegion", Napi::Function::New(env, PrefaultRegion, "prefaultRegion"));
+  exports.Set("readFileRegion", Napi::Function::New(env, ReadFileRegion, "readFileRegion"));
   exports.Set("copyRegion", Napi::Function::New(env, CopyRegion, "copyRegion"));
   exports.Set("dropFileCache", Napi::Function::New(env, DropFileCache, "dropFileCache"));
   return exports;

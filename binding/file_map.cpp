@@ -234,3 +234,49 @@ Napi::Value CopyRegion(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace engram
+
+namespace engram {
+
+// readFileRegion({ path, offset, byteLength, dst, dstByteOffset, threads }): bytes of a
+// file read with pread into a region, in parallel chunks. Unlike reading through a
+// mapping, it maps no page of the file into this process (so the OS can still evict them).
+Napi::Value ReadFileRegion(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const Napi::Object o = argObject(info);
+  const std::string path = stringField(o, "path", "");
+  const int64_t offset = intField(o, "offset", 0, INT64_MAX / 2);
+  const int64_t length = intField(o, "byteLength", 0, INT64_MAX / 2);
+  uint8_t* dst = bufferRegion(o, "dst", "dstByteOffset", length, false);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < offset + length) {
+    ::close(fd);
+    throwJs(env, ErrorKind::RangeError, "'" + path + "' is shorter than " + std::to_string(offset + length) + " bytes");
+  }
+  constexpr int64_t kChunk = int64_t{16} << 20;
+  try {
+    runSync(env, [&] {
+      addonState(env).pool.parallelFor((length + kChunk - 1) / kChunk, threads, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          int64_t at = c * kChunk;
+          const int64_t stop = std::min(length, at + kChunk);
+          while (at < stop) {
+            const ssize_t n = ::pread(fd, dst + at, static_cast<size_t>(stop - at), offset + at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) EK_THROW(Error, "reading '" + path + "' failed");
+            at += n;
+          }
+        }
+      });
+    });
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return env.Undefined();
+}
+
+}  // namespace engram

@@ -5,10 +5,30 @@
 
 namespace engram {
 
-Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
-  const Napi::Object o = argObject(info);
+namespace {
+
+// One routing call: the gate projection (when `gate` is given) then top-k selection.
+struct RouteCall {
   RouteParams p{};
-  const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
+  int64_t tokens = 0;
+  LinearHandle gate;  // set: logits = x . gate^T computed here (into `logits`)
+  const float* x = nullptr;
+  float* logits = nullptr;
+  const float* bias = nullptr;
+  const float* biasVl = nullptr;
+  const uint8_t* imageMask = nullptr;
+  int32_t* indices = nullptr;
+  float* weights = nullptr;
+  int threads = 0;
+  Keep keep;
+};
+
+RouteCall readRoute(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  RouteCall c;
+  Keep* keep = keepAlive ? &c.keep : nullptr;
+  RouteParams& p = c.p;
+  c.tokens = intField(o, "tokens", 0, INT32_MAX);
   p.experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
   p.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
   p.groups = static_cast<int>(intField(o, "groups", 1, 64));
@@ -17,37 +37,86 @@ Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
   p.gateTemp = static_cast<float>(o.Get("gateTemp").ToNumber().DoubleValue());
   p.routeScale = static_cast<float>(o.Get("routeScale").ToNumber().DoubleValue());
   p.normEps = static_cast<float>(o.Get("normEps").ToNumber().DoubleValue());
-  const float* logits = typedField<float>(o, "logits", napi_float32_array, tokens * p.experts, false);
-  const float* bias = typedField<float>(o, "bias", napi_float32_array, p.experts, true);
-  const float* biasVl = typedField<float>(o, "biasVl", napi_float32_array, p.experts, true);
-  const uint8_t* imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, tokens, true);
-  p.hasBias = bias != nullptr;
-  if (biasVl != nullptr && bias == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "biasVl needs bias");
-  int32_t* indices = typedField<int32_t>(o, "indices", napi_int32_array, tokens * p.topk, false);
-  float* weights = typedField<float>(o, "weights", napi_float32_array, tokens * p.topk, false);
-  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  if (!o.Get("gate").IsUndefined()) {
+    c.gate = linearField(o, "gate");
+    if (c.gate->n != p.experts) throwJs(o.Env(), ErrorKind::RangeError, "gate has " + std::to_string(c.gate->n) + " rows, not one per expert");
+    c.x = typedField<float>(o, "x", napi_float32_array, c.tokens * c.gate->k, false, keep);
+  }
+  c.logits = typedField<float>(o, "logits", napi_float32_array, c.tokens * p.experts, false, keep);
+  c.bias = typedField<float>(o, "bias", napi_float32_array, p.experts, true, keep);
+  c.biasVl = typedField<float>(o, "biasVl", napi_float32_array, p.experts, true, keep);
+  c.imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, c.tokens, true, keep);
+  p.hasBias = c.bias != nullptr;
+  if (c.biasVl != nullptr && c.bias == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "biasVl needs bias");
+  c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * p.topk, false, keep);
+  c.weights = typedField<float>(o, "weights", napi_float32_array, c.tokens * p.topk, false, keep);
+  c.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  return c;
+}
+
+void runRoute(const RouteCall& c, AddonState& state) {
+  if (c.gate && c.tokens > 0) linearCpu(c.x, c.tokens, c.gate->k, *c.gate, c.logits, c.gate->n, state.pool, c.threads);
+  moeRouteCpu(c.logits, c.tokens, c.bias, c.biasVl, c.imageMask, c.p, c.indices, c.weights, state.pool, c.threads);
+}
+
+struct LayoutCall {
+  int64_t tokens = 0;
+  int topk = 0, experts = 0, ranks = 0;
+  const int32_t* indices = nullptr;
+  const int32_t* expertToRank = nullptr;
+  int32_t *counts = nullptr, *offsets = nullptr, *permutation = nullptr, *countsPerRank = nullptr;
+  uint8_t* tokenInRank = nullptr;
+  Keep keep;
+};
+
+LayoutCall readLayout(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  LayoutCall c;
+  Keep* keep = keepAlive ? &c.keep : nullptr;
+  c.tokens = intField(o, "tokens", 0, INT32_MAX);
+  c.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
+  c.experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
+  c.ranks = static_cast<int>(intField(o, "ranks", 1, 1 << 16));
+  c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * c.topk, false, keep);
+  c.expertToRank = typedField<int32_t>(o, "expertToRank", napi_int32_array, c.experts, true, keep);
+  c.counts = typedField<int32_t>(o, "counts", napi_int32_array, c.experts, false, keep);
+  c.offsets = typedField<int32_t>(o, "offsets", napi_int32_array, c.experts, false, keep);
+  c.permutation = typedField<int32_t>(o, "permutation", napi_int32_array, c.tokens * c.topk, false, keep);
+  c.countsPerRank = typedField<int32_t>(o, "countsPerRank", napi_int32_array, c.ranks, c.expertToRank == nullptr, keep);
+  c.tokenInRank = typedField<uint8_t>(o, "tokenInRank", napi_uint8_array, c.tokens * c.ranks, c.expertToRank == nullptr, keep);
+  return c;
+}
+
+void runLayout(const LayoutCall& c) {
+  moeLayoutCpu(c.indices, c.tokens, c.topk, c.experts, c.expertToRank, c.ranks, c.counts, c.offsets, c.permutation, c.countsPerRank, c.tokenInRank);
+}
+
+}  // namespace
+
+Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
+  const RouteCall c = readRoute(info, false);
   AddonState& state = addonState(info.Env());
-  runSync(info.Env(), [&] { moeRouteCpu(logits, tokens, bias, biasVl, imageMask, p, indices, weights, state.pool, threads); });
+  runSync(info.Env(), [&] { runRoute(c, state); });
   return info.Env().Undefined();
 }
 
+Napi::Value MoeRouteAsync(const Napi::CallbackInfo& info) {
+  auto c = std::make_shared<RouteCall>(readRoute(info, true));
+  AddonState* state = &addonState(info.Env());
+  Keep keep = std::move(c->keep);
+  return runAsync(info.Env(), [c, state] { runRoute(*c, *state); }, std::move(keep));
+}
+
 Napi::Value MoeLayout(const Napi::CallbackInfo& info) {
-  const Napi::Object o = argObject(info);
-  const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
-  const int topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
-  const int experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
-  const int ranks = static_cast<int>(intField(o, "ranks", 1, 1 << 16));
-  const int32_t* indices = typedField<int32_t>(o, "indices", napi_int32_array, tokens * topk, false);
-  const int32_t* expertToRank = typedField<int32_t>(o, "expertToRank", napi_int32_array, experts, true);
-  int32_t* counts = typedField<int32_t>(o, "counts", napi_int32_array, experts, false);
-  int32_t* offsets = typedField<int32_t>(o, "offsets", napi_int32_array, experts, false);
-  int32_t* permutation = typedField<int32_t>(o, "permutation", napi_int32_array, tokens * topk, false);
-  int32_t* countsPerRank = typedField<int32_t>(o, "countsPerRank", napi_int32_array, ranks, expertToRank == nullptr);
-  uint8_t* tokenInRank = typedField<uint8_t>(o, "tokenInRank", napi_uint8_array, tokens * ranks, expertToRank == nullptr);
-  runSync(info.Env(), [&] {
-    moeLayoutCpu(indices, tokens, topk, experts, expertToRank, ranks, counts, offsets, permutation, countsPerRank, tokenInRank);
-  });
+  const LayoutCall c = readLayout(info, false);
+  runSync(info.Env(), [&] { runLayout(c); });
   return info.Env().Undefined();
+}
+
+Napi::Value MoeLayoutAsync(const Napi::CallbackInfo& info) {
+  auto c = std::make_shared<LayoutCall>(readLayout(info, true));
+  Keep keep = std::move(c->keep);
+  return runAsync(info.Env(), [c] { runLayout(*c); }, std::move(keep));
 }
 
 namespace {

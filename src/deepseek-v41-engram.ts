@@ -6,7 +6,7 @@ import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
-import { layerPager, layerRowIds, pagerStatsOf, requireTierOptions, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { layerPager, layerRowIds, pagerStatsOf, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, PagerTicket, TablePager } from './pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
@@ -210,7 +210,8 @@ export class DeepseekV41Engram {
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
     if (options !== undefined && requireTierOptions('options', options).copy === true) {
       const w = this.requireWeights();
-      this.weights = { ...w, table: w.table.copy() }; // same bytes, in this process's memory
+      // Same bytes in this process's memory; read from the file (nothing mapped) when there is one.
+      this.weights = { ...w, table: file === undefined ? w.table.copy() : EngramTable.readFile(tableFileOf(w.table, file)) };
       this.tablePager = undefined;
       return undefined;
     }

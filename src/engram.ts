@@ -9,7 +9,7 @@ import { resolveDevice } from './devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { EngramPrefetch, layerPager, layerRowIds, pagerStatsOf, requireTierOptions, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { EngramPrefetch, layerPager, layerRowIds, pagerStatsOf, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, TablePager } from './pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
@@ -161,7 +161,8 @@ export class Engram {
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
     if (options !== undefined && requireTierOptions('options', options).copy === true) {
       const w = this.requireWeights();
-      this.weights = { ...w, table: w.table.copy() }; // same bytes, in this process's memory
+      // Same bytes in this process's memory; read from the file (nothing mapped) when there is one.
+      this.weights = { ...w, table: file === undefined ? w.table.copy() : EngramTable.readFile(tableFileOf(w.table, file)) };
       this.tablePager = undefined;
       return undefined;
     }

@@ -52,7 +52,7 @@ function requireFloats(name: string, value: unknown, length: number): Float32Arr
 }
 
 /** Routes tokens x [N, dim] with the gate weight [experts, dim]. */
-export function moeRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): MoeRoute {
+function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions) {
   if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
   const [tokens, dim] = requireShape('shape', shape);
   if (dim < 1) throw new RangeError(`shape[1] (dim) must be >= 1, got ${dim}`);
@@ -78,21 +78,32 @@ export function moeRoute(x: Float32Array, gateWeight: Float32Array, shape: [numb
   }
   const threads = options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096);
   const logits = new Float32Array(tokens * experts);
-  if (tokens > 0) {
-    const gate = native().packLinear({ weight: gateWeight, n: experts, k: dim });
-    native().linear({ weight: gate, x, m: tokens, out: logits, threads });
-  }
   const indices = new Int32Array(tokens * topk);
   const weights = new Float32Array(tokens * topk);
-  native().moeRoute({
-    logits, tokens, experts, topk, groups, topkGroups,
+  // The gate projection runs natively with the selection (both off the event loop in the async twin).
+  const gate = native().packLinear({ weight: gateWeight, n: experts, k: dim });
+  const args = {
+    gate, x, logits, tokens, experts, topk, groups, topkGroups,
     scoreFunc: SCORE_CODES[scoreFunc],
     gateTemp: options.gateTemp ?? 1,
     routeScale: options.routeScale ?? 1,
     normEps: options.normEps ?? 0,
     bias, biasVl, imageMask, indices, weights, threads,
-  });
-  return { indices, weights, logits };
+  };
+  return { args, result: { indices, weights, logits } as MoeRoute };
+}
+
+export function moeRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): MoeRoute {
+  const { args, result } = prepareRoute(x, gateWeight, shape, options);
+  native().moeRoute(args);
+  return result;
+}
+
+/** moeRoute() with the gate projection and the selection on a worker thread. */
+export async function moeRouteAsync(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): Promise<MoeRoute> {
+  const { args, result } = prepareRoute(x, gateWeight, shape, options);
+  await native().moeRouteAsync(args);
+  return result;
 }
 
 export interface MoeLayout {
@@ -108,8 +119,7 @@ export interface MoeLayout {
   tokenInRank?: Uint8Array;
 }
 
-/** The dispatch layout of routed indices [N, topk] over numExperts experts. */
-export function moeLayout(indices: Int32Array, numExperts: number, options: { topk: number; expertToRank?: Int32Array }): MoeLayout {
+function prepareLayout(indices: Int32Array, numExperts: number, options: { topk: number; expertToRank?: Int32Array }) {
   if (!(indices instanceof Int32Array)) throw new TypeError(`indices must be an Int32Array [N, topk], got ${describe(indices)}`);
   const experts = requireInteger('numExperts', numExperts, 1, 1 << 20);
   const topk = requireInteger('options.topk', options?.topk, 1, experts);
@@ -127,7 +137,7 @@ export function moeLayout(indices: Int32Array, numExperts: number, options: { to
     out.countsPerRank = new Int32Array(ranks);
     out.tokenInRank = new Uint8Array(tokens * ranks);
   }
-  native().moeLayout({
+  const args = {
     indices, tokens, topk, experts, ranks,
     expertToRank: options.expertToRank,
     counts: out.countsPerExpert,
@@ -135,7 +145,21 @@ export function moeLayout(indices: Int32Array, numExperts: number, options: { to
     permutation: out.permutation,
     countsPerRank: out.countsPerRank,
     tokenInRank: out.tokenInRank,
-  });
+  };
+  return { args, out };
+}
+
+/** The dispatch layout of routed indices [N, topk] over numExperts experts. */
+export function moeLayout(indices: Int32Array, numExperts: number, options: { topk: number; expertToRank?: Int32Array }): MoeLayout {
+  const { args, out } = prepareLayout(indices, numExperts, options);
+  native().moeLayout(args);
+  return out;
+}
+
+/** moeLayout() on a worker thread. */
+export async function moeLayoutAsync(indices: Int32Array, numExperts: number, options: { topk: number; expertToRank?: Int32Array }): Promise<MoeLayout> {
+  const { args, out } = prepareLayout(indices, numExperts, options);
+  await native().moeLayoutAsync(args);
   return out;
 }
 
@@ -252,30 +276,40 @@ export class MoE {
 
   /** The block on x [N, dim]: routing, experts, combine, shared experts. */
   forward(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): { output: Float32Array; route: MoeRoute } {
-    const { args, output, route } = this.prepare(x, shape, options);
+    const call = this.check(x, shape, options);
+    const route = moeRoute(x, this.gate!.weight, shape, call.routeOptions);
+    const { args, output } = this.expertsArgs(x, call.tokens, route, options);
     if (args) native().moeExperts(args);
     return { output, route };
   }
 
-  /** forward() with the experts on a worker thread (routing runs before, on this one). */
+  /** forward() with the gate projection, the selection and the experts on worker threads. */
   async forwardAsync(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): Promise<{ output: Float32Array; route: MoeRoute }> {
-    const { args, output, route } = this.prepare(x, shape, options);
+    const call = this.check(x, shape, options);
+    const route = await moeRouteAsync(x, this.gate!.weight, shape, call.routeOptions);
+    const { args, output } = this.expertsArgs(x, call.tokens, route, options);
     if (args) await native().moeExpertsAsync(args);
     return { output, route };
   }
 
-  private prepare(x: Float32Array, shape: [number, number], options: MoeForwardOptions) {
+  private check(x: Float32Array, shape: [number, number], options: MoeForwardOptions) {
     if (this.gate === undefined) throw new Error('this MoE has no weights yet: call loadStateDict()');
     const [tokens, dim] = requireShape('shape', shape);
     if (dim !== this.config.dim) throw new RangeError(`shape[1] = ${dim} but the block's dim is ${this.config.dim}`);
-    const c = this.config;
-    const route = moeRoute(x, this.gate.weight, [tokens, dim], {
-      topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,
-      gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps, threads: options.threads, imageMask: options.imageMask,
-    });
     if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === tokens * dim)) {
       throw new RangeError(`options.out must be a Float32Array of ${tokens * dim} elements, got ${describe(options.out)}`);
     }
+    const c = this.config;
+    const routeOptions: MoeRouteOptions = {
+      topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,
+      gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps, threads: options.threads, imageMask: options.imageMask,
+    };
+    return { tokens, routeOptions };
+  }
+
+  private expertsArgs(x: Float32Array, tokens: number, route: MoeRoute, options: MoeForwardOptions) {
+    const c = this.config;
+    const dim = c.dim;
     // Reusing `out` across calls avoids fresh pages (and their faults) for every output.
     const output = options.out ?? new Float32Array(tokens * dim);
     const args =
@@ -288,6 +322,6 @@ export class MoE {
             swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
             threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
           };
-    return { args, output, route };
+    return { args, output };
   }
 }

@@ -153,39 +153,12 @@ export type NativeMoeExpertsArgs = {
   };
 
 export interface NativeAddon {
-  moeRoute(args: {
-    logits: Float32Array;
-    tokens: number;
-    experts: number;
-    topk: number;
-    groups: number;
-    topkGroups: number;
-    scoreFunc: number;
-    gateTemp: number;
-    routeScale: number;
-    normEps: number;
-    bias?: Float32Array;
-    biasVl?: Float32Array;
-    imageMask?: Uint8Array;
-    indices: Int32Array;
-    weights: Float32Array;
-    threads: number;
-  }): void;
+  moeRoute(args: NativeMoeRouteArgs): void;
+  moeRouteAsync(args: NativeMoeRouteArgs): Promise<void>;
   moeExperts(args: NativeMoeExpertsArgs): void;
   moeExpertsAsync(args: NativeMoeExpertsArgs): Promise<void>;
-  moeLayout(args: {
-    indices: Int32Array;
-    tokens: number;
-    topk: number;
-    experts: number;
-    ranks: number;
-    expertToRank?: Int32Array;
-    counts: Int32Array;
-    offsets: Int32Array;
-    permutation: Int32Array;
-    countsPerRank?: Int32Array;
-    tokenInRank?: Uint8Array;
-  }): void;
+  moeLayout(args: NativeMoeLayoutArgs): void;
+  moeLayoutAsync(args: NativeMoeLayoutArgs): Promise<void>;
   v41Forward(args: NativeV41ForwardArgs): void;
   v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
   v41UploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
@@ -234,6 +207,8 @@ export interface NativeAddon {
   }): void;
   /** posix_fadvise(DONTNEED) on the whole file: its clean, unmapped pages leave the page cache. */
   dropFileCache(path: string): boolean;
+  /** Reads [offset, offset + byteLength) of a file into a region with pread (nothing mapped). */
+  readFileRegion(args: { path: string; offset: number; byteLength: number; dst: ArrayBuffer | NativeMappedFile; dstByteOffset: number; threads: number }): void;
   /** Copies bytes between two non-overlapping regions on the addon's threads. */
   copyRegion(args: { src: ArrayBuffer | NativeMappedFile; srcByteOffset: number; dst: ArrayBuffer | NativeMappedFile; dstByteOffset: number; byteLength: number; threads: number }): void;
   /** Maps every page of the region now (memory-mapped tables fault on first touch otherwise). */
@@ -297,6 +272,42 @@ export interface NativePagerStats {
   copySeconds: number;
   residentPages: number;
   ticketsInFlight: number;
+}
+
+export interface NativeMoeRouteArgs {
+  /** set: logits = x . gate^T computed natively first */
+  gate?: NativeLinearHandle;
+  x?: Float32Array;
+  logits: Float32Array;
+  tokens: number;
+  experts: number;
+  topk: number;
+  groups: number;
+  topkGroups: number;
+  scoreFunc: number;
+  gateTemp: number;
+  routeScale: number;
+  normEps: number;
+  bias?: Float32Array;
+  biasVl?: Float32Array;
+  imageMask?: Uint8Array;
+  indices: Int32Array;
+  weights: Float32Array;
+  threads: number;
+}
+
+export interface NativeMoeLayoutArgs {
+  indices: Int32Array;
+  tokens: number;
+  topk: number;
+  experts: number;
+  ranks: number;
+  expertToRank?: Int32Array;
+  counts: Int32Array;
+  offsets: Int32Array;
+  permutation: Int32Array;
+  countsPerRank?: Int32Array;
+  tokenInRank?: Uint8Array;
 }
 
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -140,6 +140,21 @@ export class EngramTable {
     return out;
   }
 
+  /**
+   * A table read from its file into this process's memory with pread (`dataOffset`:
+   * row 0; fp8: `scalesOffset`): the file's pages are never mapped here.
+   */
+  static readFile(file: { path: string; dtype: TableDtype; rows: number; cols: number; dataOffset: number; scalesOffset?: number }, options: { threads?: number } = {}): EngramTable {
+    const out = EngramTable.allocate(file.rows, file.cols, file.dtype);
+    const parts: Array<[number | undefined, ByteRegion | undefined]> = [[file.dataOffset, out.region], [file.scalesOffset, out.scaleRegion]];
+    for (const [offset, to] of parts) {
+      if (to === undefined) continue;
+      requireInteger('file offset', offset, 0);
+      native().readFileRegion({ path: file.path, offset: offset!, byteLength: to.byteLength, dst: to.buffer as ArrayBuffer, dstByteOffset: to.byteOffset, threads: options.threads ?? 0 });
+    }
+    return out;
+  }
+
   /** Rows decoded to fp32 (the values the gather produces). */
   toFloat32(options: { threads?: number } = {}): Float32Array {
     const f32 = this.convert('f32', options);

@@ -211,6 +211,9 @@ describe('file-backed tables', () => {
         expect(bits(single.gather(batch))).toEqual(bits(t.gather(batch)));
       }
       expect(pager.stats().evictions).toBeGreaterThan(0);
+      const read = EngramTable.readFile(home, { threads: 1 });
+      expect(Buffer.from(read.data).equals(Buffer.from(t.data))).toBe(true);
+      if (dtype === 'f8e4m3') expect(Buffer.from(read.scales!).equals(Buffer.from(t.scales!))).toBe(true);
     });
   }
 
@@ -222,6 +225,7 @@ describe('file-backed tables', () => {
     const file = path.join(tmp, 'short.bin');
     fs.writeFileSync(file, Buffer.from(t.data).subarray(0, 1000));
     expect(() => TablePager.create({ path: file, dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 2 ** 20 })).toThrow(/truncated: 1000 bytes/);
+    expect(() => EngramTable.readFile({ path: file, dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 })).toThrow(/shorter than/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { moeLayout, moeRoute, type ScoreFunc } from '../src/index.js';
+import { moeLayout, moeLayoutAsync, moeRoute, moeRouteAsync, type ScoreFunc } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { maxRelError } from './helpers/forward-small.js';
 import { randInt, rng } from './helpers/random.js';
@@ -39,6 +39,27 @@ describe('MoE routing equals the reference', () => {
       }
     });
   }
+});
+
+describe('async twins', () => {
+  it('moeRouteAsync and moeLayoutAsync give the bits of the sync calls', async () => {
+    const f = fixture<MoeFixture>('moe-sigmoid-grouped.json');
+    const c = f.config;
+    const options = { topk: c.topk, bias: f.bias ? Float32Array.from(f.bias) : undefined, nGroups: c.n_groups ?? 1, topkGroups: c.topk_groups ?? 1, scoreFunc: c.score_func, routeScale: c.route_scale ?? c.routed_scaling_factor ?? 1 };
+    const x = Float32Array.from(f.x);
+    const w = Float32Array.from(f.gate_w);
+    const sync = moeRoute(x, w, [c.tokens, c.dim], options);
+    const pending = moeRouteAsync(x, w, [c.tokens, c.dim], options);
+    const got = await pending;
+    expect(Array.from(got.indices)).toEqual(Array.from(sync.indices));
+    expect(Buffer.from(got.weights.buffer).equals(Buffer.from(sync.weights.buffer))).toBe(true);
+    expect(Buffer.from(got.logits.buffer).equals(Buffer.from(sync.logits.buffer))).toBe(true);
+    const layout = await moeLayoutAsync(sync.indices, c.experts, { topk: c.topk, expertToRank: Int32Array.from({ length: c.experts }, (_, e) => e % 4) });
+    const want = moeLayout(sync.indices, c.experts, { topk: c.topk, expertToRank: Int32Array.from({ length: c.experts }, (_, e) => e % 4) });
+    expect(Array.from(layout.permutation)).toEqual(Array.from(want.permutation));
+    expect(Array.from(layout.countsPerRank!)).toEqual(Array.from(want.countsPerRank!));
+    await expect(moeRouteAsync(x, w, [c.tokens, c.dim], { ...options, topk: 0 })).rejects.toThrow(RangeError);
+  });
 });
 
 describe('dispatch layout', () => {
