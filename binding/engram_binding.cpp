@@ -32,13 +32,7 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
   r.dilation = static_cast<int>(intField(o, "dilation", 1, 1 << 10));
-  const Napi::Value devicePager = o.Get("devicePager");
-  if (!devicePager.IsUndefined()) {
-    if (!pagerDeviceTable(devicePager, &r.table, &call.pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
-    r.tableOnDevice = true;
-  } else {
-    r.table = readTable(o, keep);
-  }
+  r.table = readForwardTable(o, keep, &r.tableOnDevice, &call.pagerCache);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   const int64_t streams = tokens * r.hc * r.hidden;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;

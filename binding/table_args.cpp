@@ -29,6 +29,15 @@ TableView readTable(const Napi::Object& o, Keep* keep) {
   return t;
 }
 
+TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, std::shared_ptr<void>* pagerCache) {
+  const Napi::Value devicePager = o.Get("devicePager");
+  *onDevice = !devicePager.IsUndefined();
+  if (!*onDevice) return readTable(o, keep);
+  TableView t{};
+  if (!pagerDeviceTable(devicePager, &t, pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
+  return t;
+}
+
 TableView readUploadTable(const Napi::Object& o, bool* tableless) {
   *tableless = boolField(o, "tableless", false);
   if (!*tableless) return readTable(o, nullptr);

@@ -22,6 +22,9 @@ TableView readTable(const Napi::Object& o, Keep* keep);
 // For a weights upload: the table, or with `tableless: true` only its dtype and columns
 // (a paged table's rows come from the pager's device cache at every call).
 TableView readUploadTable(const Napi::Object& o, bool* tableless);
+// The table of a forward call: the "devicePager" field (a CUDA pager's device cache; sets
+// *onDevice and keeps the cache alive in *pagerCache) or the table fields.
+TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, std::shared_ptr<void>* pagerCache);
 // The device cache of a CUDA pager handle (pager_binding.cpp); false if `v` is not one.
 bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep);
 // The "rowIds" field: `count` ids as an Int32Array or a BigInt64Array.

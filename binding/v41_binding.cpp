@@ -36,13 +36,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
-  const Napi::Value devicePager = o.Get("devicePager");
-  if (!devicePager.IsUndefined()) {
-    if (!pagerDeviceTable(devicePager, &r.table, &call.pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
-    r.tableOnDevice = true;
-  } else {
-    r.table = readTable(o, keep);
-  }
+  r.table = readForwardTable(o, keep, &r.tableOnDevice, &call.pagerCache);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   r.rowIdsStride = intField(o, "rowIdsStride", r.cols, INT32_MAX);
   r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.cols);

@@ -6,7 +6,7 @@ import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
-import { layerPager, layerRowIds, pagerStatsOf, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, PagerTicket, TablePager } from './pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
@@ -208,16 +208,12 @@ export class DeepseekV41Engram {
    * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
    */
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
-    if (options !== undefined && requireTierOptions('options', options).copy === true) {
-      const w = this.requireWeights();
-      // Same bytes in this process's memory; read from the file (nothing mapped) when there is one.
-      this.weights = { ...w, table: file === undefined ? w.table.copy() : EngramTable.readFile(tableFileOf(w.table, file)) };
-      this.tablePager = undefined;
-      return undefined;
-    }
-    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device, this.deviceIndex);
-    this.requireWeights().device = undefined; // uploaded again: with the table, or without it for a CUDA pager
-    return this.tablePager;
+    const w = this.requireWeights();
+    const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
+    // Uploaded again at the next CUDA forward: with the table, or without it for a CUDA pager.
+    this.weights = { ...w, table, device: undefined };
+    this.tablePager = pager;
+    return pager;
   }
 
   get pager(): TablePager | undefined {

@@ -2,7 +2,7 @@
 // ticket a forward accepts, and the row ids of one layer out of a model's hashed rows.
 import type { Tensor } from './dtype.js';
 import { TablePager, type PagerOptions, type PagerStats, type PagerTicket, type TableFile } from './pager.js';
-import type { EngramTable } from './table.js';
+import { EngramTable } from './table.js';
 import { describe } from './validate.js';
 
 export type TableTier = 'device' | 'host' | 'file';
@@ -69,6 +69,25 @@ export function layerPager(table: EngramTable, options: unknown, file: LoadedFil
     return TablePager.create(table, { ...tier, cacheBytes: tier.cacheBytes, device: 'cuda', deviceIndex });
   }
   return pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
+}
+
+/**
+ * What a layer's usePager(options) makes of its table: the table to keep (a copy in
+ * process memory for `copy: true`, read from the file when there is one, else the same)
+ * and the pager its gather reads through (undefined: read directly).
+ */
+export function tableTier(
+  table: EngramTable,
+  options: TableTierOptions | undefined,
+  file: LoadedFile | undefined,
+  device: 'cpu' | 'cuda',
+  deviceIndex: number,
+): { table: EngramTable; pager: TablePager | undefined } {
+  if (options === undefined) return { table, pager: undefined };
+  if (requireTierOptions('options', options).copy === true) {
+    return { table: file === undefined ? table.copy() : EngramTable.readFile(tableFileOf(table, file)), pager: undefined };
+  }
+  return { table, pager: layerPager(table, options, file, device, deviceIndex) };
 }
 
 /** A layer's pager counters; a clear error for a layer without a pager. */

@@ -9,7 +9,7 @@ import { resolveDevice } from './devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from './native.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { EngramPrefetch, layerPager, layerRowIds, pagerStatsOf, requireTierOptions, tableFileOf, type LoadedFile, type TableTierOptions } from './engram-paging.js';
+import { EngramPrefetch, layerRowIds, pagerStatsOf, requireTierOptions, tableTier, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, TablePager } from './pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from './table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from './validate.js';
@@ -159,16 +159,12 @@ export class Engram {
    * Loading other weights detaches the pager. Tier 'file' comes from fromSafetensors().
    */
   usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
-    if (options !== undefined && requireTierOptions('options', options).copy === true) {
-      const w = this.requireWeights();
-      // Same bytes in this process's memory; read from the file (nothing mapped) when there is one.
-      this.weights = { ...w, table: file === undefined ? w.table.copy() : EngramTable.readFile(tableFileOf(w.table, file)) };
-      this.tablePager = undefined;
-      return undefined;
-    }
-    this.tablePager = options === undefined ? undefined : layerPager(this.requireWeights().table, options, file, this.device, this.deviceIndex);
+    const w = this.requireWeights();
+    const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
+    this.weights = { ...w, table };
+    this.tablePager = pager;
     this.deviceWeights = undefined; // uploaded again: with the table, or without it for a CUDA pager
-    return this.tablePager;
+    return pager;
   }
 
   /** The pager the gather reads through (undefined: the table is read directly). */
