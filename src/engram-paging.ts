@@ -99,20 +99,31 @@ export function pagerStatsOf(pager: TablePager | undefined): PagerStats {
 /** A ticket used at most once: by the forward that takes it, or released unused. */
 export abstract class OneShotTicket {
   private used = false;
+  private taken = false;
 
   get isUsed(): boolean {
     return this.used;
   }
 
-  /** @internal Marks it used; the forward releases the pages after its gather. */
+  /** @internal Marks it used; the forward releases the pages after its gather (finish). */
   take(): void {
     if (this.used) throw new Error('this prefetch ticket was already used or released');
     this.used = true;
+    this.taken = true;
   }
 
-  /** Releases the pinned pages without running the layer. */
+  /**
+   * Releases the pinned pages without running the layer. Nothing once a forward took the
+   * ticket: that forward may still be reading them and releases them itself.
+   */
   release(): void {
+    if (this.taken) return;
     this.used = true;
+    this.releasePages();
+  }
+
+  /** @internal The forward that took it is done with the pages. */
+  finish(): void {
     this.releasePages();
   }
 

@@ -334,7 +334,7 @@ export class Engram {
       if (ticket?.ticket !== undefined) this.tablePager!.wait(ticket.ticket);
       native().engramForward(args);
     } finally {
-      ticket?.release();
+      ticket?.finish();
     }
     commit();
     return result;
@@ -347,7 +347,7 @@ export class Engram {
       if (ticket?.ticket !== undefined) await this.tablePager!.waitAsync(ticket.ticket);
       await native().engramForwardAsync(args);
     } finally {
-      ticket?.release();
+      ticket?.finish();
     }
     commit();
     return result;

@@ -84,11 +84,11 @@ export class PagerTicket {
     return this.released;
   }
 
-  /** Unpins the pages (idempotent). A ticket that is never used should be released. */
+  /** Unpins the pages (idempotent). A ticket that is never used should be released (else it is when collected). */
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.pager.releaseTicket(this.id);
+    this.pager.releaseTicket(this);
   }
 }
 
@@ -98,6 +98,16 @@ function requireRowIds(name: string, rowIds: unknown): Int32Array | BigInt64Arra
   }
   return rowIds;
 }
+
+// A ticket dropped without release() gives its pages back when it is collected, so a
+// forgotten ticket cannot pin part of the cache for good.
+const unreleased = new FinalizationRegistry<{ handle: NativePagerHandle; id: number }>(({ handle, id }) => {
+  try {
+    native().pagerRelease(handle, id);
+  } catch {
+    // released already
+  }
+});
 
 export class TablePager {
   private constructor(
@@ -244,7 +254,9 @@ export class TablePager {
     const cacheRows = new Int32Array(rowIds.length);
     const translate = this.cache !== undefined || this.device === 'cuda';
     const id = native().pagerAcquire(this.handle, rowIds, translate ? cacheRows : undefined);
-    return new PagerTicket(this, id, rowIds, cacheRows);
+    const ticket = new PagerTicket(this, id, rowIds, cacheRows);
+    unreleased.register(ticket, { handle: this.handle, id }, ticket);
+    return ticket;
   }
 
   private requireTicket(ticket: unknown): PagerTicket {
@@ -264,8 +276,9 @@ export class TablePager {
   }
 
   /** @internal */
-  releaseTicket(id: number): void {
-    native().pagerRelease(this.handle, id);
+  releaseTicket(ticket: PagerTicket): void {
+    unreleased.unregister(ticket);
+    native().pagerRelease(this.handle, ticket.id);
   }
 
   /** Rows decoded to fp32 through the cache (prefetching them unless a ticket is given). */

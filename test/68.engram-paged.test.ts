@@ -95,7 +95,7 @@ describe('an Engram layer through the pager', () => {
     expect(bits(paged.forward(hidden, ids, shape, { ticket }).output).equals(bits(paged.forward(hidden, ids, shape).output))).toBe(true);
   });
 
-  it('bad tickets and tier options are clear errors and leave the pages released', () => {
+  it('bad tickets and tier options are clear errors and leave the pages released', async () => {
     const { file } = saved('f32');
     const paged = Engram.fromSafetensors(file, { tokenizer, table: { tier: 'file', cacheBytes: 2 ** 20, pageRows: 16 } });
     const a = inputs(1, 1, 8);
@@ -109,6 +109,13 @@ describe('an Engram layer through the pager', () => {
     const other = new Engram(config, { tokenizer, seed: 3 });
     expect(() => other.forward(a.hidden, a.ids, a.shape, { ticket: paged.prefetch(a.ids, a.shape) })).toThrow(TypeError);
     expect(paged.pagerStats().ticketsInFlight).toBe(1);
+    // Releasing a ticket a running forward took does nothing: the forward gives the pages back.
+    const c = inputs(3, 1, 8);
+    const taken = paged.prefetch(c.ids, c.shape);
+    const running = paged.forwardAsync(c.hidden, c.ids, c.shape, { ticket: taken });
+    taken.release();
+    await running;
+    expect(paged.pagerStats().ticketsInFlight).toBe(1); // the foreign-layer one above, still the caller's
     expect(() => Engram.fromSafetensors(file, { tokenizer, table: { tier: 'disk' as 'file' } })).toThrow(/options.table.tier/);
     expect(() => Engram.fromSafetensors(file, { tokenizer, tableDtype: 'bf16', table: { tier: 'file' } })).toThrow(/reads the table as stored/);
     expect(() => new Engram(config, { tokenizer }).usePager({ tier: 'file' })).toThrow(/fromSafetensors/);
