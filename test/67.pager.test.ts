@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -265,6 +266,12 @@ describe('bad input', () => {
     expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'tpu' as 'cuda' })).toThrow(/options.device/);
     expect(() => TablePager.create({ path: '/nope', dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/not supported on CUDA yet/);
     if (devices().length === 0) expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/device 'cuda' was requested/);
+  });
+
+  it('a ticket dropped without release gives its pages back when collected', () => {
+    const script = path.join(__dirname, 'helpers', 'gc-release.ts');
+    const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', script], { encoding: 'utf8' });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ before: 1, after: 0 });
   });
 
   it('tickets from another pager or of the wrong type are refused', () => {
