@@ -92,7 +92,6 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
     const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
     const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
     if (device >= 0) {
-      EK_REQUIRE(source.path.empty(), Error, "a CUDA pager copies from host memory: tier 'file' is not supported on CUDA yet");
       holder->deviceCache = allocateDeviceCache(cacheBytes, device);
       uint8_t* base = holder->deviceCache.get();
       TableView& t = holder->deviceTable;

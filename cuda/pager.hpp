@@ -43,6 +43,12 @@ struct PageSource {
   int64_t scalesOffset = 0;
 };
 
+// Opens a file-tier table (read-only, random-access advice) after checking that it holds
+// every row and scale; throws otherwise. Shared by the CPU and CUDA engines.
+int openTableFile(const PageSource& source, const PagerGeometry& g);
+// pread of exactly `bytes` (EINTR retried); throws std::runtime_error on error or EOF.
+void preadFully(int fd, uint8_t* dst, int64_t offset, int64_t bytes, const std::string& path);
+
 // Runs copies in submission order: job ids grow by one from 1, and a job is complete
 // only when every earlier one is.
 class CopyEngine {

@@ -31,25 +31,7 @@ class CpuCopyEngine final : public CopyEngine {
     // Several readers keep a disk's queue busy: one synchronous pread at a time waits a
     // full device latency per row.
     if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1);
-    if (!source.path.empty()) {
-      fd_ = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
-      EK_REQUIRE(fd_ >= 0, Error, "cannot open table file '" + source.path + "': " + std::strerror(errno));
-      // Hashed rows are random reads: read-ahead would only fetch bytes nobody asked for.
-      ::posix_fadvise(fd_, 0, 0, POSIX_FADV_RANDOM);
-      struct stat st {};
-      if (::fstat(fd_, &st) != 0) {
-        ::close(fd_);
-        EK_THROW(Error, "cannot stat table file '" + source.path + "'");
-      }
-      const int64_t needData = source.dataOffset + g.rows * g.rowBytes;
-      const int64_t needScales = g.scaleRowBytes > 0 ? source.scalesOffset + g.rows * g.scaleRowBytes : 0;
-      const int64_t need = std::max(needData, needScales);
-      if (st.st_size < need) {
-        ::close(fd_);
-        EK_THROW(RangeError, "table file '" + source.path + "' is truncated: " + std::to_string(st.st_size) + " bytes, the table needs " +
-                                 std::to_string(need));
-      }
-    }
+    if (!source.path.empty()) fd_ = openTableFile(source, g);
     thread_ = std::thread([this] { run(); });
   }
 
@@ -86,17 +68,7 @@ class CpuCopyEngine final : public CopyEngine {
   }
 
  private:
-  void readFile(uint8_t* dst, int64_t offset, int64_t bytes) {
-    while (bytes > 0) {
-      const ssize_t n = ::pread(fd_, dst, static_cast<size_t>(bytes), offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error(std::string("reading table file '") + source_.path + "' failed: " + std::strerror(errno));
-      if (n == 0) throw std::runtime_error("table file '" + source_.path + "' ended early (truncated while in use?)");
-      dst += n;
-      offset += n;
-      bytes -= n;
-    }
-  }
+  void readFile(uint8_t* dst, int64_t offset, int64_t bytes) { preadFully(fd_, dst, offset, bytes, source_.path); }
 
   void copyOne(const RowCopy& c) {
     const int64_t dataBytes = c.rows * g_.rowBytes;
@@ -194,5 +166,38 @@ std::unique_ptr<CopyEngine> makeCpuCopyEngine(const PageSource& source, const Pa
 }
 
 std::unique_ptr<CopyEngine> makeNullCopyEngine() { return std::make_unique<NullCopyEngine>(); }
+
+int openTableFile(const PageSource& source, const PagerGeometry& g) {
+  const int fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
+  EK_REQUIRE(fd >= 0, Error, "cannot open table file '" + source.path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    EK_THROW(Error, "cannot stat table file '" + source.path + "'");
+  }
+  const int64_t needData = source.dataOffset + g.rows * g.rowBytes;
+  const int64_t needScales = g.scaleRowBytes > 0 ? source.scalesOffset + g.rows * g.scaleRowBytes : 0;
+  const int64_t need = std::max(needData, needScales);
+  if (st.st_size < need) {
+    ::close(fd);
+    EK_THROW(RangeError, "table file '" + source.path + "' is truncated: " + std::to_string(st.st_size) + " bytes, the table needs " +
+                             std::to_string(need));
+  }
+  // Hashed rows are random reads: read-ahead would only fetch bytes nobody asked for.
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+  return fd;
+}
+
+void preadFully(int fd, uint8_t* dst, int64_t offset, int64_t bytes, const std::string& path) {
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd, dst, static_cast<size_t>(bytes), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error("reading table file '" + path + "' failed: " + std::strerror(errno));
+    if (n == 0) throw std::runtime_error("table file '" + path + "' ended early (truncated while in use?)");
+    dst += n;
+    offset += n;
+    bytes -= n;
+  }
+}
 
 }  // namespace engram

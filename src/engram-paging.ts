@@ -62,13 +62,10 @@ export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
 export function layerPager(table: EngramTable, options: unknown, file: LoadedFile | undefined, device: 'cpu' | 'cuda', deviceIndex = 0): TablePager | undefined {
   const tier = requireTierOptions('options', options);
   if (tier.copy === true) throw new TypeError("options.copy asks for a copy of the table, not a pager: it goes with tier 'host' and no cacheBytes");
-  if (device === 'cuda') {
-    // The cache in device memory, the table pinned in host memory (the paper's setting).
-    if (tier.tier === 'file') throw new Error("tier 'file' is not supported on CUDA yet: the CUDA pager copies from host memory (use tier 'host' with cacheBytes, or device 'cpu')");
-    if (tier.cacheBytes === undefined) return undefined;
-    return TablePager.create(table, { ...tier, cacheBytes: tier.cacheBytes, device: 'cuda', deviceIndex });
-  }
-  return pagerFor(table, tier, file === undefined ? undefined : tableFileOf(table, file));
+  // On CUDA the cache is device memory: pages come from the table pinned in host memory
+  // (the paper's setting) or, for tier 'file', through pinned staging from the file.
+  const options_ = device === 'cuda' ? { ...tier, device: 'cuda' as const, deviceIndex } : tier;
+  return pagerFor(table, options_, file === undefined ? undefined : tableFileOf(table, file));
 }
 
 /**

@@ -41,8 +41,8 @@ export interface PagerOptions {
   /** Count hits and misses only: no memory is allocated and nothing is copied. */
   simulate?: boolean;
   /**
-   * 'cuda': the cache lives in device memory and pages arrive on a copy stream from the
-   * home tier pinned in place (a table in RAM; not a file yet). Default 'cpu'.
+   * 'cuda': the cache lives in device memory and pages arrive on a copy stream, from the
+   * table pinned in place in RAM, or read from its file into pinned staging. Default 'cpu'.
    */
   device?: 'cpu' | 'cuda';
   deviceIndex?: number;
@@ -203,7 +203,6 @@ export class TablePager {
     if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`options.device must be 'cpu' or 'cuda', got ${describe(device)}`);
     const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
     const readThreads = requireInteger('options.readThreads', options.readThreads ?? (home instanceof EngramTable ? 1 : 4), 1, 256);
-    if (device === 'cuda' && !(home instanceof EngramTable)) throw new Error("a CUDA pager copies from a table in host memory: tier 'file' is not supported on CUDA yet");
     let source: Record<string, unknown> = {};
     if (!simulate) {
       if (home instanceof EngramTable) {

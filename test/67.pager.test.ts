@@ -262,9 +262,9 @@ describe('bad input', () => {
     expect(bits(pager.gather(Int32Array.of(200, 300, 5)))).toEqual(bits(t.gather(Int32Array.of(200, 300, 5))));
   });
 
-  it('a CUDA cache needs a device, a table in memory and a known device name', () => {
+  it('a CUDA cache needs a device, an existing home and a known device name', () => {
     expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'tpu' as 'cuda' })).toThrow(/options.device/);
-    expect(() => TablePager.create({ path: '/nope', dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/not supported on CUDA yet/);
+    expect(() => TablePager.create({ path: '/nope', dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/does not exist/);
     if (devices().length === 0) expect(() => TablePager.create(t, { cacheBytes: 4 * page, pageRows: 50, device: 'cuda' })).toThrow(/device 'cuda' was requested/);
   });
 

@@ -43,15 +43,18 @@ describe.skipIf(visible.length === 0)('CUDA pager', () => {
     const ckpt = path.join(dir, 'v41');
     writeSyntheticV41Checkpoint(ckpt, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 5 });
     const whole = DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cuda' });
-    const paged = DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cuda', table: { tier: 'host', cacheBytes: 2 ** 20, pageRows: 1 } });
     const r = rng(9);
-    for (let b = 0; b < 4; b++) {
-      const ids = Int32Array.from({ length: 16 }, () => Math.floor(r() * 128_000));
-      const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: 16 * 4 * 64 }, () => r() * 2 - 1)]));
-      const ticket = paged.prefetch(ids, [2, 8]);
-      const got = paged.forward(streams, ids, [2, 8], { ticket });
-      const want = whole.forward(streams, ids, [2, 8]);
-      for (const id of [1, 14]) expect(bits(got.outputs.get(id)!.output).equals(bits(want.outputs.get(id)!.output))).toBe(true);
+    // The table pinned in host memory, then the file read through pinned staging.
+    for (const tier of ['host', 'file'] as const) {
+      const paged = DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cuda', table: { tier, cacheBytes: 2 ** 20, pageRows: 1 } });
+      for (let b = 0; b < 4; b++) {
+        const ids = Int32Array.from({ length: 16 }, () => Math.floor(r() * 128_000));
+        const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: 16 * 4 * 64 }, () => r() * 2 - 1)]));
+        const ticket = paged.prefetch(ids, [2, 8]);
+        const got = paged.forward(streams, ids, [2, 8], { ticket });
+        const want = whole.forward(streams, ids, [2, 8]);
+        for (const id of [1, 14]) expect(bits(got.outputs.get(id)!.output).equals(bits(want.outputs.get(id)!.output))).toBe(true);
+      }
     }
   });
 });
