@@ -29,7 +29,10 @@ export interface FileTierRow {
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number }) {
+export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number; device?: 'cpu' | 'cuda' }) {
+  // 'cuda' (where a GPU is visible): the baseline keeps whole tables in device memory,
+  // the modes a device cache fed over PCIe from pinned host memory or from the file.
+  const device = options.device ?? 'cpu';
   const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${options.rowsScale}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     log(`writing a synthetic V4.1 checkpoint (rows x ${options.rowsScale}) to ${dir}...`);
@@ -39,7 +42,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
   // The baseline: the tables copied into this process's memory (not the page cache).
   log('  copying the tables into RAM...');
-  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'host', copy: true } });
+  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device, table: { tier: 'host', copy: true } });
   const tableBytes = [...probe.layers.values()].reduce((n, l) => n + l.table.byteLength, 0);
   const { hiddenSize: D, hcMult: hc } = probe.layers.get(1)!.config;
   const tokenizer = probe.hashMapping.tokenizer;
@@ -132,16 +135,24 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   }
   const hostRowReadNs = median(readTimes);
 
-  const modes: Array<{ mode: string; pageRows?: number; eviction: Eviction; cold: boolean }> = [
-    { mode: 'file tier, one-row pages, LRU, warm OS cache', pageRows: 1, eviction: 'lru', cold: false },
-    { mode: 'file tier, one-row pages, direct (no reuse)', pageRows: 1, eviction: 'direct', cold: false },
-    { mode: 'file tier, 64 KiB pages, LRU, warm OS cache', eviction: 'lru', cold: false },
-    { mode: 'file tier, one-row pages, LRU, cold (disk)', pageRows: 1, eviction: 'lru', cold: true },
-  ];
+  type Mode = { mode: string; tier: 'host' | 'file'; pageRows?: number; eviction: Eviction; cold: boolean };
+  const modes: Mode[] =
+    device === 'cuda'
+      ? [
+          { mode: 'CUDA: device cache, one-row pages, LRU, from pinned host RAM', tier: 'host', pageRows: 1, eviction: 'lru', cold: false },
+          { mode: 'CUDA: direct (no reuse), from pinned host RAM (the paper)', tier: 'host', pageRows: 1, eviction: 'direct', cold: false },
+          { mode: 'CUDA: device cache, one-row pages, LRU, from the file', tier: 'file', pageRows: 1, eviction: 'lru', cold: false },
+        ]
+      : [
+          { mode: 'file tier, one-row pages, LRU, warm OS cache', tier: 'file', pageRows: 1, eviction: 'lru', cold: false },
+          { mode: 'file tier, one-row pages, direct (no reuse)', tier: 'file', pageRows: 1, eviction: 'direct', cold: false },
+          { mode: 'file tier, 64 KiB pages, LRU, warm OS cache', tier: 'file', eviction: 'lru', cold: false },
+          { mode: 'file tier, one-row pages, LRU, cold (disk)', tier: 'file', pageRows: 1, eviction: 'lru', cold: true },
+        ];
   for (const m of modes) {
     const model = DeepseekV41EngramModel.fromCheckpoint(dir, {
-      device: 'cpu',
-      table: { tier: 'file', cacheBytes: options.cacheBytesPerLayer, pageRows: m.pageRows, eviction: m.eviction },
+      device,
+      table: { tier: m.tier, cacheBytes: options.cacheBytesPerLayer, pageRows: m.pageRows, eviction: m.eviction },
     });
     for (const phase of phases) {
       // Cold: the OS forgets the table files before every pass of this mode.
@@ -158,7 +169,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   // The in-RAM rows: every RAM pass run beside the modes.
   for (const phase of [...phases].reverse()) {
     const all = ramPasses.get(phase.phase)!;
-    rows.unshift({ mode: 'tables in RAM (no pager)', phase: phase.phase, tokensPerSecond: median(all), loss: null, stallShare: 0, rowHitRate: null, bytesCopiedPerToken: null });
+    rows.unshift({ mode: device === 'cuda' ? 'CUDA: whole tables in device memory (no pager)' : 'tables in RAM (no pager)', phase: phase.phase, tokensPerSecond: median(all), loss: null, stallShare: 0, rowHitRate: null, bytesCopiedPerToken: null });
   }
   return {
     dir,
@@ -167,6 +178,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
     tableBytes,
     cacheBytesPerLayer: options.cacheBytesPerLayer,
     steps: options.steps,
+    device,
     hostRowReadNs,
     hidden: D,
     hc,

@@ -9,11 +9,12 @@
 // RAM and the OS page cache of the files both fit in 24 GiB), PAGER_CACHE_MIB (per
 // layer, default 256: 512 MiB for both, 1/15 of the tables), PAGER_STEPS (decode steps per pass, default 48),
 // ENGRAM_CACHE_DIR (where the synthetic checkpoints are kept, default .cache),
-// PAGER_PARTS (default 'hits,file,shared'; parts left out are taken from the last results).
+// PAGER_PARTS (default 'hits,file,shared,gpu'; parts left out are taken from the last
+// results; gpu runs only where a CUDA device is visible).
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { buildInfo, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { buildInfo, devices, writeSyntheticV41Checkpoint } from '../src/index.js';
 import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/plan.js';
 import { machineFacts } from '../src/throughput.js';
 import { markdownTable, resultsDir, writeResults } from './harness.js';
@@ -26,7 +27,7 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const facts = machineFacts();
 const pct = (x: number | null | undefined, digits = 1) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(digits)}%`);
 
-const parts = new Set((process.env.PAGER_PARTS ?? 'hits,file,shared').split(','));
+const parts = new Set((process.env.PAGER_PARTS ?? 'hits,file,shared,gpu').split(','));
 const previousFile = path.join(resultsDir, 'pager.json');
 const previous = fs.existsSync(previousFile) ? (JSON.parse(fs.readFileSync(previousFile, 'utf8')) as Record<string, unknown>) : {};
 const reuse = <T>(name: string): T => {
@@ -53,6 +54,19 @@ const file = parts.has('file')
       steps: Number(process.env.PAGER_STEPS ?? 48),
     })
   : reuse<ReturnType<typeof fileTierBenchmark>>('file');
+
+// With a GPU the same comparison measures the CUDA pager (device cache over PCIe) against
+// whole tables in device memory, instead of leaving the GPU case to the model alone.
+const gpu =
+  devices().length > 0 && parts.has('gpu')
+    ? fileTierBenchmark({
+        rowsScale: Number(process.env.PAGER_ROWS_SCALE ?? 0.04),
+        cacheBytesPerLayer: Number(process.env.PAGER_CACHE_MIB ?? 256) * 2 ** 20,
+        steps: Number(process.env.PAGER_STEPS ?? 48),
+        device: 'cuda',
+      })
+    : undefined;
+if (gpu === undefined) log('  (no GPU measurement: no CUDA device visible, or PAGER_PARTS leaves out gpu)');
 
 // 4. The GPU model, calibrated: dedup share (decode, 16 sequences) and the host's row
 // read time from 3; the hit rate of one-row LRU with 10% of the table cached from 2.
@@ -159,11 +173,21 @@ const md = [
   markdownTable(['process', 'Rss MiB', 'Shared_Clean MiB', 'Pss MiB'], shared.rssKiB.map((rss, i) => [i + 1, (rss / 1024).toFixed(0), (shared.sharedCleanKiB[i] / 1024).toFixed(0), (shared.pssKiB[i] / 1024).toFixed(0)])),
   `The file tier shares the same way: its pread copies come from the one page cache, and only the cache of pages (cacheBytes) is private to each process.`,
   '',
-  `## 4. The GPU case (model, not measured: no GPU here)`,
+  ...(gpu === undefined
+    ? []
+    : [
+        `## 3b. Measured on ${devices()[0].name}`,
+        '',
+        markdownTable(
+          ['configuration', 'phase', 'tokens/s', 'vs whole tables on the device', 'stall share', 'row hit rate', 'bytes over PCIe / token'],
+          gpu.rows.map((r) => [r.mode, r.phase, r.tokensPerSecond === null ? "step doesn't fit" : r.tokensPerSecond.toFixed(0), r.loss === null ? '—' : `${(-100 * r.loss).toFixed(1)}%`, pct(r.stallShare), pct(r.rowHitRate), r.bytesCopiedPerToken === null ? '—' : Math.round(r.bytesCopiedPerToken).toLocaleString()]),
+        ),
+      ]),
+  `## 4. The GPU case (${gpu === undefined ? 'model, not measured: no GPU here' : 'the model, beside the measurement above'})`,
   '',
   `Calibration from this run: unique share ${pct(calibration.uniqueShare)}, one-row LRU hit rate at 10% cached ${pct(calibration.cacheHitRate)}, host random-row read ${calibration.hostRowReadNs} ns. Steps of 16 tokens at 10,000 tokens/s. \`engram plan --calibration bench/results/pager.json\` recomputes it for any hardware.`,
   '',
   ...plans.map((p) => formatPlan(p)),
 ].join('\n');
-writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: facts, hits, file, shared, calibration, plans }, md);
+writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: facts, hits, file, gpu, shared, calibration, plans }, md);
 log(md);
