@@ -21,7 +21,7 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   const int64_t pages = g.pages();
   EK_REQUIRE(g.slots <= pages || g.slots == 0, RangeError, "more page slots than the table has pages");
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
-  pageSlot_.assign(pages, -1);
+  pageSlot_.reserve(static_cast<size_t>(g.slots));
   // Lookup counts per page only where LFU ranks by them (4 bytes a page: a 384 M-row table
   // paged by rows would spend 1.5 GB on them).
   if (eviction == Eviction::Lfu) pageFreq_.assign(pages, 0);
@@ -36,6 +36,11 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
 
 Pager::~Pager() {
   engine_.reset();  // joins the copy thread before the tables it writes go away
+}
+
+int32_t Pager::slotOf(int64_t page) const {
+  const auto it = pageSlot_.find(page);
+  return it == pageSlot_.end() ? -1 : it->second;
 }
 
 Pager::Key Pager::keyOf(int64_t slot) const {
@@ -90,7 +95,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   }
   int64_t missing = 0, hitUnpinned = 0;
   for (const auto& [p, n] : runs) {
-    const int32_t s = pageSlot_[p];
+    const int32_t s = slotOf(p);
     if (s < 0) ++missing;
     else if (slotPins_[s] == 0) ++hitUnpinned;
   }
@@ -106,7 +111,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   std::vector<RowCopy> copies;
   for (const auto& [p, n] : runs) {
     if (!pageFreq_.empty()) pageFreq_[p] = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, static_cast<uint64_t>(pageFreq_[p]) + n));
-    int64_t s = pageSlot_[p];
+    int64_t s = slotOf(p);
     if (s >= 0) {
       stats_.pageHits += 1;
       stats_.rowHits += static_cast<double>(n);
@@ -122,10 +127,10 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
         const auto victim = evictable_.begin();
         s = std::get<2>(*victim);
         evictable_.erase(victim);
-        pageSlot_[slotPage_[s]] = -1;
+        pageSlot_.erase(slotPage_[s]);
         stats_.evictions += 1;
       }
-      pageSlot_[p] = static_cast<int32_t>(s);
+      pageSlot_[p] = static_cast<int32_t>(s);  // inserted
       slotPage_[s] = p;
       const int64_t first = p * g_.pageRows;
       const int64_t n = std::min(g_.pageRows, g_.rows - first);
@@ -146,7 +151,15 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   if (translated != nullptr) {
     for (int64_t i = 0; i < count; ++i) {
       const int64_t r = static_cast<int64_t>(rows[i]);
-      translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, pageSlot_.data(), g_.slots, hotKeys_.empty() ? -1 : hotIndex(r)));
+      const int64_t hot = hotKeys_.empty() ? -1 : hotIndex(r);
+      // The batch's pages are sorted in `runs`: find this row's slot there.
+      int64_t slot = -1;
+      if (hot < 0) {
+        const int64_t p = r / g_.pageRows;
+        const auto it = std::lower_bound(runs.begin(), runs.end(), p, [](const std::pair<int64_t, int64_t>& a, int64_t b) { return a.first < b; });
+        slot = t.slots[static_cast<size_t>(it - runs.begin())];  // one slot per run, in run order
+      }
+      translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, static_cast<int32_t>(slot), g_.slots, hot));
     }
   }
   stats_.lookups += static_cast<double>(count);
@@ -185,7 +198,7 @@ void Pager::wait(uint64_t ticket) {
     const auto it = tickets_.find(ticket);
     if (it != tickets_.end()) {
       for (int64_t s : it->second.missed) {
-        if (slotPage_[s] >= 0) pageSlot_[slotPage_[s]] = -1;
+        if (slotPage_[s] >= 0) pageSlot_.erase(slotPage_[s]);
         slotPage_[s] = -1;
       }
     }
@@ -204,7 +217,7 @@ void Pager::release(uint64_t ticket) {
     if (slotPage_[s] < 0) {
       freeSlots_.push_back(s);  // a failed copy
     } else if (eviction_ == Eviction::Direct) {
-      pageSlot_[slotPage_[s]] = -1;  // no reuse across batches
+      pageSlot_.erase(slotPage_[s]);  // no reuse across batches
       slotPage_[s] = -1;
       freeSlots_.push_back(s);
     } else {

@@ -12,10 +12,10 @@
 namespace engram {
 
 // Row `row` of the table as a row of the cache: hotIndex >= 0 when the row is resident
-// in the hot region, else through the page table (page -> slot).
-EK_HD int64_t pagedCacheRow(int64_t row, int64_t pageRows, const int32_t* pageSlot, int64_t slots, int64_t hotIndex) {
+// in the hot region, else in `slot`, the slot the page table gives its page.
+EK_HD int64_t pagedCacheRow(int64_t row, int64_t pageRows, int32_t slot, int64_t slots, int64_t hotIndex) {
   if (hotIndex >= 0) return slots * pageRows + hotIndex;
-  return static_cast<int64_t>(pageSlot[row / pageRows]) * pageRows + row % pageRows;
+  return static_cast<int64_t>(slot) * pageRows + row % pageRows;
 }
 
 // Open-addressing lookup of the hot rows (keys -1 = empty; capacity a power of two).

@@ -121,7 +121,10 @@ class Pager {
   Eviction eviction_;
   std::unique_ptr<CopyEngine> engine_;
   mutable std::mutex mutex_;
-  std::vector<int32_t> pageSlot_;   // page -> slot, -1 absent
+  // page -> slot of the resident pages only: memory follows the cache, not the table
+  // (a 384 M-row table paged by rows would need 1.5 GB as a dense array).
+  std::unordered_map<int64_t, int32_t> pageSlot_;
+  int32_t slotOf(int64_t page) const;
   std::vector<uint32_t> pageFreq_;  // lookups per page (LFU)
   std::vector<int64_t> slotPage_;   // slot -> page, -1 free
   std::vector<int32_t> slotPins_;
