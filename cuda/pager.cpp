@@ -15,13 +15,12 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 }  // namespace
 
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
-    : g_(g), eviction_(eviction), engine_(std::move(engine)) {
+    : g_(g), eviction_(eviction), engine_(std::move(engine)), pageSlot_(g.slots) {
   EK_REQUIRE(g.rows > 0 && g.pageRows > 0 && g.slots >= 0 && g.hotRows >= 0, RangeError, "pager geometry out of range");
   EK_REQUIRE(g.slots > 0 || g.hotRows > 0, RangeError, "a pager needs at least one page slot or hot row");
   const int64_t pages = g.pages();
   EK_REQUIRE(g.slots <= pages || g.slots == 0, RangeError, "more page slots than the table has pages");
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
-  pageSlot_.reserve(static_cast<size_t>(g.slots));
   // Lookup counts per page only where LFU ranks by them (4 bytes a page: a 384 M-row table
   // paged by rows would spend 1.5 GB on them).
   if (eviction == Eviction::Lfu) pageFreq_.assign(pages, 0);
@@ -38,9 +37,51 @@ Pager::~Pager() {
   engine_.reset();  // joins the copy thread before the tables it writes go away
 }
 
-int32_t Pager::slotOf(int64_t page) const {
-  const auto it = pageSlot_.find(page);
-  return it == pageSlot_.end() ? -1 : it->second;
+PageMap::PageMap(int64_t entries) {
+  size_t capacity = 16;
+  int bits = 4;
+  while (capacity < static_cast<size_t>(2 * std::max<int64_t>(entries, 1))) {
+    capacity <<= 1;
+    ++bits;
+  }
+  keys_.assign(capacity, -1);
+  values_.assign(capacity, -1);
+  mask_ = capacity - 1;
+  shift_ = 64 - bits;
+}
+
+int32_t PageMap::find(int64_t page) const {
+  for (size_t i = home(page);; i = (i + 1) & mask_) {
+    if (keys_[i] == page) return values_[i];
+    if (keys_[i] < 0) return -1;
+  }
+}
+
+void PageMap::insert(int64_t page, int32_t slot) {
+  size_t i = home(page);
+  while (keys_[i] >= 0 && keys_[i] != page) i = (i + 1) & mask_;
+  keys_[i] = page;
+  values_[i] = slot;
+}
+
+void PageMap::erase(int64_t page) {
+  size_t i = home(page);
+  while (keys_[i] != page) {
+    if (keys_[i] < 0) return;
+    i = (i + 1) & mask_;
+  }
+  // Backward shift: move later entries of the probe run into the hole when their home
+  // position does not lie cyclically in (hole, entry].
+  for (size_t j = (i + 1) & mask_; keys_[j] >= 0; j = (j + 1) & mask_) {
+    const size_t h = home(keys_[j]);
+    const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
+    if (stays) continue;
+    keys_[i] = keys_[j];
+    values_[i] = values_[j];
+    i = j;
+  }
+  keys_[i] = -1;
+  values_[i] = -1;
 }
 
 Pager::Key Pager::keyOf(int64_t slot) const {
@@ -130,7 +171,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
         pageSlot_.erase(slotPage_[s]);
         stats_.evictions += 1;
       }
-      pageSlot_[p] = static_cast<int32_t>(s);  // inserted
+      pageSlot_.insert(p, static_cast<int32_t>(s));
       slotPage_[s] = p;
       const int64_t first = p * g_.pageRows;
       const int64_t n = std::min(g_.pageRows, g_.rows - first);

@@ -16,6 +16,24 @@ namespace engram {
 
 enum class Eviction : int { Lru = 0, Lfu = 1, Direct = 2 };
 
+// page -> slot for the resident pages: open addressing (linear probing, backward-shift
+// deletion) sized by the cache, so its memory follows the cache, not the table, and a
+// lookup costs no allocation.
+class PageMap {
+ public:
+  explicit PageMap(int64_t entries);
+  int32_t find(int64_t page) const;  // -1: absent
+  void insert(int64_t page, int32_t slot);
+  void erase(int64_t page);
+
+ private:
+  size_t home(int64_t page) const { return static_cast<size_t>((static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull) >> shift_); }
+  std::vector<int64_t> keys_;  // -1: empty
+  std::vector<int32_t> values_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+};
+
 struct PagerGeometry {
   int64_t rows = 0;           // table rows
   int64_t rowBytes = 0;       // bytes of one stored row
@@ -121,10 +139,8 @@ class Pager {
   Eviction eviction_;
   std::unique_ptr<CopyEngine> engine_;
   mutable std::mutex mutex_;
-  // page -> slot of the resident pages only: memory follows the cache, not the table
-  // (a 384 M-row table paged by rows would need 1.5 GB as a dense array).
-  std::unordered_map<int64_t, int32_t> pageSlot_;
-  int32_t slotOf(int64_t page) const;
+  PageMap pageSlot_;  // resident pages only (a dense array would be 1.5 GB for 384 M rows)
+  int32_t slotOf(int64_t page) const { return pageSlot_.find(page); }
   std::vector<uint32_t> pageFreq_;  // lookups per page (LFU)
   std::vector<int64_t> slotPage_;   // slot -> page, -1 free
   std::vector<int32_t> slotPins_;
