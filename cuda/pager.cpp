@@ -29,6 +29,8 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   slotLastUse_.assign(g.slots, 0);
   slotJob_.assign(g.slots, 0);
   slotKey_.assign(g.slots, Key{});
+  lruPrev_.assign(g.slots, -1);
+  lruNext_.assign(g.slots, -1);
   freeSlots_.reserve(g.slots);
   for (int64_t s = g.slots - 1; s >= 0; --s) freeSlots_.push_back(s);  // slot 0 first
 }
@@ -92,7 +94,42 @@ Pager::Key Pager::keyOf(int64_t slot) const {
 
 void Pager::makeEvictable(int64_t slot) {
   slotKey_[slot] = keyOf(slot);
-  evictable_.insert(slotKey_[slot]);
+  if (eviction_ == Eviction::Lfu) {
+    evictable_.insert(slotKey_[slot]);
+    return;
+  }
+  // Tickets are usually released in the order they were taken: walking back from the
+  // tail finds the place in a step or two.
+  int64_t after = lruTail_;
+  while (after >= 0 && slotKey_[after] > slotKey_[slot]) after = lruPrev_[after];
+  const int64_t before = after >= 0 ? lruNext_[after] : lruHead_;
+  lruPrev_[slot] = after;
+  lruNext_[slot] = before;
+  if (after >= 0) lruNext_[after] = slot;
+  else lruHead_ = slot;
+  if (before >= 0) lruPrev_[before] = slot;
+  else lruTail_ = slot;
+  ++lruCount_;
+}
+
+void Pager::removeEvictable(int64_t slot) {
+  if (eviction_ == Eviction::Lfu) {
+    evictable_.erase(slotKey_[slot]);
+    return;
+  }
+  const int64_t p = lruPrev_[slot], n = lruNext_[slot];
+  if (p >= 0) lruNext_[p] = n;
+  else lruHead_ = n;
+  if (n >= 0) lruPrev_[n] = p;
+  else lruTail_ = p;
+  lruPrev_[slot] = lruNext_[slot] = -1;
+  --lruCount_;
+}
+
+int64_t Pager::popVictim() {
+  const int64_t slot = eviction_ == Eviction::Lfu ? std::get<2>(*evictable_.begin()) : lruHead_;
+  removeEvictable(slot);
+  return slot;
 }
 
 int64_t Pager::hotIndex(int64_t row) const {
@@ -140,7 +177,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
     if (s < 0) ++missing;
     else if (slotPins_[s] == 0) ++hitUnpinned;
   }
-  const int64_t freeable = static_cast<int64_t>(freeSlots_.size() + evictable_.size()) - hitUnpinned;
+  const int64_t freeable = static_cast<int64_t>(freeSlots_.size()) + evictableCount() - hitUnpinned;
   if (missing > freeable) {
     EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " + std::to_string(runs.size()) +
                              " pages (" + std::to_string(missing) + " missing, " + std::to_string(freeable) +
@@ -156,7 +193,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
     if (s >= 0) {
       stats_.pageHits += 1;
       stats_.rowHits += static_cast<double>(n);
-      if (slotPins_[s] == 0) evictable_.erase(slotKey_[s]);
+      if (slotPins_[s] == 0) removeEvictable(s);
       if (slotJob_[s] != 0) t.jobs.push_back(slotJob_[s]);  // may still be in flight
     } else {
       stats_.pageMisses += 1;
@@ -165,9 +202,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
         s = freeSlots_.back();
         freeSlots_.pop_back();
       } else {
-        const auto victim = evictable_.begin();
-        s = std::get<2>(*victim);
-        evictable_.erase(victim);
+        s = popVictim();
         pageSlot_.erase(slotPage_[s]);
         stats_.evictions += 1;
       }

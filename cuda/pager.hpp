@@ -131,6 +131,9 @@ class Pager {
   };
   Key keyOf(int64_t slot) const;
   void makeEvictable(int64_t slot);
+  void removeEvictable(int64_t slot);
+  int64_t popVictim();
+  int64_t evictableCount() const { return eviction_ == Eviction::Lfu ? static_cast<int64_t>(evictable_.size()) : lruCount_; }
   int64_t hotIndex(int64_t row) const;
   template <typename T>
   uint64_t acquireRows(const T* rows, int64_t count, int32_t* translated);
@@ -148,7 +151,10 @@ class Pager {
   std::vector<uint64_t> slotJob_;   // job that filled the slot
   std::vector<Key> slotKey_;        // its key in evictable_
   std::vector<int64_t> freeSlots_;
-  std::set<Key> evictable_;         // unpinned resident slots, victim first
+  std::set<Key> evictable_;         // LFU: unpinned resident slots, victim first
+  // LRU: the same order as an intrusive list (no allocation): ascending (last use, slot).
+  std::vector<int64_t> lruPrev_, lruNext_;
+  int64_t lruHead_ = -1, lruTail_ = -1, lruCount_ = 0;
   std::vector<int64_t> hotKeys_;
   std::vector<int32_t> hotValues_;
   std::unordered_map<uint64_t, Ticket> tickets_;
