@@ -30,6 +30,7 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   slotJob_.assign(g.slots, 0);
   slotKey_.assign(g.slots, Key{});
   lruPrev_.assign(g.slots, -1);
+  lfuPos_.assign(g.slots, -1);
   lruNext_.assign(g.slots, -1);
   freeSlots_.reserve(g.slots);
   for (int64_t s = g.slots - 1; s >= 0; --s) freeSlots_.push_back(s);  // slot 0 first
@@ -95,7 +96,9 @@ Pager::Key Pager::keyOf(int64_t slot) const {
 void Pager::makeEvictable(int64_t slot) {
   slotKey_[slot] = keyOf(slot);
   if (eviction_ == Eviction::Lfu) {
-    evictable_.insert(slotKey_[slot]);
+    lfuPos_[slot] = static_cast<int64_t>(lfuHeap_.size());
+    lfuHeap_.push_back(slot);
+    lfuSiftUp(lfuHeap_.size() - 1);
     return;
   }
   // Tickets are usually released in the order they were taken: walking back from the
@@ -114,7 +117,16 @@ void Pager::makeEvictable(int64_t slot) {
 
 void Pager::removeEvictable(int64_t slot) {
   if (eviction_ == Eviction::Lfu) {
-    evictable_.erase(slotKey_[slot]);
+    const size_t i = static_cast<size_t>(lfuPos_[slot]);
+    const int64_t last = lfuHeap_.back();
+    lfuHeap_.pop_back();
+    lfuPos_[slot] = -1;
+    if (last != slot) {
+      lfuHeap_[i] = last;
+      lfuPos_[last] = static_cast<int64_t>(i);
+      lfuSiftUp(i);
+      lfuSiftDown(static_cast<size_t>(lfuPos_[last]));
+    }
     return;
   }
   const int64_t p = lruPrev_[slot], n = lruNext_[slot];
@@ -126,8 +138,33 @@ void Pager::removeEvictable(int64_t slot) {
   --lruCount_;
 }
 
+void Pager::lfuSiftUp(size_t i) {
+  while (i > 0) {
+    const size_t parent = (i - 1) / 2;
+    if (!lfuLess(lfuHeap_[i], lfuHeap_[parent])) break;
+    std::swap(lfuHeap_[i], lfuHeap_[parent]);
+    lfuPos_[lfuHeap_[i]] = static_cast<int64_t>(i);
+    lfuPos_[lfuHeap_[parent]] = static_cast<int64_t>(parent);
+    i = parent;
+  }
+}
+
+void Pager::lfuSiftDown(size_t i) {
+  for (;;) {
+    const size_t l = 2 * i + 1, r = l + 1;
+    size_t best = i;
+    if (l < lfuHeap_.size() && lfuLess(lfuHeap_[l], lfuHeap_[best])) best = l;
+    if (r < lfuHeap_.size() && lfuLess(lfuHeap_[r], lfuHeap_[best])) best = r;
+    if (best == i) return;
+    std::swap(lfuHeap_[i], lfuHeap_[best]);
+    lfuPos_[lfuHeap_[i]] = static_cast<int64_t>(i);
+    lfuPos_[lfuHeap_[best]] = static_cast<int64_t>(best);
+    i = best;
+  }
+}
+
 int64_t Pager::popVictim() {
-  const int64_t slot = eviction_ == Eviction::Lfu ? std::get<2>(*evictable_.begin()) : lruHead_;
+  const int64_t slot = eviction_ == Eviction::Lfu ? lfuHeap_.front() : lruHead_;
   removeEvictable(slot);
   return slot;
 }

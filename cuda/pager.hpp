@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -133,7 +132,10 @@ class Pager {
   void makeEvictable(int64_t slot);
   void removeEvictable(int64_t slot);
   int64_t popVictim();
-  int64_t evictableCount() const { return eviction_ == Eviction::Lfu ? static_cast<int64_t>(evictable_.size()) : lruCount_; }
+  int64_t evictableCount() const { return eviction_ == Eviction::Lfu ? static_cast<int64_t>(lfuHeap_.size()) : lruCount_; }
+  bool lfuLess(int64_t a, int64_t b) const { return slotKey_[a] < slotKey_[b]; }
+  void lfuSiftUp(size_t i);
+  void lfuSiftDown(size_t i);
   int64_t hotIndex(int64_t row) const;
   template <typename T>
   uint64_t acquireRows(const T* rows, int64_t count, int32_t* translated);
@@ -149,9 +151,10 @@ class Pager {
   std::vector<int32_t> slotPins_;
   std::vector<uint64_t> slotLastUse_;
   std::vector<uint64_t> slotJob_;   // job that filled the slot
-  std::vector<Key> slotKey_;        // its key in evictable_
+  std::vector<Key> slotKey_;        // its eviction order key (LRU list, LFU heap)
   std::vector<int64_t> freeSlots_;
-  std::set<Key> evictable_;         // LFU: unpinned resident slots, victim first
+  // LFU: unpinned resident slots in an indexed min-heap by key (no allocation per change).
+  std::vector<int64_t> lfuHeap_, lfuPos_;
   // LRU: the same order as an intrusive list (no allocation): ascending (last use, slot).
   std::vector<int64_t> lruPrev_, lruNext_;
   int64_t lruHead_ = -1, lruTail_ = -1, lruCount_ = 0;
