@@ -27,6 +27,8 @@ Napi::Value MoeExpertsAsync(const Napi::CallbackInfo& info);
 Napi::Value V41Forward(const Napi::CallbackInfo& info);
 Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info);
+Napi::Value QuantizeWeights(const Napi::CallbackInfo& info);
+Napi::Value DequantizeWeights(const Napi::CallbackInfo& info);
 Napi::Value V41UploadCuda(const Napi::CallbackInfo& info);
 Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);

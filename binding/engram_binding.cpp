@@ -77,12 +77,30 @@ Napi::Value PackLinear(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
   const int64_t n = intField(o, "n", 1, INT32_MAX);
   const int64_t k = intField(o, "k", 1, INT32_MAX);
-  const float* weight = typedField<float>(o, "weight", napi_float32_array, n * k, false);
   const float* bias = typedField<float>(o, "bias", napi_float32_array, n, true);
   const std::string kernel = stringField(o, "cpuKernel", "auto");
-  const bool preferBf16 = boolField(o, "preferBf16", false);
+  const std::string format = stringField(o, "format", "f32");
   LinearHandle handle;
-  runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel, preferBf16); });
+  if (format == "f32") {
+    const float* weight = typedField<float>(o, "weight", napi_float32_array, n * k, false);
+    const bool preferBf16 = boolField(o, "preferBf16", false);
+    runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel, preferBf16); });
+  } else {
+    // Quantised weights stay in their codes (see WeightCodes).
+    WeightCodes codes;
+    if (format == "bf16") codes.format = WeightFormat::BF16;
+    else if (format == "f16") codes.format = WeightFormat::F16;
+    else if (format == "e4m3") codes.format = WeightFormat::E4M3;
+    else if (format == "e2m1") codes.format = WeightFormat::E2M1;
+    else throwJs(info.Env(), ErrorKind::RangeError, "format must be 'f32', 'bf16', 'f16', 'e4m3' or 'e2m1', got '" + format + "'");
+    if (codes.format == WeightFormat::E2M1 && k % 2 != 0) {
+      throwJs(info.Env(), ErrorKind::RangeError, "e2m1 weights need an even k, got " + std::to_string(k));
+    }
+    codes.codes = typedField<uint8_t>(o, "codes", napi_uint8_array, n * weightRowBytes(codes.format, k), false);
+    const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
+    codes.rowScales = typedField<uint8_t>(o, "scales", napi_uint8_array, n * blocks, !weightFormatScaled(codes.format));
+    runSync(info.Env(), [&] { handle = packLinearCodes(codes, bias, n, k, kernel); });
+  }
   return wrapLinear(info.Env(), std::move(handle));
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "gather.cuh"
+#include "quant.cuh"
 
 namespace engram {
 
@@ -52,14 +53,7 @@ EK_HD uint8_t floatToE4m3(float v) {
 
 // The UE8M0 code of the smallest power of two s with amax / s <= 448 (DeepSeek's rule);
 // an all-zero block gets the code of a tiny scale.
-EK_HD uint8_t ue8m0ForBlock(float amax) {
-  const float ratio = fmaxf(amax, 1e-30f) / kE4m3Max;
-  int e;
-  const float f = frexpf(ratio, &e);  // ratio = f * 2^e, f in [0.5, 1)
-  int exponent = f == 0.5f ? e - 1 : e;  // ceil(log2(ratio))
-  exponent = exponent < -127 ? -127 : (exponent > 127 ? 127 : exponent);
-  return static_cast<uint8_t>(exponent + 127);
-}
+EK_HD uint8_t ue8m0ForBlock(float amax) { return ue8m0ForMax(amax, kE4m3Max); }
 
 // Encodes one row of fp32 values into `dtype` (scales: the row's UE8M0 codes for fp8).
 EK_HD void encodeTableRow(TableDtype d, const float* src, int cols, uint8_t* row, uint8_t* scales) {
@@ -127,6 +121,39 @@ EK_HD void randomRow(uint64_t seed, uint64_t first, int n, bool normal, float sc
     out[c + 1] = radius * sinf(angle);
   }
   for (; c < n; ++c) out[c] = randomElement(seed, first + c, normal, scale);
+}
+
+// Encodes weight row o of w [n, k] (fp32) into `format`; the block's scale codes must be
+// set already (quantizeWeightsCpu chooses them from the block's amax).
+EK_HD void encodeWeightRow(WeightFormat f, const float* w, const uint8_t* scales, int blockRows, int64_t k, int64_t o,
+                           uint8_t* codes) {
+  uint8_t* row = codes + o * weightRowBytes(f, k);
+  const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = w[o * k + i];
+    switch (f) {
+      case WeightFormat::F32: {
+        const uint32_t b = bitsFromFloat(v);
+        __builtin_memcpy(row + 4 * i, &b, 4);
+        break;
+      }
+      case WeightFormat::BF16:
+      case WeightFormat::F16: {
+        const uint16_t b = f == WeightFormat::BF16 ? floatToBf16(v) : floatToF16(v);
+        __builtin_memcpy(row + 2 * i, &b, 2);
+        break;
+      }
+      default: {
+        const float scale = ue8m0ToFloat(scales[(o / blockRows) * blocks + i / kScaleBlock]);
+        if (f == WeightFormat::E4M3) {
+          row[i] = floatToE4m3(v / scale);
+        } else {
+          const uint8_t code = floatToE2m1(v / scale);
+          row[i / 2] = (i & 1) ? static_cast<uint8_t>((row[i / 2] & 0x0fu) | (code << 4)) : code;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace engram

@@ -95,13 +95,6 @@ EK_HD float decodeTableElement(TableDtype d, const uint8_t* row, const uint8_t* 
   }
 }
 
-// Weight element (o, i) of an fp8-e4m3 matrix [out, in] with one UE8M0 scale per 32x32
-// block (scales [ceil(out/32), ceil(in/32)]): DeepSeek-V4.1's wkv format.
-EK_HD float blockScaledWeight(const uint8_t* codes, const uint8_t* scales, int64_t in, int64_t o, int64_t i) {
-  const int64_t blocksIn = (in + kScaleBlock - 1) / kScaleBlock;
-  return e4m3ToFloat(codes[o * in + i]) * ue8m0ToFloat(scales[(o / kScaleBlock) * blocksIn + i / kScaleBlock]);
-}
-
 // A table as the kernels see it: `rows` x `cols`, row-major, `data` in `dtype`; `scales`
 // [rows][cols / 32] for fp8 (null otherwise). Row offsets are 64-bit: a table may hold
 // more than 2^31 elements.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "common.hpp"
@@ -91,6 +92,62 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
       const float* src = weight + (p * w->nr + c) * k;
       float* dst = w->panels.data() + p * k * w->nr + c;
       for (int64_t kk = 0; kk < k; ++kk) dst[kk * w->nr] = src[kk];
+    }
+  }
+  return w;
+}
+
+std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& src, const float* bias, int64_t n, int64_t k,
+                                              const std::string& kernel) {
+  EK_REQUIRE(n >= 1 && k >= 1, RangeError, "a projection needs at least one output and one input feature");
+  EK_REQUIRE(src.codes != nullptr, TypeError, "projection weight codes are missing");
+  EK_REQUIRE(src.format != WeightFormat::F32, TypeError, "fp32 weights are packed by packLinear");
+  const bool scaled = weightFormatScaled(src.format);
+  EK_REQUIRE(!scaled || src.rowScales != nullptr, TypeError, "e4m3 and e2m1 weights need their UE8M0 scales");
+  EK_REQUIRE(src.format != WeightFormat::E2M1 || k % 2 == 0, RangeError,
+             "e2m1 weights need an even number of inputs, got " + std::to_string(k));
+  const LinearBuild build = linearBuild(kernel);
+  auto w = std::make_shared<PackedLinear>();
+  w->n = n;
+  w->k = k;
+  w->nr = build.width;
+  w->kernel = build.name;
+  w->format = src.format;
+  w->bias.assign(static_cast<size_t>(n), 0.0f);
+  if (bias != nullptr) std::copy(bias, bias + n, w->bias.begin());
+  const int nr = w->nr;
+  const int64_t panels = (n + nr - 1) / nr;
+  const int64_t srcRow = weightRowBytes(src.format, k);
+  const int64_t panelRow = weightRowBytes(src.format, nr);
+  w->codePanels.assign(static_cast<size_t>(panels * k * panelRow), 0);
+  for (int64_t p = 0; p < panels; ++p) {
+    for (int c = 0; c < nr && p * nr + c < n; ++c) {
+      const uint8_t* row = src.codes + (p * nr + c) * srcRow;
+      uint8_t* dst = w->codePanels.data() + p * k * panelRow;
+      for (int64_t kk = 0; kk < k; ++kk, dst += panelRow) {
+        switch (src.format) {
+          case WeightFormat::F32: std::memcpy(dst + 4 * c, row + 4 * kk, 4); break;
+          case WeightFormat::BF16:
+          case WeightFormat::F16: std::memcpy(dst + 2 * c, row + 2 * kk, 2); break;
+          case WeightFormat::E4M3: dst[c] = row[kk]; break;
+          case WeightFormat::E2M1: {
+            const uint8_t code = (row[kk / 2] >> (4 * (kk & 1))) & 0xfu;
+            const int half = nr / 2;
+            dst[c % half] |= static_cast<uint8_t>(code << (c < half ? 0 : 4));
+            break;
+          }
+        }
+      }
+    }
+  }
+  if (scaled) {
+    const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
+    // Padding columns get the scale 1 (code 127) over their zero codes.
+    w->scalePanels.assign(static_cast<size_t>(panels * blocks * nr), 127);
+    for (int64_t p = 0; p < panels; ++p) {
+      for (int c = 0; c < nr && p * nr + c < n; ++c) {
+        for (int64_t b = 0; b < blocks; ++b) w->scalePanels[(p * blocks + b) * nr + c] = src.rowScales[(p * nr + c) * blocks + b];
+      }
     }
   }
   return w;

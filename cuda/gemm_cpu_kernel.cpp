@@ -62,6 +62,92 @@ inline void microTile(const float* __restrict a, const float* __restrict b, int6
   }
 }
 
+// Rows [k0, k0 + kc) of panel p of quantised weights decoded to fp32 [kc][kWidth]
+// (w.format != F32). Scales are decoded once per 32 rows of k.
+void decodePanel(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, float* __restrict dst) {
+  const int64_t rowBytes = weightRowBytes(w.format, kWidth);
+  const uint8_t* codes = w.codePanels.data() + (p * w.k + k0) * rowBytes;
+  const int64_t blocks = (w.k + kScaleBlock - 1) / kScaleBlock;
+  const uint8_t* scaleCodes = w.scalePanels.empty() ? nullptr : w.scalePanels.data() + p * blocks * kWidth;
+  alignas(64) float scale[kWidth];
+  for (int64_t kk = 0; kk < kc; ++kk, codes += rowBytes, dst += kWidth) {
+    const int64_t kAbs = k0 + kk;
+    if (scaleCodes != nullptr && (kk == 0 || kAbs % kScaleBlock == 0)) {
+      for (int c = 0; c < kWidth; ++c) scale[c] = ue8m0ToFloat(scaleCodes[(kAbs / kScaleBlock) * kWidth + c]);
+    }
+    switch (w.format) {
+      case WeightFormat::BF16: {
+#if defined(__AVX512F__)
+        for (int v = 0; v < kWidth; v += 16) {
+          const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v)));
+          _mm512_storeu_ps(dst + v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+        }
+#else
+        for (int c = 0; c < kWidth; ++c) {
+          uint16_t h;
+          std::memcpy(&h, codes + 2 * c, 2);
+          dst[c] = bf16ToFloat(h);
+        }
+#endif
+        break;
+      }
+      case WeightFormat::F16: {
+#if defined(__AVX512F__)
+        for (int v = 0; v < kWidth; v += 16) {
+          _mm512_storeu_ps(dst + v, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v))));
+        }
+#else
+        for (int c = 0; c < kWidth; ++c) {
+          uint16_t h;
+          std::memcpy(&h, codes + 2 * c, 2);
+          dst[c] = f16ToFloat(h);
+        }
+#endif
+        break;
+      }
+      case WeightFormat::E4M3: {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+        // e4m3 shifted into fp16 position converts exactly to value * 2^-8 (as the
+        // table gather does); the NaN code is patched in.
+        const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
+        const __m512 rebias = _mm512_set1_ps(256.0f), nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
+        for (int v = 0; v < kWidth; v += 16) {
+          const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + v)));
+          const __m256i magnitude = _mm256_and_si256(c16, low7);
+          const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c16, signBit), 8), _mm256_slli_epi16(magnitude, 7));
+          __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), rebias), _mm512_load_ps(scale + v));
+          x = _mm512_mask_mov_ps(x, _mm256_cmpeq_epi16_mask(magnitude, low7), nan);
+          _mm512_storeu_ps(dst + v, x);
+        }
+#else
+        for (int c = 0; c < kWidth; ++c) dst[c] = e4m3ToFloat(codes[c]) * scale[c];
+#endif
+        break;
+      }
+      case WeightFormat::E2M1: {
+        constexpr int half = kWidth / 2;
+#if defined(__AVX512F__)
+        static_assert(half == 16, "the AVX-512 e2m1 decoder reads 16 bytes a row");
+        const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+                                          -2.0f, -3.0f, -4.0f, -6.0f);
+        const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+        const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xf));
+        const __m512i high = _mm512_srli_epi32(bytes, 4);
+        _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_permutexvar_ps(low, lut), _mm512_load_ps(scale)));
+        _mm512_storeu_ps(dst + half, _mm512_mul_ps(_mm512_permutexvar_ps(high, lut), _mm512_load_ps(scale + half)));
+#else
+        for (int c = 0; c < half; ++c) {
+          dst[c] = e2m1ToFloat(codes[c] & 0xfu) * scale[c];
+          dst[c + half] = e2m1ToFloat(codes[c] >> 4) * scale[c + half];
+        }
+#endif
+        break;
+      }
+      default: break;  // F32 weights are read from w.panels
+    }
+  }
+}
+
 }  // namespace
 
 int linearTileWidth() { return kWidth; }
@@ -93,6 +179,8 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
   // One packing buffer per thread, reused across calls (no page faults per call).
   thread_local std::vector<float> packed;
   packed.resize(std::max(packed.size(), static_cast<size_t>(tiles) * kRows * kDepth));
+  thread_local std::vector<float> decoded;  // one panel slice of quantised weights
+  if (w.format != WeightFormat::F32) decoded.resize(std::max(decoded.size(), static_cast<size_t>(kDepth * kWidth)));
   float edge[kRows * kWidth] = {};  // tiles that overhang the output are computed here
   float bias[kWidth];
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
@@ -115,7 +203,13 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
       }
       const bool first = k0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
-        const float* const panel = w.panels.data() + (p * k + k0) * kWidth;
+        const float* panel = nullptr;
+        if (w.format == WeightFormat::F32) {
+          panel = w.panels.data() + (p * k + k0) * kWidth;
+        } else {  // decoded once per row block, then read by every tile of it
+          decodePanel(w, p, k0, kc, decoded.data());
+          panel = decoded.data();
+        }
         const int64_t col0 = p * kWidth;
         const int64_t cols = std::min<int64_t>(kWidth, w.n - col0);
         for (int c = 0; c < kWidth; ++c) bias[c] = c < cols ? w.bias[col0 + c] : 0.0f;

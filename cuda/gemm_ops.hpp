@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "quant.cuh"
 #include "thread_pool.hpp"
 
 namespace engram {
@@ -25,6 +26,22 @@ struct PackedLinear {
   std::vector<float> panels;   // [ceil(n/nr)][k][nr]
   std::vector<uint16_t> panelsBf16;  // bf16 kernel only
   std::vector<float> bias;     // [n]; zeros when the layer has none
+  // Quantised weights (format != F32) stay in their codes, panel by panel: codePanels
+  // [ceil(n/nr)][k][weightRowBytes(format, nr)] (e2m1: byte j holds column j in its low
+  // nibble and column j + nr/2 in its high one) and, for the scaled formats, scalePanels
+  // [ceil(n/nr)][ceil(k/32)][nr] UE8M0 codes. The GEMM decodes one panel slice at a time
+  // into an L2-sized fp32 buffer: never a float copy of the matrix.
+  WeightFormat format = WeightFormat::F32;
+  std::vector<uint8_t> codePanels;
+  std::vector<uint8_t> scalePanels;
+};
+
+// A weight matrix [n, k] in its stored codes: row-major codes (e2m1: ceil(k/2) bytes a
+// row, even input in the low nibble) and, for e4m3/e2m1, rowScales [n, ceil(k/32)].
+struct WeightCodes {
+  WeightFormat format = WeightFormat::F32;
+  const uint8_t* codes = nullptr;
+  const uint8_t* rowScales = nullptr;
 };
 
 // kernel: "auto" (the widest build this CPU runs), "baseline" or "avx512". With
@@ -32,6 +49,11 @@ struct PackedLinear {
 // the bf16 kernel (callers promise inputs exact in bf16 too); otherwise fp32.
 std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias, int64_t n, int64_t k,
                                          const std::string& kernel = "auto", bool preferBf16 = false);
+
+// Packs quantised weights for the fp32 kernels (decoded per panel slice while the GEMM
+// runs); results equal packLinear over the dequantised matrix bit for bit.
+std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& weight, const float* bias, int64_t n, int64_t k,
+                                              const std::string& kernel = "auto");
 
 // y[m, ldy] = x[m, lda] W^T + b for rows [0, m). Each output element accumulates bias
 // then k in order, whatever the thread count, so results are bit-identical across it.

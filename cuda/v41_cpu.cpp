@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "convert_ops.hpp"
 #include "engram_cpu_kernel.hpp"
 #include "v41_ops.hpp"
 
@@ -12,11 +13,7 @@ namespace engram {
 void dequantizeBlockFp8Cpu(const uint8_t* codes, const uint8_t* scales, int64_t out, int64_t in, float* dst,
                            ThreadPool& pool, int threads) {
   EK_REQUIRE(codes != nullptr && scales != nullptr && dst != nullptr, TypeError, "fp8 weight buffers are missing");
-  pool.parallelFor(out, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      for (int64_t i = 0; i < in; ++i) dst[o * in + i] = blockScaledWeight(codes, scales, in, o, i);
-    }
-  });
+  dequantizeWeightsCpu(codes, scales, out, in, WeightFormat::E4M3, kScaleBlock, dst, pool, threads);
 }
 
 void validateV41Request(const V41ForwardRequest& r) {

@@ -5,6 +5,7 @@
 import { elementCount, toFloat32, type Tensor } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { resolveDevice } from './devices.js';
+import { packWeight, weightFromTensors } from './quantized-weights.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from './native.js';
 import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from './engram-paging.js';
 import type { PagerStats, PagerTicket, TablePager } from './pager.js';
@@ -76,8 +77,14 @@ export class DeepseekV41Engram {
   gates: Float32Array | undefined;
   private weights: V41Weights | undefined;
   private tablePager: TablePager | undefined;
+  private readonly wkvKernelChoice: 'auto' | 'fp32';
 
-  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number } = {}) {
+  /**
+   * options.wkvKernel: 'auto' runs wkv on AVX512-BF16 dot products where the CPU has them
+   * (exact products of fp8/bf16 values, summed pairwise by the instruction), else on the
+   * fp32 FMA kernel decoding the fp8 codes per panel slice; 'fp32' always takes the latter.
+   */
+  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number; wkvKernel?: 'auto' | 'fp32' } = {}) {
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
     const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
     this.config = {
@@ -92,6 +99,10 @@ export class DeepseekV41Engram {
     if (typeof c.rmsNormEps !== 'number' || !(c.rmsNormEps >= 0)) throw new RangeError(`config.rmsNormEps must be a number >= 0, got ${describe(c.rmsNormEps)}`);
     this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
     this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
+    if (options.wkvKernel !== undefined && options.wkvKernel !== 'auto' && options.wkvKernel !== 'fp32') {
+      throw new RangeError(`options.wkvKernel must be 'auto' or 'fp32', got ${describe(options.wkvKernel)}`);
+    }
+    this.wkvKernelChoice = options.wkvKernel ?? 'auto';
   }
 
   /** Rows gathered per token: (maxNgramSize - 1) * nHeads. */
@@ -176,26 +187,32 @@ export class DeepseekV41Engram {
 
     // Everything checked: build the new weights, then swap them in.
     const table = EngramTable.fromBytes(embed.data, rows, headDim, TABLE_DTYPES[embed.dtype], embedScale?.data);
-    let wkvFloat: Float32Array;
-    if (wkv.dtype === 'F8_E4M3') {
-      wkvFloat = new Float32Array(elementCount(wkv.shape));
+    const n = (hc + 1) * D;
+    // The weights as fp32 (only for the bf16 packing, which checks exactness, and CUDA).
+    const dequantized = (): Float32Array => {
+      if (wkv.dtype !== 'F8_E4M3') return toFloat32(prefix + 'wkv.weight', wkv);
+      const out = new Float32Array(elementCount(wkv.shape));
       native().dequantizeBlockFp8({
-        codes: wkv.data.buffer as ArrayBuffer,
-        codesByteOffset: wkv.data.byteOffset,
-        scales: wkvScale!.data.buffer as ArrayBuffer,
-        scalesByteOffset: wkvScale!.data.byteOffset,
-        rows: (hc + 1) * D,
-        cols: features,
-        out: wkvFloat,
-        threads: 0,
+        codes: wkv.data.buffer as ArrayBuffer, codesByteOffset: wkv.data.byteOffset,
+        scales: wkvScale!.data.buffer as ArrayBuffer, scalesByteOffset: wkvScale!.data.byteOffset,
+        rows: n, cols: features, out, threads: 0,
       });
-    } else {
-      wkvFloat = toFloat32(prefix + 'wkv.weight', wkv);
-    }
+      return out;
+    };
     // fp8/bf16 rows times fp8/bf16 weights are exact products in bf16: the AVX512-BF16
     // kernel (where the CPU has it) then runs at twice the fp32 rate with half the bytes.
-    const preferBf16 = table.dtype === 'f8e4m3' || table.dtype === 'bf16';
-    const packed = native().packLinear({ weight: wkvFloat, n: (hc + 1) * D, k: features, preferBf16 });
+    // Elsewhere the fp32 kernel reads the weights in their own codes (fp8: 1 byte each).
+    const bf16Inputs = table.dtype === 'f8e4m3' || table.dtype === 'bf16';
+    const bf16Kernel = this.wkvKernelChoice === 'auto' && bf16Inputs && native().buildInfo().cpuFeatures.includes('avx512bf16');
+    let wkvFloat: Float32Array | undefined;
+    let packed: NativeLinearHandle;
+    if (bf16Kernel) {
+      wkvFloat = dequantized();
+      packed = native().packLinear({ weight: wkvFloat, n, k: features, preferBf16: true });
+    } else {
+      packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features);
+    }
+    if (this.device === 'cuda') wkvFloat ??= dequantized();
     const qWeight = toFloat32(prefix + 'q_weight', q);
     const kWeight = toFloat32(prefix + 'k_weight', k);
     this.weights = { table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined };

@@ -3,7 +3,7 @@
 import { MappedFile } from './mapped-file.js';
 import { describe } from './validate.js';
 
-export type TensorDtype = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E8M0' | 'F64' | 'I64' | 'I32' | 'U8';
+export type TensorDtype = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E8M0' | 'F64' | 'I64' | 'I32' | 'U8' | 'I8';
 
 /** Lowercase / PyTorch spellings accepted for safetensors dtype names. */
 const DTYPE_ALIASES: Record<string, TensorDtype> = {
@@ -16,6 +16,7 @@ const DTYPE_ALIASES: Record<string, TensorDtype> = {
   int64: 'I64', i64: 'I64', long: 'I64',
   int32: 'I32', i32: 'I32', int: 'I32',
   uint8: 'U8', u8: 'U8',
+  int8: 'I8', i8: 'I8',
 };
 
 /** The safetensors name of a dtype given in either spelling, or undefined. */
@@ -26,7 +27,7 @@ export function canonicalDtype(value: unknown): TensorDtype | undefined {
 }
 
 export const DTYPE_BYTES: Record<TensorDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E8M0: 1, I64: 8, I32: 4, U8: 1,
+  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E8M0: 1, I64: 8, I32: 4, U8: 1, I8: 1,
 };
 
 /**

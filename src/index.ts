@@ -53,4 +53,14 @@ export {
   type TableFile,
 } from './pager.js';
 export { MappedFile } from './mapped-file.js';
+export {
+  quantizeWeight,
+  dequantizeWeight,
+  weightFromTensors,
+  weightBytes,
+  WEIGHT_SCALE_BLOCK,
+  type WeightFormat,
+  type QuantizedWeight,
+  type LinearWeight,
+} from './quantized-weights.js';
 export { planOffload, formatPlan, OFFLOAD_PRESETS, OFFLOAD_DEFAULTS, type OffloadPlan, type OffloadPlanInput, type OffloadModePlan } from './plan.js';

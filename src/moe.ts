@@ -5,6 +5,7 @@ import type { Tensor } from './dtype.js';
 import { toFloat32 } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
 import { native, type NativeLinearHandle } from './native.js';
+import { packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
@@ -191,9 +192,19 @@ export interface MoeForwardOptions {
   out?: Float32Array;
 }
 
+/** fp32 activations as given, or bf16 bits widened (exact). */
+function activations(x: Float32Array | Uint16Array): Float32Array {
+  if (x instanceof Float32Array) return x;
+  if (!(x instanceof Uint16Array)) throw new TypeError(`x must be a Float32Array (fp32) or a Uint16Array (bf16 bits), got ${describe(x)}`);
+  const wide = new Uint32Array(x.length);
+  for (let i = 0; i < x.length; i++) wide[i] = x[i] << 16;
+  return new Float32Array(wide.buffer);
+}
+
 interface PackedExpert {
   gateUp: NativeLinearHandle;
   down: NativeLinearHandle;
+  bytes: number;
 }
 
 /**
@@ -232,8 +243,15 @@ export class MoE {
     if (requireDevice('options.device', options.device) === 'cuda') throw new Error("device 'cuda' is not available for the MoE block yet");
   }
 
-  /** Weights by name (F32/BF16/F16); every tensor is checked before anything changes. */
+  /**
+   * Weights by name; every tensor is checked before anything changes. Expert weights may
+   * be F32/BF16/F16, fp8 (F8_E4M3 with `.scale` F8_E8M0 per 32x32 block, as V4.1's
+   * shared expert) or MXFP4 (U8/I8 [out, in/2] e2m1 pairs with `.scale` F8_E8M0
+   * [out, in/32], as V4.1's routed experts): quantised ones stay in their codes and are
+   * decoded per panel slice inside the GEMM (no float copy of the weights).
+   */
   loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+    if (record === null || typeof record !== 'object') throw new TypeError(`state dict must be an object of tensors, got ${describe(record)}`);
     const prefix = options.prefix ?? '';
     const { dim, numExperts: E, ffnDim: F, sharedFfnDim: SF, nSharedExperts } = this.config;
     const get = (name: string, shape: number[], optional = false): Float32Array | undefined => {
@@ -248,34 +266,43 @@ export class MoE {
       }
       return toFloat32(prefix + name, tensor);
     };
+    const weight = (name: string, shape: [number, number]): LinearWeight => {
+      const full = `${prefix}${name}.weight`;
+      if (record[full] === undefined) throw new RangeError(`state dict is missing tensor '${full}' (expected shape [${shape.join(', ')}])`);
+      return weightFromTensors(full, record[full], `${prefix}${name}.scale`, record[`${prefix}${name}.scale`], shape);
+    };
     const gateWeight = get('gate.weight', [E, dim])!;
     const gateBias = get('gate.bias', [E], true);
-    const raw = Array.from({ length: E }, (_, e) => ({
-      w1: get(`experts.${e}.w1.weight`, [F, dim])!,
-      w3: get(`experts.${e}.w3.weight`, [F, dim])!,
-      w2: get(`experts.${e}.w2.weight`, [dim, F])!,
-    }));
-    const sharedRaw = nSharedExperts > 0
-      ? [{ w1: get('shared_experts.w1.weight', [SF, dim])!, w3: get('shared_experts.w3.weight', [SF, dim])!, w2: get('shared_experts.w2.weight', [dim, SF])! }]
-      : [];
-    const pack = (w: { w1: Float32Array; w3: Float32Array; w2: Float32Array }, ffn: number): PackedExpert => {
-      const gateUp = new Float32Array(2 * ffn * dim);
-      gateUp.set(w.w1, 0);
-      gateUp.set(w.w3, ffn * dim);
-      return {
-        gateUp: native().packLinear({ weight: gateUp, n: 2 * ffn, k: dim }),
-        down: native().packLinear({ weight: w.w2, n: dim, k: ffn }),
-      };
+    const expertWeights = (base: string, ffn: number) => ({
+      w1: weight(`${base}.w1`, [ffn, dim]),
+      w3: weight(`${base}.w3`, [ffn, dim]),
+      w2: weight(`${base}.w2`, [dim, ffn]),
+    });
+    const raw = Array.from({ length: E }, (_, e) => expertWeights(`experts.${e}`, F));
+    const sharedRaw = nSharedExperts > 0 ? [expertWeights('shared_experts', SF)] : [];
+    const pack = (w: { w1: LinearWeight; w3: LinearWeight; w2: LinearWeight }, ffn: number, base: string): PackedExpert => {
+      const gateUp = stackWeightRows([w.w1, w.w3], [`${prefix}${base}.w1.weight`, `${prefix}${base}.w3.weight`]);
+      return { gateUp: packWeight(gateUp, 2 * ffn, dim), down: packWeight(w.w2, dim, ffn), bytes: weightBytes(gateUp) + weightBytes(w.w2) };
     };
-    const experts = raw.map((w) => pack(w, F));
-    const shared = sharedRaw.map((w) => pack(w, SF));
+    const experts = raw.map((w, e) => pack(w, F, `experts.${e}`));
+    const shared = sharedRaw.map((w) => pack(w, SF, 'shared_experts'));
     this.gate = { weight: gateWeight, bias: gateBias };
     this.experts = experts;
     this.shared = shared;
   }
 
-  /** The block on x [N, dim]: routing, experts, combine, shared experts. */
-  forward(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): { output: Float32Array; route: MoeRoute } {
+  /** Bytes of the expert weights as held (codes and scales for quantised ones). */
+  get expertBytes(): { routed: number; shared: number } {
+    const sum = (list: PackedExpert[]) => list.reduce((s, e) => s + e.bytes, 0);
+    return { routed: sum(this.experts), shared: sum(this.shared) };
+  }
+
+  /**
+   * The block on x [N, dim]: routing, experts, combine, shared experts. x is fp32, or bf16
+   * bits in a Uint16Array (widened exactly to fp32); the output is fp32.
+   */
+  forward(input: Float32Array | Uint16Array, shape: [number, number], options: MoeForwardOptions = {}): { output: Float32Array; route: MoeRoute } {
+    const x = activations(input);
     const call = this.check(x, shape, options);
     const route = moeRoute(x, this.gate!.weight, shape, call.routeOptions);
     const { args, output } = this.expertsArgs(x, call.tokens, route, options);
@@ -284,7 +311,8 @@ export class MoE {
   }
 
   /** forward() with the gate projection, the selection and the experts on worker threads. */
-  async forwardAsync(x: Float32Array, shape: [number, number], options: MoeForwardOptions = {}): Promise<{ output: Float32Array; route: MoeRoute }> {
+  async forwardAsync(input: Float32Array | Uint16Array, shape: [number, number], options: MoeForwardOptions = {}): Promise<{ output: Float32Array; route: MoeRoute }> {
+    const x = activations(input);
     const call = this.check(x, shape, options);
     const route = await moeRouteAsync(x, this.gate!.weight, shape, call.routeOptions);
     const { args, output } = this.expertsArgs(x, call.tokens, route, options);

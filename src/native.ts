@@ -178,6 +178,10 @@ export interface NativeAddon {
   mapFile(path: string): ArrayBuffer;
   /** preferBf16: pack for the AVX512-BF16 kernel when every weight is exactly bf16 (inputs must be too). */
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string; preferBf16?: boolean }): NativeLinearHandle;
+  /** Quantised weights kept in their codes (scales: one row per weight row, [n, ceil(k/32)]). */
+  packLinear(args: { format: 'bf16' | 'f16' | 'e4m3' | 'e2m1'; codes: Uint8Array; scales?: Uint8Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
+  quantizeWeights(args: { format: string; weight: Float32Array; n: number; k: number; blockRows: number; codes: Uint8Array; scales?: Uint8Array; threads: number }): void;
+  dequantizeWeights(args: { format: string; codes: Uint8Array; scales?: Uint8Array; n: number; k: number; blockRows: number; out: Float32Array; threads: number }): void;
   /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16' or 'baseline'. */
   linearKernel(args: { weight: NativeLinearHandle }): string;
   linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;

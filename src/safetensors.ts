@@ -115,7 +115,7 @@ export interface TensorHole {
 
 const isHole = (t: Tensor | TensorHole): t is TensorHole => (t as TensorHole).hole === true;
 
-const ALIGN_ORDER: TensorDtype[] = ['F64', 'I64', 'F32', 'I32', 'F16', 'BF16', 'F8_E4M3', 'F8_E8M0', 'U8'];
+const ALIGN_ORDER: TensorDtype[] = ['F64', 'I64', 'F32', 'I32', 'F16', 'BF16', 'F8_E4M3', 'F8_E8M0', 'U8', 'I8'];
 
 /**
  * Writes tensors (widest element types first, so every tensor starts aligned to its

@@ -99,6 +99,22 @@ describe("DeepSeek-V4.1's Engram layer equals the reference (v41-layer-small.jso
     expect(maxRelError(r.output, l.forwardRows(hidden, rowIds, shape, { tokenMask }).output)).toBeLessThan(1e-5);
   });
 
+  it("wkvKernel 'fp32' reads wkv in its fp8 codes on the FMA kernel: the reference within 1e-4, the bits of an F32 table's layer", () => {
+    const cfg = { hiddenSize: D, hcMult: c.hc_mult, maxNgramSize: c.max_ngram_size, nHeads: c.n_heads, headDim: c.head_dim, numEmbeddings: c.table_rows, rmsNormEps: c.rms_norm_eps };
+    const f = new DeepseekV41Engram(cfg, { wkvKernel: 'fp32' });
+    f.loadStateDict(stateDict());
+    expect(f.wkvKernel).toBe(buildInfo().cpuKernel);
+    const r = f.forwardRows(hidden, rowIds, shape, { tokenMask });
+    expect(maxRelError(r.output, ref.output)).toBeLessThan(1e-4);
+    const d = new DeepseekV41Engram(cfg);
+    const dict = stateDict();
+    delete dict['embed.scale'];
+    dict['embed.weight'] = { dtype: 'F32', shape: [c.table_rows, c.head_dim], data: l.table.toFloat32() };
+    d.loadStateDict(dict);
+    expect(Buffer.compare(Buffer.from(d.forwardRows(hidden, rowIds, shape, { tokenMask }).output.buffer), Buffer.from(r.output.buffer))).toBe(0);
+    expect(() => new DeepseekV41Engram(cfg, { wkvKernel: 'bf16' as 'fp32' })).toThrow(/options.wkvKernel must be 'auto' or 'fp32', got "bf16"/);
+  });
+
   it('bad input: clear errors, previous weights intact', () => {
     const before = l.forwardRows(hidden, rowIds, shape, { tokenMask }).output;
     const bad = rowIds.slice();
