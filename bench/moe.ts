@@ -3,7 +3,7 @@
 // 384 experts, top-6), then the paper's iso-parameter comparison at toy scale: a block
 // with MoE only against one with half the experts plus an Engram layer holding the
 // freed parameters (a systems comparison: parameters, activated parameters, tokens/s).
-import { buildInfo, CompressedTokenizer, Engram, MoE, type MoeConfig, type Tensor } from '../src/index.js';
+import { buildInfo, CompressedTokenizer, Engram, MoE, quantizeWeight, type MoeConfig, type Tensor, type WeightFormat } from '../src/index.js';
 import { native, TABLE_DTYPE_CODES } from '../src/native.js';
 import { machineFacts, median, timeRuns } from '../src/throughput.js';
 import { brownTokens } from './corpus.js';
@@ -24,14 +24,25 @@ function random(n: number, seed: number, scale: number): Float32Array {
   return out;
 }
 
-function buildMoe(config: MoeConfig, seed: number): MoE {
+/** Expert weights stored as the checkpoint would hold them: F32, BF16, fp8 (32x32 blocks) or MXFP4. */
+function expertTensors(name: string, w: Float32Array, shape: [number, number], format: WeightFormat): Record<string, Tensor> {
+  if (format === 'f32') return { [`${name}.weight`]: { dtype: 'F32', shape, data: w } };
+  const q = quantizeWeight(w, shape, format);
+  const [n, k] = shape;
+  const dtype = { bf16: 'BF16', f16: 'F16', e4m3: 'F8_E4M3', e2m1: 'U8' }[format] as Tensor['dtype'];
+  const out: Record<string, Tensor> = { [`${name}.weight`]: { dtype, shape: format === 'e2m1' ? [n, k / 2] : shape, data: q.codes } };
+  if (q.scales) out[`${name}.scale`] = { dtype: 'F8_E8M0', shape: [Math.ceil(n / q.blockRows), Math.ceil(k / 32)], data: q.scales };
+  return out;
+}
+
+function buildMoe(config: MoeConfig, seed: number, format: WeightFormat = 'f32'): MoE {
   const moe = new MoE(config);
   const t = (shape: number[], s: number, scale: number): Tensor => ({ dtype: 'F32', shape, data: random(shape.reduce((a, b) => a * b, 1), s, scale) });
   const dict: Record<string, Tensor> = { 'gate.weight': t([config.numExperts, DIM], seed, 0.05), 'gate.bias': t([config.numExperts], seed + 1, 0.01) };
   for (let e = 0; e < config.numExperts; e++) {
-    dict[`experts.${e}.w1.weight`] = t([FFN, DIM], seed * 1000 + 3 * e, 0.02);
-    dict[`experts.${e}.w3.weight`] = t([FFN, DIM], seed * 1000 + 3 * e + 1, 0.02);
-    dict[`experts.${e}.w2.weight`] = t([DIM, FFN], seed * 1000 + 3 * e + 2, 0.1);
+    Object.assign(dict, expertTensors(`experts.${e}.w1`, random(FFN * DIM, seed * 1000 + 3 * e, 0.02), [FFN, DIM], format));
+    Object.assign(dict, expertTensors(`experts.${e}.w3`, random(FFN * DIM, seed * 1000 + 3 * e + 1, 0.02), [FFN, DIM], format));
+    Object.assign(dict, expertTensors(`experts.${e}.w2`, random(DIM * FFN, seed * 1000 + 3 * e + 2, 0.1), [DIM, FFN], format));
   }
   moe.loadStateDict(dict);
   return moe;
@@ -79,6 +90,43 @@ const rows = configs.map(([label, config], i) => {
   };
 });
 
+// Expert weight formats on the V4.1-like block: prefill (all tokens) and decode (a few
+// tokens, where the experts' weights stream from memory once per step).
+const DECODE = 8;
+const v41 = configs[1][1];
+const formatRows = (['f32', 'bf16', 'e4m3', 'e2m1'] as const).map((format) => {
+  log(`expert weights ${format}: building...`);
+  const moe = buildMoe(v41, 11, format);
+  const run = (tokens: number, runs: number) => {
+    const stages: Float64Array[] = [];
+    const out = new Float32Array(tokens * DIM);
+    // Every run takes the next tokens of x, so decode steps touch other experts (whose
+    // weights are then not in cache), as consecutive steps of a real decode do.
+    let window = 0;
+    const next = () => x.subarray(((window++ * tokens) % N) * DIM, ((window * tokens - 1) % N) * DIM + DIM);
+    moe.forward(next(), [tokens, DIM], { out }); // warm
+    const touched: number[] = [];
+    timeRuns(() => {
+      const stageSeconds = new Float64Array(3);
+      touched.push(new Set(moe.forward(next(), [tokens, DIM], { stageSeconds, out }).route.indices).size);
+      stages.push(stageSeconds);
+    }, runs);
+    return { seconds: median(stages.slice(-runs).map((st) => st[1])), touched: median(touched.slice(-runs)) };
+  };
+  const prefill = run(N, RUNS);
+  const decode = run(DECODE, RUNS * 8);
+  const perExpert = moe.expertBytes.routed / v41.numExperts;
+  return {
+    format,
+    bytesPerExpert: perExpert,
+    prefillMs: prefill.seconds * 1e3,
+    prefillGflops: (2 * N * v41.topk * 3 * FFN * DIM) / prefill.seconds / 1e9,
+    decodeMs: decode.seconds * 1e3,
+    decodeExperts: decode.touched,
+    decodeWeightGBps: (decode.touched * perExpert) / decode.seconds / 1e9,
+  };
+});
+
 // Iso-parameter comparison (toy scale): MoE(256) vs MoE(128) + Engram with the freed parameters.
 log('iso-parameter comparison...');
 const expertParams = 3 * FFN * DIM;
@@ -123,6 +171,11 @@ const t2 = markdownTable(
   ['block', 'parameters', 'activated per token', 'tokens/s'],
   iso.map((r) => [r.block, `${f(r.params / 1e6)} M`, `${f(r.activated / 1e6, 2)} M`, f(r.tokensPerSecond, 0)]),
 );
-const md = header + t1 + '\nIso-parameter comparison (the Engram layer with hcMult 1 and hidden = dim; tokens/s of the whole block):\n\n' + t2;
+const formatNames = { f32: 'F32', bf16: 'BF16', e4m3: 'fp8 e4m3, 32x32 UE8M0 blocks', e2m1: 'MXFP4 (e2m1, UE8M0 per 32)' };
+const t3 = markdownTable(
+  ['expert weights', 'bytes per expert', `prefill ${N} tokens: experts ms`, 'GFLOP/s', `decode ${DECODE} tokens: experts ms`, 'experts touched', 'weights read GB/s', 'decode vs F32'],
+  formatRows.map((r) => [formatNames[r.format], `${f(r.bytesPerExpert / 2 ** 10, 0)} KiB`, f(r.prefillMs, 1), f(r.prefillGflops, 0), f(r.decodeMs, 3), String(r.decodeExperts), f(r.decodeWeightGBps), `${f(formatRows[0].decodeMs / r.decodeMs, 2)}x`]),
+);
+const md = header + t1 + `\nExpert weight formats (the V4.1-like block; quantised weights stay in their codes and are decoded per panel slice inside the GEMM):\n\n` + t3 + '\nIso-parameter comparison (the Engram layer with hcMult 1 and hidden = dim; tokens/s of the whole block):\n\n' + t2;
 console.log(md);
-writeResults('moe', { benchmark: 'moe', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, tokens: N, dim: DIM, ffn: FFN, runs: RUNS, peakGflops: peak, copyGBps, results: rows, iso }, md);
+writeResults('moe', { benchmark: 'moe', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, tokens: N, dim: DIM, ffn: FFN, runs: RUNS, peakGflops: peak, copyGBps, results: rows, formats: formatRows, decodeTokens: DECODE, iso }, md);

@@ -79,20 +79,16 @@ Napi::Value PackLinear(const Napi::CallbackInfo& info) {
   const int64_t k = intField(o, "k", 1, INT32_MAX);
   const float* bias = typedField<float>(o, "bias", napi_float32_array, n, true);
   const std::string kernel = stringField(o, "cpuKernel", "auto");
-  const std::string format = stringField(o, "format", "f32");
+  const WeightFormat format = weightFormatField(o, "format", "f32", true);
   LinearHandle handle;
-  if (format == "f32") {
+  if (format == WeightFormat::F32) {
     const float* weight = typedField<float>(o, "weight", napi_float32_array, n * k, false);
     const bool preferBf16 = boolField(o, "preferBf16", false);
     runSync(info.Env(), [&] { handle = packLinear(weight, bias, n, k, kernel, preferBf16); });
   } else {
     // Quantised weights stay in their codes (see WeightCodes).
     WeightCodes codes;
-    if (format == "bf16") codes.format = WeightFormat::BF16;
-    else if (format == "f16") codes.format = WeightFormat::F16;
-    else if (format == "e4m3") codes.format = WeightFormat::E4M3;
-    else if (format == "e2m1") codes.format = WeightFormat::E2M1;
-    else throwJs(info.Env(), ErrorKind::RangeError, "format must be 'f32', 'bf16', 'f16', 'e4m3' or 'e2m1', got '" + format + "'");
+    codes.format = format;
     if (codes.format == WeightFormat::E2M1 && k % 2 != 0) {
       throwJs(info.Env(), ErrorKind::RangeError, "e2m1 weights need an even k, got " + std::to_string(k));
     }

@@ -7,6 +7,21 @@ namespace engram {
 
 namespace {
 
+// experts, topk, groups, topkGroups, scoreFunc, gateTemp, routeScale, normEps (hasBias
+// is left to the caller).
+RouteParams readRouteParams(const Napi::Object& o) {
+  RouteParams p{};
+  p.experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
+  p.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
+  p.groups = static_cast<int>(intField(o, "groups", 1, 64));
+  p.topkGroups = static_cast<int>(intField(o, "topkGroups", 1, 64));
+  p.func = static_cast<ScoreFunc>(intField(o, "scoreFunc", 0, 2));
+  p.gateTemp = static_cast<float>(o.Get("gateTemp").ToNumber().DoubleValue());
+  p.routeScale = static_cast<float>(o.Get("routeScale").ToNumber().DoubleValue());
+  p.normEps = static_cast<float>(o.Get("normEps").ToNumber().DoubleValue());
+  return p;
+}
+
 // One routing call: the gate projection (when `gate` is given) then top-k selection.
 struct RouteCall {
   RouteParams p{};
@@ -29,14 +44,7 @@ RouteCall readRoute(const Napi::CallbackInfo& info, bool keepAlive) {
   Keep* keep = keepAlive ? &c.keep : nullptr;
   RouteParams& p = c.p;
   c.tokens = intField(o, "tokens", 0, INT32_MAX);
-  p.experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
-  p.topk = static_cast<int>(intField(o, "topk", 1, 1 << 20));
-  p.groups = static_cast<int>(intField(o, "groups", 1, 64));
-  p.topkGroups = static_cast<int>(intField(o, "topkGroups", 1, 64));
-  p.func = static_cast<ScoreFunc>(intField(o, "scoreFunc", 0, 2));
-  p.gateTemp = static_cast<float>(o.Get("gateTemp").ToNumber().DoubleValue());
-  p.routeScale = static_cast<float>(o.Get("routeScale").ToNumber().DoubleValue());
-  p.normEps = static_cast<float>(o.Get("normEps").ToNumber().DoubleValue());
+  p = readRouteParams(o);
   if (!o.Get("gate").IsUndefined()) {
     c.gate = linearField(o, "gate");
     if (c.gate->n != p.experts) throwJs(o.Env(), ErrorKind::RangeError, "gate has " + std::to_string(c.gate->n) + " rows, not one per expert");
@@ -182,6 +190,89 @@ Napi::Value MoeExpertsAsync(const Napi::CallbackInfo& info) {
   AddonState* state = &addonState(info.Env());
   Keep keep = std::move(call->keep);
   return runAsync(info.Env(), [call, state] { moeExpertsCpu(call->req, state->pool, call->threads); }, std::move(keep));
+}
+
+namespace {
+
+using MoeDeviceHandle = std::shared_ptr<DeviceMoeWeights>;
+
+// {format, n, k, count, codes, scales}: `count` matrices in their stored codes.
+ExpertMatrices expertMatricesField(const Napi::Object& parent, const char* name, bool optional) {
+  ExpertMatrices m;
+  const Napi::Value v = parent.Get(name);
+  if (v.IsUndefined() && optional) return m;
+  if (!v.IsObject()) throwJs(parent.Env(), ErrorKind::TypeError, std::string(name) + " must be an object of expert weights");
+  const Napi::Object o = v.As<Napi::Object>();
+  m.format = weightFormatField(o, "format", "f32", true);
+  m.n = intField(o, "n", 1, INT32_MAX);
+  m.k = intField(o, "k", 1, INT32_MAX);
+  m.count = intField(o, "count", 0, 1 << 20);
+  m.codes = typedField<uint8_t>(o, "codes", napi_uint8_array, m.count * m.n * weightRowBytes(m.format, m.k), false);
+  const int64_t scaleBytes = weightFormatScaled(m.format) ? m.count * m.n * ((m.k + kScaleBlock - 1) / kScaleBlock) : 0;
+  m.rowScales = typedField<uint8_t>(o, "scales", napi_uint8_array, scaleBytes, scaleBytes == 0);
+  return m;
+}
+
+struct MoeCudaCall {
+  MoeCudaRequest req;
+  MoeDeviceHandle weights;
+  Keep keep;
+};
+
+std::shared_ptr<MoeCudaCall> readMoeCuda(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  auto call = std::make_shared<MoeCudaCall>();
+  Keep* keep = keepAlive ? &call->keep : nullptr;
+  MoeCudaRequest& r = call->req;
+  const Napi::Value handle = o.Get("deviceWeights");
+  if (!handle.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from moeUploadCuda");
+  call->weights = *handle.As<Napi::External<MoeDeviceHandle>>().Data();
+  r.tokens = intField(o, "tokens", 0, INT32_MAX);
+  r.route = readRouteParams(o);
+  const int64_t dim = intField(o, "dim", 1, 1 << 20);
+  r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * dim, false, keep);
+  r.bias = typedField<float>(o, "bias", napi_float32_array, r.route.experts, true, keep);
+  r.biasVl = typedField<float>(o, "biasVl", napi_float32_array, r.route.experts, true, keep);
+  r.imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, r.tokens, true, keep);
+  r.route.hasBias = r.bias != nullptr;
+  if (r.biasVl != nullptr && r.bias == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "biasVl needs bias");
+  r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
+  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * dim, false, keep);
+  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.route.topk, false, keep);
+  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.route.topk, false, keep);
+  r.logits = typedField<float>(o, "logits", napi_float32_array, r.tokens * r.route.experts, true, keep);
+  return call;
+}
+
+}  // namespace
+
+Napi::Value MoeUploadCuda(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  MoeDeviceUpload u;
+  u.experts = static_cast<int>(intField(o, "experts", 1, 1 << 20));
+  u.dim = static_cast<int>(intField(o, "dim", 1, 1 << 20));
+  u.gateWeight = typedField<float>(o, "gateWeight", napi_float32_array, static_cast<int64_t>(u.experts) * u.dim, false);
+  u.gateUp = expertMatricesField(o, "gateUp", false);
+  u.down = expertMatricesField(o, "down", false);
+  u.sharedGateUp = expertMatricesField(o, "sharedGateUp", true);
+  u.sharedDown = expertMatricesField(o, "sharedDown", true);
+  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  MoeDeviceHandle handle;
+  runSync(info.Env(), [&] { handle = uploadMoeWeightsCuda(u, device); });
+  auto* holder = new MoeDeviceHandle(std::move(handle));
+  return Napi::External<MoeDeviceHandle>::New(info.Env(), holder, [](Napi::Env, MoeDeviceHandle* h) { delete h; });
+}
+
+Napi::Value MoeForwardCuda(const Napi::CallbackInfo& info) {
+  auto call = readMoeCuda(info, false);
+  runSync(info.Env(), [call] { moeForwardCuda(call->req, *call->weights); });
+  return info.Env().Undefined();
+}
+
+Napi::Value MoeForwardCudaAsync(const Napi::CallbackInfo& info) {
+  auto call = readMoeCuda(info, true);
+  Keep keep = std::move(call->keep);
+  return runAsync(info.Env(), [call] { moeForwardCuda(call->req, *call->weights); }, std::move(keep));
 }
 
 }  // namespace engram

@@ -3,6 +3,7 @@
 #include "bindings.hpp"
 #include "convert_ops.hpp"
 #include "napi_util.hpp"
+#include "table_args.hpp"
 
 namespace engram {
 
@@ -17,12 +18,7 @@ struct WeightArgs {
 
 WeightArgs readWeightArgs(const Napi::Object& o) {
   WeightArgs a{};
-  const std::string format = stringField(o, "format", "");
-  if (format == "bf16") a.format = WeightFormat::BF16;
-  else if (format == "f16") a.format = WeightFormat::F16;
-  else if (format == "e4m3") a.format = WeightFormat::E4M3;
-  else if (format == "e2m1") a.format = WeightFormat::E2M1;
-  else throwJs(o.Env(), ErrorKind::RangeError, "format must be 'bf16', 'f16', 'e4m3' or 'e2m1', got '" + format + "'");
+  a.format = weightFormatField(o, "format", "", false);
   a.n = intField(o, "n", 1, INT32_MAX);
   a.k = intField(o, "k", 1, INT32_MAX);
   a.blockRows = static_cast<int>(intField(o, "blockRows", 1, 1 << 20));

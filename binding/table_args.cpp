@@ -54,4 +54,15 @@ const void* rowIdsField(const Napi::Object& o, int64_t count, bool* is64, Keep* 
   return typedField<int32_t>(o, "rowIds", napi_int32_array, count, false, keep);
 }
 
+WeightFormat weightFormatField(const Napi::Object& o, const char* name, const std::string& fallback, bool allowF32) {
+  const std::string f = stringField(o, name, fallback);
+  if (f == "f32" && allowF32) return WeightFormat::F32;
+  if (f == "bf16") return WeightFormat::BF16;
+  if (f == "f16") return WeightFormat::F16;
+  if (f == "e4m3") return WeightFormat::E4M3;
+  if (f == "e2m1") return WeightFormat::E2M1;
+  throwJs(o.Env(), ErrorKind::RangeError,
+          std::string(name) + " must be " + (allowF32 ? "'f32', " : "") + "'bf16', 'f16', 'e4m3' or 'e2m1', got '" + f + "'");
+}
+
 }  // namespace engram

@@ -57,4 +57,42 @@ class ScopedStream {
   cudaStream_t stream_ = nullptr;
 };
 
+// Device memory that lives as long as its owner (the weights handle).
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(const void* host, size_t bytes) : bytes_(bytes) {
+    if (bytes_ == 0) return;
+    EK_CUDA_CHECK(cudaMalloc(&ptr_, bytes_));
+    if (host != nullptr) EK_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes_, cudaMemcpyHostToDevice));
+  }
+  ~DeviceArray() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Makes `device` current for a scope, restoring the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    cudaGetDevice(&previous_);
+    EK_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+
+ private:
+  int previous_ = 0;
+};
+
+
 }  // namespace engram

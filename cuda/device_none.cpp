@@ -3,6 +3,7 @@
 #include "device.hpp"
 #include "engram_ops.hpp"
 #include "hash_ops.hpp"
+#include "moe_ops.hpp"
 #include "pager.hpp"
 #include "v41_ops.hpp"
 
@@ -28,6 +29,13 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest&,
   return nullptr;
 }
 void v41ForwardCuda(const V41ForwardRequest&, const DeviceV41Weights&) { requireDevice(0); }
+
+struct DeviceMoeWeights {};
+std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload&, int device) {
+  requireDevice(device);
+  return nullptr;
+}
+void moeForwardCuda(const MoeCudaRequest&, const DeviceMoeWeights&) { requireDevice(0); }
 
 std::shared_ptr<uint8_t> allocateDeviceCache(size_t, int device) {
   requireDevice(device);

@@ -12,30 +12,6 @@
 
 namespace engram {
 
-// Device memory that lives as long as its owner (the weights handle).
-class DeviceArray {
- public:
-  DeviceArray() = default;
-  DeviceArray(const void* host, size_t bytes) : bytes_(bytes) {
-    if (bytes_ == 0) return;
-    EK_CUDA_CHECK(cudaMalloc(&ptr_, bytes_));
-    if (host != nullptr) EK_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes_, cudaMemcpyHostToDevice));
-  }
-  ~DeviceArray() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 struct DeviceEngramWeights {
   int device = 0;
   TableView table{};  // data/scales point into the arrays below
@@ -193,18 +169,6 @@ TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data,
   }
   return t;
 }
-
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    cudaGetDevice(&previous_);
-    EK_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
 
 }  // namespace
 

@@ -174,7 +174,8 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
   const int64_t rowBlocks = (m + rowBlock - 1) / rowBlock;
   const int want = std::max(1, threads <= 0 ? pool.maxThreads() : std::min(threads, pool.maxThreads()));
   int64_t panelGroups = 1;
-  while (rowBlocks * panelGroups < 4 * want && panelGroups * 2 <= panels) panelGroups *= 2;
+  // (one thread: one item per row block, which packs its rows once)
+  while (want > 1 && rowBlocks * panelGroups < 4 * want && panelGroups * 2 <= panels) panelGroups *= 2;
   const int64_t groupSize = (panels + panelGroups - 1) / panelGroups;
   const int64_t items = rowBlocks * panelGroups;
   pool.parallelFor(items, threads, [&](int64_t begin, int64_t end) {

@@ -41,110 +41,153 @@ inline Vec loadVec(const float* p) {
 inline void storeVec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 // acc[r][v] (+)= sum over kc of a[k][r] * b[k][v*kLanes ...]; a is packed [kc][kRows],
-// b is the panel slice [kc][kWidth]. `c` holds the running sums between k blocks.
+// b is the panel slice [kc][kWidth]. `c` holds the running sums between k blocks. R <=
+// kRows rows are computed (a tile's live rows, rounded up): each row's sums are the same
+// whatever R, so a short tail tile costs its own rows only.
+template <int R = kRows>
 inline void microTile(const float* __restrict a, const float* __restrict b, int64_t kc, float* __restrict c,
                       int64_t ldc, const float* __restrict start, bool first) {
-  Vec acc[kRows][kVectors];
-  for (int r = 0; r < kRows; ++r) {
+  Vec acc[R][kVectors];
+  for (int r = 0; r < R; ++r) {
     for (int v = 0; v < kVectors; ++v) acc[r][v] = loadVec(first ? start + v * kLanes : c + r * ldc + v * kLanes);
   }
   for (int64_t k = 0; k < kc; ++k) {
     const Vec b0 = loadVec(b + k * kWidth);
     const Vec b1 = loadVec(b + k * kWidth + kLanes);
     const float* const ak = a + k * kRows;
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < R; ++r) {
       acc[r][0] += b0 * ak[r];
       acc[r][1] += b1 * ak[r];
     }
   }
-  for (int r = 0; r < kRows; ++r) {
+  for (int r = 0; r < R; ++r) {
     for (int v = 0; v < kVectors; ++v) storeVec(c + r * ldc + v * kLanes, acc[r][v]);
   }
 }
 
-// Rows [k0, k0 + kc) of panel p of quantised weights decoded to fp32 [kc][kWidth]
-// (w.format != F32). Scales are decoded once per 32 rows of k.
-void decodePanel(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, float* __restrict dst) {
+// One panel row of quantised weights (kWidth codes at `codes`) decoded to fp32 into dst,
+// times the per-column scales (scaled formats). The GEMM's two paths share it: decoding a
+// panel slice into a buffer (many row tiles), or straight into the FMA loop (one tile).
+inline void decodePanelRow(WeightFormat format, const uint8_t* __restrict codes, const float* __restrict scale,
+                           float* __restrict dst) {
+  switch (format) {
+    case WeightFormat::BF16: {
+#if defined(__AVX512F__)
+      for (int v = 0; v < kWidth; v += 16) {
+        const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v)));
+        _mm512_storeu_ps(dst + v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+      }
+#else
+      for (int c = 0; c < kWidth; ++c) {
+        uint16_t h;
+        std::memcpy(&h, codes + 2 * c, 2);
+        dst[c] = bf16ToFloat(h);
+      }
+#endif
+      break;
+    }
+    case WeightFormat::F16: {
+#if defined(__AVX512F__)
+      for (int v = 0; v < kWidth; v += 16) {
+        _mm512_storeu_ps(dst + v, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v))));
+      }
+#else
+      for (int c = 0; c < kWidth; ++c) {
+        uint16_t h;
+        std::memcpy(&h, codes + 2 * c, 2);
+        dst[c] = f16ToFloat(h);
+      }
+#endif
+      break;
+    }
+    case WeightFormat::E4M3: {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+      // e4m3 shifted into fp16 position converts exactly to value * 2^-8 (as the
+      // table gather does); the NaN code is patched in.
+      const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
+      const __m512 rebias = _mm512_set1_ps(256.0f), nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
+      for (int v = 0; v < kWidth; v += 16) {
+        const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + v)));
+        const __m256i magnitude = _mm256_and_si256(c16, low7);
+        const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c16, signBit), 8), _mm256_slli_epi16(magnitude, 7));
+        __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), rebias), _mm512_load_ps(scale + v));
+        x = _mm512_mask_mov_ps(x, _mm256_cmpeq_epi16_mask(magnitude, low7), nan);
+        _mm512_storeu_ps(dst + v, x);
+      }
+#else
+      for (int c = 0; c < kWidth; ++c) dst[c] = e4m3ToFloat(codes[c]) * scale[c];
+#endif
+      break;
+    }
+    case WeightFormat::E2M1: {
+      constexpr int half = kWidth / 2;
+#if defined(__AVX512F__)
+      static_assert(half == 16, "the AVX-512 e2m1 decoder reads 16 bytes a row");
+      const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+                                        -2.0f, -3.0f, -4.0f, -6.0f);
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+      const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xf));
+      const __m512i high = _mm512_srli_epi32(bytes, 4);
+      _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_permutexvar_ps(low, lut), _mm512_load_ps(scale)));
+      _mm512_storeu_ps(dst + half, _mm512_mul_ps(_mm512_permutexvar_ps(high, lut), _mm512_load_ps(scale + half)));
+#else
+      for (int c = 0; c < half; ++c) {
+        dst[c] = e2m1ToFloat(codes[c] & 0xfu) * scale[c];
+        dst[c + half] = e2m1ToFloat(codes[c] >> 4) * scale[c + half];
+      }
+#endif
+      break;
+    }
+    default: break;  // F32 weights are read from w.panels
+  }
+}
+
+// Walks rows [k0, k0 + kc) of panel p: refreshes the column scales every 32 rows of k and
+// hands each decoded row to `use(kk, row)`.
+template <typename Use>
+inline void forEachPanelRow(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
   const int64_t rowBytes = weightRowBytes(w.format, kWidth);
   const uint8_t* codes = w.codePanels.data() + (p * w.k + k0) * rowBytes;
   const int64_t blocks = (w.k + kScaleBlock - 1) / kScaleBlock;
   const uint8_t* scaleCodes = w.scalePanels.empty() ? nullptr : w.scalePanels.data() + p * blocks * kWidth;
   alignas(64) float scale[kWidth];
-  for (int64_t kk = 0; kk < kc; ++kk, codes += rowBytes, dst += kWidth) {
+  alignas(64) float row[kWidth];
+  for (int64_t kk = 0; kk < kc; ++kk, codes += rowBytes) {
     const int64_t kAbs = k0 + kk;
     if (scaleCodes != nullptr && (kk == 0 || kAbs % kScaleBlock == 0)) {
       for (int c = 0; c < kWidth; ++c) scale[c] = ue8m0ToFloat(scaleCodes[(kAbs / kScaleBlock) * kWidth + c]);
     }
-    switch (w.format) {
-      case WeightFormat::BF16: {
-#if defined(__AVX512F__)
-        for (int v = 0; v < kWidth; v += 16) {
-          const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v)));
-          _mm512_storeu_ps(dst + v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-        }
-#else
-        for (int c = 0; c < kWidth; ++c) {
-          uint16_t h;
-          std::memcpy(&h, codes + 2 * c, 2);
-          dst[c] = bf16ToFloat(h);
-        }
-#endif
-        break;
-      }
-      case WeightFormat::F16: {
-#if defined(__AVX512F__)
-        for (int v = 0; v < kWidth; v += 16) {
-          _mm512_storeu_ps(dst + v, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 2 * v))));
-        }
-#else
-        for (int c = 0; c < kWidth; ++c) {
-          uint16_t h;
-          std::memcpy(&h, codes + 2 * c, 2);
-          dst[c] = f16ToFloat(h);
-        }
-#endif
-        break;
-      }
-      case WeightFormat::E4M3: {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-        // e4m3 shifted into fp16 position converts exactly to value * 2^-8 (as the
-        // table gather does); the NaN code is patched in.
-        const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
-        const __m512 rebias = _mm512_set1_ps(256.0f), nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
-        for (int v = 0; v < kWidth; v += 16) {
-          const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + v)));
-          const __m256i magnitude = _mm256_and_si256(c16, low7);
-          const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c16, signBit), 8), _mm256_slli_epi16(magnitude, 7));
-          __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), rebias), _mm512_load_ps(scale + v));
-          x = _mm512_mask_mov_ps(x, _mm256_cmpeq_epi16_mask(magnitude, low7), nan);
-          _mm512_storeu_ps(dst + v, x);
-        }
-#else
-        for (int c = 0; c < kWidth; ++c) dst[c] = e4m3ToFloat(codes[c]) * scale[c];
-#endif
-        break;
-      }
-      case WeightFormat::E2M1: {
-        constexpr int half = kWidth / 2;
-#if defined(__AVX512F__)
-        static_assert(half == 16, "the AVX-512 e2m1 decoder reads 16 bytes a row");
-        const __m512 lut = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
-                                          -2.0f, -3.0f, -4.0f, -6.0f);
-        const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-        const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0xf));
-        const __m512i high = _mm512_srli_epi32(bytes, 4);
-        _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_permutexvar_ps(low, lut), _mm512_load_ps(scale)));
-        _mm512_storeu_ps(dst + half, _mm512_mul_ps(_mm512_permutexvar_ps(high, lut), _mm512_load_ps(scale + half)));
-#else
-        for (int c = 0; c < half; ++c) {
-          dst[c] = e2m1ToFloat(codes[c] & 0xfu) * scale[c];
-          dst[c + half] = e2m1ToFloat(codes[c] >> 4) * scale[c + half];
-        }
-#endif
-        break;
-      }
-      default: break;  // F32 weights are read from w.panels
+    decodePanelRow(w.format, codes, scale, row);
+    use(kk, row);
+  }
+}
+
+// Rows [k0, k0 + kc) of panel p decoded to fp32 [kc][kWidth] (w.format != F32).
+void decodePanel(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, float* __restrict dst) {
+  forEachPanelRow(w, p, k0, kc, [&](int64_t kk, const float* row) { std::memcpy(dst + kk * kWidth, row, sizeof(float) * kWidth); });
+}
+
+// microTile over quantised weights decoded row by row into the FMA loop: for a row block
+// of one tile (decode steps), where a decoded slice would be read only once. Same values,
+// same order of operations as microTile over decodePanel's slice: the same bits.
+template <int R = kRows>
+void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p, int64_t k0, int64_t kc,
+                    float* __restrict c, int64_t ldc, const float* __restrict start, bool first) {
+  Vec acc[R][kVectors];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = loadVec(first ? start + v * kLanes : c + r * ldc + v * kLanes);
+  }
+  forEachPanelRow(w, p, k0, kc, [&](int64_t k, const float* row) {
+    const Vec b0 = loadVec(row);
+    const Vec b1 = loadVec(row + kLanes);
+    const float* const ak = a + k * kRows;
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] += b0 * ak[r];
+      acc[r][1] += b1 * ak[r];
     }
+  });
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < kVectors; ++v) storeVec(c + r * ldc + v * kLanes, acc[r][v]);
   }
 }
 
@@ -187,26 +230,26 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const int64_t kc = std::min<int64_t>(kDepth, k - k0);
-      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kc][kRows], zero rows past the end.
+      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kc][kRows]. Rows past the end keep
+      // whatever the buffer held: each row's sums are independent of the others and the
+      // overhanging rows' results are never stored (zeroing them cost more than a
+      // one-row product).
       for (int64_t t = 0; t * kRows < rows; ++t) {
         float* const dst = packed.data() + t * kRows * kDepth;
-        for (int r = 0; r < kRows; ++r) {
+        for (int r = 0; r < kRows && t * kRows + r < rows; ++r) {
           const int64_t row = t * kRows + r;
-          if (row < rows) {
-            const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
-            const float* const src = x + xr * lda + k0;
-            for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = src[kk];
-          } else {
-            for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = 0.0f;
-          }
+          const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
+          const float* const src = x + xr * lda + k0;
+          for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = src[kk];
         }
       }
       const bool first = k0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
         const float* panel = nullptr;
+        const bool fused = w.format != WeightFormat::F32 && rows <= kRows;  // one tile: decode into the FMA loop
         if (w.format == WeightFormat::F32) {
           panel = w.panels.data() + (p * k + k0) * kWidth;
-        } else {  // decoded once per row block, then read by every tile of it
+        } else if (!fused) {  // decoded once per row block, then read by every tile of it
           decodePanel(w, p, k0, kc, decoded.data());
           panel = decoded.data();
         }
@@ -222,7 +265,17 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
           if (!full && !first) {  // bring the running sums of the overhanging tile in
             for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
           }
-          microTile(packed.data() + t * kRows * kDepth, panel, kc, out, ldo, bias, first);
+          const float* const tileA = packed.data() + t * kRows * kDepth;
+          // The tile's live rows, rounded up to a kernel instance.
+          if (fused) {
+            if (live <= 1) microTileCodes<1>(tileA, w, p, k0, kc, out, ldo, bias, first);
+            else if (live <= 4) microTileCodes<4>(tileA, w, p, k0, kc, out, ldo, bias, first);
+            else microTileCodes<kRows>(tileA, w, p, k0, kc, out, ldo, bias, first);
+          } else {
+            if (live <= 1) microTile<1>(tileA, panel, kc, out, ldo, bias, first);
+            else if (live <= 4) microTile<4>(tileA, panel, kc, out, ldo, bias, first);
+            else microTile<kRows>(tileA, panel, kc, out, ldo, bias, first);
+          }
           if (!full) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(y + (row0 + r) * ldy + col0, edge + r * kWidth, cols * sizeof(float));
           }

@@ -49,4 +49,45 @@ struct MoeExpertsRequest {
 // topk contributions summed in slot order, then the shared experts): deterministic.
 void moeExpertsCpu(const MoeExpertsRequest& req, ThreadPool& pool, int threads);
 
+// `count` matrices [n, k] of one kind (e.g. every routed expert's stacked gate+up), one
+// after the other in their stored codes (see quant.cuh): the CUDA kernels decode them
+// while loading tiles, so quantised experts stay quantised in device memory too.
+struct ExpertMatrices {
+  WeightFormat format = WeightFormat::F32;
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t count = 0;
+  const uint8_t* codes = nullptr;      // count x n x weightRowBytes(format, k)
+  const uint8_t* rowScales = nullptr;  // count x n x ceil(k/32); scaled formats only
+};
+
+struct MoeDeviceUpload {
+  const float* gateWeight = nullptr;  // [experts, dim]
+  int experts = 0;
+  int dim = 0;
+  ExpertMatrices gateUp, down;              // count = experts
+  ExpertMatrices sharedGateUp, sharedDown;  // count 0 (none) or 1
+};
+
+struct MoeCudaRequest {
+  int64_t tokens = 0;
+  RouteParams route{};
+  const float* x = nullptr;  // [tokens, dim]
+  const float* bias = nullptr;
+  const float* biasVl = nullptr;
+  const uint8_t* imageMask = nullptr;
+  float swigluLimit = 0.0f;  // <= 0: none
+  float* out = nullptr;      // [tokens, dim]
+  int32_t* indices = nullptr;  // [tokens, topk]
+  float* weights = nullptr;    // [tokens, topk]
+  float* logits = nullptr;     // [tokens, experts]; may be null
+};
+
+// The whole block on one CUDA device: gate GEMM and selection (moe.cuh's routeToken per
+// token), the layout (moeLayoutCpu on the indices), grouped expert GEMMs in one launch
+// per projection for all experts, SwiGLU, shared experts, and a combine in slot order.
+struct DeviceMoeWeights;
+std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& upload, int device);
+void moeForwardCuda(const MoeCudaRequest& req, const DeviceMoeWeights& weights);
+
 }  // namespace engram

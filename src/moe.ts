@@ -4,8 +4,9 @@
 import type { Tensor } from './dtype.js';
 import { toFloat32 } from './dtype.js';
 import { requireTensor } from './engram-weights.js';
-import { native, type NativeLinearHandle } from './native.js';
-import { packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
+import { resolveDevice } from './devices.js';
+import { native, type NativeLinearHandle, type NativeMoeCudaArgs, type NativeMoeDeviceHandle } from './native.js';
+import { concatWeights, packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device } from './validate.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
@@ -53,7 +54,7 @@ function requireFloats(name: string, value: unknown, length: number): Float32Arr
 }
 
 /** Routes tokens x [N, dim] with the gate weight [experts, dim]. */
-function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions) {
+function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions, packedGate?: NativeLinearHandle) {
   if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
   const [tokens, dim] = requireShape('shape', shape);
   if (dim < 1) throw new RangeError(`shape[1] (dim) must be >= 1, got ${dim}`);
@@ -82,7 +83,7 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
   const indices = new Int32Array(tokens * topk);
   const weights = new Float32Array(tokens * topk);
   // The gate projection runs natively with the selection (both off the event loop in the async twin).
-  const gate = native().packLinear({ weight: gateWeight, n: experts, k: dim });
+  const gate = packedGate ?? native().packLinear({ weight: gateWeight, n: experts, k: dim });
   const args = {
     gate, x, logits, tokens, experts, topk, groups, topkGroups,
     scoreFunc: SCORE_CODES[scoreFunc],
@@ -95,14 +96,23 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
 }
 
 export function moeRoute(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): MoeRoute {
-  const { args, result } = prepareRoute(x, gateWeight, shape, options);
+  return routeSync(x, gateWeight, shape, options);
+}
+
+/** moeRoute with the gate already packed (the MoE block packs it once, at load). */
+function routeSync(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions, packedGate?: NativeLinearHandle): MoeRoute {
+  const { args, result } = prepareRoute(x, gateWeight, shape, options, packedGate);
   native().moeRoute(args);
   return result;
 }
 
 /** moeRoute() with the gate projection and the selection on a worker thread. */
 export async function moeRouteAsync(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions): Promise<MoeRoute> {
-  const { args, result } = prepareRoute(x, gateWeight, shape, options);
+  return routeAsync(x, gateWeight, shape, options);
+}
+
+async function routeAsync(x: Float32Array, gateWeight: Float32Array, shape: [number, number], options: MoeRouteOptions, packedGate?: NativeLinearHandle): Promise<MoeRoute> {
+  const { args, result } = prepareRoute(x, gateWeight, shape, options, packedGate);
   await native().moeRouteAsync(args);
   return result;
 }
@@ -202,8 +212,9 @@ function activations(x: Float32Array | Uint16Array): Float32Array {
 }
 
 interface PackedExpert {
-  gateUp: NativeLinearHandle;
-  down: NativeLinearHandle;
+  /** CPU: packed projections (CUDA keeps the weights on the device instead) */
+  gateUp?: NativeLinearHandle;
+  down?: NativeLinearHandle;
   bytes: number;
 }
 
@@ -214,11 +225,15 @@ interface PackedExpert {
  */
 export class MoE {
   readonly config: Required<MoeConfig>;
-  private gate: { weight: Float32Array; bias?: Float32Array } | undefined;
+  /** Where the block runs: 'cpu' or 'cuda' ('auto' picks CUDA when a device is visible). */
+  readonly device: 'cpu' | 'cuda';
+  readonly deviceIndex: number;
+  private gate: { weight: Float32Array; bias?: Float32Array; packed: NativeLinearHandle } | undefined;
   private experts: PackedExpert[] = [];
   private shared: PackedExpert[] = [];
+  private deviceWeights: NativeMoeDeviceHandle | undefined;
 
-  constructor(config: MoeConfig, options: { device?: Device } = {}) {
+  constructor(config: MoeConfig, options: { device?: Device; deviceIndex?: number } = {}) {
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
     const numExperts = requireInteger('config.numExperts', config.numExperts, 1, 1 << 20);
     const nGroups = requireInteger('config.nGroups', config.nGroups ?? 1, 1, 64);
@@ -240,7 +255,8 @@ export class MoE {
       sharedFfnDim: requireInteger('config.sharedFfnDim', config.sharedFfnDim ?? ffnDim * nShared, 0, 1 << 24),
     };
     if (numExperts % nGroups !== 0) throw new RangeError(`config.numExperts (${numExperts}) must be divisible by config.nGroups (${nGroups})`);
-    if (requireDevice('options.device', options.device) === 'cuda') throw new Error("device 'cuda' is not available for the MoE block yet");
+    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
+    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
   }
 
   /**
@@ -284,11 +300,31 @@ export class MoE {
       const gateUp = stackWeightRows([w.w1, w.w3], [`${prefix}${base}.w1.weight`, `${prefix}${base}.w3.weight`]);
       return { gateUp: packWeight(gateUp, 2 * ffn, dim), down: packWeight(w.w2, dim, ffn), bytes: weightBytes(gateUp) + weightBytes(w.w2) };
     };
-    const experts = raw.map((w, e) => pack(w, F, `experts.${e}`));
-    const shared = sharedRaw.map((w) => pack(w, SF, 'shared_experts'));
-    this.gate = { weight: gateWeight, bias: gateBias };
+    const stacked = raw.map((w, e) => ({ ...w, gateUp: stackWeightRows([w.w1, w.w3], [`${prefix}experts.${e}.w1.weight`, `${prefix}experts.${e}.w3.weight`]) }));
+    const sharedStacked = sharedRaw.map((w) => ({ ...w, gateUp: stackWeightRows([w.w1, w.w3], [`${prefix}shared_experts.w1.weight`, `${prefix}shared_experts.w3.weight`]) }));
+    let deviceWeights: NativeMoeDeviceHandle | undefined;
+    let experts: PackedExpert[] = [];
+    let shared: PackedExpert[] = [];
+    if (this.device === 'cuda') {
+      // Every kind of expert weight goes up as one array, in its stored codes.
+      deviceWeights = native().moeUploadCuda({
+        experts: E, dim, gateWeight, deviceIndex: this.deviceIndex,
+        gateUp: concatWeights(stacked.map((w) => w.gateUp), 2 * F, dim, `${prefix}experts.{e}.w1/w3.weight of expert`),
+        down: concatWeights(stacked.map((w) => w.w2), dim, F, `${prefix}experts.{e}.w2.weight of expert`),
+        sharedGateUp: sharedStacked.length ? concatWeights(sharedStacked.map((w) => w.gateUp), 2 * SF, dim, 'shared expert') : undefined,
+        sharedDown: sharedStacked.length ? concatWeights(sharedStacked.map((w) => w.w2), dim, SF, 'shared expert') : undefined,
+      });
+      const bytes = (w: { gateUp: LinearWeight; w2: LinearWeight }) => weightBytes(w.gateUp) + weightBytes(w.w2);
+      experts = stacked.map((w) => ({ bytes: bytes(w) }));
+      shared = sharedStacked.map((w) => ({ bytes: bytes(w) }));
+    } else {
+      experts = raw.map((w, e) => pack(w, F, `experts.${e}`));
+      shared = sharedRaw.map((w) => pack(w, SF, 'shared_experts'));
+    }
+    this.gate = { weight: gateWeight, bias: gateBias, packed: native().packLinear({ weight: gateWeight, n: E, k: dim }) };
     this.experts = experts;
     this.shared = shared;
+    this.deviceWeights = deviceWeights;
   }
 
   /** Bytes of the expert weights as held (codes and scales for quantised ones). */
@@ -304,7 +340,12 @@ export class MoE {
   forward(input: Float32Array | Uint16Array, shape: [number, number], options: MoeForwardOptions = {}): { output: Float32Array; route: MoeRoute } {
     const x = activations(input);
     const call = this.check(x, shape, options);
-    const route = moeRoute(x, this.gate!.weight, shape, call.routeOptions);
+    if (this.deviceWeights) {
+      const { args, output, route } = this.cudaArgs(x, call.tokens, options);
+      native().moeForwardCuda(args);
+      return { output, route };
+    }
+    const route = routeSync(x, this.gate!.weight, shape, call.routeOptions, this.gate!.packed);
     const { args, output } = this.expertsArgs(x, call.tokens, route, options);
     if (args) native().moeExperts(args);
     return { output, route };
@@ -314,7 +355,12 @@ export class MoE {
   async forwardAsync(input: Float32Array | Uint16Array, shape: [number, number], options: MoeForwardOptions = {}): Promise<{ output: Float32Array; route: MoeRoute }> {
     const x = activations(input);
     const call = this.check(x, shape, options);
-    const route = await moeRouteAsync(x, this.gate!.weight, shape, call.routeOptions);
+    if (this.deviceWeights) {
+      const { args, output, route } = this.cudaArgs(x, call.tokens, options);
+      await native().moeForwardCudaAsync(args);
+      return { output, route };
+    }
+    const route = await routeAsync(x, this.gate!.weight, shape, call.routeOptions, this.gate!.packed);
     const { args, output } = this.expertsArgs(x, call.tokens, route, options);
     if (args) await native().moeExpertsAsync(args);
     return { output, route };
@@ -335,6 +381,23 @@ export class MoE {
     return { tokens, routeOptions };
   }
 
+  private cudaArgs(x: Float32Array, tokens: number, options: MoeForwardOptions) {
+    const c = this.config;
+    const output = options.out ?? new Float32Array(tokens * c.dim);
+    const route: MoeRoute = { indices: new Int32Array(tokens * c.topk), weights: new Float32Array(tokens * c.topk), logits: new Float32Array(tokens * c.numExperts) };
+    let imageMask: Uint8Array | undefined;
+    if (options.imageMask !== undefined) {
+      if (!(options.imageMask instanceof Uint8Array) || options.imageMask.length !== tokens) throw new RangeError(`options.imageMask must be a Uint8Array of ${tokens} elements, got ${describe(options.imageMask)}`);
+      imageMask = options.imageMask;
+    }
+    const args: NativeMoeCudaArgs = {
+      deviceWeights: this.deviceWeights!, tokens, dim: c.dim, x, experts: c.numExperts, topk: c.topk, groups: c.nGroups,
+      topkGroups: c.topkGroups, scoreFunc: SCORE_CODES[c.scoreFunc], gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps,
+      bias: this.gate!.bias, imageMask, swigluLimit: c.swigluLimit, out: output, indices: route.indices, weights: route.weights, logits: route.logits,
+    };
+    return { args, output, route };
+  }
+
   private expertsArgs(x: Float32Array, tokens: number, route: MoeRoute, options: MoeForwardOptions) {
     const c = this.config;
     const dim = c.dim;
@@ -345,8 +408,8 @@ export class MoE {
         ? undefined
         : {
             tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
-            gateUp: this.experts.map((e) => e.gateUp), down: this.experts.map((e) => e.down),
-            sharedGateUp: this.shared.map((e) => e.gateUp), sharedDown: this.shared.map((e) => e.down),
+            gateUp: this.experts.map((e) => e.gateUp!), down: this.experts.map((e) => e.down!),
+            sharedGateUp: this.shared.map((e) => e.gateUp!), sharedDown: this.shared.map((e) => e.down!),
             swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
             threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
           };

@@ -50,6 +50,37 @@ export type NativeMappedFile = { readonly __mappedFile: unique symbol };
 
 /** An opaque handle to projection weights packed for the CPU micro-kernel. */
 export type NativeLinearHandle = { readonly __packedLinear: unique symbol };
+export type NativeMoeDeviceHandle = { readonly __moeDevice: unique symbol };
+export interface NativeExpertMatrices {
+  format: string;
+  n: number;
+  k: number;
+  count: number;
+  codes: Uint8Array;
+  scales?: Uint8Array;
+}
+export interface NativeMoeCudaArgs {
+  deviceWeights: NativeMoeDeviceHandle;
+  tokens: number;
+  dim: number;
+  x: Float32Array;
+  experts: number;
+  topk: number;
+  groups: number;
+  topkGroups: number;
+  scoreFunc: number;
+  gateTemp: number;
+  routeScale: number;
+  normEps: number;
+  bias?: Float32Array;
+  biasVl?: Float32Array;
+  imageMask?: Uint8Array;
+  swigluLimit: number;
+  out: Float32Array;
+  indices: Int32Array;
+  weights: Float32Array;
+  logits: Float32Array;
+}
 
 /** Table storage codes shared with cuda/gather.cuh. */
 export const TABLE_DTYPE_CODES = { f32: 0, bf16: 1, f16: 2, f8e4m3: 3 } as const;
@@ -180,6 +211,18 @@ export interface NativeAddon {
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string; preferBf16?: boolean }): NativeLinearHandle;
   /** Quantised weights kept in their codes (scales: one row per weight row, [n, ceil(k/32)]). */
   packLinear(args: { format: 'bf16' | 'f16' | 'e4m3' | 'e2m1'; codes: Uint8Array; scales?: Uint8Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
+  moeUploadCuda(args: {
+    experts: number;
+    dim: number;
+    gateWeight: Float32Array;
+    gateUp: NativeExpertMatrices;
+    down: NativeExpertMatrices;
+    sharedGateUp?: NativeExpertMatrices;
+    sharedDown?: NativeExpertMatrices;
+    deviceIndex: number;
+  }): NativeMoeDeviceHandle;
+  moeForwardCuda(args: NativeMoeCudaArgs): void;
+  moeForwardCudaAsync(args: NativeMoeCudaArgs): Promise<void>;
   quantizeWeights(args: { format: string; weight: Float32Array; n: number; k: number; blockRows: number; codes: Uint8Array; scales?: Uint8Array; threads: number }): void;
   dequantizeWeights(args: { format: string; codes: Uint8Array; scales?: Uint8Array; n: number; k: number; blockRows: number; out: Float32Array; threads: number }): void;
   /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16' or 'baseline'. */

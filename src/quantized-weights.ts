@@ -129,6 +129,34 @@ export function stackWeightRows(parts: LinearWeight[], names: string[]): LinearW
   return { format: first.format, shape: [n, k], codes, scales, blockRows: 1 };
 }
 
+/**
+ * Matrices of one shape and format, one after the other as the CUDA backend uploads them:
+ * codes (fp32 bytes for F32) and per-row scales.
+ */
+export function concatWeights(list: LinearWeight[], n: number, k: number, what: string): { format: WeightFormat; n: number; k: number; count: number; codes: Uint8Array; scales?: Uint8Array } {
+  const first = list[0];
+  const format: WeightFormat = first === undefined || first instanceof Float32Array ? 'f32' : first.format;
+  const parts = list.map((w, i) => {
+    const f = w instanceof Float32Array ? 'f32' : w.format;
+    if (f !== format) throw new TypeError(`${what} ${i} is ${f} but ${what} 0 is ${format}: the CUDA backend keeps one format per kind of expert weight`);
+    return w instanceof Float32Array
+      ? { codes: new Uint8Array(w.buffer, w.byteOffset, w.byteLength), scales: undefined }
+      : { codes: w.codes, scales: perRowScales(w) };
+  });
+  const join = (arrays: Uint8Array[]) => {
+    const out = new Uint8Array(arrays.reduce((t, a) => t + a.length, 0));
+    let at = 0;
+    for (const a of arrays) {
+      out.set(a, at);
+      at += a.length;
+    }
+    return out;
+  };
+  const codes = join(parts.map((p) => p.codes));
+  const scales = isScaled(format) ? join(parts.map((p) => p.scales!)) : undefined;
+  return { format, n, k, count: list.length, codes, scales };
+}
+
 /** Packs weights [n, k] (+ bias) for the CPU GEMM; quantised ones stay in their codes. */
 export function packWeight(w: LinearWeight, n: number, k: number, bias?: Float32Array): NativeLinearHandle {
   if (w instanceof Float32Array) return native().packLinear({ weight: w, bias, n, k });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { MoE } from '../src/index.js';
+import { devices, MoE } from '../src/index.js';
 import { block, f32, type MoeFixture } from './helpers/moe-fixture.js';
 import { fixture } from './helpers/fixtures.js';
 import { maxRelError } from './helpers/forward-small.js';
@@ -30,5 +30,10 @@ describe('MoE block equals the reference (routing, SwiGLU experts, combine, shar
     expect(Buffer.compare(Buffer.from(after.buffer), Buffer.from(before.buffer))).toBe(0);
     expect(() => new MoE({ dim: 4, numExperts: 6, ffnDim: 2, topk: 2, nGroups: 4 })).toThrow(/config.numExperts \(6\) must be divisible by config.nGroups \(4\)/);
     expect(() => new MoE({ dim: 4, numExperts: 6, ffnDim: 2, topk: 7 })).toThrow(/config.topk must be in \[1, 6\], got 7/);
+    expect(() => new MoE({ dim: 4, numExperts: 6, ffnDim: 2, topk: 2 }, { device: 'gpu' as 'cuda' })).toThrow(/options.device must be 'cpu', 'cuda' or 'auto', got "gpu"/);
+    if (devices().length === 0) {
+      expect(() => new MoE({ dim: 4, numExperts: 6, ffnDim: 2, topk: 2 }, { device: 'cuda' })).toThrow(/device 'cuda' was requested but no CUDA device is available/);
+      expect(new MoE({ dim: 4, numExperts: 6, ffnDim: 2, topk: 2 }).device).toBe('cpu');
+    }
   });
 });

@@ -4,6 +4,7 @@ import { dequantizeWeight, quantizeWeight, weightFromTensors, type QuantizedWeig
 import { native } from '../src/native.js';
 import { fixture } from './helpers/fixtures.js';
 import { emptyBlock, stateDictOf, type MoeFixture } from './helpers/moe-fixture.js';
+import { quantisedMoeDict } from './helpers/moe-quantised.js';
 
 const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
 const sameBits = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
@@ -86,8 +87,10 @@ describe('GEMM over quantised weights equals the GEMM over their fp32 values, bi
   // n not a multiple of the panel width, k spanning three k blocks and a partial scale block.
   for (const format of ['bf16', 'f16', 'e4m3', 'e2m1'] as const) {
     for (const cpuKernel of ['baseline', 'auto']) {
-      it(`${format} (${cpuKernel} kernel)`, () => {
-        const n = 70, k = 2118, m = 37;
+      // m = 37: panel slices decoded into a buffer for four row tiles; m = 5 and 3: one
+      // tile, decoded straight into the FMA loop.
+      it.each([37, 5, 3])(`${format} (${cpuKernel} kernel), %i rows`, (m) => {
+        const n = 70, k = 2118;
         const q = quantizeWeight(normal(n * k, 0.05), [n, k], format, { blockRows: format === 'e4m3' ? 32 : 1 });
         const dense = dequantizeWeight(q);
         const bias = normal(n);
@@ -106,45 +109,26 @@ describe('GEMM over quantised weights equals the GEMM over their fp32 values, bi
         native().linear({ weight: packedCodes, x, m, out: one, threads: 1 });
         expect(sameBits(a, b)).toBe(true);
         expect(sameBits(one, a)).toBe(true);
+        // A row computed alone (the one-row kernel) has the bits it has inside a full tile.
+        const alone = new Float32Array(n);
+        native().linear({ weight: packedCodes, x: x.subarray(0, k), m: 1, out: alone, threads: 0 });
+        expect(sameBits(alone, a.subarray(0, n))).toBe(true);
         // and it is the product: one element against a float64 sum
+        const row = m - 1;
         let sum = bias[5];
-        for (let i = 0; i < k; i++) sum += x[3 * k + i] * dense[5 * k + i];
-        expect(Math.abs(a[3 * n + 5] - sum)).toBeLessThan(1e-4 * (1 + Math.abs(sum)));
+        for (let i = 0; i < k; i++) sum += x[row * k + i] * dense[5 * k + i];
+        expect(Math.abs(a[row * n + 5] - sum)).toBeLessThan(1e-4 * (1 + Math.abs(sum)));
       });
     }
   }
 });
-
-/** The fixture's expert weights as V4.1 ships them: MXFP4 routed experts, fp8 (32x32 blocks) shared expert. */
-function quantisedDict(f: MoeFixture): { quantised: Record<string, Tensor>; dequantised: Record<string, Tensor> } {
-  const dict = stateDictOf(f);
-  const quantised: Record<string, Tensor> = {};
-  const dequantised: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(dict)) {
-    const expert = /^(experts\.\d+|shared_experts)\.w[123]\.weight$/.exec(name);
-    if (!expert) {
-      quantised[name] = dequantised[name] = t;
-      continue;
-    }
-    const format = expert[1] === 'shared_experts' ? 'e4m3' : 'e2m1';
-    const [n, k] = t.shape as [number, number];
-    const q = quantizeWeight(t.data as Float32Array, [n, k], format);
-    const scaleName = name.replace(/\.weight$/, '.scale');
-    quantised[name] = format === 'e2m1'
-      ? { dtype: 'U8', shape: [n, k / 2], data: q.codes }
-      : { dtype: 'F8_E4M3', shape: [n, k], data: q.codes };
-    quantised[scaleName] = { dtype: 'F8_E8M0', shape: [Math.ceil(n / q.blockRows), Math.ceil(k / 32)], data: q.scales! };
-    dequantised[name] = { dtype: 'F32', shape: [n, k], data: dequantizeWeight(q) };
-  }
-  return { quantised, dequantised };
-}
 
 describe('MoE with V4.1 weight formats', () => {
   const f = fixture<MoeFixture>('v41-moe.json');
   const shape: [number, number] = [f.config.tokens, f.config.dim];
 
   it('MXFP4 experts and an fp8 shared expert give the bits of their fp32 values; they hold ~1/8 and ~1/4 of the bytes', async () => {
-    const { quantised, dequantised } = quantisedDict(f);
+    const { quantised, dequantised } = quantisedMoeDict(f);
     const q = emptyBlock(f, 1e-20);
     q.loadStateDict(quantised);
     const d = emptyBlock(f, 1e-20);
@@ -183,7 +167,7 @@ describe('MoE with V4.1 weight formats', () => {
   });
 
   it('bad quantised weights name the tensor; the old weights stay', () => {
-    const { quantised } = quantisedDict(f);
+    const { quantised } = quantisedMoeDict(f);
     const moe = emptyBlock(f, 1e-20);
     moe.loadStateDict(quantised);
     const x = Float32Array.from(f.x);
