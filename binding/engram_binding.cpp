@@ -225,10 +225,12 @@ Napi::Value ReadRows(const Napi::CallbackInfo& info) {
   const int32_t* ids = typedField<int32_t>(o, "rowIds", napi_int32_array, -1, false);
   const int64_t count = static_cast<int64_t>(o.Get("rowIds").As<Napi::TypedArray>().ElementLength());
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const bool withScales = boolField(o, "withScales", false) && t.scales != nullptr;
   uint64_t fold = 0;
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] {
-    fold = readRowsCpu(t.data, t.rows, static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype), ids, count, state.pool, threads);
+    fold = readRowsCpu(t.data, t.rows, static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype), ids, count, state.pool, threads,
+                       withScales ? t.scales : nullptr, withScales ? t.cols / kScaleBlock : 0);
   });
   return Napi::Number::New(info.Env(), static_cast<double>(fold & 0xffffffffu));
 }

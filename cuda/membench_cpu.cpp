@@ -8,7 +8,7 @@
 namespace engram {
 
 uint64_t readRowsCpu(const uint8_t* base, int64_t rows, int64_t rowBytes, const int32_t* ids, int64_t count,
-                     ThreadPool& pool, int threads) {
+                     ThreadPool& pool, int threads, const uint8_t* scales, int64_t scaleBytes) {
   EK_REQUIRE(rowBytes % 8 == 0 && rowBytes > 0, RangeError, "row bytes must be a positive multiple of 8");
   for (int64_t i = 0; i < count; ++i) {
     EK_REQUIRE(ids[i] >= 0 && ids[i] < rows, RangeError, "rowIds[" + std::to_string(i) + "] is outside the table");
@@ -22,12 +22,17 @@ uint64_t readRowsCpu(const uint8_t* base, int64_t rows, int64_t rowBytes, const 
       if (i + 64 < end) {
         const uint8_t* ahead = base + static_cast<int64_t>(ids[i + 64]) * rowBytes;
         for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
+        if (scales != nullptr) __builtin_prefetch(scales + static_cast<int64_t>(ids[i + 64]) * scaleBytes);
       }
       const uint8_t* row = base + static_cast<int64_t>(ids[i]) * rowBytes;
       for (int64_t b = 0; b < rowBytes; b += 8) {
         uint64_t v;
         std::memcpy(&v, row + b, 8);
         local ^= v + static_cast<uint64_t>(b);
+      }
+      if (scales != nullptr) {
+        const uint8_t* s = scales + static_cast<int64_t>(ids[i]) * scaleBytes;
+        for (int64_t b = 0; b < scaleBytes; ++b) local += s[b];
       }
     }
     fold.fetch_xor(local);

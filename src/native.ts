@@ -198,7 +198,7 @@ export interface NativeAddon {
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
   peakGflops(args: { threads: number; seconds: number }): number;
   /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */
-  readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number }): number;
+  readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number; withScales?: boolean }): number;
   /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
   adviseHugePages(buffer: ArrayBuffer): boolean;
   /** A file of any size mapped privately; see mapped-file.ts. */
