@@ -40,7 +40,7 @@ inline Vec loadVec(const float* p) {
 }
 inline void storeVec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
-// acc[r][v] (+)= sum over kc of a[k][r] * b[k][v*kLanes ...]; a is packed [kc][kRows],
+// acc[r][v] (+)= sum over kc of a[r][k] * b[k][v*kLanes ...]; a is packed [kRows][kDepth],
 // b is the panel slice [kc][kWidth]. `c` holds the running sums between k blocks. R <=
 // kRows rows are computed (a tile's live rows, rounded up): each row's sums are the same
 // whatever R, so a short tail tile costs its own rows only.
@@ -54,10 +54,9 @@ inline void microTile(const float* __restrict a, const float* __restrict b, int6
   for (int64_t k = 0; k < kc; ++k) {
     const Vec b0 = loadVec(b + k * kWidth);
     const Vec b1 = loadVec(b + k * kWidth + kLanes);
-    const float* const ak = a + k * kRows;
-    for (int r = 0; r < R; ++r) {
-      acc[r][0] += b0 * ak[r];
-      acc[r][1] += b1 * ak[r];
+    for (int r = 0; r < R; ++r) {  // row r's k-th input: a constant offset from a + k
+      acc[r][0] += b0 * a[r * kDepth + k];
+      acc[r][1] += b1 * a[r * kDepth + k];
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -180,10 +179,9 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
   forEachPanelRow(w, p, k0, kc, [&](int64_t k, const float* row) {
     const Vec b0 = loadVec(row);
     const Vec b1 = loadVec(row + kLanes);
-    const float* const ak = a + k * kRows;
-    for (int r = 0; r < R; ++r) {
-      acc[r][0] += b0 * ak[r];
-      acc[r][1] += b1 * ak[r];
+    for (int r = 0; r < R; ++r) {  // row r's k-th input: a constant offset from a + k
+      acc[r][0] += b0 * a[r * kDepth + k];
+      acc[r][1] += b1 * a[r * kDepth + k];
     }
   });
   for (int r = 0; r < R; ++r) {
@@ -230,18 +228,13 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const int64_t kc = std::min<int64_t>(kDepth, k - k0);
-      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kc][kRows]. Rows past the end keep
-      // whatever the buffer held: each row's sums are independent of the others and the
-      // overhanging rows' results are never stored (zeroing them cost more than a
-      // one-row product).
-      for (int64_t t = 0; t * kRows < rows; ++t) {
-        float* const dst = packed.data() + t * kRows * kDepth;
-        for (int r = 0; r < kRows && t * kRows + r < rows; ++r) {
-          const int64_t row = t * kRows + r;
-          const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
-          const float* const src = x + xr * lda + k0;
-          for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kRows + r] = src[kk];
-        }
+      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kRows][kDepth]: each row a contiguous
+      // copy (the micro-kernel broadcasts from kRows streams at constant offsets). Rows past
+      // the end keep whatever the buffer held: each row's sums are independent of the
+      // others and the overhanging rows' results are never stored.
+      for (int64_t row = 0; row < rows; ++row) {
+        const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
+        std::memcpy(packed.data() + row * kDepth, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
       }
       const bool first = k0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
@@ -305,9 +298,8 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micr
   for (int64_t p = 0; p < pairs; ++p) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2 + 32);
-    const uint32_t* ap = a + p * kBfRows;
     for (int r = 0; r < kBfRows; ++r) {
-      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(ap[r]));
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * kBfPairs + p]));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
@@ -337,21 +329,23 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {
       const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - p0);
-      for (int64_t t = 0; t * kBfRows < rows; ++t) {
-        uint32_t* dst = packed.data() + t * kBfRows * kBfPairs;
-        for (int r = 0; r < kBfRows; ++r) {
-          const int64_t row = t * kBfRows + r;
-          const float* src =
-              row < rows ? x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda : nullptr;
-          for (int64_t p = 0; p < pc; ++p) {
-            const int64_t kk = 2 * (p0 + p);
-            uint32_t lo = 0, hi = 0;
-            if (src != nullptr) {
-              lo = bf16Bits(src[kk]);
-              hi = kk + 1 < k ? bf16Bits(src[kk + 1]) : 0;
-            }
-            dst[p * kBfRows + r] = lo | (hi << 16);
-          }
+      // [tile][kBfRows][kBfPairs] bf16 pairs, each row packed contiguously; rows past the
+      // end are left as they were (see linearTiles).
+      for (int64_t row = 0; row < rows; ++row) {
+        uint32_t* dst = packed.data() + row * kBfPairs;
+        const float* src = x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda;
+        int64_t p = 0;
+        for (; p + 16 <= pc && 2 * (p0 + p + 16) <= k; p += 16) {
+          // 32 inputs -> 16 pairs; rounding is exact for the bf16 values callers promise.
+          const __m512 lo = _mm512_loadu_ps(src + 2 * (p0 + p));
+          const __m512 hi = _mm512_loadu_ps(src + 2 * (p0 + p) + 16);
+          _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        for (; p < pc; ++p) {
+          const int64_t kk = 2 * (p0 + p);
+          const uint32_t lo = bf16Bits(src[kk]);
+          const uint32_t hi = kk + 1 < k ? bf16Bits(src[kk + 1]) : 0;
+          dst[p] = lo | (hi << 16);
         }
       }
       const bool first = p0 == 0;
