@@ -1,5 +1,6 @@
 // CPU backend of the paper's Engram layer: the element bodies of gather.cuh, gating.cuh
 // and conv.cuh over the thread pool, with the projections on the packed GEMM.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -152,7 +153,9 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   a.rowIds64 = r.rowIds64;
   a.rowIdsStride = idStride;
   a.rowIdsOffset = r.rowIdsOffset;
-  a.embeddings = r.embeddings ? r.embeddings : scratch(scratchE, static_cast<size_t>(tokens * features));
+  // Without a caller's buffer for e, the rows are gathered inside the GEMM's packing.
+  const bool fusedGather = r.embeddings == nullptr;
+  a.embeddings = fusedGather ? nullptr : r.embeddings;
   a.kv = scratch(scratchKv, static_cast<size_t>(tokens * kvWidth));
   a.kvWidth = kvWidth;
   a.hiddenStates = r.hiddenStates;
@@ -171,15 +174,25 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   }
   a.convWeightT = convT;
 
-  // 1. Gather e [tokens, features].
+  // 1-2. Gather e [tokens, features], and every branch's key and the value in one GEMM:
+  //      kv [tokens, (hc + 1) * hidden]. Unless the caller wants e, the GEMM gathers the
+  //      rows itself while packing them (stage 0 is then the threads' packing time).
   auto t0 = std::chrono::steady_clock::now();
-  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(a, begin, end); });
-  if (stage) stage[0] = secondsSince(t0);
-
-  // 2. Every branch's key and the value in one GEMM: kv [tokens, (hc + 1) * hidden].
-  t0 = std::chrono::steady_clock::now();
-  linearCpu(a.embeddings, tokens, features, *r.keyValue, a.kv, kvWidth, pool, threads);
-  if (stage) stage[1] = secondsSince(t0);
+  if (fusedGather) {
+    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, idStride, r.rowIdsOffset, r.heads};
+    double packSeconds = 0.0;
+    linearGatherCpu(rows, tokens, *r.keyValue, a.kv, kvWidth, pool, threads, &packSeconds);
+    if (stage) {
+      stage[0] = packSeconds;
+      stage[1] = std::max(0.0, secondsSince(t0) - packSeconds);
+    }
+  } else {
+    pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(a, begin, end); });
+    if (stage) stage[0] = secondsSince(t0);
+    t0 = std::chrono::steady_clock::now();
+    linearCpu(a.embeddings, tokens, features, *r.keyValue, a.kv, kvWidth, pool, threads);
+    if (stage) stage[1] = secondsSince(t0);
+  }
 
   // 3. Gates; each branch's key slot is overwritten with its gated value, and the
   //    inverse RMS of that value (the conv norm) is kept per (token, branch).

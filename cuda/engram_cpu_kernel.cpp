@@ -2,10 +2,6 @@
 // over channels vectorises: reductions keep 16 lane sums (summed in a fixed order, so
 // results never depend on the thread split) and exp is expApprox, not a library call.
 #include <cmath>
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#include <immintrin.h>
-#define EK_FP8_VECTOR_DECODE 1
-#endif
 
 #include "engram_cpu_kernel.hpp"
 #include "gating.cuh"
@@ -13,6 +9,7 @@
 #ifndef EK_CPU_ISA
 #define EK_CPU_ISA baseline
 #endif
+#include "row_decode_cpu.hpp"
 
 namespace engram {
 namespace EK_CPU_ISA {
@@ -25,37 +22,6 @@ constexpr int kPrefetchRows = 32;  // the row this far ahead is requested while 
 inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
   const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
   return a.rowIds64 ? static_cast<const int64_t*>(a.rowIds)[i] : static_cast<const int32_t*>(a.rowIds)[i];
-}
-
-template <TableDtype D>
-void decodeRow(const uint8_t* row, const uint8_t* scales, int cols, float* __restrict dst) {
-  if constexpr (D == TableDtype::F8E4M3) {
-#if defined(EK_FP8_VECTOR_DECODE)
-    // e4m3 is fp16 with 3 fewer exponent and 7 fewer mantissa bits: shifting the code into
-    // fp16 position and converting with vcvtph2ps gives value * 2^-8 exactly (subnormals
-    // included), so the scale is applied as x 256 x 2^(s-127). Same values as
-    // e4m3ToFloat (tested on every code); the NaN code is patched in.
-    const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
-    const __m512 rebias = _mm512_set1_ps(256.0f), nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
-    for (int c0 = 0; c0 < cols; c0 += 16) {
-      const __m512 scale = _mm512_set1_ps(ue8m0ToFloat(scales[c0 / kScaleBlock]));
-      const __m256i codes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c0)));
-      const __m256i magnitude = _mm256_and_si256(codes, low7);
-      const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(codes, signBit), 8), _mm256_slli_epi16(magnitude, 7));
-      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), rebias), scale);
-      v = _mm512_mask_mov_ps(v, _mm256_cmpeq_epi16_mask(magnitude, low7), nan);
-      _mm512_storeu_ps(dst + c0, v);
-    }
-    return;
-#endif
-    // One scale per 32 channels, decoded once; the codes then vectorise.
-    for (int c0 = 0; c0 < cols; c0 += kScaleBlock) {
-      const float scale = ue8m0ToFloat(scales[c0 / kScaleBlock]);
-      for (int c = c0; c < c0 + kScaleBlock; ++c) dst[c] = e4m3ToFloat(row[c]) * scale;
-    }
-  } else {
-    for (int c = 0; c < cols; ++c) dst[c] = decodeTableElement(D, row, scales, c);
-  }
 }
 
 // sum of x[j] * y[j] over j < n with kLanes partial sums.
@@ -113,12 +79,7 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
     }
     const int64_t r = rowIdAt(a, m, h);
     float* dst = a.embeddings + q * t.cols;
-    switch (t.dtype) {
-      case TableDtype::F32: decodeRow<TableDtype::F32>(t.rowBytes(r), nullptr, t.cols, dst); break;
-      case TableDtype::BF16: decodeRow<TableDtype::BF16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-      case TableDtype::F16: decodeRow<TableDtype::F16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-      default: decodeRow<TableDtype::F8E4M3>(t.rowBytes(r), t.rowScales(r), t.cols, dst);
-    }
+    decodeTableRow(t, r, dst);
     if (++h == a.heads) {
       h = 0;
       ++m;

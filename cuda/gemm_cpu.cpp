@@ -1,6 +1,7 @@
 // CPU projections: weight packing, build selection, and the split of the output into
 // (row block, panel range) tiles over the thread pool.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -15,7 +16,7 @@ namespace engram {
 namespace {
 
 using TilesFn = void (*)(const float*, int64_t, const PackedLinear&, float*, int64_t, int64_t, int64_t, int64_t,
-                         int64_t, const int32_t*);
+                         int64_t, const int32_t*, const GatheredRows*, int64_t*);
 
 struct LinearBuild {
   const char* name;
@@ -153,9 +154,13 @@ std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& src, const floa
   return w;
 }
 
-void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
-               ThreadPool& pool, int threads, const int32_t* rowIndex) {
+namespace {
+
+// Both entry points: rows of x (dense, or through rowIndex) or gathered table rows.
+void runLinear(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, ThreadPool& pool,
+               int threads, const int32_t* rowIndex, const GatheredRows* gather, double* packSeconds) {
   EK_REQUIRE(lda >= w.k && ldy >= w.n, RangeError, "projection strides are smaller than the rows");
+  if (packSeconds != nullptr) *packSeconds = 0.0;
   if (m <= 0) return;
   LinearBuild build{};
   if (w.kernel == "avx512-bf16") {
@@ -178,14 +183,34 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
   while (want > 1 && rowBlocks * panelGroups < 4 * want && panelGroups * 2 <= panels) panelGroups *= 2;
   const int64_t groupSize = (panels + panelGroups - 1) / panelGroups;
   const int64_t items = rowBlocks * panelGroups;
+  std::atomic<int64_t> packNanos{0};
   pool.parallelFor(items, threads, [&](int64_t begin, int64_t end) {
+    int64_t mine = 0;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t rb = item / panelGroups, pg = item % panelGroups;
       const int64_t r0 = rb * rowBlock, r1 = std::min(m, r0 + rowBlock);
       const int64_t p0 = pg * groupSize, p1 = std::min(panels, p0 + groupSize);
-      if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1, rowIndex);
+      if (p0 < p1) build.tiles(x, lda, w, y, ldy, r0, r1, p0, p1, rowIndex, gather, packSeconds ? &mine : nullptr);
     }
+    packNanos += mine;
   });
+  if (packSeconds != nullptr) *packSeconds = static_cast<double>(packNanos.load()) * 1e-9 / static_cast<double>(std::min<int64_t>(want, items));
+}
+
+}  // namespace
+
+void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
+               ThreadPool& pool, int threads, const int32_t* rowIndex) {
+  runLinear(x, m, lda, w, y, ldy, pool, threads, rowIndex, nullptr, nullptr);
+}
+
+void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w, float* y, int64_t ldy, ThreadPool& pool,
+                     int threads, double* packSeconds) {
+  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.heads >= 1, TypeError, "gathered rows are missing");
+  EK_REQUIRE(static_cast<int64_t>(rows.heads) * rows.table.cols == w.k, RangeError,
+             "gathered rows have " + std::to_string(static_cast<int64_t>(rows.heads) * rows.table.cols) + " features but the projection takes " +
+                 std::to_string(w.k));
+  runLinear(nullptr, m, w.k, w, y, ldy, pool, threads, nullptr, &rows, packSeconds);
 }
 
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel) {

@@ -3,6 +3,7 @@
 // both widths: 16 lanes x (12 rows, 2 vectors) with AVX-512, 4 lanes x (6 rows, 2
 // vectors) on the x86-64 baseline, each sized to the build's register file.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -13,6 +14,7 @@
 #ifndef EK_CPU_ISA
 #define EK_CPU_ISA baseline
 #endif
+#include "row_decode_cpu.hpp"
 
 namespace engram {
 namespace EK_CPU_ISA {
@@ -189,6 +191,55 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
   }
 }
 
+// Inputs [k0, k0 + kc) of gathered row m decoded into dst (fp32): table rows wholly
+// inside the range decode in place, a row the range cuts goes through `cut` (cols floats).
+inline void gatherRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64_t kc, float* __restrict dst, float* cut) {
+  const int64_t cols = g.table.cols;
+  for (int64_t h = k0 / cols; h * cols < k0 + kc; ++h) {
+    const int64_t i = m * g.stride + g.offset + h;
+    const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[i] : static_cast<const int32_t*>(g.rowIds)[i];
+    const int64_t c0 = std::max(k0, h * cols), c1 = std::min(k0 + kc, (h + 1) * cols);
+    if (c0 == h * cols && c1 == (h + 1) * cols) {
+      decodeTableRow(g.table, id, dst + (c0 - k0));
+    } else {
+      decodeTableRow(g.table, id, cut);
+      std::memcpy(dst + (c0 - k0), cut + (c0 - h * cols), static_cast<size_t>(c1 - c0) * sizeof(float));
+    }
+  }
+}
+
+// Requests the table rows gatherRowRange will read for row m (random rows of a large table).
+inline void prefetchRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64_t kc) {
+  const int64_t cols = g.table.cols;
+  const int64_t rowBytes = cols * tableElementBytes(g.table.dtype);
+  for (int64_t h = k0 / cols; h * cols < k0 + kc; ++h) {
+    const int64_t i = m * g.stride + g.offset + h;
+    const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[i] : static_cast<const int32_t*>(g.rowIds)[i];
+    const uint8_t* row = g.table.rowBytes(id);
+    for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(row + b);
+    if (g.table.scales != nullptr) __builtin_prefetch(g.table.rowScales(id));
+  }
+}
+
+constexpr int64_t kGatherAhead = 8;  // rows of the block prefetched ahead of the one packed
+
+// Packs rows [r0, r0 + rows) x inputs [k0, k0 + kc) of gathered rows as fp32, row `row` at
+// dst(row) (contiguous); adds the time it took to *packNanos when given.
+template <typename Dst>
+inline void packGathered(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k0, int64_t kc, Dst dst) {
+  thread_local std::vector<float> cut;
+  if (cut.size() < static_cast<size_t>(g.table.cols)) cut.resize(g.table.cols);
+  for (int64_t row = 0; row < std::min(rows, kGatherAhead); ++row) prefetchRowRange(g, r0 + row, k0, kc);
+  for (int64_t row = 0; row < rows; ++row) {
+    if (row + kGatherAhead < rows) prefetchRowRange(g, r0 + row + kGatherAhead, k0, kc);
+    gatherRowRange(g, r0 + row, k0, kc, dst(row), cut.data());
+  }
+}
+
+int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
 
 int linearTileWidth() { return kWidth; }
@@ -213,7 +264,8 @@ double fmaPeakLoop(int64_t iterations, float* sink) {
 // Rows [rowBegin, rowEnd) x panels [panelBegin, panelEnd) of y = x W^T + b (x row
 // rowIndex[i] for product row i when rowIndex is given).
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex) {
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
+                 const GatheredRows* gather, int64_t* packNanos) {
   const int64_t k = w.k;
   const int64_t blockRows = std::min<int64_t>(kRowBlock, rowEnd - rowBegin);
   const int64_t tiles = (blockRows + kRows - 1) / kRows;
@@ -232,10 +284,16 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
       // copy (the micro-kernel broadcasts from kRows streams at constant offsets). Rows past
       // the end keep whatever the buffer held: each row's sums are independent of the
       // others and the overhanging rows' results are never stored.
-      for (int64_t row = 0; row < rows; ++row) {
-        const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
-        std::memcpy(packed.data() + row * kDepth, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
+      const auto packStart = std::chrono::steady_clock::now();
+      if (gather != nullptr) {
+        packGathered(*gather, r0, rows, k0, kc, [&](int64_t row) { return packed.data() + row * kDepth; });
+      } else {
+        for (int64_t row = 0; row < rows; ++row) {
+          const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
+          std::memcpy(packed.data() + row * kDepth, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
+        }
       }
+      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       const bool first = k0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
         const float* panel = nullptr;
@@ -311,43 +369,62 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micr
 }
 }  // namespace
 
+// Inputs src[0, count) as `pairs` bf16 pairs (zero past count): 32 at a time by
+// vcvtne2ps2bf16, whose rounding is exact for the bf16 values callers promise.
+static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packBf16Row(const float* src, int64_t count,
+                                                                                 int64_t pairs, uint32_t* dst) {
+  auto bf16Bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u >> 16;
+  };
+  int64_t p = 0;
+  for (; p + 16 <= pairs && 2 * (p + 16) <= count; p += 16) {
+    const __m512 lo = _mm512_loadu_ps(src + 2 * p);
+    const __m512 hi = _mm512_loadu_ps(src + 2 * p + 16);
+    _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+  for (; p < pairs; ++p) {
+    const uint32_t lo = 2 * p < count ? bf16Bits(src[2 * p]) : 0;
+    const uint32_t hi = 2 * p + 1 < count ? bf16Bits(src[2 * p + 1]) : 0;
+    dst[p] = lo | (hi << 16);
+  }
+}
+
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTilesBf16(
     const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin, int64_t rowEnd,
-    int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex) {
+    int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex, const GatheredRows* gather, int64_t* packNanos) {
   const int64_t k = w.k;
   const int64_t kPairs = (k + 1) / 2;
   thread_local std::vector<uint32_t> packed;
   packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfPairs));
   float edge[kBfRows * kBfWidth] = {};
   float bias[kBfWidth];
-  auto bf16Bits = [](float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u >> 16;  // exact for values that are bf16
-  };
+
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {
       const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - p0);
       // [tile][kBfRows][kBfPairs] bf16 pairs, each row packed contiguously; rows past the
-      // end are left as they were (see linearTiles).
-      for (int64_t row = 0; row < rows; ++row) {
-        uint32_t* dst = packed.data() + row * kBfPairs;
-        const float* src = x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda;
-        int64_t p = 0;
-        for (; p + 16 <= pc && 2 * (p0 + p + 16) <= k; p += 16) {
-          // 32 inputs -> 16 pairs; rounding is exact for the bf16 values callers promise.
-          const __m512 lo = _mm512_loadu_ps(src + 2 * (p0 + p));
-          const __m512 hi = _mm512_loadu_ps(src + 2 * (p0 + p) + 16);
-          _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        }
-        for (; p < pc; ++p) {
-          const int64_t kk = 2 * (p0 + p);
-          const uint32_t lo = bf16Bits(src[kk]);
-          const uint32_t hi = kk + 1 < k ? bf16Bits(src[kk + 1]) : 0;
-          dst[p] = lo | (hi << 16);
+      // end are left as they were (see linearTiles). `src` holds inputs [2 p0, ...).
+      const int64_t kFirst = 2 * p0, kCount = std::min(2 * pc, k - kFirst);
+      const auto packRow = [&](const float* src, uint32_t* dst) { packBf16Row(src, kCount, pc, dst); };
+      const auto packStart = std::chrono::steady_clock::now();
+      if (gather != nullptr) {
+        thread_local std::vector<float> rowBuf;
+        if (rowBuf.size() < static_cast<size_t>(2 * kBfPairs)) rowBuf.resize(2 * kBfPairs);
+        packGathered(*gather, r0, rows, kFirst, kCount, [&](int64_t row) {
+          // decoded into rowBuf, then packed into row `row` before the next one is decoded
+          if (row > 0) packRow(rowBuf.data(), packed.data() + (row - 1) * kBfPairs);
+          return rowBuf.data();
+        });
+        if (rows > 0) packRow(rowBuf.data(), packed.data() + (rows - 1) * kBfPairs);
+      } else {
+        for (int64_t row = 0; row < rows; ++row) {
+          packRow(x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda + kFirst, packed.data() + row * kBfPairs);
         }
       }
+      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       const bool first = p0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
         const uint16_t* panel = w.panelsBf16.data() + (p * kPairs + p0) * kBfWidth * 2;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "gather.cuh"
 #include "quant.cuh"
 #include "thread_pool.hpp"
 
@@ -62,6 +63,25 @@ std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& weight, const f
 void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, float* y, int64_t ldy,
                ThreadPool& pool, int threads, const int32_t* rowIndex = nullptr);
 
+// The GEMM's input rows gathered from an Engram table as they are packed: row m is the
+// concatenation of `heads` table rows (ids at rowIds[m * stride + offset + h]) decoded to
+// fp32. No [m, heads * table.cols] matrix is written. Ids must be valid (callers check).
+struct GatheredRows {
+  TableView table{};
+  const void* rowIds = nullptr;
+  bool rowIds64 = false;
+  int64_t stride = 0;
+  int64_t offset = 0;
+  int heads = 0;
+};
+
+// y = gather(rows) W^T + b for m rows (k = heads * table.cols): the same bits as gathering
+// the rows first and calling linearCpu on them. *packSeconds (nullable) receives the time
+// the threads spent gathering while packing, summed over threads and divided by the
+// threads used.
+void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w, float* y, int64_t ldy, ThreadPool& pool,
+                     int threads, double* packSeconds = nullptr);
+
 // GFLOP/s of the build's FMA loop on `threads` threads for about `seconds`.
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel = "auto");
 
@@ -69,15 +89,18 @@ namespace baseline {
 double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
+                 const GatheredRows* gather, int64_t* packNanos);
 }  // namespace baseline
 namespace avx512 {
 void linearTilesBf16(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                     int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
+                     int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
+                 const GatheredRows* gather, int64_t* packNanos);
 double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
-                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex);
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
+                 const GatheredRows* gather, int64_t* packNanos);
 }  // namespace avx512
 
 }  // namespace engram

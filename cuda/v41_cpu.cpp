@@ -1,5 +1,6 @@
 // CPU backend of DeepSeek-V4.1's Engram layer, on the row loops it shares with the
 // paper's layer (engram_cpu_kernel.cpp) and the packed GEMM.
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -53,8 +54,7 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
   if (tokens == 0) return;
 
   const EngramRowKernels kernels = engramRowKernels();
-  thread_local std::vector<float> scratchRows, scratchKv;
-  if (r.rows == nullptr && scratchRows.size() < static_cast<size_t>(tokens * features)) scratchRows.resize(tokens * features);
+  thread_local std::vector<float> scratchKv;
   if (scratchKv.size() < static_cast<size_t>(tokens * kvWidth)) scratchKv.resize(tokens * kvWidth);
 
   EngramRowArgs g{};
@@ -64,17 +64,28 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
   g.rowIds64 = r.rowIds64;
   g.rowIdsStride = stride;
   g.rowIdsOffset = r.rowIdsOffset;
-  g.embeddings = r.rows != nullptr ? r.rows : scratchRows.data();
+  g.embeddings = r.rows;
   const auto seconds = [](std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   auto t0 = std::chrono::steady_clock::now();
-  pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(g, begin, end); });
-  if (r.stageSeconds) r.stageSeconds[0] = seconds(t0);
-
-  t0 = std::chrono::steady_clock::now();
-  linearCpu(g.embeddings, tokens, features, *r.wkv, scratchKv.data(), kvWidth, pool, threads);
-  if (r.stageSeconds) r.stageSeconds[1] = seconds(t0);
+  if (r.rows == nullptr) {
+    // The rows are gathered (fp8 decoded) inside the wkv GEMM's packing: no [tokens, 6144]
+    // fp32 matrix is written and read back. Stage 0 is the threads' packing time.
+    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, stride, r.rowIdsOffset, r.cols};
+    double packSeconds = 0.0;
+    linearGatherCpu(rows, tokens, *r.wkv, scratchKv.data(), kvWidth, pool, threads, &packSeconds);
+    if (r.stageSeconds) {
+      r.stageSeconds[0] = packSeconds;
+      r.stageSeconds[1] = std::max(0.0, seconds(t0) - packSeconds);
+    }
+  } else {
+    pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gather(g, begin, end); });
+    if (r.stageSeconds) r.stageSeconds[0] = seconds(t0);
+    t0 = std::chrono::steady_clock::now();
+    linearCpu(g.embeddings, tokens, features, *r.wkv, scratchKv.data(), kvWidth, pool, threads);
+    if (r.stageSeconds) r.stageSeconds[1] = seconds(t0);
+  }
 
   const V41GateArgs a{scratchKv.data(), kvWidth, r.hiddenStreams, r.qWeight, r.kWeight, r.tokenMask,
                       r.hc, r.hidden, r.eps, r.gates, r.out};
