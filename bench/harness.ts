@@ -15,3 +15,24 @@ export function markdownTable(header: string[], rows: Array<Array<string | numbe
   const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n') + '\n';
 }
+
+// Scratch larger than this machine's caches, written before each cold run.
+let flushBuffer: Float64Array | undefined;
+
+/**
+ * Median seconds of `fn` over `runs` runs, each after writing 256 MiB of other memory:
+ * the rows it reads, and the page-table entries that map them, are then out of every
+ * cache, as a layer's gather finds them after its GEMM has streamed its weights.
+ */
+export function coldRowReads(fn: () => void, runs: number): number {
+  flushBuffer ??= new Float64Array(32 * 2 ** 20);
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    flushBuffer.fill(i);
+    const t0 = process.hrtime.bigint();
+    fn();
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)];
+}

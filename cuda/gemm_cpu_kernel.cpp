@@ -221,18 +221,23 @@ inline void prefetchRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64
   }
 }
 
-constexpr int64_t kGatherAhead = 8;  // rows of the block prefetched ahead of the one packed
+constexpr int64_t kGatherAheadRows = 96;  // table rows requested ahead of the one decoded
 
-// Packs rows [r0, r0 + rows) x inputs [k0, k0 + kc) of gathered rows as fp32, row `row` at
-// dst(row) (contiguous); adds the time it took to *packNanos when given.
-template <typename Dst>
-inline void packGathered(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k0, int64_t kc, Dst dst) {
-  thread_local std::vector<float> cut;
-  if (cut.size() < static_cast<size_t>(g.table.cols)) cut.resize(g.table.cols);
-  for (int64_t row = 0; row < std::min(rows, kGatherAhead); ++row) prefetchRowRange(g, r0 + row, k0, kc);
+// Gathers rows [r0, r0 + rows) whole (all k inputs, decoded to fp32 one row at a time) and
+// hands each to onRow(row, values): one burst of random reads per row block, as a
+// separate gather would do it, before the block's GEMM work.
+template <typename OnRow>
+inline void gatherBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, OnRow onRow) {
+  thread_local std::vector<float> full;
+  if (full.size() < static_cast<size_t>(k)) full.resize(k);
+  // Random rows of a large table (often a TLB miss each): keep about kGatherAheadRows
+  // table rows in flight.
+  const int64_t ahead = std::max<int64_t>(1, kGatherAheadRows / std::max(1, g.heads));
+  for (int64_t row = 0; row < std::min(rows, ahead); ++row) prefetchRowRange(g, r0 + row, 0, k);
   for (int64_t row = 0; row < rows; ++row) {
-    if (row + kGatherAhead < rows) prefetchRowRange(g, r0 + row + kGatherAhead, k0, kc);
-    gatherRowRange(g, r0 + row, k0, kc, dst(row), cut.data());
+    if (row + ahead < rows) prefetchRowRange(g, r0 + row + ahead, 0, k);
+    gatherRowRange(g, r0 + row, 0, k, full.data(), nullptr);
+    onRow(row, full.data());
   }
 }
 
@@ -276,24 +281,39 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
   if (w.format != WeightFormat::F32) decoded.resize(std::max(decoded.size(), static_cast<size_t>(kDepth * kWidth)));
   float edge[kRows * kWidth] = {};  // tiles that overhang the output are computed here
   float bias[kWidth];
+  // Gathered rows: the whole row block packed up front, [k block][row][kDepth].
+  const int64_t kBlocks = (k + kDepth - 1) / kDepth;
+  thread_local std::vector<float> gathered;
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kBlocks * kRowBlock * kDepth)));
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
+    if (gather != nullptr) {
+      const auto packStart = std::chrono::steady_clock::now();
+      gatherBlock(*gather, r0, rows, k, [&](int64_t row, const float* values) {
+        for (int64_t b = 0; b < kBlocks; ++b) {
+          std::memcpy(gathered.data() + (b * kRowBlock + row) * kDepth, values + b * kDepth,
+                      static_cast<size_t>(std::min(kDepth, k - b * kDepth)) * sizeof(float));
+        }
+      });
+      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
+    }
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const int64_t kc = std::min<int64_t>(kDepth, k - k0);
       // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kRows][kDepth]: each row a contiguous
       // copy (the micro-kernel broadcasts from kRows streams at constant offsets). Rows past
       // the end keep whatever the buffer held: each row's sums are independent of the
       // others and the overhanging rows' results are never stored.
-      const auto packStart = std::chrono::steady_clock::now();
+      const float* blockA = packed.data();
       if (gather != nullptr) {
-        packGathered(*gather, r0, rows, k0, kc, [&](int64_t row) { return packed.data() + row * kDepth; });
+        blockA = gathered.data() + (k0 / kDepth) * kRowBlock * kDepth;
       } else {
+        const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {
           const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
           std::memcpy(packed.data() + row * kDepth, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
         }
+        if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       }
-      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       const bool first = k0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
         const float* panel = nullptr;
@@ -316,7 +336,7 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
           if (!full && !first) {  // bring the running sums of the overhanging tile in
             for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
           }
-          const float* const tileA = packed.data() + t * kRows * kDepth;
+          const float* const tileA = blockA + t * kRows * kDepth;
           // The tile's live rows, rounded up to a kernel instance.
           if (fused) {
             if (live <= 1) microTileCodes<1>(tileA, w, p, k0, kc, out, ldo, bias, first);
@@ -400,31 +420,40 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
   packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfPairs));
   float edge[kBfRows * kBfWidth] = {};
   float bias[kBfWidth];
+  // Gathered rows: the whole row block packed up front, [pair block][row][kBfPairs].
+  const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
+  thread_local std::vector<uint32_t> gathered;
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(pBlocks * kRowBlock * kBfPairs)));
 
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
+    if (gather != nullptr) {
+      const auto packStart = std::chrono::steady_clock::now();
+      gatherBlock(*gather, r0, rows, k, [&](int64_t row, const float* values) {
+        for (int64_t b = 0; b < pBlocks; ++b) {
+          const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);
+          packBf16Row(values + 2 * b * kBfPairs, std::min(2 * pc, k - 2 * b * kBfPairs), pc,
+                      gathered.data() + (b * kRowBlock + row) * kBfPairs);
+        }
+      });
+      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
+    }
     for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {
       const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - p0);
       // [tile][kBfRows][kBfPairs] bf16 pairs, each row packed contiguously; rows past the
-      // end are left as they were (see linearTiles). `src` holds inputs [2 p0, ...).
+      // end are left as they were (see linearTiles).
       const int64_t kFirst = 2 * p0, kCount = std::min(2 * pc, k - kFirst);
-      const auto packRow = [&](const float* src, uint32_t* dst) { packBf16Row(src, kCount, pc, dst); };
-      const auto packStart = std::chrono::steady_clock::now();
+      const uint32_t* blockA = packed.data();
       if (gather != nullptr) {
-        thread_local std::vector<float> rowBuf;
-        if (rowBuf.size() < static_cast<size_t>(2 * kBfPairs)) rowBuf.resize(2 * kBfPairs);
-        packGathered(*gather, r0, rows, kFirst, kCount, [&](int64_t row) {
-          // decoded into rowBuf, then packed into row `row` before the next one is decoded
-          if (row > 0) packRow(rowBuf.data(), packed.data() + (row - 1) * kBfPairs);
-          return rowBuf.data();
-        });
-        if (rows > 0) packRow(rowBuf.data(), packed.data() + (rows - 1) * kBfPairs);
+        blockA = gathered.data() + (p0 / kBfPairs) * kRowBlock * kBfPairs;
       } else {
+        const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {
-          packRow(x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda + kFirst, packed.data() + row * kBfPairs);
+          packBf16Row(x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda + kFirst, kCount, pc,
+                      packed.data() + row * kBfPairs);
         }
+        if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       }
-      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       const bool first = p0 == 0;
       for (int64_t p = panelBegin; p < panelEnd; ++p) {
         const uint16_t* panel = w.panelsBf16.data() + (p * kPairs + p0) * kBfWidth * 2;
@@ -440,7 +469,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
           if (!full && !first) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kBfWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
           }
-          microTileBf16(packed.data() + t * kBfRows * kBfPairs, panel, pc, out, ldo, bias, first);
+          microTileBf16(blockA + t * kBfRows * kBfPairs, panel, pc, out, ldo, bias, first);
           if (!full) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(y + (row0 + r) * ldy + col0, edge + r * kBfWidth, cols * sizeof(float));
           }

@@ -39,8 +39,12 @@ export interface V41ForwardOptions {
   /** [B, S]: 0/false shuts the gate of that token (output = input). */
   tokenMask?: Uint8Array | ArrayLike<number | boolean>;
   threads?: number;
-  /** Also return the dequantised rows [B, S, cols * headDim]. */
-  returnRows?: boolean;
+  /**
+   * Also return the dequantised rows [B, S, cols * headDim] (a Float32Array of that size
+   * is filled, to reuse across calls). Without it the rows are gathered inside the wkv
+   * GEMM's packing and never written out whole.
+   */
+  returnRows?: boolean | Float32Array;
   out?: Float32Array;
   /** Float64Array(3): seconds of the gather, the wkv GEMM and the gate, written by the call. */
   stageSeconds?: Float64Array;
@@ -329,7 +333,13 @@ export class DeepseekV41Engram {
     }
     out ??= new Float32Array(tokens * hc * D);
     const gates = new Float32Array(tokens * hc);
-    const rows = options.returnRows ? new Float32Array(tokens * this.cols * headDim) : undefined;
+    let rows: Float32Array | undefined;
+    if (options.returnRows instanceof Float32Array) {
+      if (options.returnRows.length !== tokens * this.cols * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.cols * headDim} elements, got ${describe(options.returnRows)}`);
+      rows = options.returnRows;
+    } else if (options.returnRows) {
+      rows = new Float32Array(tokens * this.cols * headDim);
+    }
     let ticket = options.ticket;
     if (ticket !== undefined) {
       if (this.tablePager === undefined || ticket.pager !== this.tablePager) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);

@@ -44,8 +44,12 @@ export interface EngramForwardOptions {
   threads?: number;
   /** Carry n-gram and conv history across calls; updated in place after a successful call. */
   state?: EngramState;
-  /** Also return the gathered embeddings e [B, T, (maxNgramSize-1) * nEmbedPerNgram]. */
-  returnEmbeddings?: boolean;
+  /**
+   * Also return the gathered embeddings e [B, T, (maxNgramSize-1) * nEmbedPerNgram] (a
+   * Float32Array of that size is filled, to reuse across calls). Without it the rows are
+   * gathered inside the projection GEMM's packing and never written out whole.
+   */
+  returnEmbeddings?: boolean | Float32Array;
   /** Row ids already hashed for this layer (EngramModel hashes once for all layers). */
   rows?: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array };
   /** Per-stage seconds of the native call (gather, projections, gating, conv) written here. */
@@ -406,7 +410,13 @@ export class Engram {
       output = new Float32Array(streams);
     }
     const gates = new Float32Array(batch * seqLen * g.hc);
-    const embeddings = options.returnEmbeddings ? new Float32Array(batch * seqLen * g.features) : undefined;
+    let embeddings: Float32Array | undefined;
+    if (options.returnEmbeddings instanceof Float32Array) {
+      if (options.returnEmbeddings.length !== batch * seqLen * g.features) throw new RangeError(`options.returnEmbeddings must be a Float32Array of ${batch * seqLen * g.features} elements, got ${describe(options.returnEmbeddings)}`);
+      embeddings = options.returnEmbeddings;
+    } else if (options.returnEmbeddings) {
+      embeddings = new Float32Array(batch * seqLen * g.features);
+    }
     const convHistoryOut = state ? new Float32Array(state.convHistory.length) : undefined;
     if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 4)) {
       throw new TypeError(`options.stageSeconds must be a Float64Array(4), got ${describe(options.stageSeconds)}`);

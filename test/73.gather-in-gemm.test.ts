@@ -22,6 +22,11 @@ describe('gathering inside the GEMM gives the bits of gathering first', () => {
       const ids = Int32Array.from({ length: B * T }, () => randInt(r, 0, 5000));
       const fused = engram.forward(hidden, ids, [B, T]);
       const twoStep = engram.forward(hidden, ids, [B, T], { returnEmbeddings: true });
+      // a caller's buffer for the rows is filled with the same rows
+      const buffer = new Float32Array(twoStep.embeddings!.length);
+      engram.forward(hidden, ids, [B, T], { returnEmbeddings: buffer });
+      expect(same(buffer, twoStep.embeddings!)).toBe(true);
+      expect(() => engram.forward(hidden, ids, [B, T], { returnEmbeddings: new Float32Array(3) })).toThrow(/options.returnEmbeddings must be a Float32Array of \d+ elements/);
       expect(same(fused.output, twoStep.output)).toBe(true);
       expect(same(fused.gates, twoStep.gates)).toBe(true);
       expect(same(engram.forward(hidden, ids, [B, T], { threads: 1 }).output, fused.output)).toBe(true);
@@ -51,6 +56,10 @@ describe('gathering inside the GEMM gives the bits of gathering first', () => {
       layer.loadStateDict(dict);
       const fused = layer.forwardRows(streams, rowIds, [1, S]);
       const twoStep = layer.forwardRows(streams, rowIds, [1, S], { returnRows: true });
+      const buffer = new Float32Array(twoStep.rows!.length);
+      layer.forwardRows(streams, rowIds, [1, S], { returnRows: buffer });
+      expect(same(buffer, twoStep.rows!)).toBe(true);
+      expect(() => layer.forwardRows(streams, rowIds, [1, S], { returnRows: new Float32Array(5) })).toThrow(/options.returnRows must be a Float32Array of \d+ elements/);
       expect(same(fused.output, twoStep.output)).toBe(true);
       expect(same(layer.forwardRows(streams, rowIds, [1, S], { threads: 1 }).output, fused.output)).toBe(true);
     }
