@@ -22,6 +22,17 @@ RouteParams readRouteParams(const Napi::Object& o) {
   return p;
 }
 
+// The per-expert biases (bias steers selection; biasVl replaces it where imageMask is set)
+// and the image mask; sets p->hasBias.
+void readSelectionInputs(const Napi::Object& o, int64_t tokens, Keep* keep, RouteParams* p, const float** bias,
+                         const float** biasVl, const uint8_t** imageMask) {
+  *bias = typedField<float>(o, "bias", napi_float32_array, p->experts, true, keep);
+  *biasVl = typedField<float>(o, "biasVl", napi_float32_array, p->experts, true, keep);
+  *imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, tokens, true, keep);
+  p->hasBias = *bias != nullptr;
+  if (*biasVl != nullptr && *bias == nullptr) throwJs(o.Env(), ErrorKind::TypeError, "biasVl needs bias");
+}
+
 // One routing call: the gate projection (when `gate` is given) then top-k selection.
 struct RouteCall {
   RouteParams p{};
@@ -51,11 +62,7 @@ RouteCall readRoute(const Napi::CallbackInfo& info, bool keepAlive) {
     c.x = typedField<float>(o, "x", napi_float32_array, c.tokens * c.gate->k, false, keep);
   }
   c.logits = typedField<float>(o, "logits", napi_float32_array, c.tokens * p.experts, false, keep);
-  c.bias = typedField<float>(o, "bias", napi_float32_array, p.experts, true, keep);
-  c.biasVl = typedField<float>(o, "biasVl", napi_float32_array, p.experts, true, keep);
-  c.imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, c.tokens, true, keep);
-  p.hasBias = c.bias != nullptr;
-  if (c.biasVl != nullptr && c.bias == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "biasVl needs bias");
+  readSelectionInputs(o, c.tokens, keep, &p, &c.bias, &c.biasVl, &c.imageMask);
   c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * p.topk, false, keep);
   c.weights = typedField<float>(o, "weights", napi_float32_array, c.tokens * p.topk, false, keep);
   c.threads = static_cast<int>(intField(o, "threads", 0, 4096));
@@ -231,11 +238,7 @@ std::shared_ptr<MoeCudaCall> readMoeCuda(const Napi::CallbackInfo& info, bool ke
   r.route = readRouteParams(o);
   const int64_t dim = intField(o, "dim", 1, 1 << 20);
   r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * dim, false, keep);
-  r.bias = typedField<float>(o, "bias", napi_float32_array, r.route.experts, true, keep);
-  r.biasVl = typedField<float>(o, "biasVl", napi_float32_array, r.route.experts, true, keep);
-  r.imageMask = typedField<uint8_t>(o, "imageMask", napi_uint8_array, r.tokens, true, keep);
-  r.route.hasBias = r.bias != nullptr;
-  if (r.biasVl != nullptr && r.bias == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "biasVl needs bias");
+  readSelectionInputs(o, r.tokens, keep, &r.route, &r.bias, &r.biasVl, &r.imageMask);
   r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
   r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * dim, false, keep);
   r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.route.topk, false, keep);

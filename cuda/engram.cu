@@ -5,6 +5,7 @@
 
 #include "conv.cuh"
 #include "cuda_check.cuh"
+#include "tile_gemm.cuh"
 #include "device.hpp"
 #include "engram_ops.hpp"
 #include "gating.cuh"
@@ -45,28 +46,21 @@ __global__ void gatherKernel(TableView table, const IdT* __restrict__ ids, int64
 }
 
 // C[m, n] = bias[n] + sum_k A[m, k] W[n, k]: 64 x 64 tiles, 16 x 16 threads of 4 x 4.
-constexpr int kTile = 64, kDepth = 16, kPer = 4;
 __global__ void linearKernel(const float* __restrict__ A, int64_t M, int64_t K, const float* __restrict__ W,
                              const float* __restrict__ bias, int64_t N, float* __restrict__ C) {
-  __shared__ float As[kDepth][kTile + 1];
-  __shared__ float Ws[kDepth][kTile + 1];
+  __shared__ float As[kTileDepth][kTile + 1];
+  __shared__ float Ws[kTileDepth][kTile + 1];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kTile, col0 = static_cast<int64_t>(blockIdx.x) * kTile;
   float acc[kPer][kPer] = {};
-  for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
-    for (int i = threadIdx.x; i < kTile * kDepth; i += blockDim.x) {
-      const int r = i / kDepth, kk = i % kDepth;
+  for (int64_t k0 = 0; k0 < K; k0 += kTileDepth) {
+    for (int i = threadIdx.x; i < kTile * kTileDepth; i += blockDim.x) {
+      const int r = i / kTileDepth, kk = i % kTileDepth;
       As[kk][r] = (row0 + r < M && k0 + kk < K) ? A[(row0 + r) * K + k0 + kk] : 0.0f;
       Ws[kk][r] = (col0 + r < N && k0 + kk < K) ? W[(col0 + r) * K + k0 + kk] : 0.0f;
     }
     __syncthreads();
-    for (int kk = 0; kk < kDepth; ++kk) {
-      float a[kPer], w[kPer];
-      for (int i = 0; i < kPer; ++i) a[i] = As[kk][ty * kPer + i];
-      for (int j = 0; j < kPer; ++j) w[j] = Ws[kk][tx * kPer + j];
-      for (int i = 0; i < kPer; ++i)
-        for (int j = 0; j < kPer; ++j) acc[i][j] += a[i] * w[j];
-    }
+    accumulateTile(As, Ws, tx, ty, acc);
     __syncthreads();
   }
   for (int i = 0; i < kPer; ++i) {

@@ -31,6 +31,9 @@ constexpr int kRows = 6;
 constexpr int kVectors = 2;
 constexpr int kWidth = kLanes * kVectors;  // columns per panel
 constexpr int64_t kDepth = 1024;           // k per block: fewer passes over y (measured best)
+// Packed rows of x lie kRowStride floats apart: not a multiple of 4 KiB, so the kRows
+// streams the micro-kernel reads do not all fall into one L1 set.
+constexpr int64_t kRowStride = kDepth + 16;
 constexpr int64_t kRowBlock = kRows * 16;  // rows of x packed at a time: stays in L2
 
 using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
@@ -42,7 +45,7 @@ inline Vec loadVec(const float* p) {
 }
 inline void storeVec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
-// acc[r][v] (+)= sum over kc of a[r][k] * b[k][v*kLanes ...]; a is packed [kRows][kDepth],
+// acc[r][v] (+)= sum over kc of a[r][k] * b[k][v*kLanes ...]; a is packed [kRows][kRowStride],
 // b is the panel slice [kc][kWidth]. `c` holds the running sums between k blocks. R <=
 // kRows rows are computed (a tile's live rows, rounded up): each row's sums are the same
 // whatever R, so a short tail tile costs its own rows only.
@@ -57,8 +60,8 @@ inline void microTile(const float* __restrict a, const float* __restrict b, int6
     const Vec b0 = loadVec(b + k * kWidth);
     const Vec b1 = loadVec(b + k * kWidth + kLanes);
     for (int r = 0; r < R; ++r) {  // row r's k-th input: a constant offset from a + k
-      acc[r][0] += b0 * a[r * kDepth + k];
-      acc[r][1] += b1 * a[r * kDepth + k];
+      acc[r][0] += b0 * a[r * kRowStride + k];
+      acc[r][1] += b1 * a[r * kRowStride + k];
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -182,8 +185,8 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
     const Vec b0 = loadVec(row);
     const Vec b1 = loadVec(row + kLanes);
     for (int r = 0; r < R; ++r) {  // row r's k-th input: a constant offset from a + k
-      acc[r][0] += b0 * a[r * kDepth + k];
-      acc[r][1] += b1 * a[r * kDepth + k];
+      acc[r][0] += b0 * a[r * kRowStride + k];
+      acc[r][1] += b1 * a[r * kRowStride + k];
     }
   });
   for (int r = 0; r < R; ++r) {
@@ -276,22 +279,22 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
   const int64_t tiles = (blockRows + kRows - 1) / kRows;
   // One packing buffer per thread, reused across calls (no page faults per call).
   thread_local std::vector<float> packed;
-  packed.resize(std::max(packed.size(), static_cast<size_t>(tiles) * kRows * kDepth));
+  packed.resize(std::max(packed.size(), static_cast<size_t>(tiles) * kRows * kRowStride));
   thread_local std::vector<float> decoded;  // one panel slice of quantised weights
   if (w.format != WeightFormat::F32) decoded.resize(std::max(decoded.size(), static_cast<size_t>(kDepth * kWidth)));
   float edge[kRows * kWidth] = {};  // tiles that overhang the output are computed here
   float bias[kWidth];
-  // Gathered rows: the whole row block packed up front, [k block][row][kDepth].
+  // Gathered rows: the whole row block packed up front, [k block][row][kRowStride].
   const int64_t kBlocks = (k + kDepth - 1) / kDepth;
   thread_local std::vector<float> gathered;
-  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kBlocks * kRowBlock * kDepth)));
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kBlocks * kRowBlock * kRowStride)));
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     if (gather != nullptr) {
       const auto packStart = std::chrono::steady_clock::now();
       gatherBlock(*gather, r0, rows, k, [&](int64_t row, const float* values) {
         for (int64_t b = 0; b < kBlocks; ++b) {
-          std::memcpy(gathered.data() + (b * kRowBlock + row) * kDepth, values + b * kDepth,
+          std::memcpy(gathered.data() + (b * kRowBlock + row) * kRowStride, values + b * kDepth,
                       static_cast<size_t>(std::min(kDepth, k - b * kDepth)) * sizeof(float));
         }
       });
@@ -299,18 +302,18 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
     }
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const int64_t kc = std::min<int64_t>(kDepth, k - k0);
-      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kRows][kDepth]: each row a contiguous
+      // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kRows][kRowStride]: each row a contiguous
       // copy (the micro-kernel broadcasts from kRows streams at constant offsets). Rows past
       // the end keep whatever the buffer held: each row's sums are independent of the
       // others and the overhanging rows' results are never stored.
       const float* blockA = packed.data();
       if (gather != nullptr) {
-        blockA = gathered.data() + (k0 / kDepth) * kRowBlock * kDepth;
+        blockA = gathered.data() + (k0 / kDepth) * kRowBlock * kRowStride;
       } else {
         const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {
           const int64_t xr = rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row;
-          std::memcpy(packed.data() + row * kDepth, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
+          std::memcpy(packed.data() + row * kRowStride, x + xr * lda + k0, static_cast<size_t>(kc) * sizeof(float));
         }
         if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       }
@@ -336,7 +339,7 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
           if (!full && !first) {  // bring the running sums of the overhanging tile in
             for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
           }
-          const float* const tileA = blockA + t * kRows * kDepth;
+          const float* const tileA = blockA + t * kRows * kRowStride;
           // The tile's live rows, rounded up to a kernel instance.
           if (fused) {
             if (live <= 1) microTileCodes<1>(tileA, w, p, k0, kc, out, ldo, bias, first);
@@ -364,6 +367,7 @@ namespace {
 constexpr int kBfRows = 12;
 constexpr int kBfWidth = 32;
 constexpr int64_t kBfPairs = 512;  // k pairs per block
+constexpr int64_t kBfRowStride = kBfPairs + 16;  // packed row stride (see kRowStride)
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void microTileBf16(
     const uint32_t* __restrict a, const uint16_t* __restrict b, int64_t pairs, float* __restrict c, int64_t ldc,
@@ -377,7 +381,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) inline void micr
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * kBfWidth * 2 + 32);
     for (int r = 0; r < kBfRows; ++r) {
-      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * kBfPairs + p]));
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * kBfRowStride + p]));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
@@ -417,13 +421,13 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
   const int64_t k = w.k;
   const int64_t kPairs = (k + 1) / 2;
   thread_local std::vector<uint32_t> packed;
-  packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfPairs));
+  packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfRowStride));
   float edge[kBfRows * kBfWidth] = {};
   float bias[kBfWidth];
-  // Gathered rows: the whole row block packed up front, [pair block][row][kBfPairs].
+  // Gathered rows: the whole row block packed up front, [pair block][row][kBfRowStride].
   const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
   thread_local std::vector<uint32_t> gathered;
-  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(pBlocks * kRowBlock * kBfPairs)));
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(pBlocks * kRowBlock * kBfRowStride)));
 
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
@@ -433,7 +437,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
         for (int64_t b = 0; b < pBlocks; ++b) {
           const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);
           packBf16Row(values + 2 * b * kBfPairs, std::min(2 * pc, k - 2 * b * kBfPairs), pc,
-                      gathered.data() + (b * kRowBlock + row) * kBfPairs);
+                      gathered.data() + (b * kRowBlock + row) * kBfRowStride);
         }
       });
       if (packNanos != nullptr) *packNanos += nanosSince(packStart);
@@ -445,12 +449,12 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
       const int64_t kFirst = 2 * p0, kCount = std::min(2 * pc, k - kFirst);
       const uint32_t* blockA = packed.data();
       if (gather != nullptr) {
-        blockA = gathered.data() + (p0 / kBfPairs) * kRowBlock * kBfPairs;
+        blockA = gathered.data() + (p0 / kBfPairs) * kRowBlock * kBfRowStride;
       } else {
         const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {
           packBf16Row(x + (rowIndex != nullptr ? rowIndex[r0 + row] : r0 + row) * lda + kFirst, kCount, pc,
-                      packed.data() + row * kBfPairs);
+                      packed.data() + row * kBfRowStride);
         }
         if (packNanos != nullptr) *packNanos += nanosSince(packStart);
       }
@@ -469,7 +473,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
           if (!full && !first) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(edge + r * kBfWidth, y + (row0 + r) * ldy + col0, cols * sizeof(float));
           }
-          microTileBf16(blockA + t * kBfRows * kBfPairs, panel, pc, out, ldo, bias, first);
+          microTileBf16(blockA + t * kBfRows * kBfRowStride, panel, pc, out, ldo, bias, first);
           if (!full) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(y + (row0 + r) * ldy + col0, edge + r * kBfWidth, cols * sizeof(float));
           }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cuda_check.cuh"
+#include "tile_gemm.cuh"
 #include "device.hpp"
 #include "moe_ops.hpp"
 
@@ -60,7 +61,6 @@ struct DeviceMoeWeights {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kTile = 64, kDepth = 16, kPer = 4;
 
 unsigned gridFor(int64_t work) {
   const int64_t blocks = (work + kThreads - 1) / kThreads;
@@ -77,30 +77,24 @@ struct RowTile {
 // decoded from their codes while the tile is loaded into shared memory.
 __global__ void groupedLinearKernel(const float* __restrict__ A, int64_t lda, const int32_t* __restrict__ rowIndex,
                                     const RowTile* __restrict__ tiles, MatrixView W, float* __restrict__ C, int64_t ldc) {
-  __shared__ float As[kDepth][kTile + 1];
-  __shared__ float Ws[kDepth][kTile + 1];
+  __shared__ float As[kTileDepth][kTile + 1];
+  __shared__ float Ws[kTileDepth][kTile + 1];
   const RowTile tile = tiles[blockIdx.x];
   const uint8_t* codes = W.codes + tile.group * W.codeStride;
   const uint8_t* scales = W.scales == nullptr ? nullptr : W.scales + tile.group * W.scaleStride;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t col0 = static_cast<int64_t>(blockIdx.y) * kTile;
   float acc[kPer][kPer] = {};
-  for (int64_t k0 = 0; k0 < W.k; k0 += kDepth) {
-    for (int i = threadIdx.x; i < kTile * kDepth; i += blockDim.x) {
-      const int r = i / kDepth, kk = i % kDepth;
+  for (int64_t k0 = 0; k0 < W.k; k0 += kTileDepth) {
+    for (int i = threadIdx.x; i < kTile * kTileDepth; i += blockDim.x) {
+      const int r = i / kTileDepth, kk = i % kTileDepth;
       const int64_t row = tile.begin + r;
       const bool inK = k0 + kk < W.k;
       As[kk][r] = (row < tile.end && inK) ? A[static_cast<int64_t>(rowIndex ? rowIndex[row] : row) * lda + k0 + kk] : 0.0f;
       Ws[kk][r] = (col0 + r < W.n && inK) ? weightElement(W.format, codes, scales, 1, W.k, col0 + r, k0 + kk) : 0.0f;
     }
     __syncthreads();
-    for (int kk = 0; kk < kDepth; ++kk) {
-      float a[kPer], w[kPer];
-      for (int i = 0; i < kPer; ++i) a[i] = As[kk][ty * kPer + i];
-      for (int j = 0; j < kPer; ++j) w[j] = Ws[kk][tx * kPer + j];
-      for (int i = 0; i < kPer; ++i)
-        for (int j = 0; j < kPer; ++j) acc[i][j] += a[i] * w[j];
-    }
+    accumulateTile(As, Ws, tx, ty, acc);
     __syncthreads();
   }
   for (int i = 0; i < kPer; ++i) {

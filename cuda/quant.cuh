@@ -16,7 +16,11 @@
 
 namespace engram {
 
+// F32, BF16 and F16 share their codes with TableDtype.
 enum class WeightFormat : int { F32 = 0, BF16 = 1, F16 = 2, E4M3 = 3, E2M1 = 4 };
+static_assert(static_cast<int>(WeightFormat::BF16) == static_cast<int>(TableDtype::BF16) &&
+                  static_cast<int>(WeightFormat::F16) == static_cast<int>(TableDtype::F16),
+              "plain weight formats mirror the table dtypes");
 
 constexpr float kE2m1Max = 6.0f;
 
@@ -79,21 +83,10 @@ EK_HD float weightElement(WeightFormat f, const uint8_t* codes, const uint8_t* s
                           int64_t o, int64_t i) {
   const uint8_t* row = codes + o * weightRowBytes(f, k);
   switch (f) {
-    case WeightFormat::F32: {
-      uint32_t bits;
-      __builtin_memcpy(&bits, row + 4 * i, 4);
-      return floatFromBits(bits);
-    }
-    case WeightFormat::BF16: {
-      uint16_t v;
-      __builtin_memcpy(&v, row + 2 * i, 2);
-      return bf16ToFloat(v);
-    }
-    case WeightFormat::F16: {
-      uint16_t v;
-      __builtin_memcpy(&v, row + 2 * i, 2);
-      return f16ToFloat(v);
-    }
+    case WeightFormat::F32:
+    case WeightFormat::BF16:
+    case WeightFormat::F16:  // stored as a table row of the same format (the codes agree)
+      return decodeTableElement(static_cast<TableDtype>(f), row, nullptr, static_cast<int>(i));
     default: {
       const float scale = ue8m0ToFloat(scales[(o / blockRows) * ((k + kScaleBlock - 1) / kScaleBlock) + i / kScaleBlock]);
       if (f == WeightFormat::E4M3) return e4m3ToFloat(row[i]) * scale;

@@ -59,11 +59,9 @@ export interface NativeExpertMatrices {
   codes: Uint8Array;
   scales?: Uint8Array;
 }
-export interface NativeMoeCudaArgs {
-  deviceWeights: NativeMoeDeviceHandle;
+/** What selects the experts (moe.cuh's RouteParams, the biases and the image mask). */
+export interface NativeRouteParams {
   tokens: number;
-  dim: number;
-  x: Float32Array;
   experts: number;
   topk: number;
   groups: number;
@@ -75,6 +73,11 @@ export interface NativeMoeCudaArgs {
   bias?: Float32Array;
   biasVl?: Float32Array;
   imageMask?: Uint8Array;
+}
+export interface NativeMoeCudaArgs extends NativeRouteParams {
+  deviceWeights: NativeMoeDeviceHandle;
+  dim: number;
+  x: Float32Array;
   swigluLimit: number;
   out: Float32Array;
   indices: Int32Array;
@@ -321,23 +324,11 @@ export interface NativePagerStats {
   ticketsInFlight: number;
 }
 
-export interface NativeMoeRouteArgs {
+export interface NativeMoeRouteArgs extends NativeRouteParams {
   /** set: logits = x . gate^T computed natively first */
   gate?: NativeLinearHandle;
   x?: Float32Array;
   logits: Float32Array;
-  tokens: number;
-  experts: number;
-  topk: number;
-  groups: number;
-  topkGroups: number;
-  scoreFunc: number;
-  gateTemp: number;
-  routeScale: number;
-  normEps: number;
-  bias?: Float32Array;
-  biasVl?: Float32Array;
-  imageMask?: Uint8Array;
   indices: Int32Array;
   weights: Float32Array;
   threads: number;
