@@ -59,6 +59,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("v41UploadCuda", Napi::Function::New(env, V41UploadCuda, "v41UploadCuda"));
   exports.Set("dequantizeBlockFp8", Napi::Function::New(env, DequantizeBlockFp8, "dequantizeBlockFp8"));
   exports.Set("quantizeWeights", Napi::Function::New(env, QuantizeWeights, "quantizeWeights"));
+  exports.Set("gatherPacked", Napi::Function::New(env, GatherPacked, "gatherPacked"));
   exports.Set("moeUploadCuda", Napi::Function::New(env, MoeUploadCuda, "moeUploadCuda"));
   exports.Set("moeForwardCuda", Napi::Function::New(env, MoeForwardCuda, "moeForwardCuda"));
   exports.Set("moeForwardCudaAsync", Napi::Function::New(env, MoeForwardCudaAsync, "moeForwardCudaAsync"));

@@ -28,6 +28,7 @@ Napi::Value V41Forward(const Napi::CallbackInfo& info);
 Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info);
 Napi::Value QuantizeWeights(const Napi::CallbackInfo& info);
+Napi::Value GatherPacked(const Napi::CallbackInfo& info);
 Napi::Value MoeUploadCuda(const Napi::CallbackInfo& info);
 Napi::Value MoeForwardCuda(const Napi::CallbackInfo& info);
 Napi::Value MoeForwardCudaAsync(const Napi::CallbackInfo& info);

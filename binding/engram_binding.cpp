@@ -131,6 +131,32 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The layers' in-GEMM gather alone (gatherPackedCpu), for the benchmarks.
+Napi::Value GatherPacked(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  GatheredRows rows;
+  rows.table = readTable(o, nullptr);
+  const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
+  rows.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  rows.stride = rows.heads;
+  rows.rowIds = rowIdsField(o, tokens * rows.heads, &rows.rowIds64, nullptr);
+  const std::string kernel = stringField(o, "kernel", "avx512");
+  if (kernel != "avx512-bf16" && kernel != "avx512" && kernel != "baseline") {
+    throwJs(info.Env(), ErrorKind::RangeError, "kernel must be 'avx512-bf16', 'avx512' or 'baseline', got '" + kernel + "'");
+  }
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] {
+    // Every id is checked first: the packing reads the table unchecked.
+    for (int64_t i = 0; i < tokens * rows.heads; ++i) {
+      const int64_t id = rows.rowIds64 ? static_cast<const int64_t*>(rows.rowIds)[i] : static_cast<const int32_t*>(rows.rowIds)[i];
+      EK_REQUIRE(id >= 0 && id < rows.table.rows, RangeError, "rowIds[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside the table");
+    }
+    gatherPackedCpu(rows, tokens, kernel, state.pool, threads);
+  });
+  return info.Env().Undefined();
+}
+
 Napi::Value EngramForward(const Napi::CallbackInfo& info) {
   auto call = std::make_shared<ForwardCall>(readForward(info, false));
   AddonState* state = &addonState(info.Env());

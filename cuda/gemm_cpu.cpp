@@ -213,6 +213,38 @@ void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w,
   runLinear(nullptr, m, w.k, w, y, ldy, pool, threads, nullptr, &rows, packSeconds);
 }
 
+void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& kernel, ThreadPool& pool, int threads) {
+  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.heads >= 1, TypeError, "gathered rows are missing");
+  const int64_t k = static_cast<int64_t>(rows.heads) * rows.table.cols;
+  constexpr int64_t kBlockRows = 192;  // the GEMM's row block
+  const int64_t blocks = (m + kBlockRows - 1) / kBlockRows;
+#if defined(EK_HAVE_AVX512_KERNEL)
+  EK_REQUIRE(kernel != "avx512-bf16" || cpuHasAvx512Bf16(), RangeError, "this CPU has no AVX512-BF16");
+  EK_REQUIRE(kernel != "avx512" || cpuHasAvx512(), RangeError, "this CPU has no AVX-512");
+#endif
+  pool.parallelFor(blocks, threads, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> floats;
+    thread_local std::vector<uint32_t> pairs;
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t r0 = b * kBlockRows, n = std::min(kBlockRows, m - r0);
+#if defined(EK_HAVE_AVX512_KERNEL)
+      if (kernel == "avx512-bf16") {
+        pairs.resize(std::max<size_t>(pairs.size(), avx512::gatheredBlockPairs(k)));
+        avx512::packGatheredBlockBf16(rows, r0, n, k, pairs.data());
+        continue;
+      }
+      if (kernel == "avx512") {
+        floats.resize(std::max<size_t>(floats.size(), avx512::gatheredBlockFloats(k)));
+        avx512::packGatheredBlock(rows, r0, n, k, floats.data());
+        continue;
+      }
+#endif
+      floats.resize(std::max<size_t>(floats.size(), baseline::gatheredBlockFloats(k)));
+      baseline::packGatheredBlock(rows, r0, n, k, floats.data());
+    }
+  });
+}
+
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel) {
   const LinearBuild build = linearBuild(kernel);
   const int n = std::max(1, threads <= 0 ? pool.maxThreads() : std::min(threads, pool.maxThreads()));

@@ -252,6 +252,18 @@ int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
 
 int linearTileWidth() { return kWidth; }
 
+int64_t gatheredBlockFloats(int64_t k) { return ((k + kDepth - 1) / kDepth) * kRowBlock * kRowStride; }
+
+void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, float* gathered) {
+  const int64_t kBlocks = (k + kDepth - 1) / kDepth;
+  gatherBlock(g, r0, rows, k, [&](int64_t row, const float* values) {
+    for (int64_t b = 0; b < kBlocks; ++b) {
+      std::memcpy(gathered + (b * kRowBlock + row) * kRowStride, values + b * kDepth,
+                  static_cast<size_t>(std::min(kDepth, k - b * kDepth)) * sizeof(float));
+    }
+  });
+}
+
 // The machine's FMA peak, measured: 12 independent accumulator chains (enough to cover
 // FMA latency on two pipes) of the build's vector width; returns flops performed.
 double fmaPeakLoop(int64_t iterations, float* sink) {
@@ -292,12 +304,7 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     if (gather != nullptr) {
       const auto packStart = std::chrono::steady_clock::now();
-      gatherBlock(*gather, r0, rows, k, [&](int64_t row, const float* values) {
-        for (int64_t b = 0; b < kBlocks; ++b) {
-          std::memcpy(gathered.data() + (b * kRowBlock + row) * kRowStride, values + b * kDepth,
-                      static_cast<size_t>(std::min(kDepth, k - b * kDepth)) * sizeof(float));
-        }
-      });
+      packGatheredBlock(*gather, r0, rows, k, gathered.data());
       if (packNanos != nullptr) *packNanos += nanosSince(packStart);
     }
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
@@ -415,6 +422,21 @@ static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void pack
   }
 }
 
+int64_t gatheredBlockPairs(int64_t k) { return (((k + 1) / 2 + kBfPairs - 1) / kBfPairs) * kRowBlock * kBfRowStride; }
+
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packGatheredBlockBf16(
+    const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, uint32_t* gathered) {
+  const int64_t kPairs = (k + 1) / 2;
+  const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
+  gatherBlock(g, r0, rows, k, [&](int64_t row, const float* values) {
+    for (int64_t b = 0; b < pBlocks; ++b) {
+      const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);
+      packBf16Row(values + 2 * b * kBfPairs, std::min(2 * pc, k - 2 * b * kBfPairs), pc,
+                  gathered + (b * kRowBlock + row) * kBfRowStride);
+    }
+  });
+}
+
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTilesBf16(
     const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin, int64_t rowEnd,
     int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex, const GatheredRows* gather, int64_t* packNanos) {
@@ -433,13 +455,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
     if (gather != nullptr) {
       const auto packStart = std::chrono::steady_clock::now();
-      gatherBlock(*gather, r0, rows, k, [&](int64_t row, const float* values) {
-        for (int64_t b = 0; b < pBlocks; ++b) {
-          const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);
-          packBf16Row(values + 2 * b * kBfPairs, std::min(2 * pc, k - 2 * b * kBfPairs), pc,
-                      gathered.data() + (b * kRowBlock + row) * kBfRowStride);
-        }
-      });
+      packGatheredBlockBf16(*gather, r0, rows, k, gathered.data());
       if (packNanos != nullptr) *packNanos += nanosSince(packStart);
     }
     for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {

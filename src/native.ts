@@ -231,6 +231,8 @@ export interface NativeAddon {
   /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16' or 'baseline'. */
   linearKernel(args: { weight: NativeLinearHandle }): string;
   linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;
+  /** The layers' in-GEMM gather alone (rows decoded and packed, no GEMM): for benchmarks. */
+  gatherPacked(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; kernel: string; threads: number }): void;
   gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
   engramForward(args: NativeEngramForwardArgs): void;
   engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { CompressedTokenizer, DeepseekV41Engram, Engram, type Tensor } from '../src/index.js';
+import { native } from '../src/native.js';
 import { rng, randInt } from './helpers/random.js';
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
@@ -63,5 +64,14 @@ describe('gathering inside the GEMM gives the bits of gathering first', () => {
       expect(same(fused.output, twoStep.output)).toBe(true);
       expect(same(layer.forwardRows(streams, rowIds, [1, S], { threads: 1 }).output, fused.output)).toBe(true);
     }
+  });
+
+  it('the gather alone (the benchmarks\' measure) checks every row id first', () => {
+    const engram = new Engram(config, { tokenizer, tableDtype: 'bf16', seed: 2 });
+    const args = { ...engram.table.nativeArgs(), tokens: 2, heads: 4, kernel: 'baseline', threads: 0 };
+    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7) })).not.toThrow();
+    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, engram.table.rows) })).toThrow(/rowIds\[7\] = \d+ is outside the table/);
+    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0), kernel: 'baseline' })).toThrow(RangeError);
+    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7), kernel: 'avx2' })).toThrow(/kernel must be/);
   });
 });
