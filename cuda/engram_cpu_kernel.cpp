@@ -70,8 +70,8 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
     if (q + kPrefetchRows < last) {
       const int64_t aheadRow = rowIdAt(a, aheadM, aheadH);
       const uint8_t* ahead = t.rowBytes(aheadRow);
-      for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(ahead + b);
-      if (t.scales != nullptr) __builtin_prefetch(t.rowScales(aheadRow));  // fp8: the scales live apart
+      for (int64_t b = 0; b < rowBytes; b += 64) prefetchLine(ahead + b);
+      if (t.scales != nullptr) prefetchLine(t.rowScales(aheadRow));  // fp8: the scales live apart
     }
     if (++aheadH == a.heads) {
       aheadH = 0;

@@ -219,8 +219,8 @@ inline void prefetchRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64
     const int64_t i = m * g.stride + g.offset + h;
     const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[i] : static_cast<const int32_t*>(g.rowIds)[i];
     const uint8_t* row = g.table.rowBytes(id);
-    for (int64_t b = 0; b < rowBytes; b += 64) __builtin_prefetch(row + b);
-    if (g.table.scales != nullptr) __builtin_prefetch(g.table.rowScales(id));
+    for (int64_t b = 0; b < rowBytes; b += 64) prefetchLine(row + b);
+    if (g.table.scales != nullptr) prefetchLine(g.table.rowScales(id));
   }
 }
 

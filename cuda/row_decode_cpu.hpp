@@ -18,6 +18,16 @@ namespace engram {
 namespace EK_CPU_ISA {
 namespace {
 
+// Requests the cache line at p. An asm statement, not __builtin_prefetch: a loop that
+// only prefetches has no effect the compiler must keep, and GCC deletes it.
+inline void prefetchLine(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
 template <TableDtype D>
 void decodeRow(const uint8_t* row, const uint8_t* scales, int cols, float* __restrict dst) {
   if constexpr (D == TableDtype::F8E4M3) {
