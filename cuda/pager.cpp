@@ -14,6 +14,47 @@ namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 }  // namespace
 
+void PageCounts::reset(int64_t pages, int64_t slots) {
+  exact_.clear();
+  sketch_.clear();
+  if (pages <= kExactPages) {
+    exact_.assign(static_cast<size_t>(pages), 0);
+    return;
+  }
+  width_ = 1u << 16;
+  while (width_ < static_cast<uint64_t>(8 * std::max<int64_t>(slots, 1)) && width_ < (uint64_t{1} << 28)) width_ <<= 1;
+  sketch_.assign(static_cast<size_t>(kDepth * width_), 0);
+}
+
+uint64_t PageCounts::cell(int row, int64_t page) const {
+  // SplitMix64 of (page, row): independent hashes per row.
+  uint64_t z = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull + (static_cast<uint64_t>(row) + 1) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<uint64_t>(row) * width_ + (z & (width_ - 1));
+}
+
+uint32_t PageCounts::get(int64_t page) const {
+  if (!exact_.empty()) return exact_[page];
+  uint32_t least = UINT32_MAX;
+  for (int r = 0; r < kDepth; ++r) least = std::min(least, sketch_[cell(r, page)]);
+  return least;
+}
+
+void PageCounts::add(int64_t page, uint64_t n) {
+  if (!exact_.empty()) {
+    exact_[page] = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, exact_[page] + n));
+    return;
+  }
+  // Conservative update: raise only the cells below the new estimate.
+  const uint32_t target = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, get(page) + n));
+  for (int r = 0; r < kDepth; ++r) {
+    uint32_t& c = sketch_[cell(r, page)];
+    c = std::max(c, target);
+  }
+}
+
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
     : g_(g), eviction_(eviction), engine_(std::move(engine)), pageSlot_(g.slots) {
   EK_REQUIRE(g.rows > 0 && g.pageRows > 0 && g.slots >= 0 && g.hotRows >= 0, RangeError, "pager geometry out of range");
@@ -21,9 +62,8 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   const int64_t pages = g.pages();
   EK_REQUIRE(g.slots <= pages || g.slots == 0, RangeError, "more page slots than the table has pages");
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
-  // Lookup counts per page only where LFU ranks by them (4 bytes a page: a 384 M-row table
-  // paged by rows would spend 1.5 GB on them).
-  if (eviction == Eviction::Lfu) pageFreq_.assign(pages, 0);
+  // Lookup counts per page only where LFU ranks by them.
+  if (eviction == Eviction::Lfu) pageFreq_.reset(pages, g.slots);
   slotPage_.assign(g.slots, -1);
   slotPins_.assign(g.slots, 0);
   slotLastUse_.assign(g.slots, 0);
@@ -89,7 +129,7 @@ void PageMap::erase(int64_t page) {
 
 Pager::Key Pager::keyOf(int64_t slot) const {
   const uint64_t last = slotLastUse_[slot];
-  if (eviction_ == Eviction::Lfu) return Key{pageFreq_[slotPage_[slot]], last, slot};
+  if (eviction_ == Eviction::Lfu) return Key{pageFreq_.get(slotPage_[slot]), last, slot};
   return Key{last, 0, slot};
 }
 
@@ -225,7 +265,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   Ticket t;
   std::vector<RowCopy> copies;
   for (const auto& [p, n] : runs) {
-    if (!pageFreq_.empty()) pageFreq_[p] = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, static_cast<uint64_t>(pageFreq_[p]) + n));
+    if (!pageFreq_.empty()) pageFreq_.add(p, n);
     int64_t s = slotOf(p);
     if (s >= 0) {
       stats_.pageHits += 1;

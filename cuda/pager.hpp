@@ -97,6 +97,27 @@ struct PagerStats {
   double bytesCopied = 0, evictions = 0, tickets = 0, stallSeconds = 0;
 };
 
+// Lookups per page for LFU. Exact (4 bytes a page) up to kExactPages pages; beyond that a
+// count-min sketch (4 rows, width near 8x the cache's slots, conservative update) whose
+// memory follows the cache, not the table: a 384 M-row table paged by rows would spend
+// 1.5 GB on exact counts. Sketch counts never undercount, and stay exact until pages
+// collide in all four rows.
+class PageCounts {
+ public:
+  static constexpr int64_t kExactPages = int64_t{1} << 24;
+  void reset(int64_t pages, int64_t slots);
+  bool empty() const { return exact_.empty() && sketch_.empty(); }
+  uint32_t get(int64_t page) const;
+  void add(int64_t page, uint64_t n);
+
+ private:
+  static constexpr int kDepth = 4;
+  uint64_t cell(int row, int64_t page) const;
+  std::vector<uint32_t> exact_;
+  std::vector<uint32_t> sketch_;  // [kDepth][width_]
+  uint64_t width_ = 0;            // a power of two
+};
+
 class Pager {
  public:
   Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine);
@@ -146,7 +167,7 @@ class Pager {
   mutable std::mutex mutex_;
   PageMap pageSlot_;  // resident pages only (a dense array would be 1.5 GB for 384 M rows)
   int32_t slotOf(int64_t page) const { return pageSlot_.find(page); }
-  std::vector<uint32_t> pageFreq_;  // lookups per page (LFU)
+  PageCounts pageFreq_;             // lookups per page (LFU)
   std::vector<int64_t> slotPage_;   // slot -> page, -1 free
   std::vector<int32_t> slotPins_;
   std::vector<uint64_t> slotLastUse_;
