@@ -46,6 +46,10 @@ struct RouteCall {
   int32_t* indices = nullptr;
   float* weights = nullptr;
   int threads = 0;
+  // CUDA (cudaDevice >= 0): the gate weight [experts, dim] and x go to that device.
+  int cudaDevice = -1;
+  const float* gateWeight = nullptr;
+  int dim = 0;
   Keep keep;
 };
 
@@ -66,10 +70,33 @@ RouteCall readRoute(const Napi::CallbackInfo& info, bool keepAlive) {
   c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * p.topk, false, keep);
   c.weights = typedField<float>(o, "weights", napi_float32_array, c.tokens * p.topk, false, keep);
   c.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  if (!o.Get("cudaDevice").IsUndefined()) {
+    c.cudaDevice = static_cast<int>(intField(o, "cudaDevice", 0, 1024));
+    c.dim = static_cast<int>(intField(o, "dim", 1, 1 << 20));
+    c.gateWeight = typedField<float>(o, "gateWeight", napi_float32_array, static_cast<int64_t>(p.experts) * c.dim, false, keep);
+    c.x = typedField<float>(o, "x", napi_float32_array, c.tokens * c.dim, false, keep);
+  }
   return c;
 }
 
 void runRoute(const RouteCall& c, AddonState& state) {
+  if (c.cudaDevice >= 0) {
+    MoeRouteCudaRequest r;
+    r.tokens = c.tokens;
+    r.dim = c.dim;
+    r.route = c.p;
+    r.x = c.x;
+    r.gateWeight = c.gateWeight;
+    r.bias = c.bias;
+    r.biasVl = c.biasVl;
+    r.imageMask = c.imageMask;
+    r.indices = c.indices;
+    r.weights = c.weights;
+    r.logits = c.logits;
+    r.device = c.cudaDevice;
+    moeRouteCuda(r);
+    return;
+  }
   if (c.gate && c.tokens > 0) linearCpu(c.x, c.tokens, c.gate->k, *c.gate, c.logits, c.gate->n, state.pool, c.threads);
   moeRouteCpu(c.logits, c.tokens, c.bias, c.biasVl, c.imageMask, c.p, c.indices, c.weights, state.pool, c.threads);
 }

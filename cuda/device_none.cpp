@@ -36,6 +36,7 @@ std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload&, i
   return nullptr;
 }
 void moeForwardCuda(const MoeCudaRequest&, const DeviceMoeWeights&) { requireDevice(0); }
+void moeRouteCuda(const MoeRouteCudaRequest& r) { requireDevice(r.device); }
 
 std::shared_ptr<uint8_t> allocateDeviceCache(size_t, int device) {
   requireDevice(device);

@@ -4,6 +4,7 @@
 // weightElement) and the layout is moeLayoutCpu itself, on the routed indices.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "cuda_check.cuh"
@@ -162,6 +163,36 @@ void launchLinear(const float* A, int64_t lda, const int32_t* rowIndex, const st
   EK_CUDA_CHECK(cudaGetLastError());
 }
 
+// logits = x . gate^T and the selection for N tokens whose rows are on the device; the
+// indices and weights (and logits, when asked) come back to the host.
+void routeOnDevice(const float* x, int64_t N, int64_t dim, const DeviceMatrices& gate, const RouteParams& p,
+                   const float* biasHost, const float* biasVlHost, const uint8_t* maskHost, int32_t* indicesHost,
+                   float* weightsHost, float* logitsHost, cudaStream_t s) {
+  const int64_t E = p.experts, pairs = N * p.topk;
+  DeviceBuffer<float> logits(N * E, s), scratch(N * 2 * E, s), weights(pairs, s);
+  DeviceBuffer<float> bias(biasHost ? E : 0, s), biasVl(biasVlHost ? E : 0, s);
+  DeviceBuffer<uint8_t> mask(maskHost ? N : 0, s);
+  DeviceBuffer<int32_t> indices(pairs, s);
+  bias.upload(biasHost);
+  biasVl.upload(biasVlHost);
+  mask.upload(maskHost);
+  launchLinear(x, dim, nullptr, rowTiles({static_cast<int32_t>(N)}, {0}), gate, logits.get(), E, s);
+  routeKernel<<<gridFor(N), kThreads, 0, s>>>(logits.get(), N, biasHost ? bias.get() : nullptr, biasVlHost ? biasVl.get() : nullptr,
+                                              maskHost ? mask.get() : nullptr, p, scratch.get(), indices.get(), weights.get());
+  EK_CUDA_CHECK(cudaGetLastError());
+  indices.download(indicesHost);
+  weights.download(weightsHost);
+  if (logitsHost != nullptr) logits.download(logitsHost);
+  EK_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void checkRouteParams(const RouteParams& p) {
+  EK_REQUIRE(p.topk >= 1 && p.topk <= p.experts, RangeError, "topk must be in [1, experts], got " + std::to_string(p.topk));
+  EK_REQUIRE(p.groups >= 1 && p.groups <= 64 && p.experts % p.groups == 0 && p.topkGroups >= 1 && p.topkGroups <= p.groups &&
+                 p.topk <= p.topkGroups * (p.experts / p.groups),
+             RangeError, "invalid expert groups for top-k routing");
+}
+
 }  // namespace
 
 std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& u, int device) {
@@ -187,11 +218,8 @@ std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& u,
 
 void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   const RouteParams& p = r.route;
-  EK_REQUIRE(p.experts == w.experts && p.topk >= 1 && p.topk <= p.experts, RangeError,
-             "routing parameters do not match the uploaded experts");
-  EK_REQUIRE(p.groups >= 1 && p.groups <= 64 && p.experts % p.groups == 0 && p.topkGroups >= 1 && p.topkGroups <= p.groups &&
-                 p.topk <= p.topkGroups * (p.experts / p.groups),
-             RangeError, "invalid expert groups for top-k routing");
+  EK_REQUIRE(p.experts == w.experts, RangeError, "routing parameters do not match the uploaded experts");
+  checkRouteParams(p);
   if (r.tokens == 0) return;
   EK_REQUIRE(r.x && r.out && r.indices && r.weights, TypeError, "an MoE buffer is missing");
   DeviceGuard guard(w.device);
@@ -201,22 +229,9 @@ void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   const int64_t ffn = w.down.k;
 
   // Routing: logits = x . gate^T, then the selection per token.
-  DeviceBuffer<float> x(N * dim, s), logits(N * E, s), scratch(N * 2 * E, s), weights(pairs, s);
-  DeviceBuffer<float> bias(r.bias ? E : 0, s), biasVl(r.biasVl ? E : 0, s);
-  DeviceBuffer<uint8_t> mask(r.imageMask ? N : 0, s);
-  DeviceBuffer<int32_t> indices(pairs, s);
+  DeviceBuffer<float> x(N * dim, s);
   x.upload(r.x);
-  bias.upload(r.bias);
-  biasVl.upload(r.biasVl);
-  mask.upload(r.imageMask);
-  launchLinear(x.get(), dim, nullptr, rowTiles({static_cast<int32_t>(N)}, {0}), w.gate, logits.get(), E, s);
-  routeKernel<<<gridFor(N), kThreads, 0, s>>>(logits.get(), N, r.bias ? bias.get() : nullptr, r.biasVl ? biasVl.get() : nullptr,
-                                              r.imageMask ? mask.get() : nullptr, p, scratch.get(), indices.get(), weights.get());
-  EK_CUDA_CHECK(cudaGetLastError());
-  indices.download(r.indices);
-  weights.download(r.weights);
-  if (r.logits != nullptr) logits.download(r.logits);
-  EK_CUDA_CHECK(cudaStreamSynchronize(s));
+  routeOnDevice(x.get(), N, dim, w.gate, r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits, s);
 
   // Layout on the host (the CPU backend's own function): expert-sorted rows.
   std::vector<int32_t> counts(E), offsets(E), permutation(pairs), tokenOf(pairs), rowOf(pairs);
@@ -258,6 +273,25 @@ void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   EK_CUDA_CHECK(cudaGetLastError());
   out.download(r.out);
   EK_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace engram
+
+namespace engram {
+
+void moeRouteCuda(const MoeRouteCudaRequest& r) {
+  checkRouteParams(r.route);
+  requireDevice(r.device);
+  if (r.tokens == 0) return;
+  EK_REQUIRE(r.x && r.gateWeight && r.indices && r.weights, TypeError, "a routing buffer is missing");
+  DeviceGuard guard(r.device);
+  ScopedStream stream;
+  DeviceMatrices gate;
+  gate.upload({WeightFormat::F32, r.route.experts, r.dim, 1, reinterpret_cast<const uint8_t*>(r.gateWeight), nullptr});
+  DeviceBuffer<float> x(r.tokens * r.dim, stream.get());
+  x.upload(r.x);
+  routeOnDevice(x.get(), r.tokens, r.dim, gate, r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits,
+                stream.get());
 }
 
 }  // namespace engram

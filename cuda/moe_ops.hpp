@@ -86,6 +86,24 @@ struct MoeCudaRequest {
 // The whole block on one CUDA device: gate GEMM and selection (moe.cuh's routeToken per
 // token), the layout (moeLayoutCpu on the indices), grouped expert GEMMs in one launch
 // per projection for all experts, SwiGLU, shared experts, and a combine in slot order.
+// moeRouteCpu's twin on one CUDA device for a standalone routing call: the gate weight
+// [experts, dim] and x go up, the gate GEMM and routeToken run there, the routing comes back.
+struct MoeRouteCudaRequest {
+  int64_t tokens = 0;
+  int dim = 0;
+  RouteParams route{};
+  const float* x = nullptr;
+  const float* gateWeight = nullptr;
+  const float* bias = nullptr;
+  const float* biasVl = nullptr;
+  const uint8_t* imageMask = nullptr;
+  int32_t* indices = nullptr;
+  float* weights = nullptr;
+  float* logits = nullptr;  // may be null
+  int device = 0;
+};
+void moeRouteCuda(const MoeRouteCudaRequest& req);
+
 struct DeviceMoeWeights;
 std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& upload, int device);
 void moeForwardCuda(const MoeCudaRequest& req, const DeviceMoeWeights& weights);

@@ -28,7 +28,9 @@ export interface MoeRouteOptions {
   /** added to the sum when renormalising (sigmoid, sqrtsoftplus); V4.1: 1e-20 */
   normEps?: number;
   threads?: number;
+  /** 'auto' (default): CUDA where a device is visible. On CUDA the gate GEMM and the selection run on the device. */
   device?: Device;
+  deviceIndex?: number;
 }
 
 /** Routing presets: DeepSeek-V3, plain softmax top-k (choose k), DeepSeek-V4.1. */
@@ -69,7 +71,7 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
   if (topk > topkGroups * (experts / groups)) throw new RangeError(`options.topk = ${topk} exceeds the ${topkGroups * (experts / groups)} experts of the kept groups`);
   const scoreFunc = options.scoreFunc ?? 'softmax';
   if (!(scoreFunc in SCORE_CODES)) throw new RangeError(`options.scoreFunc must be 'softmax', 'sigmoid' or 'sqrtsoftplus', got ${describe(scoreFunc)}`);
-  if (requireDevice('options.device', options.device) === 'cuda') throw new Error("device 'cuda' is not available for MoE routing yet");
+  const device = resolveDevice(requireDevice('options.device', options.device), options.deviceIndex ?? 0);
   const bias = options.bias === undefined ? undefined : requireFloats('options.bias', options.bias, experts);
   const biasVl = options.biasVl === undefined ? undefined : requireFloats('options.biasVl', options.biasVl, experts);
   if (biasVl !== undefined && bias === undefined) throw new TypeError('options.biasVl needs options.bias');
@@ -82,9 +84,12 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
   const logits = new Float32Array(tokens * experts);
   const indices = new Int32Array(tokens * topk);
   const weights = new Float32Array(tokens * topk);
-  // The gate projection runs natively with the selection (both off the event loop in the async twin).
-  const gate = packedGate ?? native().packLinear({ weight: gateWeight, n: experts, k: dim });
+  // The gate projection runs natively with the selection (both off the event loop in the
+  // async twin); on CUDA both run on the device.
+  const onDevice = device === 'cuda' ? { cudaDevice: options.deviceIndex ?? 0, gateWeight, dim, x } : undefined;
+  const gate = onDevice ? undefined : packedGate ?? native().packLinear({ weight: gateWeight, n: experts, k: dim });
   const args = {
+    ...onDevice,
     gate, x, logits, tokens, experts, topk, groups, topkGroups,
     scoreFunc: SCORE_CODES[scoreFunc],
     gateTemp: options.gateTemp ?? 1,
@@ -377,6 +382,7 @@ export class MoE {
     const routeOptions: MoeRouteOptions = {
       topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,
       gateTemp: c.gateTemp, routeScale: c.routeScale, normEps: c.normEps, threads: options.threads, imageMask: options.imageMask,
+      device: 'cpu', // the CPU block routes on the CPU (its CUDA twin routes inside moeForwardCuda)
     };
     return { tokens, routeOptions };
   }

@@ -329,6 +329,10 @@ export interface NativePagerStats {
 export interface NativeMoeRouteArgs extends NativeRouteParams {
   /** set: logits = x . gate^T computed natively first */
   gate?: NativeLinearHandle;
+  /** set: the gate GEMM and the selection run on this CUDA device (gateWeight, dim and x given) */
+  cudaDevice?: number;
+  gateWeight?: Float32Array;
+  dim?: number;
   x?: Float32Array;
   logits: Float32Array;
   indices: Int32Array;

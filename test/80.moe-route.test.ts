@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { moeLayout, moeLayoutAsync, moeRoute, moeRouteAsync, type ScoreFunc } from '../src/index.js';
+import { devices, moeLayout, moeLayoutAsync, moeRoute, moeRouteAsync, type ScoreFunc } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { maxRelError } from './helpers/forward-small.js';
 import { randInt, rng } from './helpers/random.js';
@@ -113,5 +113,9 @@ describe('dispatch layout', () => {
     expect(() => moeRoute(x, gate, [1, 4], { topk: 2, nGroups: 4, topkGroups: 5 })).toThrow(/options.topkGroups must be in \[1, 4\], got 5/);
     expect(() => moeRoute(x.subarray(1), gate, [1, 4], { topk: 2 })).toThrow(/x has 3 elements but 4 are needed/);
     expect(() => moeLayout(Int32Array.of(0, 9), 8, { topk: 2 })).toThrow(/indices\[1\] = 9 is outside \[0, 8\)/);
+    expect(() => moeRoute(x, gate, [1, 4], { topk: 2, device: 'gpu' as 'cuda' })).toThrow(/options.device must be 'cpu', 'cuda' or 'auto', got "gpu"/);
+    if (devices().length === 0) {
+      expect(() => moeRoute(x, gate, [1, 4], { topk: 2, device: 'cuda' })).toThrow(/device 'cuda' was requested but no CUDA device is available/);
+    }
   });
 });

@@ -3,7 +3,7 @@
 // says so otherwise.
 import { describe, expect, it } from 'vitest';
 
-import { buildInfo, devices, MoE } from '../../src/index.js';
+import { buildInfo, devices, MoE, moeRoute, moeRouteAsync } from '../../src/index.js';
 import { fixture } from '../helpers/fixtures.js';
 import { maxRelError } from '../helpers/forward-small.js';
 import { emptyBlock, stateDictOf, type MoeFixture } from '../helpers/moe-fixture.js';
@@ -39,6 +39,25 @@ describe.skipIf(visible.length === 0)('CUDA MoE block', () => {
       expect(Buffer.compare(Buffer.from(again.buffer), Buffer.from(output.buffer))).toBe(0);
     });
   }
+
+  it('standalone moeRoute on the device: the fixtures\' indices exactly, weights within 1e-5 of the CPU; async the same bits', async () => {
+    for (const [file, normEps] of [['moe-sigmoid-grouped.json', 0], ['moe-softmax.json', 0], ['v41-moe.json', 1e-20]] as const) {
+      const f = fixture<MoeFixture>(file);
+      const c = f.config;
+      const options = {
+        topk: c.topk, nGroups: c.n_groups ?? 1, topkGroups: c.topk_groups ?? 1, routeScale: c.route_scale ?? c.routed_scaling_factor ?? 1,
+        scoreFunc: c.score_func, gateTemp: c.gate_temp, normEps, bias: f.bias ? Float32Array.from(f.bias) : undefined,
+      };
+      const x = Float32Array.from(f.x), gate = Float32Array.from(f.gate_w);
+      const gpu = moeRoute(x, gate, [c.tokens, c.dim], { ...options, device: 'cuda' });
+      const cpu = moeRoute(x, gate, [c.tokens, c.dim], { ...options, device: 'cpu' });
+      expect(Array.from(gpu.indices)).toEqual(f.topk_idx.flat());
+      expect(maxRelError(gpu.weights, Array.from(cpu.weights))).toBeLessThan(1e-5);
+      expect(maxRelError(gpu.logits, Array.from(cpu.logits))).toBeLessThan(1e-5);
+      const again = await moeRouteAsync(x, gate, [c.tokens, c.dim], { ...options, device: 'cuda' });
+      expect(Buffer.compare(Buffer.from(again.weights.buffer), Buffer.from(gpu.weights.buffer))).toBe(0);
+    }
+  });
 
   it('MXFP4 experts and an fp8 shared expert stay in their codes on the device: within 1e-5 of the CPU block', () => {
     const f = fixture<MoeFixture>('v41-moe.json');
