@@ -8,7 +8,8 @@ import path from 'node:path';
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import type { Tensor } from './dtype.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
-import { EngramTable } from './table.js';
+import { native } from './native.js';
+import { EngramTable, nativeBuffer } from './table.js';
 import { readSafetensors, writeSafetensors, type TensorHole } from './safetensors.js';
 import { describe } from './validate.js';
 
@@ -82,17 +83,16 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
   const tensors: Record<string, Tensor> = {};
   const files: string[] = [];
   const fileOf: Record<string, string> = {};
+  // Parts of each tensor in shard (rank) order: several where model-parallel shards split it.
+  const parts = new Map<string, Array<{ tensor: Tensor; file: string }>>();
   const take = (file: string, names?: Set<string>) => {
     if (!fs.existsSync(file)) throw new Error(`checkpoint shard '${file}' is missing`);
     const st = readSafetensors(file);
     files.push(file);
     for (const [name, t] of Object.entries(st.tensors)) {
       if (!isEngram(name) || (names && !names.has(name))) continue;
-      if (tensors[name] !== undefined) {
-        throw new RangeError(`tensor '${name}' is in more than one shard (a row-split table): merge the shards first`);
-      }
-      tensors[name] = t;
-      fileOf[name] = file;
+      if (!parts.has(name)) parts.set(name, []);
+      parts.get(name)!.push({ tensor: t, file });
     }
   };
   const index = path.join(dir, 'model.safetensors.index.json');
@@ -117,7 +117,47 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
       throw new Error(`'${dir}' has no model.safetensors.index.json, engram{rank}-mp{world}.safetensors or model.safetensors`);
     }
   }
+  for (const [name, list] of parts) {
+    if (list.length === 1) {
+      tensors[name] = list[0].tensor;
+      fileOf[name] = list[0].file;
+    } else {
+      tensors[name] = joinRowParts(name, list); // in process memory: no single file holds it
+    }
+  }
   return { tensors, files, fileOf };
+}
+
+/**
+ * A tensor that model-parallel shards split along its first dimension (a table split by
+ * rows across engram{rank}-mp{world} files), joined in rank order into process memory.
+ */
+function joinRowParts(name: string, list: Array<{ tensor: Tensor; file: string }>): Tensor {
+  const first = list[0].tensor;
+  for (const { tensor, file } of list) {
+    const rest = tensor.shape.slice(1);
+    if (tensor.dtype !== first.dtype || tensor.shape.length !== first.shape.length || tensor.shape.length === 0 || rest.some((d, i) => d !== first.shape[i + 1])) {
+      throw new RangeError(
+        `tensor '${name}' is in ${list.length} shards with parts that do not join along their first dimension ` +
+          `(${first.dtype} [${first.shape.join(', ')}] vs ${tensor.dtype} [${tensor.shape.join(', ')}] in '${file}')`,
+      );
+    }
+  }
+  const byteLength = list.reduce((sum, p) => sum + p.tensor.data.byteLength, 0);
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new ArrayBuffer(byteLength);
+  } catch {
+    throw new RangeError(`tensor '${name}' joined from ${list.length} shards takes ${byteLength} bytes: more than this runtime can allocate in one buffer`);
+  }
+  let at = 0;
+  for (const { tensor } of list) {
+    const r = tensor.data;
+    native().copyRegion({ src: nativeBuffer(r.buffer), srcByteOffset: r.byteOffset, dst: buffer, dstByteOffset: at, byteLength: r.byteLength, threads: 0 });
+    at += r.byteLength;
+  }
+  const rows = list.reduce((sum, p) => sum + p.tensor.shape[0], 0);
+  return { dtype: first.dtype, shape: [rows, ...first.shape.slice(1)], data: { buffer, byteOffset: 0, byteLength } };
 }
 
 export interface SynthOptions {

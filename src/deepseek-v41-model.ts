@@ -113,7 +113,10 @@ export class DeepseekV41EngramModel {
         const embed = prefix + 'embed.weight';
         const scale = prefix + 'embed.scale';
         if (fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
-        layer.usePager(tier, { path: fileOf[embed], data: tensors[embed], scales: tensors[scale] });
+        if (fileOf[embed] === undefined && tier.tier === 'file') {
+          throw new Error(`tier 'file' needs '${embed}' in one file, but the checkpoint's model-parallel shards split it (it was joined in memory): use tier 'host'`);
+        }
+        layer.usePager(tier, fileOf[embed] === undefined ? undefined : { path: fileOf[embed], data: tensors[embed], scales: tensors[scale] });
       }
       layers.set(id, layer);
     });

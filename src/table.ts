@@ -39,7 +39,8 @@ function view(region: ByteRegion, what: string): Uint8Array {
   return regionBytes(region, `the ${what}`);
 }
 
-const nativeBuffer = (b: ByteRegion['buffer']) => (b instanceof MappedFile ? b.handle : (b as ArrayBuffer));
+/** What the addon takes for a region's buffer: the ArrayBuffer, or a mapped file's handle. */
+export const nativeBuffer = (b: ByteRegion['buffer']) => (b instanceof MappedFile ? b.handle : (b as ArrayBuffer));
 
 export class EngramTable {
   private constructor(

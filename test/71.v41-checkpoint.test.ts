@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CompressedTokenizer, DeepseekV41Engram, DeepseekV41EngramModel, readSafetensors, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { CompressedTokenizer, DeepseekV41Engram, DeepseekV41EngramModel, findEngramTensors, readSafetensors, writeSafetensors, writeSyntheticV41Checkpoint, type Tensor } from '../src/index.js';
 import { randInt, rng } from './helpers/random.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-v41-'));
@@ -80,6 +80,50 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       }).get(14)!.output;
       for (let b = 0; b < B; b++) expect(same(out.subarray(b * 256, (b + 1) * 256), whole.subarray((b * S + t) * 256, (b * S + t + 1) * 256))).toBe(true);
     }
+  });
+
+  it("DeepSeek's engram{rank}-mp{world} shards: whole tensors, and tensors split by rows across ranks, give the same bits", () => {
+    const { tensors } = findEngramTensors(dir);
+    const sliceRows = (t: Tensor, from: number, to: number): Tensor => {
+      const rowBytes = t.data.byteLength / t.shape[0];
+      const bytes = new Uint8Array(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength).slice(from * rowBytes, to * rowBytes);
+      return { dtype: t.dtype, shape: [to - from, ...t.shape.slice(1)], data: bytes };
+    };
+    const write = (name: string, world: number, split: (tensorName: string) => boolean) => {
+      const out = path.join(root, name);
+      fs.mkdirSync(out, { recursive: true });
+      for (const f of ['config.json', 'tokenizer.json']) fs.copyFileSync(path.join(dir, f), path.join(out, f));
+      for (let rank = 0; rank < world; rank++) {
+        const shard: Record<string, Tensor> = {};
+        for (const [k, t] of Object.entries(tensors)) {
+          if (split(k)) {
+            const per = Math.ceil(t.shape[0] / world);
+            shard[k] = sliceRows(t, Math.min(t.shape[0], rank * per), Math.min(t.shape[0], (rank + 1) * per));
+          } else if (rank === (k.includes('layers.14.') ? world - 1 : 0)) {
+            shard[k] = t;
+          }
+        }
+        writeSafetensors(path.join(out, `engram${rank}-mp${world}.safetensors`), shard);
+      }
+      return out;
+    };
+    const want = model.forward(streams, ids, [B, S], { tokenMask: mask });
+    // whole tensors spread over two shards; tables (and wkv) split by rows over three
+    for (const [name, world, split] of [['mp-whole', 2, () => false], ['mp-split', 3, (k: string) => /embed\.(weight|scale)$|wkv\.(weight|scale)$/.test(k)]] as const) {
+      const got = DeepseekV41EngramModel.fromCheckpoint(write(name, world, split)).forward(streams, ids, [B, S], { tokenMask: mask });
+      for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+    }
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-split'), { table: { tier: 'file', cacheBytes: 1 << 20 } })).toThrow(/split it \(it was joined in memory\): use tier 'host'/);
+    // parts that do not join along their first dimension
+    const bad = path.join(root, 'mp-bad');
+    fs.cpSync(path.join(root, 'mp-split'), bad, { recursive: true });
+    const shard1 = path.join(bad, 'engram1-mp3.safetensors');
+    const st = readSafetensors(shard1).tensors;
+    const k = 'layers.1.engram.wkv.weight';
+    const t = st[k];
+    const copy = new Uint8Array(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength).slice();
+    writeSafetensors(shard1, { ...Object.fromEntries(Object.entries(st).map(([n, v]) => [n, { ...v, data: new Uint8Array(v.data.buffer as ArrayBuffer, v.data.byteOffset, v.data.byteLength).slice() }])), [k]: { dtype: t.dtype, shape: [t.shape[0] * 2, t.shape[1] / 2], data: copy } });
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(bad)).toThrow(/tensor 'layers.1.engram.wkv.weight' is in 3 shards with parts that do not join along their first dimension/);
   });
 
   it('refuses a broken checkpoint with a clear error', () => {
