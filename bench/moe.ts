@@ -36,7 +36,7 @@ function expertTensors(name: string, w: Float32Array, shape: [number, number], f
 }
 
 function buildMoe(config: MoeConfig, seed: number, format: WeightFormat = 'f32'): MoE {
-  const moe = new MoE(config);
+  const moe = new MoE(config, { device: 'cpu' }); // the CPU backend's figures
   const t = (shape: number[], s: number, scale: number): Tensor => ({ dtype: 'F32', shape, data: random(shape.reduce((a, b) => a * b, 1), s, scale) });
   const dict: Record<string, Tensor> = { 'gate.weight': t([config.numExperts, DIM], seed, 0.05), 'gate.bias': t([config.numExperts], seed + 1, 0.01) };
   for (let e = 0; e < config.numExperts; e++) {

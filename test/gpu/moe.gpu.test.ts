@@ -14,20 +14,11 @@ if (visible.length === 0) {
   console.log(`GPU MoE tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
 }
 
-function onDevice(f: MoeFixture, normEps: number): MoE {
-  const c = f.config;
-  return new MoE({
-    dim: c.dim, numExperts: c.experts, ffnDim: c.ffn_dim, topk: c.topk, nGroups: c.n_groups ?? 1, topkGroups: c.topk_groups ?? 1,
-    routeScale: c.route_scale ?? c.routed_scaling_factor ?? 1, scoreFunc: c.score_func, gateTemp: c.gate_temp, normEps,
-    swigluLimit: c.swiglu_limit, nSharedExperts: f.shared_w1 !== undefined ? 1 : 0, sharedFfnDim: c.shared_ffn_dim,
-  }, { device: 'cuda' });
-}
-
 describe.skipIf(visible.length === 0)('CUDA MoE block', () => {
   for (const [file, normEps] of [['moe-sigmoid-grouped.json', 0], ['moe-softmax.json', 0], ['v41-moe.json', 1e-20]] as const) {
     it(`${file}: indices exact, output within 1e-4 of the reference; async gives the same bits`, async () => {
       const f = fixture<MoeFixture>(file);
-      const moe = onDevice(f, normEps);
+      const moe = emptyBlock(f, normEps, 'cuda');
       expect(moe.device).toBe('cuda');
       moe.loadStateDict(stateDictOf(f));
       const x = Float32Array.from(f.x);
@@ -62,7 +53,7 @@ describe.skipIf(visible.length === 0)('CUDA MoE block', () => {
   it('MXFP4 experts and an fp8 shared expert stay in their codes on the device: within 1e-5 of the CPU block', () => {
     const f = fixture<MoeFixture>('v41-moe.json');
     const { quantised } = quantisedMoeDict(f);
-    const gpu = onDevice(f, 1e-20);
+    const gpu = emptyBlock(f, 1e-20, 'cuda');
     gpu.loadStateDict(quantised);
     const cpu = emptyBlock(f, 1e-20);
     cpu.loadStateDict(quantised);

@@ -21,14 +21,14 @@ export interface MoeFixture {
 
 export const f32 = (shape: number[], values: number[]): Tensor => ({ dtype: 'F32', shape, data: Float32Array.from(values) });
 
-/** The block the fixture configures, without weights. */
-export function emptyBlock(f: MoeFixture, normEps: number): MoE {
+/** The block the fixture configures, without weights (on the CPU unless told: the GPU suite compares with it). */
+export function emptyBlock(f: MoeFixture, normEps: number, device: 'cpu' | 'cuda' = 'cpu'): MoE {
   const c = f.config;
   return new MoE({
     dim: c.dim, numExperts: c.experts, ffnDim: c.ffn_dim, topk: c.topk, nGroups: c.n_groups ?? 1, topkGroups: c.topk_groups ?? 1,
     routeScale: c.route_scale ?? c.routed_scaling_factor ?? 1, scoreFunc: c.score_func, gateTemp: c.gate_temp, normEps,
     swigluLimit: c.swiglu_limit, nSharedExperts: f.shared_w1 !== undefined ? 1 : 0, sharedFfnDim: c.shared_ffn_dim,
-  });
+  }, { device });
 }
 
 /** The fixture's weights as an F32 state dict with the reference's names. */
