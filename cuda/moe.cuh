@@ -103,16 +103,18 @@ EK_HD void routeToken(const float* logits, const float* bias, const RouteParams&
       for (int e = g * per; e < (g + 1) * per; ++e) choice[e] = -INFINITY;
     }
   }
-  // Top-k by selection sort (k is small); masked experts rank after every kept one.
-  for (int slot = 0; slot < p.topk; ++slot) {
-    int best = -1;
-    for (int e = 0; e < p.experts; ++e) {
-      bool taken = false;
-      for (int s = 0; s < slot; ++s) taken = taken || indices[s] == e;
-      if (taken) continue;
-      if (best < 0 || ranksBefore(choice[e], e, choice[best], best)) best = e;
+  // Top-k in one pass: indices[] stays sorted by rank; an expert enters only if it ranks
+  // before the current k-th (masked experts rank after every kept one). The order is total
+  // (value, NaN last, lower index first), so this is the selection sort's result.
+  int count = 0;
+  for (int e = 0; e < p.experts; ++e) {
+    if (count == p.topk && !ranksBefore(choice[e], e, choice[indices[count - 1]], indices[count - 1])) continue;
+    int pos = count < p.topk ? count++ : p.topk - 1;
+    while (pos > 0 && ranksBefore(choice[e], e, choice[indices[pos - 1]], indices[pos - 1])) {
+      indices[pos] = indices[pos - 1];
+      --pos;
     }
-    indices[slot] = best;
+    indices[pos] = e;
   }
   float sum = 0.0f;
   for (int slot = 0; slot < p.topk; ++slot) {

@@ -96,6 +96,24 @@ describe('dispatch layout', () => {
     expect(maxRelError(combined, x)).toBeLessThan(1e-6);
   });
 
+  it('top-k is the order (score descending, NaN last, lower expert first) on random ties and NaN', () => {
+    const r = rng(21);
+    for (let trial = 0; trial < 200; trial++) {
+      const experts = randInt(r, 2, 64);
+      const topk = randInt(r, 1, Math.min(experts, 9));
+      // logits on a coarse grid (many ties), some NaN; dim 1 with x = 1: logits = gate
+      const gate = Float32Array.from({ length: experts }, () => (r() < 0.1 ? NaN : randInt(r, -3, 3) / 2));
+      const got = Array.from(moeRoute(Float32Array.of(1), gate, [1, 1], { topk, scoreFunc: 'sigmoid', device: 'cpu' }).indices);
+      const order = Array.from({ length: experts }, (_, e) => e).sort((a, b) => {
+        const [x, y] = [gate[a], gate[b]];
+        if (Number.isNaN(x) !== Number.isNaN(y)) return Number.isNaN(x) ? 1 : -1;
+        if (!Number.isNaN(x) && x !== y) return y - x;
+        return a - b;
+      });
+      expect(got).toEqual(order.slice(0, topk));
+    }
+  });
+
   it('ties go to the lower expert; NaN scores never crash', () => {
     const x = Float32Array.of(1, 1);
     const gate = new Float32Array(8 * 2); // every logit 0: all tied
