@@ -54,6 +54,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peakGflops", Napi::Function::New(env, PeakGflops, "peakGflops"));
   exports.Set("readRows", Napi::Function::New(env, ReadRows, "readRows"));
   exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
+  exports.Set("adviseRandom", Napi::Function::New(env, AdviseRandom, "adviseRandom"));
   exports.Set("v41Forward", Napi::Function::New(env, V41Forward, "v41Forward"));
   exports.Set("v41ForwardAsync", Napi::Function::New(env, V41ForwardAsync, "v41ForwardAsync"));
   exports.Set("v41UploadCuda", Napi::Function::New(env, V41UploadCuda, "v41UploadCuda"));

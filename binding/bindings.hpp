@@ -35,6 +35,7 @@ Napi::Value MoeForwardCudaAsync(const Napi::CallbackInfo& info);
 Napi::Value DequantizeWeights(const Napi::CallbackInfo& info);
 Napi::Value V41UploadCuda(const Napi::CallbackInfo& info);
 Napi::Value AdviseHugePages(const Napi::CallbackInfo& info);
+Napi::Value AdviseRandom(const Napi::CallbackInfo& info);
 Napi::Value PeakGflops(const Napi::CallbackInfo& info);
 Napi::Value ReadRows(const Napi::CallbackInfo& info);
 Napi::Value PrefaultRegion(const Napi::CallbackInfo& info);

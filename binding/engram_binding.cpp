@@ -216,7 +216,7 @@ Napi::Value ConvertTable(const Napi::CallbackInfo& info) {
 
 Napi::Value FillRandom(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
-  const TableView t = readTable(o, nullptr);  // the table to fill
+  const TableView t = readContiguousTable(o, "fillRandom");  // the table to fill
   const TableDtype dtype = t.dtype;
   const int64_t rows = t.rows;
   const int cols = t.cols;
@@ -247,7 +247,7 @@ Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
 
 Napi::Value ReadRows(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
-  const TableView t = readTable(o, nullptr);
+  const TableView t = readContiguousTable(o, "readRows");
   const int32_t* ids = typedField<int32_t>(o, "rowIds", napi_int32_array, -1, false);
   const int64_t count = static_cast<int64_t>(o.Get("rowIds").As<Napi::TypedArray>().ElementLength());
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));

@@ -206,6 +206,22 @@ Napi::Value PrefaultRegion(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Random-access advice for a region (the page-aligned interior): a table's rows are read
+// at hashed, random offsets, so readahead on a fault of a memory-mapped table would read
+// (or, for a sparse file, zero) 128 KiB and more to serve one 264-byte row. Best effort:
+// returns whether the advice was taken.
+Napi::Value AdviseRandom(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const Napi::Object o = argObject(info);
+  const int64_t length = intField(o, "byteLength", 0, INT64_MAX / 2);
+  uint8_t* base = bufferRegion(o, "buffer", "byteOffset", length, false);
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(length)) & ~(page - 1);
+  const bool taken = last > first && ::madvise(reinterpret_cast<void*>(first), last - first, MADV_RANDOM) == 0;
+  return Napi::Boolean::New(env, taken);
+}
+
 }  // namespace engram
 
 namespace engram {

@@ -39,6 +39,47 @@ uint64_t ticketArg(const Napi::CallbackInfo& info, size_t at) {
 
 constexpr int64_t kCacheAlign = 64;
 
+// The home tier: "files" ([{ path, dataOffset, scalesOffset, rows }] in row order), or the
+// table fields (one region, or "tableParts" for a table split in row ranges).
+PageSource readPageSource(const Napi::Object& o, const PagerGeometry& g, Keep* keep) {
+  PageSource source;
+  const Napi::Value files = o.Get("files");
+  if (!files.IsUndefined()) {
+    if (!files.IsArray() || files.As<Napi::Array>().Length() == 0) throwJs(o.Env(), ErrorKind::TypeError, "files must be a non-empty array");
+    const Napi::Array list = files.As<Napi::Array>();
+    int64_t firstRow = 0;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      const Napi::Value v = list.Get(i);
+      if (!v.IsObject() || !v.As<Napi::Object>().Get("path").IsString()) {
+        throwJs(o.Env(), ErrorKind::TypeError, "files[" + std::to_string(i) + "] must be { path, dataOffset, scalesOffset, rows }");
+      }
+      const Napi::Object f = v.As<Napi::Object>();
+      SourcePart p;
+      p.firstRow = firstRow;
+      p.rows = intField(f, "rows", 1, g.rows - firstRow);
+      p.path = f.Get("path").As<Napi::String>().Utf8Value();
+      p.dataOffset = intField(f, "dataOffset", 0, INT64_MAX / 4);
+      p.scalesOffset = intField(f, "scalesOffset", 0, INT64_MAX / 4);
+      firstRow += p.rows;
+      source.parts.push_back(std::move(p));
+    }
+    if (firstRow != g.rows) throwJs(o.Env(), ErrorKind::RangeError, "files hold " + std::to_string(firstRow) + " rows but the table has " + std::to_string(g.rows));
+    return source;
+  }
+  const TableView t = readTable(o, keep);
+  if (t.rows != g.rows || t.rowStride() != g.rowBytes) throwJs(o.Env(), ErrorKind::RangeError, "the table's rows and row bytes do not match the pager's");
+  const int parts = t.segmentCount == 0 ? 1 : t.segmentCount;
+  for (int i = 0; i < parts; ++i) {
+    SourcePart p;
+    p.firstRow = t.segmentCount == 0 ? 0 : t.segments[i].firstRow;
+    p.rows = t.segmentRows(i);
+    p.data = t.rowBytes(p.firstRow);
+    p.scales = g.scaleRowBytes > 0 ? t.rowScales(p.firstRow) : nullptr;
+    source.parts.push_back(p);
+  }
+  return source;
+}
+
 }  // namespace
 
 bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep) {
@@ -79,16 +120,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
       holder->pager = std::make_unique<Pager>(g, eviction, makeNullCopyEngine());
       return;
     }
-    PageSource source;
-    const Napi::Value path = o.Get("path");
-    if (path.IsString()) {
-      source.path = path.As<Napi::String>().Utf8Value();
-      source.dataOffset = intField(o, "dataOffset", 0, INT64_MAX / 4);
-      source.scalesOffset = intField(o, "scalesOffset", 0, INT64_MAX / 4);
-    } else {
-      source.data = bufferRegion(o, "table", "tableByteOffset", g.rows * g.rowBytes, false, &holder->sourceRefs);
-      if (g.scaleRowBytes > 0) source.scales = bufferRegion(o, "tableScales", "tableScalesByteOffset", g.rows * g.scaleRowBytes, false, &holder->sourceRefs);
-    }
+    const PageSource source = readPageSource(o, g, &holder->sourceRefs);
     const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
     const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
     if (device >= 0) {

@@ -18,7 +18,10 @@ using LinearHandle = std::shared_ptr<const PackedLinear>;
 Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w);
 LinearHandle linearField(const Napi::Object& o, const char* name);
 // tableDtype/tableRows/tableCols and the table (+ fp8 scales) ArrayBuffer regions.
+// With "tableParts" the rows lie in several regions (a split checkpoint's shards).
 TableView readTable(const Napi::Object& o, Keep* keep);
+// readTable for an operation that needs one region (e.g. filling a table); `what` names it.
+TableView readContiguousTable(const Napi::Object& o, const char* what);
 // For a weights upload: the table, or with `tableless: true` only its dtype and columns
 // (a paged table's rows come from the pager's device cache at every call).
 TableView readUploadTable(const Napi::Object& o, bool* tableless);

@@ -151,16 +151,30 @@ __global__ void convHistoryKernel(ConvArgs a, int batch, float* __restrict__ his
   }
 }
 
-// A table's rows (and fp8 scales) copied to the current device; the view points at them.
+// A table's rows (and fp8 scales) copied to the current device, one region even when the
+// host's rows lie in several (a split checkpoint); the view points at them.
 TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data, std::unique_ptr<DeviceArray>* scales) {
-  TableView t = host;
-  const int64_t bytes = host.rows * host.cols * tableElementBytes(host.dtype);
-  *data = std::make_unique<DeviceArray>(host.data, static_cast<size_t>(bytes));
-  t.data = (*data)->as<uint8_t>();
-  if (host.scales != nullptr) {
-    *scales = std::make_unique<DeviceArray>(host.scales, static_cast<size_t>(host.rows * (host.cols / kScaleBlock)));
-    t.scales = (*scales)->as<uint8_t>();
+  TableView t{};
+  t.dtype = host.dtype;
+  t.rows = host.rows;
+  t.cols = host.cols;
+  if (host.data == nullptr) return t;  // tableless: a pager's device cache serves the rows
+  const int64_t scaleRowBytes = host.cols / kScaleBlock;
+  *data = std::make_unique<DeviceArray>(nullptr, static_cast<size_t>(host.rows * host.rowStride()));
+  if (host.scales != nullptr) *scales = std::make_unique<DeviceArray>(nullptr, static_cast<size_t>(host.rows * scaleRowBytes));
+  const int parts = host.segmentCount == 0 ? 1 : host.segmentCount;
+  for (int i = 0; i < parts; ++i) {
+    const int64_t first = host.segmentCount == 0 ? 0 : host.segments[i].firstRow;
+    const int64_t rows = host.segmentRows(i);
+    EK_CUDA_CHECK(cudaMemcpy((*data)->as<uint8_t>() + first * host.rowStride(), host.rowBytes(first), static_cast<size_t>(rows * host.rowStride()),
+                             cudaMemcpyHostToDevice));
+    if (host.scales != nullptr) {
+      EK_CUDA_CHECK(cudaMemcpy((*scales)->as<uint8_t>() + first * scaleRowBytes, host.rowScales(first), static_cast<size_t>(rows * scaleRowBytes),
+                               cudaMemcpyHostToDevice));
+    }
   }
+  t.data = (*data)->as<uint8_t>();
+  t.scales = host.scales != nullptr ? (*scales)->as<uint8_t>() : nullptr;
   return t;
 }
 

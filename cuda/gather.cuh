@@ -95,20 +95,55 @@ EK_HD float decodeTableElement(TableDtype d, const uint8_t* row, const uint8_t* 
   }
 }
 
+// Most row ranges one table may be split into (a checkpoint's model-parallel shards, each
+// memory-mapped where it lies). Inline, so a view stays a plain value with no owner.
+constexpr int kMaxTableSegments = 32;
+
+// Rows firstRow.. of a split table: their bytes (and fp8 scales) start at data (scales).
+struct TableSegment {
+  int64_t firstRow;
+  const uint8_t* data;
+  const uint8_t* scales;
+};
+
 // A table as the kernels see it: `rows` x `cols`, row-major, `data` in `dtype`; `scales`
 // [rows][cols / 32] for fp8 (null otherwise). Row offsets are 64-bit: a table may hold
-// more than 2^31 elements.
+// more than 2^31 elements. With segmentCount > 0 the rows lie in several regions
+// (segments, by firstRow; data/scales then name the first); device copies are always one.
 struct TableView {
   const uint8_t* data;
   const uint8_t* scales;
   TableDtype dtype;
   int64_t rows;
   int cols;
+  int segmentCount;
+  TableSegment segments[kMaxTableSegments];
+  EK_HD int64_t rowStride() const { return static_cast<int64_t>(cols) * tableElementBytes(dtype); }
+  // The segment holding row r: the last one starting at or before it (binary search).
+  EK_HD int segmentOf(int64_t r) const {
+    int lo = 0, hi = segmentCount - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (segments[mid].firstRow <= r) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
   EK_HD const uint8_t* rowBytes(int64_t r) const {
-    return data + r * static_cast<int64_t>(cols) * tableElementBytes(dtype);
+    if (segmentCount == 0) return data + r * rowStride();
+    const TableSegment& s = segments[segmentOf(r)];
+    return s.data + (r - s.firstRow) * rowStride();
   }
   EK_HD const uint8_t* rowScales(int64_t r) const {
-    return scales == nullptr ? nullptr : scales + r * static_cast<int64_t>(cols / kScaleBlock);
+    if (scales == nullptr) return nullptr;
+    if (segmentCount == 0) return scales + r * static_cast<int64_t>(cols / kScaleBlock);
+    const TableSegment& s = segments[segmentOf(r)];
+    return s.scales + (r - s.firstRow) * static_cast<int64_t>(cols / kScaleBlock);
+  }
+  // Rows of segment i (the whole table when it is one region).
+  EK_HD int64_t segmentRows(int i) const {
+    if (segmentCount == 0) return rows;
+    return (i + 1 < segmentCount ? segments[i + 1].firstRow : rows) - segments[i].firstRow;
   }
 };
 

@@ -3,6 +3,7 @@
 // CopyEngine: the CPU backend's copy thread (pager_copy_cpu.cpp), a CUDA copy stream
 // (pager_copy.cu), or none at all (simulation of hit rates).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -51,18 +52,58 @@ struct RowCopy {
   int64_t rows;
 };
 
-// Where the table's bytes live (its home tier): memory (RAM, a mapping) or a file.
-struct PageSource {
+// One row range of the table's home tier: bytes in memory (RAM, a mapping), or a file
+// read with pread from these offsets. A table split across checkpoint shards has several.
+struct SourcePart {
+  int64_t firstRow = 0;
+  int64_t rows = 0;
   const uint8_t* data = nullptr;
   const uint8_t* scales = nullptr;
-  std::string path;  // non-empty: read with pread from these offsets
+  std::string path;  // non-empty: read with pread
   int64_t dataOffset = 0;
   int64_t scalesOffset = 0;
 };
 
-// Opens a file-tier table (read-only, random-access advice) after checking that it holds
-// every row and scale; throws otherwise. Shared by the CPU and CUDA engines.
-int openTableFile(const PageSource& source, const PagerGeometry& g);
+// Where the table's bytes live: its parts in row order, covering every row.
+struct PageSource {
+  std::vector<SourcePart> parts;
+  bool inFiles() const { return !parts.empty() && !parts[0].path.empty(); }
+  // The part holding `row`.
+  size_t partOf(int64_t row) const;
+  // A copy's rows cut at part boundaries: fn(part, row within it, cache row, rows).
+  template <typename F>
+  void forEachRange(const RowCopy& c, F&& fn) const {
+    int64_t src = c.srcRow, dst = c.dstRow, left = c.rows;
+    for (size_t i = partOf(src); left > 0; ++i) {
+      const SourcePart& p = parts[i];
+      const int64_t n = std::min(left, p.firstRow + p.rows - src);
+      fn(p, i, src - p.firstRow, dst, n);
+      src += n;
+      dst += n;
+      left -= n;
+    }
+  }
+};
+
+// The files of a file-tier source, opened read-only with random-access advice after
+// checking that each holds its rows and scales (throws otherwise); closed with the object.
+// Shared by the CPU and CUDA engines.
+class SourceFiles {
+ public:
+  SourceFiles(const PageSource& source, const PagerGeometry& g);
+  ~SourceFiles();
+  SourceFiles(const SourceFiles&) = delete;
+  SourceFiles& operator=(const SourceFiles&) = delete;
+  bool open() const { return !fds_.empty(); }
+  // `rows` rows from `row` of part i into data (and, with scales, their scales): pread
+  // from the part's file, or memcpy from its memory when the source is not in files.
+  void readRows(const SourcePart& part, size_t i, int64_t row, int64_t rows, uint8_t* data, uint8_t* scales) const;
+
+ private:
+  std::vector<int> fds_;
+  PagerGeometry g_;
+};
+
 // pread of exactly `bytes` (EINTR retried); throws std::runtime_error on error or EOF.
 void preadFully(int fd, uint8_t* dst, int64_t offset, int64_t bytes, const std::string& path);
 

@@ -60,14 +60,10 @@ class CudaCopyEngine final : public CopyEngine {
     EK_CUDA_CHECK(cudaSetDevice(device));
     EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     // Page-locked source: async copies run at full PCIe rate and overlap compute.
-    // Best effort: a source that cannot be registered is still copied, more slowly.
-    const size_t dataBytes = static_cast<size_t>(g.rows * g.rowBytes);
-    if (cudaHostRegister(const_cast<uint8_t*>(source.data), dataBytes, cudaHostRegisterReadOnly) == cudaSuccess) registeredData_ = true;
-    else cudaGetLastError();
-    if (source.scales != nullptr) {
-      const size_t scaleBytes = static_cast<size_t>(g.rows * g.scaleRowBytes);
-      if (cudaHostRegister(const_cast<uint8_t*>(source.scales), scaleBytes, cudaHostRegisterReadOnly) == cudaSuccess) registeredScales_ = true;
-      else cudaGetLastError();
+    // Best effort: a part that cannot be registered is still copied, more slowly.
+    for (const SourcePart& p : source.parts) {
+      pin(p.data, p.rows * g.rowBytes);
+      if (p.scales != nullptr) pin(p.scales, p.rows * g.scaleRowBytes);
     }
   }
 
@@ -75,20 +71,21 @@ class CudaCopyEngine final : public CopyEngine {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
-    if (registeredData_) cudaHostUnregister(const_cast<uint8_t*>(source_.data));
-    if (registeredScales_) cudaHostUnregister(const_cast<uint8_t*>(source_.scales));
+    for (const uint8_t* p : registered_) cudaHostUnregister(const_cast<uint8_t*>(p));
   }
 
   uint64_t submit(std::vector<RowCopy> copies) override {
     std::lock_guard<std::mutex> lock(mutex_);
     EK_CUDA_CHECK(cudaSetDevice(device_));
     for (const RowCopy& c : copies) {
-      EK_CUDA_CHECK(cudaMemcpyAsync(data_ + c.dstRow * g_.rowBytes, source_.data + c.srcRow * g_.rowBytes,
-                                    static_cast<size_t>(c.rows * g_.rowBytes), cudaMemcpyHostToDevice, stream_));
-      if (g_.scaleRowBytes > 0) {
-        EK_CUDA_CHECK(cudaMemcpyAsync(scales_ + c.dstRow * g_.scaleRowBytes, source_.scales + c.srcRow * g_.scaleRowBytes,
-                                      static_cast<size_t>(c.rows * g_.scaleRowBytes), cudaMemcpyHostToDevice, stream_));
-      }
+      source_.forEachRange(c, [&](const SourcePart& p, size_t, int64_t row, int64_t dstRow, int64_t n) {
+        EK_CUDA_CHECK(cudaMemcpyAsync(data_ + dstRow * g_.rowBytes, p.data + row * g_.rowBytes, static_cast<size_t>(n * g_.rowBytes),
+                                      cudaMemcpyHostToDevice, stream_));
+        if (g_.scaleRowBytes > 0) {
+          EK_CUDA_CHECK(cudaMemcpyAsync(scales_ + dstRow * g_.scaleRowBytes, p.scales + row * g_.scaleRowBytes,
+                                        static_cast<size_t>(n * g_.scaleRowBytes), cudaMemcpyHostToDevice, stream_));
+        }
+      });
     }
     cudaEvent_t ev;
     EK_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -115,13 +112,18 @@ class CudaCopyEngine final : public CopyEngine {
   double busySeconds() const override { return 0; }  // the copy engine's time is not observed here
 
  private:
+  void pin(const uint8_t* p, int64_t bytes) {
+    if (cudaHostRegister(const_cast<uint8_t*>(p), static_cast<size_t>(bytes), cudaHostRegisterReadOnly) == cudaSuccess) registered_.push_back(p);
+    else cudaGetLastError();
+  }
+
   PageSource source_;
   PagerGeometry g_;
   uint8_t* data_;
   uint8_t* scales_;
   int device_;
   cudaStream_t stream_ = nullptr;
-  bool registeredData_ = false, registeredScales_ = false;
+  std::vector<const uint8_t*> registered_;
   std::mutex mutex_;
   EventLog events_;
   uint64_t submitted_ = 0;
@@ -133,15 +135,9 @@ class CudaCopyEngine final : public CopyEngine {
 class CudaFileCopyEngine final : public CopyEngine {
  public:
   CudaFileCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData, uint8_t* deviceScales, int device)
-      : source_(source), g_(g), data_(deviceData), scales_(deviceScales), device_(device) {
-    fd_ = openTableFile(source, g);
-    try {
-      EK_CUDA_CHECK(cudaSetDevice(device));
-      EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    } catch (...) {
-      ::close(fd_);
-      throw;
-    }
+      : source_(source), g_(g), files_(source, g), data_(deviceData), scales_(deviceScales), device_(device) {
+    EK_CUDA_CHECK(cudaSetDevice(device));
+    EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     thread_ = std::thread([this] { run(); });
   }
 
@@ -156,7 +152,6 @@ class CudaFileCopyEngine final : public CopyEngine {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
     if (staging_ != nullptr) cudaFreeHost(staging_);
-    ::close(fd_);
   }
 
   uint64_t submit(std::vector<RowCopy> copies) override {
@@ -214,15 +209,16 @@ class CudaFileCopyEngine final : public CopyEngine {
         }
         int64_t at = 0;
         for (const RowCopy& c : job.second) {
-          const int64_t dataBytes = c.rows * g_.rowBytes, scaleBytes = c.rows * g_.scaleRowBytes;
-          preadFully(fd_, staging_ + at, source_.dataOffset + c.srcRow * g_.rowBytes, dataBytes, source_.path);
-          EK_CUDA_CHECK(cudaMemcpyAsync(data_ + c.dstRow * g_.rowBytes, staging_ + at, static_cast<size_t>(dataBytes), cudaMemcpyHostToDevice, stream_));
-          at += dataBytes;
-          if (scaleBytes > 0) {
-            preadFully(fd_, staging_ + at, source_.scalesOffset + c.srcRow * g_.scaleRowBytes, scaleBytes, source_.path);
-            EK_CUDA_CHECK(cudaMemcpyAsync(scales_ + c.dstRow * g_.scaleRowBytes, staging_ + at, static_cast<size_t>(scaleBytes), cudaMemcpyHostToDevice, stream_));
-            at += scaleBytes;
-          }
+          source_.forEachRange(c, [&](const SourcePart& p, size_t i, int64_t row, int64_t dstRow, int64_t n) {
+            const int64_t dataBytes = n * g_.rowBytes, scaleBytes = n * g_.scaleRowBytes;
+            uint8_t* stagedScales = scaleBytes > 0 ? staging_ + at + dataBytes : nullptr;
+            files_.readRows(p, i, row, n, staging_ + at, stagedScales);
+            EK_CUDA_CHECK(cudaMemcpyAsync(data_ + dstRow * g_.rowBytes, staging_ + at, static_cast<size_t>(dataBytes), cudaMemcpyHostToDevice, stream_));
+            if (stagedScales != nullptr) {
+              EK_CUDA_CHECK(cudaMemcpyAsync(scales_ + dstRow * g_.scaleRowBytes, stagedScales, static_cast<size_t>(scaleBytes), cudaMemcpyHostToDevice, stream_));
+            }
+            at += dataBytes + scaleBytes;
+          });
         }
         EK_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
         EK_CUDA_CHECK(cudaEventRecord(ev, stream_));
@@ -244,10 +240,10 @@ class CudaFileCopyEngine final : public CopyEngine {
 
   PageSource source_;
   PagerGeometry g_;
+  SourceFiles files_;
   uint8_t* data_;
   uint8_t* scales_;
   int device_;
-  int fd_ = -1;
   cudaStream_t stream_ = nullptr;
   uint8_t* staging_ = nullptr;
   int64_t stagingBytes_ = 0;
@@ -276,7 +272,7 @@ std::shared_ptr<uint8_t> allocateDeviceCache(size_t bytes, int deviceIndex) {
 
 std::unique_ptr<CopyEngine> makeCudaCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData, uint8_t* deviceScales,
                                                int deviceIndex) {
-  if (!source.path.empty()) return std::make_unique<CudaFileCopyEngine>(source, g, deviceData, deviceScales, deviceIndex);
+  if (source.inFiles()) return std::make_unique<CudaFileCopyEngine>(source, g, deviceData, deviceScales, deviceIndex);
   return std::make_unique<CudaCopyEngine>(source, g, deviceData, deviceScales, deviceIndex);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -27,11 +28,10 @@ class CpuCopyEngine final : public CopyEngine {
  public:
   CpuCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* cacheData, uint8_t* cacheScales, double bytesPerSecond,
                 int readers)
-      : source_(source), g_(g), cacheData_(cacheData), cacheScales_(cacheScales), rate_(bytesPerSecond), readers_(std::max(1, readers)) {
+      : source_(source), g_(g), files_(source, g), cacheData_(cacheData), cacheScales_(cacheScales), rate_(bytesPerSecond), readers_(std::max(1, readers)) {
     // Several readers keep a disk's queue busy: one synchronous pread at a time waits a
     // full device latency per row.
     if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1);
-    if (!source.path.empty()) fd_ = openTableFile(source, g);
     thread_ = std::thread([this] { run(); });
   }
 
@@ -42,7 +42,6 @@ class CpuCopyEngine final : public CopyEngine {
     }
     wake_.notify_all();
     thread_.join();
-    if (fd_ >= 0) ::close(fd_);
   }
 
   uint64_t submit(std::vector<RowCopy> copies) override {
@@ -68,20 +67,10 @@ class CpuCopyEngine final : public CopyEngine {
   }
 
  private:
-  void readFile(uint8_t* dst, int64_t offset, int64_t bytes) { preadFully(fd_, dst, offset, bytes, source_.path); }
-
   void copyOne(const RowCopy& c) {
-    const int64_t dataBytes = c.rows * g_.rowBytes;
-    const int64_t scaleBytes = c.rows * g_.scaleRowBytes;
-    uint8_t* dst = cacheData_ + c.dstRow * g_.rowBytes;
-    uint8_t* dstScales = scaleBytes > 0 ? cacheScales_ + c.dstRow * g_.scaleRowBytes : nullptr;
-    if (fd_ >= 0) {
-      readFile(dst, source_.dataOffset + c.srcRow * g_.rowBytes, dataBytes);
-      if (dstScales) readFile(dstScales, source_.scalesOffset + c.srcRow * g_.scaleRowBytes, scaleBytes);
-    } else {
-      std::memcpy(dst, source_.data + c.srcRow * g_.rowBytes, static_cast<size_t>(dataBytes));
-      if (dstScales) std::memcpy(dstScales, source_.scales + c.srcRow * g_.scaleRowBytes, static_cast<size_t>(scaleBytes));
-    }
+    source_.forEachRange(c, [&](const SourcePart& p, size_t i, int64_t row, int64_t dstRow, int64_t n) {
+      files_.readRows(p, i, row, n, cacheData_ + dstRow * g_.rowBytes, g_.scaleRowBytes > 0 ? cacheScales_ + dstRow * g_.scaleRowBytes : nullptr);
+    });
   }
 
   void run() {
@@ -132,12 +121,12 @@ class CpuCopyEngine final : public CopyEngine {
 
   PageSource source_;
   PagerGeometry g_;
+  SourceFiles files_;
   uint8_t* cacheData_;
   uint8_t* cacheScales_;
   double rate_;
   int readers_;
   std::unique_ptr<ThreadPool> readerPool_;
-  int fd_ = -1;
   mutable std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::deque<std::pair<uint64_t, std::vector<RowCopy>>> queue_;
@@ -167,25 +156,47 @@ std::unique_ptr<CopyEngine> makeCpuCopyEngine(const PageSource& source, const Pa
 
 std::unique_ptr<CopyEngine> makeNullCopyEngine() { return std::make_unique<NullCopyEngine>(); }
 
-int openTableFile(const PageSource& source, const PagerGeometry& g) {
-  const int fd = ::open(source.path.c_str(), O_RDONLY | O_CLOEXEC);
-  EK_REQUIRE(fd >= 0, Error, "cannot open table file '" + source.path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    EK_THROW(Error, "cannot stat table file '" + source.path + "'");
+size_t PageSource::partOf(int64_t row) const {
+  const auto it = std::upper_bound(parts.begin(), parts.end(), row, [](int64_t r, const SourcePart& p) { return r < p.firstRow; });
+  return it == parts.begin() ? 0 : static_cast<size_t>(it - parts.begin() - 1);
+}
+
+SourceFiles::SourceFiles(const PageSource& source, const PagerGeometry& g) : g_(g) {
+  if (!source.inFiles()) return;
+  try {
+    for (const SourcePart& p : source.parts) {
+      const int fd = ::open(p.path.c_str(), O_RDONLY | O_CLOEXEC);
+      EK_REQUIRE(fd >= 0, Error, "cannot open table file '" + p.path + "': " + std::strerror(errno));
+      fds_.push_back(fd);
+      struct stat st {};
+      EK_REQUIRE(::fstat(fd, &st) == 0, Error, "cannot stat table file '" + p.path + "'");
+      const int64_t needData = p.dataOffset + p.rows * g.rowBytes;
+      const int64_t needScales = g.scaleRowBytes > 0 ? p.scalesOffset + p.rows * g.scaleRowBytes : 0;
+      const int64_t need = std::max(needData, needScales);
+      EK_REQUIRE(st.st_size >= need, RangeError,
+                 "table file '" + p.path + "' is truncated: " + std::to_string(st.st_size) + " bytes, its rows need " + std::to_string(need));
+      // Hashed rows are random reads: read-ahead would only fetch bytes nobody asked for.
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+    }
+  } catch (...) {
+    for (int fd : fds_) ::close(fd);
+    throw;
   }
-  const int64_t needData = source.dataOffset + g.rows * g.rowBytes;
-  const int64_t needScales = g.scaleRowBytes > 0 ? source.scalesOffset + g.rows * g.scaleRowBytes : 0;
-  const int64_t need = std::max(needData, needScales);
-  if (st.st_size < need) {
-    ::close(fd);
-    EK_THROW(RangeError, "table file '" + source.path + "' is truncated: " + std::to_string(st.st_size) + " bytes, the table needs " +
-                             std::to_string(need));
+}
+
+SourceFiles::~SourceFiles() {
+  for (int fd : fds_) ::close(fd);
+}
+
+void SourceFiles::readRows(const SourcePart& p, size_t i, int64_t row, int64_t rows, uint8_t* data, uint8_t* scales) const {
+  const int64_t dataBytes = rows * g_.rowBytes, scaleBytes = rows * g_.scaleRowBytes;
+  if (!fds_.empty()) {
+    preadFully(fds_[i], data, p.dataOffset + row * g_.rowBytes, dataBytes, p.path);
+    if (scales != nullptr) preadFully(fds_[i], scales, p.scalesOffset + row * g_.scaleRowBytes, scaleBytes, p.path);
+    return;
   }
-  // Hashed rows are random reads: read-ahead would only fetch bytes nobody asked for.
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-  return fd;
+  std::memcpy(data, p.data + row * g_.rowBytes, static_cast<size_t>(dataBytes));
+  if (scales != nullptr) std::memcpy(scales, p.scales + row * g_.scaleRowBytes, static_cast<size_t>(scaleBytes));
 }
 
 void preadFully(int fd, uint8_t* dst, int64_t offset, int64_t bytes, const std::string& path) {

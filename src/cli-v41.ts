@@ -4,6 +4,7 @@ import path from 'node:path';
 
 import { findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from './deepseek-v41-checkpoint.js';
 import { DeepseekV41EngramModel } from './deepseek-v41-model.js';
+import { tensorByteLength } from './dtype.js';
 import { progress } from './throughput.js';
 
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
@@ -11,7 +12,7 @@ const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 export function inspectV41(dir: string, json: boolean): number {
   const config = parseV41Config(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
   const { tensors, files } = findEngramTensors(dir);
-  const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength }));
+  const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: tensorByteLength(t) }));
   const cols = (config.maxNgramSize - 1) * config.nHeads;
   const rowBytes = config.headDim + config.headDim / 32; // fp8 codes + UE8M0 scales
   let problem: string | undefined;
@@ -48,9 +49,9 @@ export function inspectV41(dir: string, json: boolean): number {
   return problem ? 1 : 0;
 }
 
-export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false): number {
-  const show = progress('writing layers');
-  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, onProgress: show });
+export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false, shards?: number): number {
+  const show = progress(shards === undefined ? 'writing layers' : 'writing shards');
+  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, shards, onProgress: show });
   console.log(`wrote ${dir}: tables of ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows, hidden ${config.hiddenSize}`);
   return 0;
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { CompressedTokenizer } from './compressed-tokenizer.js';
-import type { Tensor } from './dtype.js';
+import type { ByteRegion, Tensor, TensorPart } from './dtype.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { native } from './native.js';
 import { EngramTable, nativeBuffer } from './table.js';
@@ -122,7 +122,7 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
       tensors[name] = list[0].tensor;
       fileOf[name] = list[0].file;
     } else {
-      tensors[name] = joinRowParts(name, list); // in process memory: no single file holds it
+      tensors[name] = splitTensor(name, list);
     }
   }
   return { tensors, files, fileOf };
@@ -130,9 +130,11 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
 
 /**
  * A tensor that model-parallel shards split along its first dimension (a table split by
- * rows across engram{rank}-mp{world} files), joined in rank order into process memory.
+ * rows across engram{rank}-mp{world} files): its parts stay where they are mapped
+ * (rowParts, which tables read in place); `data` joins them in memory on first use (for
+ * the small weights).
  */
-function joinRowParts(name: string, list: Array<{ tensor: Tensor; file: string }>): Tensor {
+function splitTensor(name: string, list: Array<{ tensor: Tensor; file: string }>): Tensor {
   const first = list[0].tensor;
   for (const { tensor, file } of list) {
     const rest = tensor.shape.slice(1);
@@ -143,21 +145,29 @@ function joinRowParts(name: string, list: Array<{ tensor: Tensor; file: string }
       );
     }
   }
-  const byteLength = list.reduce((sum, p) => sum + p.tensor.data.byteLength, 0);
+  const rows = list.reduce((sum, p) => sum + p.tensor.shape[0], 0);
+  const rowParts: TensorPart[] = list.map(({ tensor, file }) => ({ path: file, shape: tensor.shape, data: tensor.data, fileOffset: tensor.fileOffset }));
+  let joined: ByteRegion | undefined;
+  const t = { dtype: first.dtype, shape: [rows, ...first.shape.slice(1)], rowParts } as Tensor;
+  Object.defineProperty(t, 'data', { enumerable: true, get: () => (joined ??= joinRowParts(name, rowParts)) });
+  return t;
+}
+
+/** The parts of a split tensor joined in rank order into process memory. */
+function joinRowParts(name: string, parts: TensorPart[]): ByteRegion {
+  const byteLength = parts.reduce((sum, p) => sum + p.data.byteLength, 0);
   let buffer: ArrayBuffer;
   try {
     buffer = new ArrayBuffer(byteLength);
   } catch {
-    throw new RangeError(`tensor '${name}' joined from ${list.length} shards takes ${byteLength} bytes: more than this runtime can allocate in one buffer`);
+    throw new RangeError(`tensor '${name}' joined from ${parts.length} shards takes ${byteLength} bytes: more than this runtime can allocate in one buffer`);
   }
   let at = 0;
-  for (const { tensor } of list) {
-    const r = tensor.data;
+  for (const { data: r } of parts) {
     native().copyRegion({ src: nativeBuffer(r.buffer), srcByteOffset: r.byteOffset, dst: buffer, dstByteOffset: at, byteLength: r.byteLength, threads: 0 });
     at += r.byteLength;
   }
-  const rows = list.reduce((sum, p) => sum + p.tensor.shape[0], 0);
-  return { dtype: first.dtype, shape: [rows, ...first.shape.slice(1)], data: { buffer, byteOffset: 0, byteLength } };
+  return { buffer, byteOffset: 0, byteLength };
 }
 
 export interface SynthOptions {
@@ -175,6 +185,11 @@ export interface SynthOptions {
    * (two 98 GB tables) for checking that a checkpoint opens without reading them.
    */
   sparseTables?: boolean;
+  /**
+   * Write DeepSeek's engram{rank}-mp{world} shards instead of an index: each table split
+   * by rows across `shards` files, the other tensors whole in rank 0.
+   */
+  shards?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -246,17 +261,12 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
   });
   const scales = (n: number, center: number) => Uint8Array.from({ length: n }, () => center - 2 + (next() % 5));
   const bf16Near1 = (n: number) => Uint16Array.from({ length: n }, () => 0x3f40 + (next() % 0x80)); // 0.75 .. 1.25
-  const weightMap: Record<string, string> = {};
   const features = (maxNgramSize - 1) * nHeads * headDim;
-  layerIds.forEach((id, i) => {
-    const rows = config.numEmbeddings[i];
+  const sparse = options.sparseTables === true;
+  // Everything but the tables, per layer.
+  const weightsOf = (id: number): Record<string, Tensor> => {
     const p = engramPrefix(id);
-    const file = `model-engram-layer${id}.safetensors`;
-    const sparse = options.sparseTables === true;
-    // The tables are written as holes, then filled in chunks (sparseTables: left as holes).
-    const tensors: Record<string, Tensor | TensorHole> = {
-      [`${p}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true },
-      [`${p}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
+    return {
       [`${p}wkv.weight`]: { dtype: 'F8_E4M3', shape: [(hcMult + 1) * hiddenSize, features], data: fp8((hcMult + 1) * hiddenSize * features) },
       [`${p}wkv.scale`]: {
         dtype: 'F8_E8M0',
@@ -266,8 +276,41 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
       [`${p}q_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
       [`${p}k_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
     };
+  };
+  // Tables are written as holes, then filled in chunks (sparseTables: left as holes).
+  const tableHoles = (id: number, rows: number): Record<string, TensorHole> => ({
+    [`${engramPrefix(id)}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true },
+    [`${engramPrefix(id)}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
+  });
+  const seedOf = (id: number, rank?: number) => (rank === undefined ? (options.seed ?? 1) * 1000 + id : ((options.seed ?? 1) * 1000 + id) * 64 + rank);
+  if (options.shards !== undefined) {
+    // DeepSeek's engram{rank}-mp{world} layout: each table split by rows across the ranks
+    // (the last rank takes what is left), the other tensors whole in rank 0.
+    const world = options.shards;
+    if (!Number.isInteger(world) || world < 1 || world > 64) throw new RangeError(`options.shards must be an integer in [1, 64], got ${describe(world)}`);
+    for (let rank = 0; rank < world; rank++) {
+      const file = path.join(dir, `engram${rank}-mp${world}.safetensors`);
+      const tensors: Record<string, Tensor | TensorHole> = {};
+      const ranges = layerIds.map((id, i) => {
+        const per = Math.ceil(config.numEmbeddings[i] / world);
+        const begin = Math.min(config.numEmbeddings[i], rank * per);
+        return { id, rows: Math.min(config.numEmbeddings[i], begin + per) - begin };
+      });
+      for (const { id, rows } of ranges) if (rows > 0) Object.assign(tensors, tableHoles(id, rows));
+      if (rank === 0) for (const id of layerIds) Object.assign(tensors, weightsOf(id));
+      writeSafetensors(file, tensors, { format: 'pt' });
+      if (!sparse) for (const { id, rows } of ranges) if (rows > 0) fillSyntheticTable(file, `${engramPrefix(id)}embed.`, rows, headDim, seedOf(id, rank), () => {});
+      options.onProgress?.(rank + 1, world);
+    }
+    return config;
+  }
+  const weightMap: Record<string, string> = {};
+  layerIds.forEach((id, i) => {
+    const rows = config.numEmbeddings[i];
+    const file = `model-engram-layer${id}.safetensors`;
+    const tensors: Record<string, Tensor | TensorHole> = { ...tableHoles(id, rows), ...weightsOf(id) };
     writeSafetensors(path.join(dir, file), tensors, { format: 'pt' });
-    if (!sparse) fillSyntheticTable(path.join(dir, file), `${p}embed.`, rows, headDim, (options.seed ?? 1) * 1000 + id, (done) => options.onProgress?.(i + done, layerIds.length));
+    if (!sparse) fillSyntheticTable(path.join(dir, file), `${engramPrefix(id)}embed.`, rows, headDim, seedOf(id), (done) => options.onProgress?.(i + done, layerIds.length));
     for (const name of Object.keys(tensors)) weightMap[name] = file;
     options.onProgress?.(i + 1, layerIds.length);
   });

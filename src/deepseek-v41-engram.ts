@@ -190,7 +190,7 @@ export class DeepseekV41Engram {
     }
 
     // Everything checked: build the new weights, then swap them in.
-    const table = EngramTable.fromBytes(embed.data, rows, headDim, TABLE_DTYPES[embed.dtype], embedScale?.data);
+    const table = EngramTable.fromStored(embed, embedScale, rows, headDim, TABLE_DTYPES[embed.dtype]);
     const n = (hc + 1) * D;
     // The weights as fp32 (only for the bf16 packing, which checks exactness, and CUDA).
     const dequantized = (): Float32Array => {

@@ -112,11 +112,9 @@ export class DeepseekV41EngramModel {
       if (tier !== undefined) {
         const embed = prefix + 'embed.weight';
         const scale = prefix + 'embed.scale';
-        if (fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
-        if (fileOf[embed] === undefined && tier.tier === 'file') {
-          throw new Error(`tier 'file' needs '${embed}' in one file, but the checkpoint's model-parallel shards split it (it was joined in memory): use tier 'host'`);
-        }
-        layer.usePager(tier, fileOf[embed] === undefined ? undefined : { path: fileOf[embed], data: tensors[embed], scales: tensors[scale] });
+        if (tier.tier === 'file' && fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
+        // A table split by rows across shards: each shard's file holds a row range (rowParts).
+        layer.usePager(tier, { path: fileOf[embed] ?? tensors[embed].rowParts![0].path, data: tensors[embed], scales: tensors[scale] });
       }
       layers.set(id, layer);
     });

@@ -47,7 +47,24 @@ export interface Tensor {
   data: ByteRegion;
   /** Read from a file: where the bytes start in it (what a pager reads with pread). */
   fileOffset?: number;
+  /**
+   * A tensor that model-parallel shards split along its first dimension: its parts in
+   * row order, each where it lies (memory-mapped). `data` then joins them in memory on
+   * first use; tables read the parts in place instead.
+   */
+  rowParts?: TensorPart[];
 }
+
+/** One row range of a split tensor, in the file `path`. */
+export interface TensorPart {
+  path: string;
+  shape: number[];
+  data: ByteRegion;
+  fileOffset?: number;
+}
+
+/** A tensor's bytes, without joining a split tensor's parts. */
+export const tensorByteLength = (t: Tensor): number => (t.rowParts ? t.rowParts.reduce((sum, p) => sum + p.data.byteLength, 0) : t.data.byteLength);
 
 /** Largest Uint8Array this runtime can create. */
 export const MAX_VIEW_BYTES = 2 ** 32;
@@ -87,7 +104,9 @@ export function f16BitsToFloat(h: number): number {
 export function normalizeTensor(name: string, t: Tensor): Tensor {
   const dtype = canonicalDtype(t.dtype);
   if (dtype === undefined) throw new TypeError(`tensor '${name}' has an unknown dtype ${describe(t.dtype)}`);
-  return dtype === t.dtype ? t : { ...t, dtype };
+  if (dtype === t.dtype) return t;
+  // Copy the property descriptors: a split tensor's lazy `data` must stay lazy.
+  return Object.defineProperties({}, { ...Object.getOwnPropertyDescriptors(t), dtype: { value: dtype, enumerable: true } }) as Tensor;
 }
 
 /** A floating-point tensor's values as fp32 (a new array). */

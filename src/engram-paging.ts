@@ -36,7 +36,7 @@ export function requireTierOptions(name: string, value: unknown): TableTierOptio
   return o;
 }
 
-/** Where a loaded table's tensors lie in their file. */
+/** Where a loaded table's tensors lie in their file (or, split by rows, their files: rowParts). */
 export interface LoadedFile {
   path: string;
   /** The table tensor and (fp8) its scales, as read from the file. */
@@ -44,15 +44,28 @@ export interface LoadedFile {
   scales?: Tensor;
 }
 
-/** The file and offsets of a table loaded (unconverted) from a safetensors file. */
-export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile {
+/**
+ * The file and offsets of a table loaded (unconverted) from a safetensors file; for a
+ * table that checkpoint shards split by rows, one per shard (rows and scales of each
+ * part in one file).
+ */
+export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile | TableFile[] {
   const path = file.path;
-  const same = table.region.buffer === file.data.data.buffer && table.region.byteOffset === file.data.data.byteOffset;
-  if (!same) throw new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
-  if (file.data.fileOffset === undefined || (table.dtype === 'f8e4m3' && file.scales?.fileOffset === undefined)) {
-    throw new TypeError(`the table tensors of '${path}' carry no file offsets`);
-  }
-  return { path, dtype: table.dtype, rows: table.rows, cols: table.cols, dataOffset: file.data.fileOffset, scalesOffset: file.scales?.fileOffset };
+  const converted = () => new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
+  const scaleParts = file.scales?.rowParts ?? (file.scales ? [{ path, shape: file.scales.shape, data: file.scales.data, fileOffset: file.scales.fileOffset }] : undefined);
+  const dataParts = file.data.rowParts ?? [{ path, shape: file.data.shape, data: file.data.data, fileOffset: file.data.fileOffset }];
+  if (table.parts.length !== dataParts.length) throw converted();
+  const out = dataParts.map((d, i): TableFile => {
+    const held = table.parts[i].region;
+    if (held.buffer !== d.data.buffer || held.byteOffset !== d.data.byteOffset) throw converted();
+    const s = scaleParts?.[i];
+    if (table.dtype === 'f8e4m3' && (scaleParts?.length !== dataParts.length || s!.path !== d.path || s!.shape[0] !== d.shape[0])) {
+      throw new RangeError(`tier 'file' reads each shard's rows and their scales from one file, but the scales of the table in '${d.path}' are split differently: use tier 'host'`);
+    }
+    if (d.fileOffset === undefined || (table.dtype === 'f8e4m3' && s!.fileOffset === undefined)) throw new TypeError(`the table tensors of '${d.path}' carry no file offsets`);
+    return { path: d.path, dtype: table.dtype, rows: table.parts[i].rows, cols: table.cols, dataOffset: d.fileOffset, scalesOffset: table.dtype === 'f8e4m3' ? s!.fileOffset : undefined };
+  });
+  return out.length === 1 ? out[0] : out;
 }
 
 /**
@@ -128,7 +141,7 @@ export abstract class OneShotTicket {
 }
 
 /** A pager for `table` as the tier options ask, or undefined when it is read directly. */
-function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | undefined): TablePager | undefined {
+function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | TableFile[] | undefined): TablePager | undefined {
   if (options.tier !== 'file' && options.cacheBytes === undefined) return undefined;
   if (options.tier === 'file') {
     if (file === undefined) throw new TypeError("tier 'file' needs a table stored in a file: load the layer with fromSafetensors()");

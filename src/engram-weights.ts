@@ -63,7 +63,9 @@ const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
 
 export function requireTensor(name: string, value: unknown): Tensor {
   const t = value as Tensor;
-  if (t === null || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !isByteRegion(t.data)) {
+  // A split tensor (rowParts) is checked part by part: its joined `data` is made only on use.
+  const bytesOk = (x: Tensor) => (Array.isArray(x.rowParts) ? x.rowParts.every((p) => p !== null && typeof p === 'object' && Array.isArray(p.shape) && isByteRegion(p.data)) : isByteRegion(x.data));
+  if (t === null || typeof t !== 'object' || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !bytesOk(t)) {
     throw new TypeError(`tensor '${name}' must be { dtype, shape, data }, got ${describe(value)}`);
   }
   return normalizeTensor(name, t);
@@ -122,7 +124,6 @@ export const TABLE_TENSOR_DTYPES: Partial<Record<string, TableDtype>> = { F32: '
 function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, g: Geometry, want: TableDtype | undefined): EngramTable {
   const stored = TABLE_TENSOR_DTYPES[t.dtype];
   if (stored === undefined) throw new TypeError(`tensor '${prefix}${TABLE_NAME}' must be F32, BF16, F16 or F8_E4M3, got ${describe(t.dtype)}`);
-  let scaleRegion: ByteRegion | undefined;
   if (stored === 'f8e4m3') {
     const shape = [g.rows, g.cols / SCALE_BLOCK];
     if (scales === undefined) throw new RangeError(`an F8_E4M3 table needs '${prefix}${TABLE_SCALE_NAME}' (F8_E8M0 ${shapeText(shape)})`);
@@ -130,11 +131,10 @@ function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, 
     if (scales.shape.length !== 2 || scales.shape[0] !== shape[0] || scales.shape[1] !== shape[1]) {
       throw new RangeError(`tensor '${prefix}${TABLE_SCALE_NAME}' has shape ${shapeText(scales.shape)} but the layer expects ${shapeText(shape)}`);
     }
-    scaleRegion = scales.data;
   } else if (scales !== undefined) {
     throw new RangeError(`state dict has '${prefix}${TABLE_SCALE_NAME}' but the table is ${t.dtype}, not F8_E4M3`);
   }
-  const table = EngramTable.fromBytes(t.data, g.rows, g.cols, stored, scaleRegion);
+  const table = EngramTable.fromStored(t, scales, g.rows, g.cols, stored);
   return want === undefined || want === stored ? table : table.convert(want);
 }
 

@@ -28,8 +28,8 @@ export {
   type EngramDims,
   type ResolvedEngramConfig,
 } from './engram-config.js';
-export { EngramTable, SCALE_BLOCK, TABLE_DTYPES, type TableDtype } from './table.js';
-export type { Tensor, TensorDtype } from './dtype.js';
+export { EngramTable, MAX_TABLE_PARTS, SCALE_BLOCK, TABLE_DTYPES, type TableDtype, type TablePart } from './table.js';
+export type { Tensor, TensorDtype, TensorPart } from './dtype.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './safetensors.js';
 export { EngramModel, defaultLayerPrefix, type EngramModelState, type EngramRows } from './engram-model.js';
 export {

@@ -97,6 +97,8 @@ export interface NativeTableArgs {
   tableDtype: number;
   tableRows: number;
   tableCols: number;
+  /** A table split by rows: its regions in row order (the fields above then name the first). */
+  tableParts?: Array<{ rows: number; table: ArrayBuffer | NativeMappedFile; tableByteOffset: number; tableScales?: ArrayBuffer | NativeMappedFile; tableScalesByteOffset: number }>;
 }
 
 /** A table argument that is a CUDA pager's device cache (the table fields give its geometry). */
@@ -204,6 +206,7 @@ export interface NativeAddon {
   readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number; withScales?: boolean }): number;
   /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
   adviseHugePages(buffer: ArrayBuffer): boolean;
+  adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
   /** A file of any size mapped privately; see mapped-file.ts. */
   mapFileHandle(path: string): NativeMappedFile;
   mappedFileView(handle: NativeMappedFile, offset: number, length: number): ArrayBuffer;

@@ -122,8 +122,8 @@ export class TablePager {
     readonly eviction: Eviction,
     /** The cache as a table of slots * pageRows + hotRows rows (undefined when simulating). */
     readonly cache: EngramTable | undefined,
-    /** What the pager reads from: the table in memory, or its file. */
-    readonly home: EngramTable | TableFile,
+    /** What the pager reads from: the table in memory, or its file (files, for a table split by rows). */
+    readonly home: EngramTable | TableFile | readonly TableFile[],
     /** 'cuda': the cache is in device memory (read by the layers' CUDA forward). */
     readonly device: 'cpu' | 'cuda' = 'cpu',
   ) {}
@@ -148,18 +148,31 @@ export class TablePager {
     return cols * bytesPerElement(dtype) + (dtype === 'f8e4m3' ? cols / SCALE_BLOCK : 0);
   }
 
-  /** A pager over a table in memory (home tier RAM) or in a file (home tier file). */
-  static create(home: EngramTable | TableFile, options: PagerOptions): TablePager {
+  /**
+   * A pager over a table in memory (home tier RAM) or in a file (home tier file); an
+   * array of files: a table split by rows across them, in row order.
+   */
+  static create(home: EngramTable | TableFile | readonly TableFile[], options: PagerOptions): TablePager {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     let dtype: TableDtype, rows: number, cols: number;
+    let files: readonly TableFile[] | undefined;
     if (home instanceof EngramTable) {
       ({ dtype, rows, cols } = home);
-    } else if (home !== null && typeof home === 'object' && typeof (home as TableFile).path === 'string') {
-      dtype = requireTableDtype('home.dtype', home.dtype);
-      rows = requireInteger('home.rows', home.rows, 1);
-      cols = requireInteger('home.cols', home.cols, 1, 1 << 20);
-      requireInteger('home.dataOffset', home.dataOffset, 0);
-      if (dtype === 'f8e4m3') requireInteger('home.scalesOffset', home.scalesOffset, 0);
+    } else if (Array.isArray(home) || (home !== null && typeof home === 'object' && typeof (home as TableFile).path === 'string')) {
+      files = Array.isArray(home) ? home : [home as TableFile];
+      if (files.length === 0) throw new TypeError('home must hold at least one table file');
+      rows = 0;
+      ({ dtype, cols } = files[0]);
+      files.forEach((f, i) => {
+        const name = files!.length === 1 ? 'home' : `home[${i}]`;
+        if (f === null || typeof f !== 'object' || typeof f.path !== 'string') throw new TypeError(`${name} must be { path, dtype, rows, cols, dataOffset }, got ${describe(f)}`);
+        requireTableDtype(`${name}.dtype`, f.dtype);
+        rows += requireInteger(`${name}.rows`, f.rows, 1);
+        requireInteger(`${name}.cols`, f.cols, 1, 1 << 20);
+        if (f.dtype !== dtype || f.cols !== cols) throw new RangeError(`${name} is ${f.dtype} x ${f.cols} but home[0] is ${dtype} x ${cols}: the files of one table must agree`);
+        requireInteger(`${name}.dataOffset`, f.dataOffset, 0);
+        if (dtype === 'f8e4m3') requireInteger(`${name}.scalesOffset`, f.scalesOffset, 0);
+      });
       if (dtype === 'f8e4m3' && cols % SCALE_BLOCK !== 0) throw new RangeError(`home.cols must be a multiple of ${SCALE_BLOCK} for an fp8 table, got ${cols}`);
     } else {
       throw new TypeError(`home must be an EngramTable or { path, dtype, rows, cols, dataOffset }, got ${describe(home)}`);
@@ -202,15 +215,14 @@ export class TablePager {
     const device = options.device ?? 'cpu';
     if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`options.device must be 'cpu' or 'cuda', got ${describe(device)}`);
     const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
-    const readThreads = requireInteger('options.readThreads', options.readThreads ?? (home instanceof EngramTable ? 1 : 4), 1, 256);
+    const readThreads = requireInteger('options.readThreads', options.readThreads ?? (files === undefined ? 1 : 4), 1, 256);
     let source: Record<string, unknown> = {};
     if (!simulate) {
-      if (home instanceof EngramTable) {
-        const a = home.nativeArgs();
-        source = { table: a.table, tableByteOffset: a.tableByteOffset, tableScales: a.tableScales, tableScalesByteOffset: a.tableScalesByteOffset };
+      if (files === undefined) {
+        source = { ...(home as EngramTable).nativeArgs() };
       } else {
-        if (!fs.existsSync(home.path)) throw new Error(`table file '${home.path}' does not exist`);
-        source = { path: home.path, dataOffset: home.dataOffset, scalesOffset: home.scalesOffset ?? 0 };
+        for (const f of files) if (!fs.existsSync(f.path)) throw new Error(`table file '${f.path}' does not exist`);
+        source = { files: files.map((f) => ({ path: f.path, rows: f.rows, dataOffset: f.dataOffset, scalesOffset: f.scalesOffset ?? 0 })) };
       }
     }
     const created = native().pagerCreate({
@@ -239,7 +251,7 @@ export class TablePager {
         scaleRowBytes ? { buffer: memory, byteOffset: created.cacheScalesByteOffset!, byteLength: cacheRows * scaleRowBytes } : undefined,
       );
     }
-    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home, simulate ? 'cpu' : device);
+    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home as EngramTable | TableFile | readonly TableFile[], simulate ? 'cpu' : device);
   }
 
   /**

@@ -3,7 +3,7 @@
 // decoded to fp32 inside the gather; the bytes are never expanded to a float copy.
 // The bytes are a region of an ArrayBuffer (not a typed array), so a table may exceed
 // the 2^32 elements a typed array can hold.
-import { isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion } from './dtype.js';
+import { isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion, type Tensor } from './dtype.js';
 import { MappedFile } from './mapped-file.js';
 import { native, TABLE_DTYPE_CODES, type NativeTableArgs } from './native.js';
 import { describe, requireInteger } from './validate.js';
@@ -42,16 +42,51 @@ function view(region: ByteRegion, what: string): Uint8Array {
 /** What the addon takes for a region's buffer: the ArrayBuffer, or a mapped file's handle. */
 export const nativeBuffer = (b: ByteRegion['buffer']) => (b instanceof MappedFile ? b.handle : (b as ArrayBuffer));
 
+/** Most row ranges one table may be split into (the native view's limit). */
+export const MAX_TABLE_PARTS = 32;
+
+/** One row range of a table: its rows' bytes and (fp8) their UE8M0 scales. */
+export interface TablePart {
+  rows: number;
+  region: ByteRegion;
+  scaleRegion?: ByteRegion;
+}
+
+const plainRegion = (r: ByteRegion): ByteRegion => ({ buffer: r.buffer, byteOffset: r.byteOffset, byteLength: r.byteLength });
+
 export class EngramTable {
   private constructor(
     readonly dtype: TableDtype,
     readonly rows: number,
     readonly cols: number,
-    /** rows x cols elements, row-major, little-endian. */
-    readonly region: ByteRegion,
-    /** fp8 only: rows x cols/32 UE8M0 codes. */
-    readonly scaleRegion: ByteRegion | undefined,
+    /**
+     * The rows in order: one part, or several for a table that a checkpoint's shards
+     * split by rows (each read where it lies; no copy joins them).
+     */
+    readonly parts: readonly TablePart[],
   ) {}
+
+  /** Whether the rows lie in several regions (see parts). */
+  get isSplit(): boolean {
+    return this.parts.length > 1;
+  }
+
+  private onePart(what: string): TablePart {
+    if (this.parts.length > 1) {
+      throw new RangeError(`this table is split by rows into ${this.parts.length} regions (a sharded checkpoint), so no single ${what} holds it: use .parts, or copy() it into one`);
+    }
+    return this.parts[0];
+  }
+
+  /** rows x cols elements, row-major, little-endian (a table in one region). */
+  get region(): ByteRegion {
+    return this.onePart('region').region;
+  }
+
+  /** fp8 only: rows x cols/32 UE8M0 codes (a table in one region). */
+  get scaleRegion(): ByteRegion | undefined {
+    return this.onePart('scale region').scaleRegion;
+  }
 
   /** A zero-filled table. */
   static allocate(rows: number, cols: number, dtype: TableDtype = 'f32'): EngramTable {
@@ -63,24 +98,57 @@ export class EngramTable {
     const region = { buffer, byteOffset: 0, byteLength: bytes };
     const scaleBytes = rows * (cols / SCALE_BLOCK);
     const scales = dtype === 'f8e4m3' ? { buffer: new ArrayBuffer(scaleBytes), byteOffset: 0, byteLength: scaleBytes } : undefined;
-    return new EngramTable(dtype, rows, cols, region, scales);
+    return new EngramTable(dtype, rows, cols, [{ rows, region, scaleRegion: scales }]);
   }
 
   /** Wraps existing bytes (a typed array or a region, e.g. of a memory-mapped checkpoint); no copy. */
   static fromBytes(data: ByteRegion, rows: number, cols: number, dtype: TableDtype, scales?: ByteRegion): EngramTable {
     checkGeometry(rows, cols, dtype);
-    if (!isByteRegion(data)) throw new TypeError(`data must be a typed array or { buffer, byteOffset, byteLength }, got ${describe(data)}`);
-    const want = rows * cols * bytesPerElement(dtype);
-    if (data.byteLength !== want) throw new RangeError(`table data has ${data.byteLength} bytes but ${rows} x ${cols} ${dtype} needs ${want}`);
-    if (dtype === 'f8e4m3') {
-      const need = rows * (cols / SCALE_BLOCK);
-      if (!isByteRegion(scales) || scales.byteLength !== need) {
-        throw new RangeError(`an fp8 table needs ${need} UE8M0 scale bytes, got ${describe(scales)}`);
-      }
+    return new EngramTable(dtype, rows, cols, [checkedPart(data, scales, rows, cols, dtype, 'table')]);
+  }
+
+  /**
+   * A table whose rows lie in several regions, in row order (e.g. the row ranges of a
+   * table that model-parallel checkpoint shards split, each memory-mapped); no copy.
+   */
+  static fromParts(parts: ReadonlyArray<{ rows: number; data: ByteRegion; scales?: ByteRegion }>, cols: number, dtype: TableDtype): EngramTable {
+    if (!Array.isArray(parts) || parts.length === 0) throw new TypeError(`parts must be a non-empty array of { rows, data, scales? }, got ${describe(parts)}`);
+    if (parts.length > MAX_TABLE_PARTS) throw new RangeError(`parts has ${parts.length} row ranges; a table may be split into at most ${MAX_TABLE_PARTS}`);
+    const checked = parts.map((p, i) => {
+      if (p === null || typeof p !== 'object') throw new TypeError(`parts[${i}] must be { rows, data, scales? }, got ${describe(p)}`);
+      checkGeometry(p.rows, cols, dtype);
+      return checkedPart(p.data, p.scales, p.rows, cols, dtype, `parts[${i}]`);
+    });
+    const rows = checked.reduce((sum, p) => sum + p.rows, 0);
+    return new EngramTable(dtype, rows, cols, checked);
+  }
+
+  /**
+   * The table a state dict stores (`data` [rows, cols] and, for fp8, `scales`
+   * [rows, cols/32]), read where it lies. Tensors that checkpoint shards split by rows
+   * (rowParts) stay in their shards' mappings: the table is cut at every boundary of
+   * either tensor (beyond MAX_TABLE_PARTS pieces the rows are joined in memory).
+   */
+  static fromStored(data: Tensor, scales: Tensor | undefined, rows: number, cols: number, dtype: TableDtype): EngramTable {
+    const d = storedRanges(data, rows, cols * bytesPerElement(dtype), 'table');
+    const s = dtype === 'f8e4m3' && scales !== undefined ? storedRanges(scales, rows, cols / SCALE_BLOCK, 'scale tensor') : undefined;
+    const table = EngramTable.storedParts(d, s, data, scales, rows, cols, dtype);
+    // Rows are read at hashed offsets: no readahead around each (a mapped table's faults).
+    for (const r of table.parts.flatMap((p) => [p.region, p.scaleRegion])) {
+      if (r !== undefined && r.byteLength >= 2 ** 20) native().adviseRandom({ buffer: nativeBuffer(r.buffer), byteOffset: r.byteOffset, byteLength: r.byteLength });
     }
-    const region = { buffer: data.buffer, byteOffset: data.byteOffset, byteLength: data.byteLength };
-    const scaleRegion = dtype === 'f8e4m3' ? { buffer: scales!.buffer, byteOffset: scales!.byteOffset, byteLength: scales!.byteLength } : undefined;
-    return new EngramTable(dtype, rows, cols, region, scaleRegion);
+    return table;
+  }
+
+  private static storedParts(d: StoredRange[], s: StoredRange[] | undefined, data: Tensor, scales: Tensor | undefined, rows: number, cols: number, dtype: TableDtype): EngramTable {
+    if (d.length === 1 && (s === undefined || s.length === 1)) return EngramTable.fromBytes(d[0].data, rows, cols, dtype, s?.[0].data ?? scales?.data);
+    const cuts = [...new Set([0, ...d.map((r) => r.end), ...(s ?? []).map((r) => r.end)])].sort((a, b) => a - b);
+    if (cuts.length - 1 > MAX_TABLE_PARTS) return EngramTable.fromBytes(data.data, rows, cols, dtype, scales?.data);
+    const parts = cuts.slice(1).map((end, i) => {
+      const begin = cuts[i];
+      return { rows: end - begin, data: sliceRows(d, begin, end, cols * bytesPerElement(dtype)), scales: s && sliceRows(s, begin, end, cols / SCALE_BLOCK) };
+    });
+    return EngramTable.fromParts(parts, cols, dtype);
   }
 
   /** Encodes fp32 values [rows, cols] as `dtype` (round to nearest even; fp8 with block scales). */
@@ -126,14 +194,19 @@ export class EngramTable {
    */
   copy(options: { threads?: number } = {}): EngramTable {
     const out = EngramTable.allocate(this.rows, this.cols, this.dtype);
-    const pairs: Array<[ByteRegion, ByteRegion]> = [[this.region, out.region]];
-    if (this.scaleRegion !== undefined) pairs.push([this.scaleRegion, out.scaleRegion!]);
-    for (const [from, to] of pairs) {
+    const pairs: Array<[ByteRegion, ByteRegion['buffer'], number]> = [];
+    let row = 0;
+    for (const part of this.parts) {
+      pairs.push([part.region, out.region.buffer, row * this.rowBytes]);
+      if (part.scaleRegion !== undefined) pairs.push([part.scaleRegion, out.scaleRegion!.buffer, row * (this.cols / SCALE_BLOCK)]);
+      row += part.rows;
+    }
+    for (const [from, to, at] of pairs) {
       native().copyRegion({
         src: nativeBuffer(from.buffer),
         srcByteOffset: from.byteOffset,
-        dst: to.buffer as ArrayBuffer, // allocate() always gives ArrayBuffers
-        dstByteOffset: to.byteOffset,
+        dst: to as ArrayBuffer, // allocate() always gives ArrayBuffers
+        dstByteOffset: at,
         byteLength: from.byteLength,
         threads: options.threads ?? 0,
       });
@@ -141,17 +214,41 @@ export class EngramTable {
     return out;
   }
 
+  /** Bytes of one stored row (without fp8 scales). */
+  get rowBytes(): number {
+    return this.cols * bytesPerElement(this.dtype);
+  }
+
   /**
    * A table read from its file into this process's memory with pread (`dataOffset`:
-   * row 0; fp8: `scalesOffset`): the file's pages are never mapped here.
+   * row 0; fp8: `scalesOffset`): the file's pages are never mapped here. An array of
+   * files: a table split by rows across them, joined in order.
    */
-  static readFile(file: { path: string; dtype: TableDtype; rows: number; cols: number; dataOffset: number; scalesOffset?: number }, options: { threads?: number } = {}): EngramTable {
-    const out = EngramTable.allocate(file.rows, file.cols, file.dtype);
-    const parts: Array<[number | undefined, ByteRegion | undefined]> = [[file.dataOffset, out.region], [file.scalesOffset, out.scaleRegion]];
-    for (const [offset, to] of parts) {
-      if (to === undefined) continue;
-      requireInteger('file offset', offset, 0);
-      native().readFileRegion({ path: file.path, offset: offset!, byteLength: to.byteLength, dst: to.buffer as ArrayBuffer, dstByteOffset: to.byteOffset, threads: options.threads ?? 0 });
+  static readFile(
+    file: { path: string; dtype: TableDtype; rows: number; cols: number; dataOffset: number; scalesOffset?: number } | ReadonlyArray<{ path: string; dtype: TableDtype; rows: number; cols: number; dataOffset: number; scalesOffset?: number }>,
+    options: { threads?: number } = {},
+  ): EngramTable {
+    const files = Array.isArray(file) ? file : [file];
+    if (files.length === 0) throw new TypeError('file must be a table file or a non-empty array of them');
+    const { dtype, cols } = files[0];
+    for (const f of files) {
+      if (f.dtype !== dtype || f.cols !== cols) throw new RangeError(`the files of one table must share dtype and cols: '${f.path}' has ${describe(f.dtype)} x ${describe(f.cols)}, '${files[0].path}' ${describe(dtype)} x ${describe(cols)}`);
+      checkGeometry(f.rows, f.cols, f.dtype);
+    }
+    const out = EngramTable.allocate(files.reduce((sum, f) => sum + f.rows, 0), cols, dtype);
+    let row = 0;
+    for (const f of files) {
+      const parts: Array<[number | undefined, ByteRegion | undefined, number]> = [
+        [f.dataOffset, out.region, row * out.rowBytes],
+        [f.scalesOffset, out.scaleRegion, row * (cols / SCALE_BLOCK)],
+      ];
+      for (const [offset, to, at] of parts) {
+        if (to === undefined) continue;
+        requireInteger('file offset', offset, 0);
+        const byteLength = to === out.region ? f.rows * out.rowBytes : f.rows * (cols / SCALE_BLOCK);
+        native().readFileRegion({ path: f.path, offset: offset!, byteLength, dst: to.buffer as ArrayBuffer, dstByteOffset: at, threads: options.threads ?? 0 });
+      }
+      row += f.rows;
     }
     return out;
   }
@@ -180,7 +277,7 @@ export class EngramTable {
    * latency-sensitive serving or timing a table "in RAM" (it reads the whole table once).
    */
   prefault(): void {
-    for (const r of [this.region, this.scaleRegion]) {
+    for (const r of this.parts.flatMap((p) => [p.region, p.scaleRegion])) {
       if (r !== undefined) native().prefaultRegion({ buffer: nativeBuffer(r.buffer), byteOffset: r.byteOffset, byteLength: r.byteLength });
     }
   }
@@ -196,19 +293,72 @@ export class EngramTable {
   }
 
   get byteLength(): number {
-    return this.region.byteLength + (this.scaleRegion?.byteLength ?? 0);
+    return this.parts.reduce((sum, p) => sum + p.region.byteLength + (p.scaleRegion?.byteLength ?? 0), 0);
   }
 
   /** @internal The table as the addon reads it. */
   nativeArgs(): NativeTableArgs {
-    return {
-      table: nativeBuffer(this.region.buffer),
-      tableByteOffset: this.region.byteOffset,
-      tableScales: this.scaleRegion === undefined ? undefined : nativeBuffer(this.scaleRegion.buffer),
-      tableScalesByteOffset: this.scaleRegion?.byteOffset ?? 0,
+    const first = this.parts[0];
+    const args: NativeTableArgs = {
+      table: nativeBuffer(first.region.buffer),
+      tableByteOffset: first.region.byteOffset,
+      tableScales: first.scaleRegion === undefined ? undefined : nativeBuffer(first.scaleRegion.buffer),
+      tableScalesByteOffset: first.scaleRegion?.byteOffset ?? 0,
       tableDtype: TABLE_DTYPE_CODES[this.dtype],
       tableRows: this.rows,
       tableCols: this.cols,
     };
+    if (this.parts.length > 1) {
+      args.tableParts = this.parts.map((p) => ({
+        rows: p.rows,
+        table: nativeBuffer(p.region.buffer),
+        tableByteOffset: p.region.byteOffset,
+        tableScales: p.scaleRegion === undefined ? undefined : nativeBuffer(p.scaleRegion.buffer),
+        tableScalesByteOffset: p.scaleRegion?.byteOffset ?? 0,
+      }));
+    }
+    return args;
   }
+}
+
+/** The row ranges a stored tensor's bytes lie in (its shards' parts, or one), checked whole. */
+interface StoredRange {
+  begin: number;
+  end: number;
+  data: ByteRegion;
+}
+
+function storedRanges(t: Tensor, rows: number, rowBytes: number, what: string): StoredRange[] {
+  if (t.rowParts === undefined) return [{ begin: 0, end: rows, data: t.data }]; // checked where it is wrapped
+  let at = 0;
+  const out = t.rowParts.map((p) => {
+    const n = p.shape[0];
+    if (!Number.isInteger(n) || n < 1 || p.data.byteLength !== n * rowBytes) {
+      throw new RangeError(`a ${what} part of ${describe(n)} rows has ${p.data.byteLength} bytes, expected ${n} x ${rowBytes}`);
+    }
+    const r = { begin: at, end: at + n, data: p.data };
+    at += n;
+    return r;
+  });
+  if (at !== rows) throw new RangeError(`the ${what} parts hold ${at} rows, the table has ${rows}`);
+  return out;
+}
+
+/** Rows [begin, end) of ranges that cover them within one range (cuts include every range boundary). */
+function sliceRows(ranges: StoredRange[], begin: number, end: number, rowBytes: number): ByteRegion {
+  const r = ranges.find((x) => x.begin <= begin && end <= x.end)!;
+  return { buffer: r.data.buffer, byteOffset: r.data.byteOffset + (begin - r.begin) * rowBytes, byteLength: (end - begin) * rowBytes };
+}
+
+function checkedPart(data: ByteRegion, scales: ByteRegion | undefined, rows: number, cols: number, dtype: TableDtype, what: string): TablePart {
+  if (!isByteRegion(data)) throw new TypeError(`${what} data must be a typed array or { buffer, byteOffset, byteLength }, got ${describe(data)}`);
+  const want = rows * cols * bytesPerElement(dtype);
+  if (data.byteLength !== want) throw new RangeError(`${what} data has ${data.byteLength} bytes but ${rows} x ${cols} ${dtype} needs ${want}`);
+  if (dtype === 'f8e4m3') {
+    const need = rows * (cols / SCALE_BLOCK);
+    if (!isByteRegion(scales) || scales.byteLength !== need) {
+      throw new RangeError(`an fp8 table needs ${need} UE8M0 scale bytes${what === 'table' ? '' : ` for ${what}`}, got ${describe(scales)}`);
+    }
+  }
+  return { rows, region: plainRegion(data), scaleRegion: dtype === 'f8e4m3' ? plainRegion(scales!) : undefined };
 }

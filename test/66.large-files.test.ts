@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { EngramTable, readSafetensors, TablePager, writeSafetensors } from '../src/index.js';
+import { DeepseekV41EngramModel, EngramTable, readSafetensors, TablePager, writeSafetensors, writeSyntheticV41Checkpoint } from '../src/index.js';
 import { MappedFile } from '../src/mapped-file.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-large-'));
@@ -60,5 +60,29 @@ describe('safetensors files over 4 GiB (sparse here)', () => {
     const want = mapped.gather(ids);
     expect(want.some((v) => v !== 0)).toBe(true);
     expect(Buffer.from(pager.gather(ids).buffer).equals(Buffer.from(want.buffer))).toBe(true);
+  });
+
+  it("DeepSeek-V4.1's released table geometry split over 8 engram{rank}-mp8 shards opens mapped, with little memory", () => {
+    const ckpt = path.join(dir, 'v41-mp8');
+    const config = writeSyntheticV41Checkpoint(ckpt, { rowsScale: 1, sparseTables: true, shards: 8, hiddenSize: 64 });
+    expect(config.numEmbeddings[0]).toBeGreaterThan(3.8e8);
+    const before = process.memoryUsage().rss;
+    const model = DeepseekV41EngramModel.fromCheckpoint(ckpt);
+    const grown = process.memoryUsage().rss - before;
+    expect(grown).toBeLessThan(2 ** 30); // the 2 x 98 GB of tables are not read
+    for (const [i, id] of config.layerIds.entries()) {
+      const table = model.layers.get(id)!.table;
+      expect(table.rows).toBe(config.numEmbeddings[i]);
+      expect(table.parts.length).toBe(8);
+      expect(table.byteLength).toBe(config.numEmbeddings[i] * 264);
+    }
+    // The tables are holes (zero rows): the layer adds nothing, and reading rows in every shard works.
+    const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % 120_000);
+    const streams = new Map(config.layerIds.map((id) => [id, Float32Array.from({ length: 64 * 4 * 64 }, (_, j) => Math.sin(j + id))]));
+    const out = model.forward(streams, ids, [1, 64]);
+    for (const id of config.layerIds) expect(Buffer.from(out.outputs.get(id)!.output.buffer).equals(Buffer.from(streams.get(id)!.buffer))).toBe(true);
+    const table = model.layers.get(1)!.table;
+    const last = BigInt64Array.from([0, table.parts[0].rows, table.rows - 1].map(BigInt)); // both sides of a shard boundary, the last row
+    expect(table.gather(last).every((v) => v === 0)).toBe(true);
   });
 });

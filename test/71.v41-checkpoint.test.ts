@@ -113,7 +113,32 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       const got = DeepseekV41EngramModel.fromCheckpoint(write(name, world, split)).forward(streams, ids, [B, S], { tokenMask: mask });
       for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
     }
-    expect(() => DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-split'), { table: { tier: 'file', cacheBytes: 1 << 20 } })).toThrow(/split it \(it was joined in memory\): use tier 'host'/);
+    // The split tables stay in the shards' mappings: three row ranges, no copy.
+    const split = DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-split'));
+    for (const id of [1, 14]) {
+      const table = split.layers.get(id)!.table;
+      expect(table.parts.map((p) => p.rows)).toEqual([0, 1, 2].map((rank) => Math.min(table.rows, (rank + 1) * Math.ceil(table.rows / 3)) - Math.min(table.rows, rank * Math.ceil(table.rows / 3))));
+      table.parts.forEach((p, rank) => {
+        // a view of the shard's mapping: the whole file's buffer, at the tensor's offset in it
+        const shard = path.join(root, 'mp-split', `engram${rank}-mp3.safetensors`);
+        const stored = readSafetensors(shard).tensors[`layers.${id}.engram.embed.weight`];
+        expect([p.region.buffer.byteLength, p.region.byteOffset]).toEqual([fs.statSync(shard).size, stored.fileOffset]);
+      });
+      expect(() => table.region).toThrow(/split by rows into 3 regions/);
+    }
+    // Every tier reads the split table: the pager over the mapped parts, over the shard files, and a copy.
+    const pageRows = 7; // pages that straddle the shards' row ranges
+    for (const table of [{ tier: 'host', cacheBytes: 1 << 20, pageRows }, { tier: 'file', cacheBytes: 1 << 20, pageRows }, { tier: 'file', cacheBytes: 1 << 20, pageRows, eviction: 'direct' }, { tier: 'host', copy: true }] as const) {
+      const got = DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-split'), { table }).forward(streams, ids, [B, S], { tokenMask: mask });
+      for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output), JSON.stringify(table)).toBe(true);
+    }
+    // Rows split over three shards, their scales whole in one: the table is cut where either is.
+    const mixed = write('mp-mixed', 3, (k: string) => /embed\.weight$/.test(k));
+    const mixedModel = DeepseekV41EngramModel.fromCheckpoint(mixed);
+    expect(mixedModel.layers.get(1)!.table.parts.length).toBe(3);
+    const gotMixed = mixedModel.forward(streams, ids, [B, S], { tokenMask: mask });
+    for (const id of [1, 14]) expect(same(gotMixed.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(mixed, { table: { tier: 'file', cacheBytes: 1 << 16 } })).toThrow(/tier 'file' needs '.*embed.weight' and '.*embed.scale' in one file|scales of the table in '.*' are split differently: use tier 'host'/);
     // parts that do not join along their first dimension
     const bad = path.join(root, 'mp-bad');
     fs.cpSync(path.join(root, 'mp-split'), bad, { recursive: true });

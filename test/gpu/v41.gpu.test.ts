@@ -36,5 +36,27 @@ describe.skipIf(visible.length === 0)("CUDA DeepSeek-V4.1 layer", () => {
     const r = l.forwardRows(Float32Array.from(ref.hidden_streams), Int32Array.from(ref.row_ids.flat(2)), [c.batch, c.seq], { tokenMask: ref.token_mask.flat() });
     expect(maxRelError(r.gates, ref.gates)).toBeLessThan(1e-4);
     expect(maxRelError(r.output, ref.output)).toBeLessThan(1e-4);
+
+    // The table split by rows (a sharded checkpoint's parts) is joined on upload: same bits.
+    const split = new DeepseekV41Engram(
+      { hiddenSize: D, hcMult: c.hc_mult, maxNgramSize: c.max_ngram_size, nHeads: c.n_heads, headDim: c.head_dim, numEmbeddings: c.table_rows, rmsNormEps: c.rms_norm_eps },
+      { device: 'cuda' },
+    );
+    const cut = Math.floor(c.table_rows / 3);
+    const parts = (t: Tensor, width: number) => {
+      const bytes = t.data as Uint8Array;
+      return [
+        { path: 'rank0', shape: [cut, width], data: bytes.slice(0, cut * width) },
+        { path: 'rank1', shape: [c.table_rows - cut, width], data: bytes.slice(cut * width) },
+      ];
+    };
+    split.loadStateDict({
+      ...dict,
+      'embed.weight': { ...dict['embed.weight'], rowParts: parts(dict['embed.weight'], c.head_dim) },
+      'embed.scale': { ...dict['embed.scale'], rowParts: parts(dict['embed.scale'], c.head_dim / 32) },
+    });
+    expect(split.table.parts.length).toBe(2);
+    const s = split.forwardRows(Float32Array.from(ref.hidden_streams), Int32Array.from(ref.row_ids.flat(2)), [c.batch, c.seq], { tokenMask: ref.token_mask.flat() });
+    expect(Buffer.compare(Buffer.from(s.output.buffer), Buffer.from(r.output.buffer))).toBe(0);
   });
 });
