@@ -59,7 +59,6 @@ float gateFromLanes(const float* key, const float* query, const float* w1, const
 
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const TableView& t = a.table;
-  const int64_t rowBytes = static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype);
   const int64_t first = begin * a.heads, last = end * a.heads;
   int64_t m = begin;
   int h = 0;
@@ -67,12 +66,7 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   int aheadH = kPrefetchRows % a.heads;
   for (int64_t q = first; q < last; ++q) {
     // Random rows of a large table: request the row kPrefetchRows ahead of this one.
-    if (q + kPrefetchRows < last) {
-      const int64_t aheadRow = rowIdAt(a, aheadM, aheadH);
-      const uint8_t* ahead = t.rowBytes(aheadRow);
-      for (int64_t b = 0; b < rowBytes; b += 64) prefetchLine(ahead + b);
-      if (t.scales != nullptr) prefetchLine(t.rowScales(aheadRow));  // fp8: the scales live apart
-    }
+    if (q + kPrefetchRows < last) prefetchTableRow(t, rowIdAt(a, aheadM, aheadH));
     if (++aheadH == a.heads) {
       aheadH = 0;
       ++aheadM;

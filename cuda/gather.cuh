@@ -119,27 +119,32 @@ struct TableView {
   int segmentCount;
   TableSegment segments[kMaxTableSegments];
   EK_HD int64_t rowStride() const { return static_cast<int64_t>(cols) * tableElementBytes(dtype); }
-  // The segment holding row r: the last one starting at or before it (binary search).
+  // The segment holding row r: the last one starting at or before it. A binary search
+  // whose steps depend only on segmentCount (the comparison picks by conditional move):
+  // hashed rows land in random segments, where a branch would mispredict half the time.
   EK_HD int segmentOf(int64_t r) const {
-    int lo = 0, hi = segmentCount - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (segments[mid].firstRow <= r) lo = mid;
-      else hi = mid - 1;
+    int lo = 0;
+    for (int n = segmentCount; n > 1;) {
+      const int half = n / 2;
+      lo = segments[lo + half].firstRow <= r ? lo + half : lo;
+      n -= half;
     }
     return lo;
   }
-  EK_HD const uint8_t* rowBytes(int64_t r) const {
-    if (segmentCount == 0) return data + r * rowStride();
+  struct RowRef {
+    const uint8_t* data;
+    const uint8_t* scales;  // null unless fp8
+  };
+  // Row r's bytes and (fp8) scales, with one segment lookup.
+  EK_HD RowRef row(int64_t r) const {
+    const int64_t scaleRow = cols / kScaleBlock;
+    if (segmentCount == 0) return {data + r * rowStride(), scales == nullptr ? nullptr : scales + r * scaleRow};
     const TableSegment& s = segments[segmentOf(r)];
-    return s.data + (r - s.firstRow) * rowStride();
+    const int64_t local = r - s.firstRow;
+    return {s.data + local * rowStride(), s.scales == nullptr ? nullptr : s.scales + local * scaleRow};
   }
-  EK_HD const uint8_t* rowScales(int64_t r) const {
-    if (scales == nullptr) return nullptr;
-    if (segmentCount == 0) return scales + r * static_cast<int64_t>(cols / kScaleBlock);
-    const TableSegment& s = segments[segmentOf(r)];
-    return s.scales + (r - s.firstRow) * static_cast<int64_t>(cols / kScaleBlock);
-  }
+  EK_HD const uint8_t* rowBytes(int64_t r) const { return row(r).data; }
+  EK_HD const uint8_t* rowScales(int64_t r) const { return row(r).scales; }
   // Rows of segment i (the whole table when it is one region).
   EK_HD int64_t segmentRows(int i) const {
     if (segmentCount == 0) return rows;

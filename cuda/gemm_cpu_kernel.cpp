@@ -194,34 +194,21 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
   }
 }
 
-// Inputs [k0, k0 + kc) of gathered row m decoded into dst (fp32): table rows wholly
-// inside the range decode in place, a row the range cuts goes through `cut` (cols floats).
-inline void gatherRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64_t kc, float* __restrict dst, float* cut) {
-  const int64_t cols = g.table.cols;
-  for (int64_t h = k0 / cols; h * cols < k0 + kc; ++h) {
-    const int64_t i = m * g.stride + g.offset + h;
-    const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[i] : static_cast<const int32_t*>(g.rowIds)[i];
-    const int64_t c0 = std::max(k0, h * cols), c1 = std::min(k0 + kc, (h + 1) * cols);
-    if (c0 == h * cols && c1 == (h + 1) * cols) {
-      decodeTableRow(g.table, id, dst + (c0 - k0));
-    } else {
-      decodeTableRow(g.table, id, cut);
-      std::memcpy(dst + (c0 - k0), cut + (c0 - h * cols), static_cast<size_t>(c1 - c0) * sizeof(float));
+// The table rows of gathered rows [r0, r0 + rows) (all heads), resolved to addresses in
+// one pass: a split table's segment lookups then run back to back, independent of one
+// another, instead of in the chain of each row's reads.
+inline const TableView::RowRef* resolveBlockRows(const GatheredRows& g, int64_t r0, int64_t rows) {
+  thread_local std::vector<TableView::RowRef> refs;
+  const int64_t n = rows * g.heads;
+  if (refs.size() < static_cast<size_t>(n)) refs.resize(static_cast<size_t>(n));
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = (r0 + row) * g.stride + g.offset;
+    for (int h = 0; h < g.heads; ++h) {
+      const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[base + h] : static_cast<const int32_t*>(g.rowIds)[base + h];
+      refs[row * g.heads + h] = g.table.row(id);
     }
   }
-}
-
-// Requests the table rows gatherRowRange will read for row m (random rows of a large table).
-inline void prefetchRowRange(const GatheredRows& g, int64_t m, int64_t k0, int64_t kc) {
-  const int64_t cols = g.table.cols;
-  const int64_t rowBytes = cols * tableElementBytes(g.table.dtype);
-  for (int64_t h = k0 / cols; h * cols < k0 + kc; ++h) {
-    const int64_t i = m * g.stride + g.offset + h;
-    const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[i] : static_cast<const int32_t*>(g.rowIds)[i];
-    const uint8_t* row = g.table.rowBytes(id);
-    for (int64_t b = 0; b < rowBytes; b += 64) prefetchLine(row + b);
-    if (g.table.scales != nullptr) prefetchLine(g.table.rowScales(id));
-  }
+  return refs.data();
 }
 
 constexpr int64_t kGatherAheadRows = 96;  // table rows requested ahead of the one decoded
@@ -233,13 +220,18 @@ template <typename OnRow>
 inline void gatherBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, OnRow onRow) {
   thread_local std::vector<float> full;
   if (full.size() < static_cast<size_t>(k)) full.resize(k);
+  const TableView::RowRef* refs = resolveBlockRows(g, r0, rows);
+  const int64_t cols = g.table.cols;
   // Random rows of a large table (often a TLB miss each): keep about kGatherAheadRows
-  // table rows in flight.
+  // table rows in flight, requested a gathered row (all its heads) at a time.
   const int64_t ahead = std::max<int64_t>(1, kGatherAheadRows / std::max(1, g.heads));
-  for (int64_t row = 0; row < std::min(rows, ahead); ++row) prefetchRowRange(g, r0 + row, 0, k);
+  const auto prefetchRow = [&](int64_t row) {
+    for (int h = 0; h < g.heads; ++h) prefetchTableRow(g.table, refs[row * g.heads + h]);
+  };
+  for (int64_t row = 0; row < std::min(rows, ahead); ++row) prefetchRow(row);
   for (int64_t row = 0; row < rows; ++row) {
-    if (row + ahead < rows) prefetchRowRange(g, r0 + row + ahead, 0, k);
-    gatherRowRange(g, r0 + row, 0, k, full.data(), nullptr);
+    if (row + ahead < rows) prefetchRow(row + ahead);
+    for (int h = 0; h < g.heads; ++h) decodeTableRow(g.table, refs[row * g.heads + h], full.data() + h * cols);
     onRow(row, full.data());
   }
 }

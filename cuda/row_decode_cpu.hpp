@@ -59,15 +59,24 @@ void decodeRow(const uint8_t* row, const uint8_t* scales, int cols, float* __res
   }
 }
 
-// Row r of a table decoded to fp32 [t.cols] (exact for every format).
-inline void decodeTableRow(const TableView& t, int64_t r, float* __restrict dst) {
+// Requests a table row (and its fp8 scales) into the cache ahead of its decoding.
+inline void prefetchTableRow(const TableView& t, TableView::RowRef row) {
+  const int64_t bytes = t.rowStride();
+  for (int64_t b = 0; b < bytes; b += 64) prefetchLine(row.data + b);
+  if (row.scales != nullptr) prefetchLine(row.scales);  // fp8: the scales live apart
+}
+inline void prefetchTableRow(const TableView& t, int64_t r) { prefetchTableRow(t, t.row(r)); }
+
+// A table row decoded to fp32 [t.cols] (exact for every format).
+inline void decodeTableRow(const TableView& t, TableView::RowRef row, float* __restrict dst) {
   switch (t.dtype) {
-    case TableDtype::F32: decodeRow<TableDtype::F32>(t.rowBytes(r), nullptr, t.cols, dst); break;
-    case TableDtype::BF16: decodeRow<TableDtype::BF16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-    case TableDtype::F16: decodeRow<TableDtype::F16>(t.rowBytes(r), nullptr, t.cols, dst); break;
-    default: decodeRow<TableDtype::F8E4M3>(t.rowBytes(r), t.rowScales(r), t.cols, dst);
+    case TableDtype::F32: decodeRow<TableDtype::F32>(row.data, nullptr, t.cols, dst); break;
+    case TableDtype::BF16: decodeRow<TableDtype::BF16>(row.data, nullptr, t.cols, dst); break;
+    case TableDtype::F16: decodeRow<TableDtype::F16>(row.data, nullptr, t.cols, dst); break;
+    default: decodeRow<TableDtype::F8E4M3>(row.data, row.scales, t.cols, dst);
   }
 }
+inline void decodeTableRow(const TableView& t, int64_t r, float* __restrict dst) { decodeTableRow(t, t.row(r), dst); }
 
 }  // namespace
 }  // namespace EK_CPU_ISA
