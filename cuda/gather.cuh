@@ -97,7 +97,7 @@ EK_HD float decodeTableElement(TableDtype d, const uint8_t* row, const uint8_t* 
 
 // Most row ranges one table may be split into (a checkpoint's model-parallel shards, each
 // memory-mapped where it lies). Inline, so a view stays a plain value with no owner.
-constexpr int kMaxTableSegments = 32;
+constexpr int kMaxTableSegments = 64;
 
 // Rows firstRow.. of a split table: their bytes (and fp8 scales) start at data (scales).
 struct TableSegment {

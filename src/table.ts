@@ -43,7 +43,7 @@ function view(region: ByteRegion, what: string): Uint8Array {
 export const nativeBuffer = (b: ByteRegion['buffer']) => (b instanceof MappedFile ? b.handle : (b as ArrayBuffer));
 
 /** Most row ranges one table may be split into (the native view's limit). */
-export const MAX_TABLE_PARTS = 32;
+export const MAX_TABLE_PARTS = 64;
 
 /** One row range of a table: its rows' bytes and (fp8) their UE8M0 scales. */
 export interface TablePart {

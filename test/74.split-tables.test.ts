@@ -59,6 +59,14 @@ describe('tables split by rows', () => {
     });
   }
 
+  it(`${MAX_TABLE_PARTS} parts (a 64-rank checkpoint): the bits of the table in one region`, () => {
+    const whole = EngramTable.random(rows, cols, 'f8e4m3', { seed: 5 });
+    const split = splitTable(whole, Array.from({ length: MAX_TABLE_PARTS - 1 }, (_, i) => 15 * (i + 1)));
+    expect(split.parts.length).toBe(MAX_TABLE_PARTS);
+    expect(sameBits(split.gather(ids), whole.gather(ids))).toBe(true);
+    expect(sameBits(split.toFloat32(), whole.toFloat32())).toBe(true);
+  });
+
   it('the pager reads pages that straddle the parts, from memory and from the files', () => {
     const whole = EngramTable.random(rows, cols, 'f8e4m3', { seed: 4 });
     const split = splitTable(whole, cuts);
@@ -111,7 +119,7 @@ describe('tables split by rows', () => {
   it('bad parts get clear errors', () => {
     const part = { rows: 2, data: new Uint8Array(2 * 32), scales: new Uint8Array(2) };
     expect(() => EngramTable.fromParts([], 32, 'f8e4m3')).toThrow(TypeError);
-    expect(() => EngramTable.fromParts(new Array(MAX_TABLE_PARTS + 1).fill(part), 32, 'f8e4m3')).toThrow(/at most 32/);
+    expect(() => EngramTable.fromParts(new Array(MAX_TABLE_PARTS + 1).fill(part), 32, 'f8e4m3')).toThrow(/at most 64/);
     expect(() => EngramTable.fromParts([part, { ...part, data: new Uint8Array(63) }], 32, 'f8e4m3')).toThrow(/parts\[1\] data has 63 bytes but 2 x 32 f8e4m3 needs 64/);
     expect(() => EngramTable.fromParts([part, { ...part, scales: undefined }], 32, 'f8e4m3')).toThrow(/needs 2 UE8M0 scale bytes for parts\[1\]/);
     expect(() => EngramTable.fromParts([{ ...part, rows: 0 }], 32, 'f8e4m3')).toThrow(/rows/);
