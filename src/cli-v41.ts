@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from './deepseek-v41-checkpoint.js';
+import { assembleV41Tensors, findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from './deepseek-v41-checkpoint.js';
 import { DeepseekV41EngramModel } from './deepseek-v41-model.js';
 import { tensorByteLength } from './dtype.js';
 import { progress } from './throughput.js';
@@ -12,7 +12,9 @@ const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 export function inspectV41(dir: string, json: boolean): number {
   const config = parseV41Config(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
   const { tensors, files } = findEngramTensors(dir);
-  const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: tensorByteLength(t) }));
+  const shards = Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, t.rowParts?.length ?? 1]));
+  assembleV41Tensors(tensors, config);
+  const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: tensorByteLength(t), shards: shards[name] }));
   const cols = (config.maxNgramSize - 1) * config.nHeads;
   const rowBytes = config.headDim + config.headDim / 32; // fp8 codes + UE8M0 scales
   let problem: string | undefined;
@@ -41,7 +43,7 @@ export function inspectV41(dir: string, json: boolean): number {
     console.log(`gathered per token per layer: ${cols} rows x ${rowBytes} B = ${(cols * rowBytes).toLocaleString()} B`);
     console.log('');
     const width = Math.max(...rows.map((r) => r.name.length));
-    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}`);
+    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}${r.shards > 1 ? `  (in ${r.shards} shards)` : ''}`);
     console.log(`\nEngram tensors: ${gib(report.engramBytes)} in ${files.length} file(s)`);
     console.log(`check: ${report.check}`);
     if (!problem) console.log(`resident memory with the checkpoint open (tables memory-mapped): ${gib(residentBytes)}`);

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { CompressedTokenizer } from './compressed-tokenizer.js';
-import type { ByteRegion, Tensor, TensorPart } from './dtype.js';
+import { DTYPE_BYTES, regionBytes, type ByteRegion, type Tensor, type TensorPart } from './dtype.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import { native } from './native.js';
 import { EngramTable, nativeBuffer } from './table.js';
@@ -168,6 +168,69 @@ function joinRowParts(name: string, parts: TensorPart[]): ByteRegion {
     at += r.byteLength;
   }
   return { buffer, byteOffset: 0, byteLength };
+}
+
+/**
+ * The tensors of one layer as the config expects them (name relative to the layer's
+ * prefix -> shape), for assembling model-parallel shards: a tensor found in several
+ * shards is split by rows (the parts join along dim 0 to the expected shape), replicated
+ * (every part already has it: rank 0's is used), or split by columns (the parts join
+ * along dim 1: joined in memory; tables are never split so).
+ */
+export function v41LayerShapes(config: V41CheckpointConfig, layerIndex: number): Record<string, number[]> {
+  const rows = config.numEmbeddings[layerIndex];
+  const out = (config.hcMult + 1) * config.hiddenSize;
+  const features = (config.maxNgramSize - 1) * config.nHeads * config.headDim;
+  return {
+    'embed.weight': [rows, config.headDim],
+    'embed.scale': [rows, config.headDim / 32],
+    'wkv.weight': [out, features],
+    'wkv.scale': [Math.ceil(out / 32), Math.ceil(features / 32)],
+    q_weight: [config.hcMult, config.hiddenSize],
+    k_weight: [config.hcMult, config.hiddenSize],
+  };
+}
+
+/** A tensor found in several shards, as `expected` asks (see v41LayerShapes); others unchanged. */
+export function assembleShardedTensor(name: string, t: Tensor, expected: number[] | undefined): Tensor {
+  const parts = t.rowParts;
+  if (parts === undefined || expected === undefined || expected.length !== t.shape.length) return t;
+  const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+  if (same(t.shape, expected)) return t; // split by rows
+  if (parts.every((p) => same(p.shape, expected))) {
+    // Replicated in every shard (DeepSeek's converter copies unsplit weights to each rank).
+    return { dtype: t.dtype, shape: expected.slice(), data: parts[0].data, fileOffset: parts[0].fileOffset, rowParts: undefined };
+  }
+  if (expected.length === 2 && parts.every((p) => p.shape[0] === expected[0]) && parts.reduce((n, p) => n + p.shape[1], 0) === expected[1]) {
+    if (/embed\.(weight|scale)$/.test(name)) throw new RangeError(`table tensor '${name}' is split by columns across ${parts.length} shards: only splits by rows are read`);
+    return { dtype: t.dtype, shape: expected.slice(), data: joinColumns(name, parts, DTYPE_BYTES[t.dtype]) };
+  }
+  return t; // the layer's shape check names it
+}
+
+/** Every layer's tensors found in several shards assembled as the config expects (in place). */
+export function assembleV41Tensors(tensors: Record<string, Tensor>, config: V41CheckpointConfig): void {
+  config.layerIds.forEach((id, i) => {
+    const prefix = engramPrefix(id);
+    const shapes = v41LayerShapes(config, i);
+    for (const name of Object.keys(tensors)) {
+      if (name.startsWith(prefix)) tensors[name] = assembleShardedTensor(name, tensors[name], shapes[name.slice(prefix.length)]);
+    }
+  });
+}
+
+/** Parts [rows, k_i] side by side: [rows, sum k_i], in process memory. */
+function joinColumns(name: string, parts: TensorPart[], elementBytes: number): ByteRegion {
+  const rows = parts[0].shape[0];
+  const widths = parts.map((p) => p.shape[1] * elementBytes);
+  const rowBytes = widths.reduce((a, b) => a + b, 0);
+  const out = new Uint8Array(rows * rowBytes);
+  parts.forEach((p, i) => {
+    const bytes = regionBytes(p.data, `tensor '${name}' (part ${i})`);
+    const at = widths.slice(0, i).reduce((a, b) => a + b, 0);
+    for (let r = 0; r < rows; r++) out.set(bytes.subarray(r * widths[i], (r + 1) * widths[i]), r * rowBytes + at);
+  });
+  return out;
 }
 
 export interface SynthOptions {

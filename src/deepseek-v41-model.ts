@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { CompressedTokenizer } from './compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './deepseek-v41-engram.js';
-import { engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './deepseek-v41-checkpoint.js';
+import { assembleV41Tensors, engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './deepseek-v41-checkpoint.js';
 import { OneShotTicket, requireTierOptions, type TableTierOptions } from './engram-paging.js';
 import { NgramHashMapping } from './ngram-hash-mapping.js';
 import type { PagerTicket } from './pager.js';
@@ -93,6 +93,9 @@ export class DeepseekV41EngramModel {
       }
     });
     const { tensors, files, fileOf } = findEngramTensors(dir);
+    // Where each table lies (its first shard when split), before replicated tensors are assembled.
+    const tableFile = Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, fileOf[name] ?? t.rowParts?.[0].path]));
+    assembleV41Tensors(tensors, config);
     const layers = new Map<number, DeepseekV41Engram>();
     config.layerIds.forEach((id, i) => {
       const layer = new DeepseekV41Engram(
@@ -114,7 +117,7 @@ export class DeepseekV41EngramModel {
         const scale = prefix + 'embed.scale';
         if (tier.tier === 'file' && fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
         // A table split by rows across shards: each shard's file holds a row range (rowParts).
-        layer.usePager(tier, { path: fileOf[embed] ?? tensors[embed].rowParts![0].path, data: tensors[embed], scales: tensors[scale] });
+        layer.usePager(tier, { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale] });
       }
       layers.set(id, layer);
     });

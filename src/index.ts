@@ -40,7 +40,7 @@ export {
   type V41ForwardResult,
 } from './deepseek-v41-engram.js';
 export { DeepseekV41EngramModel, type V41ModelForwardOptions } from './deepseek-v41-model.js';
-export { parseV41Config, findEngramTensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type SynthOptions } from './deepseek-v41-checkpoint.js';
+export { parseV41Config, findEngramTensors, assembleV41Tensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type SynthOptions } from './deepseek-v41-checkpoint.js';
 export { MoE, moeRoute, moeRouteAsync, moeLayout, moeLayoutAsync, MOE_ROUTE_PRESETS, type MoeConfig, type MoeRoute, type MoeLayout, type MoeRouteOptions, type ScoreFunc } from './moe.js';
 export {
   TablePager,

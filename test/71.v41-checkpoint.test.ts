@@ -89,19 +89,30 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       const bytes = new Uint8Array(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength).slice(from * rowBytes, to * rowBytes);
       return { dtype: t.dtype, shape: [to - from, ...t.shape.slice(1)], data: bytes };
     };
-    const write = (name: string, world: number, split: (tensorName: string) => boolean) => {
+    const sliceCols = (t: Tensor, from: number, to: number): Tensor => {
+      const [rows, width] = t.shape;
+      const e = t.data.byteLength / (rows * width);
+      const src = new Uint8Array(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength);
+      const out = new Uint8Array(rows * (to - from) * e);
+      for (let r = 0; r < rows; r++) out.set(src.subarray((r * width + from) * e, (r * width + to) * e), r * (to - from) * e);
+      return { dtype: t.dtype, shape: [rows, to - from], data: out };
+    };
+    // How each tensor is laid over the ranks: split by rows or columns, in every rank, or in one.
+    type Layout = 'rows' | 'cols' | 'every' | 'one';
+    const write = (name: string, world: number, split: (tensorName: string) => boolean | Layout) => {
       const out = path.join(root, name);
       fs.mkdirSync(out, { recursive: true });
       for (const f of ['config.json', 'tokenizer.json']) fs.copyFileSync(path.join(dir, f), path.join(out, f));
       for (let rank = 0; rank < world; rank++) {
         const shard: Record<string, Tensor> = {};
         for (const [k, t] of Object.entries(tensors)) {
-          if (split(k)) {
-            const per = Math.ceil(t.shape[0] / world);
-            shard[k] = sliceRows(t, Math.min(t.shape[0], rank * per), Math.min(t.shape[0], (rank + 1) * per));
-          } else if (rank === (k.includes('layers.14.') ? world - 1 : 0)) {
-            shard[k] = t;
-          }
+          const layout = split(k) === true ? 'rows' : split(k) === false ? 'one' : (split(k) as Layout);
+          const dim = layout === 'cols' ? 1 : 0;
+          const per = Math.ceil(t.shape[dim] / world);
+          const [from, to] = [Math.min(t.shape[dim], rank * per), Math.min(t.shape[dim], (rank + 1) * per)];
+          if (layout === 'rows') shard[k] = sliceRows(t, from, to);
+          else if (layout === 'cols') shard[k] = sliceCols(t, from, to);
+          else if (layout === 'every' || rank === (k.includes('layers.14.') ? world - 1 : 0)) shard[k] = t;
         }
         writeSafetensors(path.join(out, `engram${rank}-mp${world}.safetensors`), shard);
       }
@@ -132,6 +143,15 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       const got = DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-split'), { table }).forward(streams, ids, [B, S], { tokenMask: mask });
       for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output), JSON.stringify(table)).toBe(true);
     }
+    // DeepSeek's converter copies unsplit weights into every rank, and may split a
+    // projection by its input columns: both assemble to the same layer.
+    for (const [name, layout] of [['mp-replicated', 'every'], ['mp-columns', 'cols']] as const) {
+      const ckpt = write(name, 4, (k: string) => (/embed\.(weight|scale)$/.test(k) ? 'rows' : /wkv\./.test(k) ? layout : 'every'));
+      const got = DeepseekV41EngramModel.fromCheckpoint(ckpt).forward(streams, ids, [B, S], { tokenMask: mask });
+      for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output), name).toBe(true);
+    }
+    const tableByColumns = write('mp-table-cols', 2, (k: string) => (/embed\.weight$/.test(k) ? 'cols' : /embed\.scale$/.test(k) ? 'rows' : 'every'));
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(tableByColumns)).toThrow(/table tensor 'layers.1.engram.embed.weight' is split by columns across 2 shards: only splits by rows are read/);
     // Rows split over three shards, their scales whole in one: the table is cut where either is.
     const mixed = write('mp-mixed', 3, (k: string) => /embed\.weight$/.test(k));
     const mixedModel = DeepseekV41EngramModel.fromCheckpoint(mixed);
