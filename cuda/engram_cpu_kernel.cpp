@@ -17,7 +17,8 @@ namespace EK_CPU_ISA {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int kPrefetchRows = 32;  // the row this far ahead is requested while one is decoded
+constexpr int64_t kPrefetchRows = 96;  // rows requested ahead of the ones decoded
+constexpr int64_t kPrefetchGroup = 24;  // rows requested (and then decoded) together
 
 inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
   const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
@@ -59,25 +60,16 @@ float gateFromLanes(const float* key, const float* query, const float* w1, const
 
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const TableView& t = a.table;
-  const int64_t first = begin * a.heads, last = end * a.heads;
-  int64_t m = begin;
-  int h = 0;
-  int64_t aheadM = begin + kPrefetchRows / a.heads;
-  int aheadH = kPrefetchRows % a.heads;
-  for (int64_t q = first; q < last; ++q) {
-    // Random rows of a large table: request the row kPrefetchRows ahead of this one.
-    if (q + kPrefetchRows < last) prefetchTableRow(t, rowIdAt(a, aheadM, aheadH));
-    if (++aheadH == a.heads) {
-      aheadH = 0;
-      ++aheadM;
-    }
-    const int64_t r = rowIdAt(a, m, h);
-    float* dst = a.embeddings + q * t.cols;
-    decodeTableRow(t, r, dst);
-    if (++h == a.heads) {
-      h = 0;
-      ++m;
-    }
+  const int heads = a.heads;
+  const int64_t first = begin * heads, last = end * heads;
+  const auto rowAt = [&](int64_t q) { return rowIdAt(a, q / heads, static_cast<int>(q % heads)); };
+  // Random rows of a large table: requested kPrefetchRows ahead, a group of rows at a
+  // time (a request per decoded row would queue behind the misses in flight).
+  for (int64_t q = first; q < std::min(last, first + kPrefetchRows); ++q) prefetchTableRow(t, rowAt(q));
+  for (int64_t g = first; g < last; g += kPrefetchGroup) {
+    const int64_t groupEnd = std::min(last, g + kPrefetchGroup);
+    for (int64_t q = g + kPrefetchRows; q < std::min(last, groupEnd + kPrefetchRows); ++q) prefetchTableRow(t, rowAt(q));
+    for (int64_t q = g; q < groupEnd; ++q) decodeTableRow(t, rowAt(q), a.embeddings + q * t.cols);
   }
 }
 
