@@ -17,8 +17,8 @@ namespace EK_CPU_ISA {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int64_t kPrefetchRows = 96;  // rows requested ahead of the ones decoded
-constexpr int64_t kPrefetchGroup = 24;  // rows requested (and then decoded) together
+constexpr int64_t kPrefetchRows = kPrefetchAheadRows;
+constexpr int64_t kPrefetchGroup = kPrefetchGroupRows;
 
 inline int64_t rowIdAt(const EngramRowArgs& a, int64_t m, int h) {
   const int64_t i = m * a.rowIdsStride + a.rowIdsOffset + h;
@@ -63,8 +63,7 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const int heads = a.heads;
   const int64_t first = begin * heads, last = end * heads;
   const auto rowAt = [&](int64_t q) { return rowIdAt(a, q / heads, static_cast<int>(q % heads)); };
-  // Random rows of a large table: requested kPrefetchRows ahead, a group of rows at a
-  // time (a request per decoded row would queue behind the misses in flight).
+  // Random rows of a large table: requested kPrefetchRows ahead, a group at a time.
   for (int64_t q = first; q < std::min(last, first + kPrefetchRows); ++q) prefetchTableRow(t, rowAt(q));
   for (int64_t g = first; g < last; g += kPrefetchGroup) {
     const int64_t groupEnd = std::min(last, g + kPrefetchGroup);

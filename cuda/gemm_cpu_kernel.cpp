@@ -211,29 +211,37 @@ inline const TableView::RowRef* resolveBlockRows(const GatheredRows& g, int64_t 
   return refs.data();
 }
 
-constexpr int64_t kGatherAheadRows = 96;  // table rows requested ahead of the one decoded
 
-// Gathers rows [r0, r0 + rows) whole (all k inputs, decoded to fp32 one row at a time) and
-// hands each to onRow(row, values): one burst of random reads per row block, as a
-// separate gather would do it, before the block's GEMM work.
-template <typename OnRow>
-inline void gatherBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, OnRow onRow) {
-  thread_local std::vector<float> full;
-  if (full.size() < static_cast<size_t>(k)) full.resize(k);
+// Visits the table rows of gathered rows [r0, r0 + rows) in order, visit(row, head,
+// address), calling done(row) after each gathered row: one burst of random reads per row
+// block, as a separate gather would do it, before the block's GEMM work.
+template <typename Visit, typename Done>
+inline void forEachGatheredRow(const GatheredRows& g, int64_t r0, int64_t rows, Visit visit, Done done) {
   const TableView::RowRef* refs = resolveBlockRows(g, r0, rows);
-  const int64_t cols = g.table.cols;
-  // Random rows of a large table (often a TLB miss each): keep about kGatherAheadRows
+  // Random rows of a large table (often a TLB miss each): keep about kPrefetchAheadRows
   // table rows in flight, requested a gathered row (all its heads) at a time.
-  const int64_t ahead = std::max<int64_t>(1, kGatherAheadRows / std::max(1, g.heads));
+  const int64_t ahead = std::max<int64_t>(1, kPrefetchAheadRows / std::max(1, g.heads));
   const auto prefetchRow = [&](int64_t row) {
     for (int h = 0; h < g.heads; ++h) prefetchTableRow(g.table, refs[row * g.heads + h]);
   };
   for (int64_t row = 0; row < std::min(rows, ahead); ++row) prefetchRow(row);
   for (int64_t row = 0; row < rows; ++row) {
     if (row + ahead < rows) prefetchRow(row + ahead);
-    for (int h = 0; h < g.heads; ++h) decodeTableRow(g.table, refs[row * g.heads + h], full.data() + h * cols);
-    onRow(row, full.data());
+    for (int h = 0; h < g.heads; ++h) visit(row, h, refs[row * g.heads + h]);
+    done(row);
   }
+}
+
+// Gathers rows [r0, r0 + rows) whole (all k inputs, decoded to fp32 one row at a time) and
+// hands each to onRow(row, values).
+template <typename OnRow>
+inline void gatherBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, OnRow onRow) {
+  thread_local std::vector<float> full;
+  if (full.size() < static_cast<size_t>(k)) full.resize(k);
+  const int64_t cols = g.table.cols;
+  forEachGatheredRow(
+      g, r0, rows, [&](int64_t, int h, TableView::RowRef ref) { decodeTableRow(g.table, ref, full.data() + h * cols); },
+      [&](int64_t row) { onRow(row, full.data()); });
 }
 
 int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
@@ -414,12 +422,39 @@ static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void pack
   }
 }
 
+#if defined(EK_FP8_VECTOR_DECODE)
+// One fp8 table row (cols codes, inputs from k0) as bf16 pairs into a gathered row of
+// the pair blocks (`row` points at the row in pair block 0).
+static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packFp8RowBf16(TableView::RowRef ref, int cols, int64_t k0,
+                                                                                    uint32_t* row) {
+  for (int c0 = 0; c0 < cols; c0 += 16) {
+    const int64_t p = (k0 + c0) / 2;
+    uint32_t* dst = row + (p / kBfPairs) * kRowBlock * kBfRowStride + p % kBfPairs;
+    const __m256bh bf = _mm512_cvtneps_pbh(fp8x16ToFloat(ref.data + c0, ref.scales[c0 / kScaleBlock]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), (__m256i)bf);
+  }
+}
+#endif
+
 int64_t gatheredBlockPairs(int64_t k) { return (((k + 1) / 2 + kBfPairs - 1) / kBfPairs) * kRowBlock * kBfRowStride; }
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packGatheredBlockBf16(
     const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, uint32_t* gathered) {
   const int64_t kPairs = (k + 1) / 2;
   const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
+#if defined(EK_FP8_VECTOR_DECODE)
+  if (g.table.dtype == TableDtype::F8E4M3) {
+    // fp8 rows decoded straight into the bf16 block, 16 codes at a time (no fp32 row in
+    // between): pairs are consecutive inputs, so a row's bf16 values lie in input order,
+    // and a block boundary (kBfPairs pairs) never cuts 16 inputs.
+    const int cols = g.table.cols;
+    forEachGatheredRow(
+        g, r0, rows,
+        [&](int64_t row, int h, TableView::RowRef ref) { packFp8RowBf16(ref, cols, static_cast<int64_t>(h) * cols, gathered + row * kBfRowStride); },
+        [](int64_t) {});
+    return;
+  }
+#endif
   gatherBlock(g, r0, rows, k, [&](int64_t row, const float* values) {
     for (int64_t b = 0; b < pBlocks; ++b) {
       const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);

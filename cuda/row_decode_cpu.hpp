@@ -9,6 +9,7 @@
 #endif
 
 #include "gather.cuh"
+#include "prefetch.hpp"
 
 #ifndef EK_CPU_ISA
 #error "define EK_CPU_ISA before including row_decode_cpu.hpp"
@@ -18,35 +19,27 @@ namespace engram {
 namespace EK_CPU_ISA {
 namespace {
 
-// Requests the cache line at p. An asm statement, not __builtin_prefetch: a loop that
-// only prefetches has no effect the compiler must keep, and GCC deletes it.
-inline void prefetchLine(const void* p) {
-#if defined(__x86_64__) || defined(__i386__)
-  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
-#else
-  __builtin_prefetch(p);
-#endif
+#if defined(EK_FP8_VECTOR_DECODE)
+// 16 e4m3 codes times a UE8M0 scale, as fp32. e4m3 is fp16 with 3 fewer exponent and 7
+// fewer mantissa bits: shifting the code into fp16 position and converting with vcvtph2ps
+// gives value * 2^-8 exactly (subnormals included), so the scale is applied as
+// x 256 x 2^(s-127). Same values as e4m3ToFloat (tested on every code); the NaN code is
+// patched in.
+inline __m512 fp8x16ToFloat(const uint8_t* codes16, uint8_t scaleCode) {
+  const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
+  const __m256i codes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes16)));
+  const __m256i magnitude = _mm256_and_si256(codes, low7);
+  const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(codes, signBit), 8), _mm256_slli_epi16(magnitude, 7));
+  const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), _mm512_set1_ps(256.0f)), _mm512_set1_ps(ue8m0ToFloat(scaleCode)));
+  return _mm512_mask_mov_ps(v, _mm256_cmpeq_epi16_mask(magnitude, low7), _mm512_set1_ps(floatFromBits(0x7fc00000u)));
 }
+#endif
 
 template <TableDtype D>
 void decodeRow(const uint8_t* row, const uint8_t* scales, int cols, float* __restrict dst) {
   if constexpr (D == TableDtype::F8E4M3) {
 #if defined(EK_FP8_VECTOR_DECODE)
-    // e4m3 is fp16 with 3 fewer exponent and 7 fewer mantissa bits: shifting the code into
-    // fp16 position and converting with vcvtph2ps gives value * 2^-8 exactly (subnormals
-    // included), so the scale is applied as x 256 x 2^(s-127). Same values as
-    // e4m3ToFloat (tested on every code); the NaN code is patched in.
-    const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
-    const __m512 rebias = _mm512_set1_ps(256.0f), nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
-    for (int c0 = 0; c0 < cols; c0 += 16) {
-      const __m512 scale = _mm512_set1_ps(ue8m0ToFloat(scales[c0 / kScaleBlock]));
-      const __m256i codes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c0)));
-      const __m256i magnitude = _mm256_and_si256(codes, low7);
-      const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(codes, signBit), 8), _mm256_slli_epi16(magnitude, 7));
-      __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(half), rebias), scale);
-      v = _mm512_mask_mov_ps(v, _mm256_cmpeq_epi16_mask(magnitude, low7), nan);
-      _mm512_storeu_ps(dst + c0, v);
-    }
+    for (int c0 = 0; c0 < cols; c0 += 16) _mm512_storeu_ps(dst + c0, fp8x16ToFloat(row + c0, scales[c0 / kScaleBlock]));
     return;
 #endif
     // One scale per 32 channels, decoded once; the codes then vectorise.
