@@ -230,17 +230,17 @@ void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& ker
 #if defined(EK_HAVE_AVX512_KERNEL)
       if (kernel == "avx512-bf16") {
         pairs.resize(std::max<size_t>(pairs.size(), avx512::gatheredBlockPairs(k)));
-        avx512::packGatheredBlockBf16(rows, r0, n, k, pairs.data());
+        for (int64_t pb = 0; pb < avx512::gatheredPairBlocks(k); ++pb) avx512::packGatheredBlockBf16(rows, r0, n, k, pb, pairs.data());
         continue;
       }
       if (kernel == "avx512") {
         floats.resize(std::max<size_t>(floats.size(), avx512::gatheredBlockFloats(k)));
-        avx512::packGatheredBlock(rows, r0, n, k, floats.data());
+        for (int64_t kb = 0; kb < avx512::gatheredKBlocks(k); ++kb) avx512::packGatheredBlock(rows, r0, n, k, kb, floats.data());
         continue;
       }
 #endif
       floats.resize(std::max<size_t>(floats.size(), baseline::gatheredBlockFloats(k)));
-      baseline::packGatheredBlock(rows, r0, n, k, floats.data());
+      for (int64_t kb = 0; kb < baseline::gatheredKBlocks(k); ++kb) baseline::packGatheredBlock(rows, r0, n, k, kb, floats.data());
     }
   });
 }

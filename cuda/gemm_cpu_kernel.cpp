@@ -194,54 +194,46 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
   }
 }
 
-// The table rows of gathered rows [r0, r0 + rows) (all heads), resolved to addresses in
-// one pass: a split table's segment lookups then run back to back, independent of one
+// The table rows of gathered rows [r0, r0 + rows), heads [h0, h1), resolved to addresses
+// in one pass: a split table's segment lookups then run back to back, independent of one
 // another, instead of in the chain of each row's reads.
-inline const TableView::RowRef* resolveBlockRows(const GatheredRows& g, int64_t r0, int64_t rows) {
+inline const TableView::RowRef* resolveBlockRows(const GatheredRows& g, int64_t r0, int64_t rows, int h0, int h1) {
   thread_local std::vector<TableView::RowRef> refs;
-  const int64_t n = rows * g.heads;
+  const int heads = h1 - h0;
+  const int64_t n = rows * heads;
   if (refs.size() < static_cast<size_t>(n)) refs.resize(static_cast<size_t>(n));
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t base = (r0 + row) * g.stride + g.offset;
-    for (int h = 0; h < g.heads; ++h) {
+    for (int h = h0; h < h1; ++h) {
       const int64_t id = g.rowIds64 ? static_cast<const int64_t*>(g.rowIds)[base + h] : static_cast<const int32_t*>(g.rowIds)[base + h];
-      refs[row * g.heads + h] = g.table.row(id);
+      refs[row * heads + (h - h0)] = g.table.row(id);
     }
   }
   return refs.data();
 }
 
-
-// Visits the table rows of gathered rows [r0, r0 + rows) in order, visit(row, head,
-// address), calling done(row) after each gathered row: one burst of random reads per row
-// block, as a separate gather would do it, before the block's GEMM work.
+// Visits the table rows of gathered rows [r0, r0 + rows), heads [h0, h1), in order,
+// visit(row, head, address), calling done(row) after each gathered row: one burst of
+// random reads, before the GEMM work that uses them.
 template <typename Visit, typename Done>
-inline void forEachGatheredRow(const GatheredRows& g, int64_t r0, int64_t rows, Visit visit, Done done) {
-  const TableView::RowRef* refs = resolveBlockRows(g, r0, rows);
-  // Random rows of a large table (often a TLB miss each): keep about kPrefetchAheadRows
-  // table rows in flight, requested a gathered row (all its heads) at a time.
-  const int64_t ahead = std::max<int64_t>(1, kPrefetchAheadRows / std::max(1, g.heads));
-  const auto prefetchRow = [&](int64_t row) {
-    for (int h = 0; h < g.heads; ++h) prefetchTableRow(g.table, refs[row * g.heads + h]);
-  };
-  for (int64_t row = 0; row < std::min(rows, ahead); ++row) prefetchRow(row);
+inline void forEachGatheredRow(const GatheredRows& g, int64_t r0, int64_t rows, int h0, int h1, Visit visit, Done done) {
+  const int heads = h1 - h0;
+  const TableView::RowRef* refs = resolveBlockRows(g, r0, rows, h0, h1);
+  // Random rows of a large table (often a TLB miss each): requested kPrefetchAheadRows
+  // table rows ahead, a group of kPrefetchGroupRows at a time.
+  const int64_t total = rows * heads;
+  for (int64_t q = 0; q < std::min(total, kPrefetchAheadRows); ++q) prefetchTableRow(g.table, refs[q]);
+  int64_t requested = std::min(total, kPrefetchAheadRows);
   for (int64_t row = 0; row < rows; ++row) {
-    if (row + ahead < rows) prefetchRow(row + ahead);
-    for (int h = 0; h < g.heads; ++h) visit(row, h, refs[row * g.heads + h]);
+    for (int h = 0; h < heads; ++h) {
+      const int64_t q = row * heads + h;
+      if (q % kPrefetchGroupRows == 0) {
+        for (const int64_t end = std::min(total, q + kPrefetchGroupRows + kPrefetchAheadRows); requested < end; ++requested) prefetchTableRow(g.table, refs[requested]);
+      }
+      visit(row, h0 + h, refs[q]);
+    }
     done(row);
   }
-}
-
-// Gathers rows [r0, r0 + rows) whole (all k inputs, decoded to fp32 one row at a time) and
-// hands each to onRow(row, values).
-template <typename OnRow>
-inline void gatherBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, OnRow onRow) {
-  thread_local std::vector<float> full;
-  if (full.size() < static_cast<size_t>(k)) full.resize(k);
-  const int64_t cols = g.table.cols;
-  forEachGatheredRow(
-      g, r0, rows, [&](int64_t, int h, TableView::RowRef ref) { decodeTableRow(g.table, ref, full.data() + h * cols); },
-      [&](int64_t row) { onRow(row, full.data()); });
 }
 
 int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
@@ -252,16 +244,30 @@ int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
 
 int linearTileWidth() { return kWidth; }
 
-int64_t gatheredBlockFloats(int64_t k) { return ((k + kDepth - 1) / kDepth) * kRowBlock * kRowStride; }
+int64_t gatheredBlockFloats(int64_t) { return kRowBlock * kRowStride; }
+int64_t gatheredKBlocks(int64_t k) { return (k + kDepth - 1) / kDepth; }
 
-void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, float* gathered) {
-  const int64_t kBlocks = (k + kDepth - 1) / kDepth;
-  gatherBlock(g, r0, rows, k, [&](int64_t row, const float* values) {
-    for (int64_t b = 0; b < kBlocks; ++b) {
-      std::memcpy(gathered + (b * kRowBlock + row) * kRowStride, values + b * kDepth,
-                  static_cast<size_t>(std::min(kDepth, k - b * kDepth)) * sizeof(float));
-    }
-  });
+void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered) {
+  // k block b: inputs [k0, kEnd), of heads [h0, h1), gathered just before the GEMM uses
+  // them (a block of rows that stays in L2, not the whole row block's inputs).
+  const int64_t k0 = kBlock * kDepth, kEnd = std::min(k, k0 + kDepth);
+  const int cols = g.table.cols;
+  const int h0 = static_cast<int>(k0 / cols), h1 = static_cast<int>((kEnd + cols - 1) / cols);
+  thread_local std::vector<float> cut;  // a table row the block boundary cuts
+  if (cut.size() < static_cast<size_t>(cols)) cut.resize(static_cast<size_t>(cols));
+  forEachGatheredRow(
+      g, r0, rows, h0, h1,
+      [&](int64_t row, int h, TableView::RowRef ref) {
+        const int64_t base = static_cast<int64_t>(h) * cols, from = std::max(base, k0), to = std::min(base + cols, kEnd);
+        float* dst = gathered + row * kRowStride + (from - k0);
+        if (from == base && to == base + cols) {
+          decodeTableRow(g.table, ref, dst);
+        } else {
+          decodeTableRow(g.table, ref, cut.data());
+          std::memcpy(dst, cut.data() + (from - base), static_cast<size_t>(to - from) * sizeof(float));
+        }
+      },
+      [](int64_t) {});
 }
 
 // The machine's FMA peak, measured: 12 independent accumulator chains (enough to cover
@@ -296,17 +302,12 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
   if (w.format != WeightFormat::F32) decoded.resize(std::max(decoded.size(), static_cast<size_t>(kDepth * kWidth)));
   float edge[kRows * kWidth] = {};  // tiles that overhang the output are computed here
   float bias[kWidth];
-  // Gathered rows: the whole row block packed up front, [k block][row][kRowStride].
-  const int64_t kBlocks = (k + kDepth - 1) / kDepth;
+  // Gathered rows: one k block of the row block at a time, [row][kRowStride], gathered
+  // just before its panels run.
   thread_local std::vector<float> gathered;
-  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kBlocks * kRowBlock * kRowStride)));
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kRowBlock * kRowStride)));
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
-    if (gather != nullptr) {
-      const auto packStart = std::chrono::steady_clock::now();
-      packGatheredBlock(*gather, r0, rows, k, gathered.data());
-      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
-    }
     for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
       const int64_t kc = std::min<int64_t>(kDepth, k - k0);
       // Pack x[r0 .. r0+rows, k0 .. k0+kc) as [tile][kRows][kRowStride]: each row a contiguous
@@ -315,7 +316,10 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
       // others and the overhanging rows' results are never stored.
       const float* blockA = packed.data();
       if (gather != nullptr) {
-        blockA = gathered.data() + (k0 / kDepth) * kRowBlock * kRowStride;
+        const auto packStart = std::chrono::steady_clock::now();
+        packGatheredBlock(*gather, r0, rows, k, k0 / kDepth, gathered.data());
+        if (packNanos != nullptr) *packNanos += nanosSince(packStart);
+        blockA = gathered.data();
       } else {
         const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {
@@ -423,45 +427,54 @@ static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void pack
 }
 
 #if defined(EK_FP8_VECTOR_DECODE)
-// One fp8 table row (cols codes, inputs from k0) as bf16 pairs into a gathered row of
-// the pair blocks (`row` points at the row in pair block 0).
-static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packFp8RowBf16(TableView::RowRef ref, int cols, int64_t k0,
-                                                                                    uint32_t* row) {
-  for (int c0 = 0; c0 < cols; c0 += 16) {
-    const int64_t p = (k0 + c0) / 2;
-    uint32_t* dst = row + (p / kBfPairs) * kRowBlock * kBfRowStride + p % kBfPairs;
-    const __m256bh bf = _mm512_cvtneps_pbh(fp8x16ToFloat(ref.data + c0, ref.scales[c0 / kScaleBlock]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), (__m256i)bf);
+// Codes [c0, c1) of one fp8 table row (input k0 + c at code c) as bf16 into a packed row
+// whose pair 0 is input kFirst: pairs are consecutive inputs, so the bf16 values lie in
+// input order, 16 at a time.
+static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packFp8RowBf16(TableView::RowRef ref, int c0, int c1,
+                                                                                    int64_t k0, int64_t kFirst, uint32_t* row) {
+  for (int c = c0; c < c1; c += 16) {
+    const __m256bh bf = _mm512_cvtneps_pbh(fp8x16ToFloat(ref.data + c, ref.scales[c / kScaleBlock]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + (k0 + c - kFirst) / 2), (__m256i)bf);
   }
 }
 #endif
 
-int64_t gatheredBlockPairs(int64_t k) { return (((k + 1) / 2 + kBfPairs - 1) / kBfPairs) * kRowBlock * kBfRowStride; }
+int64_t gatheredBlockPairs(int64_t) { return kRowBlock * kBfRowStride; }
+int64_t gatheredPairBlocks(int64_t k) { return ((k + 1) / 2 + kBfPairs - 1) / kBfPairs; }
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packGatheredBlockBf16(
-    const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, uint32_t* gathered) {
+    const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t pairBlock, uint32_t* gathered) {
+  // Pair block b: inputs [kFirst, kEnd), of heads [h0, h1), gathered just before the
+  // GEMM uses them (a block of rows that stays in L2, not the whole row block's inputs).
   const int64_t kPairs = (k + 1) / 2;
-  const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
+  const int64_t p0 = pairBlock * kBfPairs, pc = std::min<int64_t>(kBfPairs, kPairs - p0);
+  const int64_t kFirst = 2 * p0, kEnd = std::min(k, 2 * (p0 + pc));
+  const int cols = g.table.cols;
+  const int h0 = static_cast<int>(kFirst / cols), h1 = static_cast<int>((kEnd + cols - 1) / cols);
+  const auto codeRange = [&](int h) {
+    const int64_t base = static_cast<int64_t>(h) * cols;
+    return std::make_pair(static_cast<int>(std::max(kFirst, base) - base), static_cast<int>(std::min(kEnd, base + cols) - base));
+  };
 #if defined(EK_FP8_VECTOR_DECODE)
-  if (g.table.dtype == TableDtype::F8E4M3) {
-    // fp8 rows decoded straight into the bf16 block, 16 codes at a time (no fp32 row in
-    // between): pairs are consecutive inputs, so a row's bf16 values lie in input order,
-    // and a block boundary (kBfPairs pairs) never cuts 16 inputs.
-    const int cols = g.table.cols;
+  if (g.table.dtype == TableDtype::F8E4M3 && kFirst % 16 == 0) {
+    // fp8 rows decoded straight into the bf16 block (no fp32 row in between): a block
+    // boundary (2 * kBfPairs inputs) and a row (a multiple of 32 codes) never cut 16 codes.
     forEachGatheredRow(
-        g, r0, rows,
-        [&](int64_t row, int h, TableView::RowRef ref) { packFp8RowBf16(ref, cols, static_cast<int64_t>(h) * cols, gathered + row * kBfRowStride); },
+        g, r0, rows, h0, h1,
+        [&](int64_t row, int h, TableView::RowRef ref) {
+          const auto [c0, c1] = codeRange(h);
+          packFp8RowBf16(ref, c0, c1, static_cast<int64_t>(h) * cols, kFirst, gathered + row * kBfRowStride);
+        },
         [](int64_t) {});
     return;
   }
 #endif
-  gatherBlock(g, r0, rows, k, [&](int64_t row, const float* values) {
-    for (int64_t b = 0; b < pBlocks; ++b) {
-      const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - b * kBfPairs);
-      packBf16Row(values + 2 * b * kBfPairs, std::min(2 * pc, k - 2 * b * kBfPairs), pc,
-                  gathered + (b * kRowBlock + row) * kBfRowStride);
-    }
-  });
+  thread_local std::vector<float> part;
+  const int64_t width = static_cast<int64_t>(h1 - h0) * cols;
+  if (part.size() < static_cast<size_t>(width)) part.resize(static_cast<size_t>(width));
+  forEachGatheredRow(
+      g, r0, rows, h0, h1, [&](int64_t, int h, TableView::RowRef ref) { decodeTableRow(g.table, ref, part.data() + static_cast<int64_t>(h - h0) * cols); },
+      [&](int64_t row) { packBf16Row(part.data() + (kFirst - static_cast<int64_t>(h0) * cols), kEnd - kFirst, pc, gathered + row * kBfRowStride); });
 }
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTilesBf16(
@@ -473,18 +486,13 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
   packed.resize(std::max<size_t>(packed.size(), static_cast<size_t>(kRowBlock / kBfRows + 1) * kBfRows * kBfRowStride));
   float edge[kBfRows * kBfWidth] = {};
   float bias[kBfWidth];
-  // Gathered rows: the whole row block packed up front, [pair block][row][kBfRowStride].
-  const int64_t pBlocks = (kPairs + kBfPairs - 1) / kBfPairs;
+  // Gathered rows: one pair block of the row block at a time, [row][kBfRowStride],
+  // gathered just before its panels run.
   thread_local std::vector<uint32_t> gathered;
-  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(pBlocks * kRowBlock * kBfRowStride)));
+  if (gather != nullptr) gathered.resize(std::max(gathered.size(), static_cast<size_t>(kRowBlock * kBfRowStride)));
 
   for (int64_t r0 = rowBegin; r0 < rowEnd; r0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, rowEnd - r0);
-    if (gather != nullptr) {
-      const auto packStart = std::chrono::steady_clock::now();
-      packGatheredBlockBf16(*gather, r0, rows, k, gathered.data());
-      if (packNanos != nullptr) *packNanos += nanosSince(packStart);
-    }
     for (int64_t p0 = 0; p0 < kPairs; p0 += kBfPairs) {
       const int64_t pc = std::min<int64_t>(kBfPairs, kPairs - p0);
       // [tile][kBfRows][kBfPairs] bf16 pairs, each row packed contiguously; rows past the
@@ -492,7 +500,10 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void linearTiles
       const int64_t kFirst = 2 * p0, kCount = std::min(2 * pc, k - kFirst);
       const uint32_t* blockA = packed.data();
       if (gather != nullptr) {
-        blockA = gathered.data() + (p0 / kBfPairs) * kRowBlock * kBfRowStride;
+        const auto packStart = std::chrono::steady_clock::now();
+        packGatheredBlockBf16(*gather, r0, rows, k, p0 / kBfPairs, gathered.data());
+        if (packNanos != nullptr) *packNanos += nanosSince(packStart);
+        blockA = gathered.data();
       } else {
         const auto packStart = std::chrono::steady_clock::now();
         for (int64_t row = 0; row < rows; ++row) {

@@ -83,7 +83,7 @@ void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w,
                      int threads, double* packSeconds = nullptr);
 
 // The gather of linearGatherCpu alone: m gathered rows decoded and packed as the GEMM
-// packs them (per thread, a row block at a time, into a reused cache-sized buffer), for
+// packs them (per thread, a row block's k block at a time, into a reused L2-sized buffer), for
 // `kernel`'s layout ("avx512-bf16", "avx512" or "baseline"), with no GEMM after it. What the
 // benchmarks compare with random-row reads.
 void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& kernel, ThreadPool& pool, int threads);
@@ -92,8 +92,11 @@ void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& ker
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel = "auto");
 
 namespace baseline {
+// The GEMM gathers a row block one k block at a time: the floats of one such block, how
+// many blocks k makes, and the packing of block kBlock.
 int64_t gatheredBlockFloats(int64_t k);
-void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, float* gathered);
+int64_t gatheredKBlocks(int64_t k);
+void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
 double fmaPeakLoop(int64_t iterations, float* sink);
 int linearTileWidth();
 void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
@@ -101,10 +104,16 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
                  const GatheredRows* gather, int64_t* packNanos);
 }  // namespace baseline
 namespace avx512 {
+// The GEMM gathers a row block one k block at a time: the floats of one such block, how
+// many blocks k makes, and the packing of block kBlock.
 int64_t gatheredBlockFloats(int64_t k);
-void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, float* gathered);
+int64_t gatheredKBlocks(int64_t k);
+void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
+// The bf16 GEMM gathers a row block one pair block (its share of the k inputs) at a time:
+// the uint32 pairs of one such block, and how many blocks k makes.
 int64_t gatheredBlockPairs(int64_t k);
-void packGatheredBlockBf16(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, uint32_t* gathered);
+int64_t gatheredPairBlocks(int64_t k);
+void packGatheredBlockBf16(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t pairBlock, uint32_t* gathered);
 void linearTilesBf16(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
                      int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
                  const GatheredRows* gather, int64_t* packNanos);
