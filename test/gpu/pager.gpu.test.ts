@@ -57,4 +57,30 @@ describe.skipIf(visible.length === 0)('CUDA pager', () => {
       }
     }
   });
+
+  it("V4.1's tables split over engram{rank}-mp3 shards: uploaded whole and through device caches, the same bits", () => {
+    const ckpt = path.join(dir, 'v41-mp3');
+    writeSyntheticV41Checkpoint(ckpt, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 5, shards: 3 });
+    const cpu = DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cpu' });
+    expect(cpu.layers.get(1)!.table.parts.length).toBe(3);
+    const r = rng(10);
+    const models = [
+      DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cuda' }),
+      ...(['host', 'file'] as const).map((tier) => DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cuda', table: { tier, cacheBytes: 2 ** 20, pageRows: 7 } })),
+    ];
+    for (let b = 0; b < 3; b++) {
+      const ids = Int32Array.from({ length: 16 }, () => Math.floor(r() * 128_000));
+      const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: 16 * 4 * 64 }, () => r() * 2 - 1)]));
+      const want = cpu.forward(streams, ids, [2, 8]);
+      for (const m of models) {
+        const got = m.forward(streams, ids, [2, 8]);
+        for (const id of [1, 14]) expect(Math.max(...got.outputs.get(id)!.output.map((v, i) => Math.abs(v - want.outputs.get(id)!.output[i]) / (1 + Math.abs(want.outputs.get(id)!.output[i]))))).toBeLessThan(1e-4);
+      }
+      // the device paths agree bit for bit with each other
+      for (const m of models.slice(1)) {
+        const a = m.forward(streams, ids, [2, 8]), w = models[0].forward(streams, ids, [2, 8]);
+        for (const id of [1, 14]) expect(bits(a.outputs.get(id)!.output).equals(bits(w.outputs.get(id)!.output))).toBe(true);
+      }
+    }
+  });
 });
