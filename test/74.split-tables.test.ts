@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { EngramTable, MAX_TABLE_PARTS, TablePager, writeSafetensors, readSafetensors, type Tensor } from '../src/index.js';
+import { native } from '../src/native.js';
 import { smallEngram, smallInputs, smallStateDict } from './helpers/forward-small.js';
 import { randInt, rng } from './helpers/random.js';
 
@@ -91,6 +92,10 @@ describe('tables split by rows', () => {
       }
     }
     expect(sameBits(EngramTable.readFile(files).toFloat32(), whole.toFloat32())).toBe(true);
+    // files that do not make one table, or are missing, are refused naming them
+    expect(() => TablePager.create([files[0], { ...files[1], cols: 32 }], { cacheBytes: 1 << 16 })).toThrow(/home\[1\] is f8e4m3 x 32 but home\[0\] is f8e4m3 x 64/);
+    expect(() => TablePager.create([files[0], { ...files[1], path: path.join(root, 'nope.safetensors') }], { cacheBytes: 1 << 16 })).toThrow(/nope.safetensors' does not exist/);
+    expect(() => TablePager.create([], { cacheBytes: 1 << 16 })).toThrow(TypeError);
     // a file that lost its last rows is refused when the pager opens it, naming it
     fs.truncateSync(files[4].path, files[4].scalesOffset + 10);
     expect(() => TablePager.create(files, { cacheBytes: 1 << 16 })).toThrow(/part4.safetensors' is truncated/);
@@ -123,5 +128,12 @@ describe('tables split by rows', () => {
     expect(() => EngramTable.fromParts([part, { ...part, data: new Uint8Array(63) }], 32, 'f8e4m3')).toThrow(/parts\[1\] data has 63 bytes but 2 x 32 f8e4m3 needs 64/);
     expect(() => EngramTable.fromParts([part, { ...part, scales: undefined }], 32, 'f8e4m3')).toThrow(/needs 2 UE8M0 scale bytes for parts\[1\]/);
     expect(() => EngramTable.fromParts([{ ...part, rows: 0 }], 32, 'f8e4m3')).toThrow(/rows/);
+    // the addon checks again where memory is touched: parts must cover tableRows exactly, within their buffers
+    const split = EngramTable.fromParts([part, part], 32, 'f8e4m3');
+    const args = { ...split.nativeArgs(), rowIds: Int32Array.of(0), tokens: 1, heads: 1, out: new Float32Array(32), threads: 0 };
+    expect(() => native().gatherRows({ ...args, tableRows: 5 })).toThrow(/tableParts hold 4 rows but tableRows is 5/);
+    const parts = args.tableParts!;
+    expect(() => native().gatherRows({ ...args, tableParts: [parts[0], { ...parts[1], tableByteOffset: 1 }] })).toThrow(/run past/);
+    expect(() => native().gatherRows({ ...args, tableParts: new Array(65).fill(parts[0]) })).toThrow(/1 to 64 row ranges/);
   });
 });
