@@ -127,6 +127,31 @@ function measure(B: number, S: number) {
 
 const runs = [measure(1, 4096), measure(64, 1), measure(1, 1024)];
 
+// The table where it is mapped (the checkpoint's page cache, 4 KiB pages) against the same
+// table copied into process memory on transparent huge pages (tier 'host', copy: true):
+// interleaved run by run on the layer's rows, 1 x 4096.
+function mappedVsCopied() {
+  log('mapped vs copied table...');
+  const copied = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'host', copy: true } }).layers.get(1)!;
+  const S = 4096;
+  const ids = brownTokens(tokenizer, S);
+  const rows = model.hashMapping.hashRows(ids, [1, S], { layers: [1], output: 'int32' }).rowIds as Int32Array;
+  const streams = random(S * hc * D);
+  const out = new Float32Array(streams.length);
+  const samples = { mapped: [] as number[][], copied: [] as number[][] };
+  for (let i = 0; i < RUNS + 2; i++) {
+    for (const [name, l] of [['mapped', layer], ['copied', copied]] as const) {
+      const stageSeconds = new Float64Array(3);
+      const t0 = performance.now();
+      l.forwardRows(streams, rows, [1, S], { out, stageSeconds });
+      if (i >= 2) samples[name].push([(performance.now() - t0) / 1e3, stageSeconds[0]]);
+    }
+  }
+  const of = (x: number[][]) => ({ tokensPerSecond: S / median(x.map((v) => v[0])), gatherMs: median(x.map((v) => v[1])) * 1e3 });
+  return { mapped: of(samples.mapped), copied: of(samples.copied) };
+}
+const placement = mappedVsCopied();
+
 // The plain TypeScript layer on 4 tokens, and the native layer on the same 4.
 const tensors = (await import('../src/index.js')).findEngramTensors(dir).tensors;
 const bytes = (name: string) => regionBytes(tensors[`layers.1.engram.${name}`].data, name);
@@ -187,6 +212,16 @@ const gatherNote =
   'cold: each run after writing 256 MiB of other memory, as the gather finds its rows after the GEMM. ' +
   'The separate pass is the two-step path a caller gets with `returnRows` (fp32 rows written out, 4 bytes per code). ' +
   '"8 row ranges": the same gather over the same bytes seen as 8 regions, as a table split over engram{rank}-mp8 shards is read in place (a binary search per row), interleaved run by run with the one-region gather.\n\n';
-const md = header + table + '\n' + gatherNote + gatherTable + '\n' + peers;
+const placementTable = markdownTable(
+  ['table (1 x 4096)', 'layer tokens/s', 'gather ms (in the wkv packing)'],
+  [
+    ['memory-mapped checkpoint (page cache, 4 KiB pages)', f(placement.mapped.tokensPerSecond, 0), f(placement.mapped.gatherMs, 1)],
+    ["copied into process memory, huge pages (tier 'host', copy: true)", f(placement.copied.tokensPerSecond, 0), f(placement.copied.gatherMs, 1)],
+  ],
+);
+const placementNote =
+  'Where the table lives, interleaved run by run: rows read through the file mapping pay a page walk per random row once the GEMM has evicted the page tables ' +
+  '(on a VM, a two-level walk); a copy on transparent huge pages needs 512 times fewer translations.\n\n';
+const md = header + table + '\n' + gatherNote + gatherTable + '\n' + placementNote + placementTable + '\n' + peers;
 console.log(md);
-writeResults('v41', { benchmark: 'v41', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, rowsScale: ROWS_SCALE, runs: RUNS, wkvKernel: layer.wkvKernel, fp32PeakGflops: fp32Peak, peakGflops: peak, results: runs, baselineTokensPerSecond: 4 / baseline.medianSeconds, baselineMaxRelDiff: worst, numpy }, md);
+writeResults('v41', { benchmark: 'v41', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, rowsScale: ROWS_SCALE, runs: RUNS, wkvKernel: layer.wkvKernel, fp32PeakGflops: fp32Peak, peakGflops: peak, results: runs, tablePlacement: placement, baselineTokensPerSecond: 4 / baseline.medianSeconds, baselineMaxRelDiff: worst, numpy }, md);
