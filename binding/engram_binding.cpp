@@ -95,7 +95,8 @@ Napi::Value PackLinear(const Napi::CallbackInfo& info) {
     codes.codes = typedField<uint8_t>(o, "codes", napi_uint8_array, n * weightRowBytes(codes.format, k), false);
     const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
     codes.rowScales = typedField<uint8_t>(o, "scales", napi_uint8_array, n * blocks, !weightFormatScaled(codes.format));
-    runSync(info.Env(), [&] { handle = packLinearCodes(codes, bias, n, k, kernel); });
+    const bool preferBf16 = boolField(o, "preferBf16", false);
+    runSync(info.Env(), [&] { handle = packLinearCodes(codes, bias, n, k, kernel, preferBf16); });
   }
   return wrapLinear(info.Env(), std::move(handle));
 }

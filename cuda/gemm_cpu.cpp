@@ -99,7 +99,7 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
 }
 
 std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& src, const float* bias, int64_t n, int64_t k,
-                                              const std::string& kernel) {
+                                              const std::string& kernel, bool preferBf16) {
   EK_REQUIRE(n >= 1 && k >= 1, RangeError, "a projection needs at least one output and one input feature");
   EK_REQUIRE(src.codes != nullptr, TypeError, "projection weight codes are missing");
   EK_REQUIRE(src.format != WeightFormat::F32, TypeError, "fp32 weights are packed by packLinear");
@@ -151,6 +151,36 @@ std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& src, const floa
       }
     }
   }
+#if defined(EK_HAVE_AVX512_KERNEL)
+  // e4m3 x 2^(s-127) is a normal float with at most 4 significant bits, so exact in bf16,
+  // for s in [10, 246]: such weights become the bf16 kernel's panels straight from their
+  // codes (no fp32 matrix on the way). Reading the codes inside that kernel instead was
+  // measured slower here at every batch size: it is compute-bound on this CPU.
+  if (preferBf16 && src.format == WeightFormat::E4M3 && std::string(build.name) == "avx512" && cpuHasAvx512Bf16() && nr == kBf16Width &&
+      std::all_of(w->scalePanels.begin(), w->scalePanels.end(), [](uint8_t s) { return s >= 10 && s <= 246; })) {
+    const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
+    const int64_t pairs = (k + 1) / 2;
+    w->panelsBf16.assign(static_cast<size_t>(panels * pairs * kBf16Width * 2), 0);
+    for (int64_t p = 0; p < panels; ++p) {
+      const uint8_t* codes = w->codePanels.data() + p * k * nr;
+      const uint8_t* scales = w->scalePanels.data() + p * blocks * nr;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        for (int c = 0; c < nr; ++c) {
+          const float v = e4m3ToFloat(codes[kk * nr + c]) * ue8m0ToFloat(scales[(kk / kScaleBlock) * nr + c]);
+          uint32_t u;
+          std::memcpy(&u, &v, 4);
+          w->panelsBf16[((p * pairs + kk / 2) * kBf16Width + c) * 2 + (kk & 1)] = static_cast<uint16_t>(u >> 16);
+        }
+      }
+    }
+    w->format = WeightFormat::F32;  // the panels hold the values themselves
+    w->codePanels = {};
+    w->scalePanels = {};
+    w->kernel = "avx512-bf16";
+  }
+#else
+  (void)preferBf16;
+#endif
   return w;
 }
 

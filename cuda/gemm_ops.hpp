@@ -52,9 +52,12 @@ std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias,
                                          const std::string& kernel = "auto", bool preferBf16 = false);
 
 // Packs quantised weights for the fp32 kernels (decoded per panel slice while the GEMM
-// runs); results equal packLinear over the dequantised matrix bit for bit.
+// runs); results equal packLinear over the dequantised matrix bit for bit. With
+// preferBf16, e4m3 weights whose every value is exact in bf16 (scales that keep them
+// normal) go to the AVX512-BF16 kernel where the CPU has it, as its bf16 panels decoded
+// straight from the codes (packLinear's panels of the dequantised matrix, without it).
 std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& weight, const float* bias, int64_t n, int64_t k,
-                                              const std::string& kernel = "auto");
+                                              const std::string& kernel = "auto", bool preferBf16 = false);
 
 // y[m, ldy] = x[m, lda] W^T + b for rows [0, m). Each output element accumulates bias
 // then k in order, whatever the thread count, so results are bit-identical across it.

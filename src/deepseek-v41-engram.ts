@@ -210,11 +210,13 @@ export class DeepseekV41Engram {
     const bf16Kernel = this.wkvKernelChoice === 'auto' && bf16Inputs && native().buildInfo().cpuFeatures.includes('avx512bf16');
     let wkvFloat: Float32Array | undefined;
     let packed: NativeLinearHandle;
-    if (bf16Kernel) {
+    if (bf16Kernel && wkv.dtype !== 'F8_E4M3') {
       wkvFloat = dequantized();
       packed = native().packLinear({ weight: wkvFloat, n, k: features, preferBf16: true });
     } else {
-      packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features);
+      // fp8 codes: read by the fp32 kernel as they are, or decoded once into the bf16
+      // kernel's panels (no fp32 copy of the matrix on the way).
+      packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features, undefined, { preferBf16: bf16Kernel });
     }
     if (this.device === 'cuda') wkvFloat ??= dequantized();
     const qWeight = toFloat32(prefix + 'q_weight', q);

@@ -215,8 +215,8 @@ export interface NativeAddon {
   mapFile(path: string): ArrayBuffer;
   /** preferBf16: pack for the AVX512-BF16 kernel when every weight is exactly bf16 (inputs must be too). */
   packLinear(args: { weight: Float32Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string; preferBf16?: boolean }): NativeLinearHandle;
-  /** Quantised weights kept in their codes (scales: one row per weight row, [n, ceil(k/32)]). */
-  packLinear(args: { format: 'bf16' | 'f16' | 'e4m3' | 'e2m1'; codes: Uint8Array; scales?: Uint8Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string }): NativeLinearHandle;
+  /** Quantised weights kept in their codes (scales: one row per weight row, [n, ceil(k/32)]); preferBf16: e4m3 weights exact in bf16 become the AVX512-BF16 kernel's panels, decoded from the codes. */
+  packLinear(args: { format: 'bf16' | 'f16' | 'e4m3' | 'e2m1'; codes: Uint8Array; scales?: Uint8Array; bias?: Float32Array; n: number; k: number; cpuKernel?: string; preferBf16?: boolean }): NativeLinearHandle;
   moeUploadCuda(args: {
     experts: number;
     dim: number;

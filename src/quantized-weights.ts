@@ -158,10 +158,11 @@ export function concatWeights(list: LinearWeight[], n: number, k: number, what: 
 }
 
 /** Packs weights [n, k] (+ bias) for the CPU GEMM; quantised ones stay in their codes. */
-export function packWeight(w: LinearWeight, n: number, k: number, bias?: Float32Array): NativeLinearHandle {
-  if (w instanceof Float32Array) return native().packLinear({ weight: w, bias, n, k });
+export function packWeight(w: LinearWeight, n: number, k: number, bias?: Float32Array, options: { preferBf16?: boolean } = {}): NativeLinearHandle {
+  const preferBf16 = options.preferBf16 === true;
+  if (w instanceof Float32Array) return native().packLinear({ weight: w, bias, n, k, preferBf16 });
   if (w.shape[0] !== n || w.shape[1] !== k) throw new RangeError(`weights are [${w.shape.join(', ')}] but the projection needs [${n}, ${k}]`);
-  return native().packLinear({ format: w.format, codes: w.codes, scales: perRowScales(w), bias, n, k });
+  return native().packLinear({ format: w.format, codes: w.codes, scales: perRowScales(w), bias, n, k, preferBf16 });
 }
 
 const bytesOf = (name: string, t: Tensor) => {

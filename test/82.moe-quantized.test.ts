@@ -123,6 +123,28 @@ describe('GEMM over quantised weights equals the GEMM over their fp32 values, bi
   }
 });
 
+describe('e4m3 weights packed for the AVX512-BF16 kernel straight from their codes', () => {
+  const hasBf16 = native().buildInfo().cpuFeatures.includes('avx512bf16');
+  // k odd and past one pair block (1024 inputs); n off the panel width; inputs exact in bf16.
+  it.each([37, 5, 200])('the bits of the bf16 panels of the dequantised matrix, %i rows', (m) => {
+    const n = 70, k = 2119;
+    const q = quantizeWeight(normal(n * k, 0.05), [n, k], 'e4m3', { blockRows: 1 });
+    const dense = dequantizeWeight(q);
+    const bias = normal(n);
+    const x = normal(m * k).map((v) => new Float32Array(new Uint32Array([new Uint32Array(Float32Array.of(v).buffer)[0] & 0xffff0000]).buffer)[0]);
+    const codes = native().packLinear({ format: 'e4m3', codes: q.codes, scales: q.scales, bias, n, k, preferBf16: true });
+    const panels = native().packLinear({ weight: dense, bias, n, k, preferBf16: true });
+    expect(native().linearKernel({ weight: codes })).toBe(hasBf16 ? 'avx512-bf16' : native().linearKernel({ weight: panels }));
+    const a = new Float32Array(m * n), b = new Float32Array(m * n);
+    native().linear({ weight: codes, x, m, out: a, threads: 0 });
+    native().linear({ weight: panels, x, m, out: b, threads: 0 });
+    expect(sameBits(a, b)).toBe(true);
+    // A scale that would make some value inexact in bf16 keeps the fp32 kernel.
+    const tiny = Uint8Array.from(q.scales!, (s, i) => (i === 3 ? 9 : s));
+    expect(native().linearKernel({ weight: native().packLinear({ format: 'e4m3', codes: q.codes, scales: tiny, n, k, preferBf16: true }) })).not.toBe('avx512-bf16');
+  });
+});
+
 describe('MoE with V4.1 weight formats', () => {
   const f = fixture<MoeFixture>('v41-moe.json');
   const shape: [number, number] = [f.config.tokens, f.config.dim];
