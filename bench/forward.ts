@@ -115,11 +115,18 @@ for (const tableDtype of ['f32', 'bf16'] as const) {
   const coldReads = coldRowReads(() => native().readRows({ ...engram.table.nativeArgs(), rowIds: rowSets[set++ % rowSets.length], threads: 0 }), RUNS * 3);
   const coldRandomRowGBps = (randomIds.length * rowBytes) / coldReads / 1e9;
   const gatherGBps = (gathered * rowBytes) / separateGather / 1e9;
-  // The layer's gather alone, as the projection GEMM packs it (no GEMM), on the layer's rows.
-  const layerRows = engram.hashMapping.hashRows(ids, [B, T], { layers: [1], output: 'int32' }).rowIds as Int32Array;
-  const gatherArgs = { ...engram.table.nativeArgs(), rowIds: layerRows, tokens: B * T, heads: engram.hashMapping.headsPerLayer, kernel: info.cpuKernel, threads: 0 };
-  const packedWarm = timeRuns(() => native().gatherPacked(gatherArgs), RUNS * 3).medianSeconds;
-  const packedCold = coldRowReads(() => native().gatherPacked(gatherArgs), RUNS * 3);
+  // The layer's gather alone, as the projection GEMM packs it (no GEMM): on the rows of a
+  // fresh chunk of text every run, as the yardstick reads fresh rows (the same rows run
+  // after run would stay in the last-level cache).
+  const text = brownTokens(tokenizer, B * T * (rowSets.length + 1));
+  const layerSets = rowSets.map((_, i) => {
+    const chunk = text.subarray(B * T * (i + 1), B * T * (i + 2));
+    return engram.hashMapping.hashRows(chunk, [B, T], { layers: [1], output: 'int32' }).rowIds as Int32Array;
+  });
+  let layerSet = 0;
+  const gatherArgs = () => ({ ...engram.table.nativeArgs(), rowIds: layerSets[layerSet++ % layerSets.length], tokens: B * T, heads: engram.hashMapping.headsPerLayer, kernel: info.cpuKernel, threads: 0 });
+  const packedWarm = timeRuns(() => native().gatherPacked(gatherArgs()), RUNS * 3).medianSeconds;
+  const packedCold = coldRowReads(() => native().gatherPacked(gatherArgs()), RUNS * 3);
   const gemmGflops = (2 * B * T * g.features * (g.hc + 1) * g.hidden) / stage(1) / 1e9;
 
   // Plain TypeScript layer and the native layer on the same B x BASELINE_T tokens.

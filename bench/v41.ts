@@ -92,19 +92,30 @@ function measure(B: number, S: number) {
   const randomIds = rowSets[0];
   const reads = timeRuns(() => native().readRows({ ...layer.table.nativeArgs(), rowIds: rowSets[set++ % rowSets.length], threads: 0, withScales: true }), RUNS * 3);
   const coldReads = coldRowReads(() => native().readRows({ ...layer.table.nativeArgs(), rowIds: rowSets[set++ % rowSets.length], threads: 0, withScales: true }), RUNS * 3);
-  // The layer's gather alone, as the wkv GEMM packs it (no GEMM), on the layer's rows.
+  // The layer's gather alone, as the wkv GEMM packs it (no GEMM): on the rows of a fresh
+  // chunk of text every run, as the yardstick reads fresh rows (the same rows run after
+  // run would stay in the last-level cache).
+  const text = brownTokens(tokenizer, B * S * (rowSets.length + 1));
+  const layerSets = rowSets.map((_, i) => {
+    const chunk = text.subarray(B * S * (i + 1), B * S * (i + 2));
+    return model.hashMapping.hashRows(chunk, [B, S], { layers: [1], output: 'int32' }).rowIds as Int32Array;
+  });
+  let layerSet = 0;
+  const nextRows = () => layerSets[layerSet++ % layerSets.length];
   const gatherArgs = { ...layer.table.nativeArgs(), rowIds: rows, tokens: B * S, heads: cols, kernel: layer.wkvKernel, threads: 0 };
   // The same bytes read as 8 row ranges (as a table split over engram{rank}-mp8 shards is
   // read in place), interleaved run by run with the table in one region.
   const splitArgs = { ...splitTable.nativeArgs(), rowIds: rows, tokens: B * S, heads: cols, kernel: layer.wkvKernel, threads: 0 };
   const splitSamples: number[] = [];
-  const packedWarm = timeRuns(() => native().gatherPacked(gatherArgs), RUNS * 3, 2, () => {
+  // Each run and its split twin read fresh rows of their own.
+  const packedWarm = timeRuns(() => native().gatherPacked({ ...gatherArgs, rowIds: nextRows() }), RUNS * 3, 2, () => {
+    const args = { ...splitArgs, rowIds: nextRows() };
     const t0 = performance.now();
-    native().gatherPacked(splitArgs);
+    native().gatherPacked(args);
     splitSamples.push((performance.now() - t0) / 1e3);
   }).medianSeconds;
   const splitWarm = median(splitSamples);
-  const packedCold = coldRowReads(() => native().gatherPacked(gatherArgs), RUNS * 3);
+  const packedCold = coldRowReads(() => native().gatherPacked({ ...gatherArgs, rowIds: nextRows() }), RUNS * 3);
   const rowBytes = headDim + headDim / 32;
   return {
     shape: `${B} x ${S}`,

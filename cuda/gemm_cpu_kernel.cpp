@@ -427,14 +427,58 @@ static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void pack
 }
 
 #if defined(EK_FP8_VECTOR_DECODE)
+// bf16 bits of the 128 e4m3 magnitudes (scale 1; code 0x7f is NaN), the table the
+// integer decode below looks codes up in: 4 registers of 32 words.
+struct Fp8Bf16Table {
+  __m512i part[4];
+  Fp8Bf16Table() {
+    alignas(64) uint16_t bits[128];
+    for (int m = 0; m < 128; ++m) {
+      const float v = m == 0x7f ? floatFromBits(0x7fc00000u) : e4m3ToFloat(static_cast<uint8_t>(m));
+      uint32_t u;
+      std::memcpy(&u, &v, 4);
+      bits[m] = static_cast<uint16_t>(u >> 16);  // exact: e4m3 values have 4 significant bits
+    }
+    for (int i = 0; i < 4; ++i) part[i] = _mm512_load_si512(bits + 32 * i);
+  }
+};
+
+// 32 codes of one scale block as bf16 bits, by integer steps: the magnitude's bf16 bits
+// from the table, the scale 2^(s-127) added to their exponent field, the sign or-ed in.
+// The same bits as decoding to fp32 and rounding (values exact in bf16) wherever the
+// result is a normal number, which scale codes in [10, 246] guarantee; NaN codes give
+// the positive quiet NaN as the fp32 decode does.
+static inline __m512i fp8x32ToBf16(const uint8_t* codes32, uint8_t scaleCode, const Fp8Bf16Table& t) {
+  const __m512i codes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes32)));
+  const __m512i mag = _mm512_and_si512(codes, _mm512_set1_epi16(0x7f));
+  const __m512i low = _mm512_permutex2var_epi16(t.part[0], mag, t.part[1]);
+  const __m512i high = _mm512_permutex2var_epi16(t.part[2], mag, t.part[3]);
+  __m512i bits = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(mag, _mm512_set1_epi16(0x40)), low, high);
+  const __mmask32 finite = _mm512_cmpneq_epi16_mask(mag, _mm512_set1_epi16(0x7f));
+  const __mmask32 scaled = _mm512_mask_cmpneq_epi16_mask(finite, mag, _mm512_setzero_si512());
+  bits = _mm512_mask_add_epi16(bits, scaled, bits, _mm512_set1_epi16(static_cast<int16_t>((scaleCode - 127) * 128)));
+  const __m512i sign = _mm512_slli_epi16(_mm512_and_si512(codes, _mm512_set1_epi16(0x80)), 8);
+  return _mm512_or_si512(bits, _mm512_maskz_mov_epi16(finite, sign));
+}
+
 // Codes [c0, c1) of one fp8 table row (input k0 + c at code c) as bf16 into a packed row
 // whose pair 0 is input kFirst: pairs are consecutive inputs, so the bf16 values lie in
-// input order, 16 at a time.
+// input order. A scale block whose scale could make a value subnormal or overflow (code
+// outside [10, 246]) goes through fp32 and rounding instead.
 static __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packFp8RowBf16(TableView::RowRef ref, int c0, int c1,
                                                                                     int64_t k0, int64_t kFirst, uint32_t* row) {
-  for (int c = c0; c < c1; c += 16) {
-    const __m256bh bf = _mm512_cvtneps_pbh(fp8x16ToFloat(ref.data + c, ref.scales[c / kScaleBlock]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + (k0 + c - kFirst) / 2), (__m256i)bf);
+  static const Fp8Bf16Table table;
+  for (int c = c0; c < c1; c += kScaleBlock) {
+    const uint8_t s = ref.scales[c / kScaleBlock];
+    uint32_t* dst = row + (k0 + c - kFirst) / 2;
+    if (s >= 10 && s <= 246) {
+      _mm512_storeu_si512(dst, fp8x32ToBf16(ref.data + c, s, table));
+    } else {
+      for (int h = 0; h < kScaleBlock; h += 16) {
+        const __m256bh bf = _mm512_cvtneps_pbh(fp8x16ToFloat(ref.data + c + h, s));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + h / 2), (__m256i)bf);
+      }
+    }
   }
 }
 #endif
