@@ -115,9 +115,8 @@ export class DeepseekV41EngramModel {
       if (tier !== undefined) {
         const embed = prefix + 'embed.weight';
         const scale = prefix + 'embed.scale';
-        if (tier.tier === 'file' && fileOf[scale] !== undefined && fileOf[scale] !== fileOf[embed]) throw new Error(`tier 'file' needs '${embed}' and '${scale}' in one file`);
         // A table split by rows across shards: each shard's file holds a row range (rowParts).
-        layer.usePager(tier, { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale] });
+        layer.usePager(tier, { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale], scalesPath: tableFile[scale] });
       }
       layers.set(id, layer);
     });

@@ -42,28 +42,50 @@ export interface LoadedFile {
   /** The table tensor and (fp8) its scales, as read from the file. */
   data: Tensor;
   scales?: Tensor;
+  /** The file of the scales, when not `path`. */
+  scalesPath?: string;
 }
 
 /**
  * The file and offsets of a table loaded (unconverted) from a safetensors file; for a
- * table that checkpoint shards split by rows, one per shard (rows and scales of each
- * part in one file).
+ * table that checkpoint shards split by rows, one per row range of the table (each
+ * range's rows and scales must lie in one file).
  */
 export function tableFileOf(table: EngramTable, file: LoadedFile): TableFile | TableFile[] {
-  const path = file.path;
-  const converted = () => new RangeError(`tier 'file' reads the table as stored in '${path}', but this layer holds a converted copy (another tableDtype)`);
-  const scaleParts = file.scales?.rowParts ?? (file.scales ? [{ path, shape: file.scales.shape, data: file.scales.data, fileOffset: file.scales.fileOffset }] : undefined);
-  const dataParts = file.data.rowParts ?? [{ path, shape: file.data.shape, data: file.data.data, fileOffset: file.data.fileOffset }];
-  if (table.parts.length !== dataParts.length) throw converted();
-  const out = dataParts.map((d, i): TableFile => {
-    const held = table.parts[i].region;
-    if (held.buffer !== d.data.buffer || held.byteOffset !== d.data.byteOffset) throw converted();
-    const s = scaleParts?.[i];
-    if (table.dtype === 'f8e4m3' && (scaleParts?.length !== dataParts.length || s!.path !== d.path || s!.shape[0] !== d.shape[0])) {
-      throw new RangeError(`tier 'file' reads each shard's rows and their scales from one file, but the scales of the table in '${d.path}' are split differently: use tier 'host'`);
+  const converted = () => new RangeError(`tier 'file' reads the table as stored in '${file.path}', but this layer holds a converted copy (another tableDtype)`);
+  // Each stored tensor's parts with the table rows they hold.
+  const ranges = (t: Tensor, path: string) => {
+    let begin = 0;
+    return (t.rowParts ?? [{ path, shape: t.shape, data: t.data, fileOffset: t.fileOffset }]).map((p) => {
+      const r = { ...p, begin, end: begin + p.shape[0] };
+      begin = r.end;
+      return r;
+    });
+  };
+  const dataRanges = ranges(file.data, file.path);
+  const scaleRanges = table.dtype === 'f8e4m3' && file.scales !== undefined ? ranges(file.scales, file.scalesPath ?? file.path) : undefined;
+  const rowBytes = table.rowBytes;
+  let begin = 0;
+  const out = table.parts.map((part): TableFile => {
+    const end = begin + part.rows;
+    const d = dataRanges.find((r) => r.begin <= begin && end <= r.end);
+    const within = d !== undefined && part.region.buffer === d.data.buffer && part.region.byteOffset === d.data.byteOffset + (begin - d.begin) * rowBytes;
+    if (!within) throw converted();
+    const s = scaleRanges?.find((r) => r.begin <= begin && end <= r.end);
+    if (scaleRanges !== undefined && (s === undefined || s.path !== d.path)) {
+      throw new RangeError(`tier 'file' reads a table's rows and their scales from one file, but rows ${begin}..${end - 1} lie in '${d.path}' and their scales in '${s?.path}': use tier 'host'`);
     }
-    if (d.fileOffset === undefined || (table.dtype === 'f8e4m3' && s!.fileOffset === undefined)) throw new TypeError(`the table tensors of '${d.path}' carry no file offsets`);
-    return { path: d.path, dtype: table.dtype, rows: table.parts[i].rows, cols: table.cols, dataOffset: d.fileOffset, scalesOffset: table.dtype === 'f8e4m3' ? s!.fileOffset : undefined };
+    if (d.fileOffset === undefined || (s !== undefined && s.fileOffset === undefined)) throw new TypeError(`the table tensors of '${d.path}' carry no file offsets`);
+    const f: TableFile = {
+      path: d.path,
+      dtype: table.dtype,
+      rows: part.rows,
+      cols: table.cols,
+      dataOffset: d.fileOffset + (begin - d.begin) * rowBytes,
+      scalesOffset: s === undefined ? undefined : s.fileOffset! + (begin - s.begin) * (table.cols / 32),
+    };
+    begin = end;
+    return f;
   });
   return out.length === 1 ? out[0] : out;
 }

@@ -98,7 +98,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       return { dtype: t.dtype, shape: [rows, to - from], data: out };
     };
     // How each tensor is laid over the ranks: split by rows or columns, in every rank, or in one.
-    type Layout = 'rows' | 'cols' | 'every' | 'one';
+    type Layout = 'rows' | 'cols' | 'every' | 'one' | 'last';
     const write = (name: string, world: number, split: (tensorName: string) => boolean | Layout) => {
       const out = path.join(root, name);
       fs.mkdirSync(out, { recursive: true });
@@ -112,7 +112,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
           const [from, to] = [Math.min(t.shape[dim], rank * per), Math.min(t.shape[dim], (rank + 1) * per)];
           if (layout === 'rows') shard[k] = sliceRows(t, from, to);
           else if (layout === 'cols') shard[k] = sliceCols(t, from, to);
-          else if (layout === 'every' || rank === (k.includes('layers.14.') ? world - 1 : 0)) shard[k] = t;
+          else if (layout === 'every' || rank === (layout === 'last' || k.includes('layers.14.') ? world - 1 : 0)) shard[k] = t;
         }
         writeSafetensors(path.join(out, `engram${rank}-mp${world}.safetensors`), shard);
       }
@@ -150,6 +150,14 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       const got = DeepseekV41EngramModel.fromCheckpoint(ckpt).forward(streams, ids, [B, S], { tokenMask: mask });
       for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output), name).toBe(true);
     }
+    // Whole tensors, each layer in one shard: the file tier reads them there; a table whose
+    // scales lie in another file than its rows is refused for tier 'file', naming both.
+    const fileTier = { table: { tier: 'file' as const, cacheBytes: 1 << 20, pageRows: 1 } };
+    const wholeFile = DeepseekV41EngramModel.fromCheckpoint(path.join(root, 'mp-whole'), fileTier).forward(streams, ids, [B, S], { tokenMask: mask });
+    for (const id of [1, 14]) expect(same(wholeFile.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+    const apart = write('mp-apart', 2, (k: string) => (/layers\.1\.engram\.embed\.scale$/.test(k) ? 'last' : false));
+    expect(same(DeepseekV41EngramModel.fromCheckpoint(apart).forward(streams, ids, [B, S], { tokenMask: mask }).outputs.get(1)!.output, want.outputs.get(1)!.output)).toBe(true);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(apart, fileTier)).toThrow(/rows 0\.\.\d+ lie in '.*engram0-mp2.safetensors' and their scales in '.*engram1-mp2.safetensors'/);
     const tableByColumns = write('mp-table-cols', 2, (k: string) => (/embed\.weight$/.test(k) ? 'cols' : /embed\.scale$/.test(k) ? 'rows' : 'every'));
     expect(() => DeepseekV41EngramModel.fromCheckpoint(tableByColumns)).toThrow(/table tensor 'layers.1.engram.embed.weight' is split by columns across 2 shards: only splits by rows are read/);
     // Rows split over three shards, their scales whole in one: the table is cut where either is.
@@ -158,7 +166,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     expect(mixedModel.layers.get(1)!.table.parts.length).toBe(3);
     const gotMixed = mixedModel.forward(streams, ids, [B, S], { tokenMask: mask });
     for (const id of [1, 14]) expect(same(gotMixed.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
-    expect(() => DeepseekV41EngramModel.fromCheckpoint(mixed, { table: { tier: 'file', cacheBytes: 1 << 16 } })).toThrow(/tier 'file' needs '.*embed.weight' and '.*embed.scale' in one file|scales of the table in '.*' are split differently: use tier 'host'/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(mixed, { table: { tier: 'file', cacheBytes: 1 << 16 } })).toThrow(/tier 'file' reads a table's rows and their scales from one file, but rows \d+\.\.\d+ lie in '.*engram1-mp3.safetensors' and their scales in '.*engram0-mp3.safetensors': use tier 'host'/);
     // parts that do not join along their first dimension
     const bad = path.join(root, 'mp-bad');
     fs.cpSync(path.join(root, 'mp-split'), bad, { recursive: true });
