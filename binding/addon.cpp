@@ -33,6 +33,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cpuKernel", cpuHashKernelName());
   Napi::Array features = Napi::Array::New(env);
   uint32_t n = 0;
+  if (cpuHasAvx2()) features.Set(n++, "avx2");
   if (cpuHasAvx512()) features.Set(n++, "avx512");
   if (cpuHasAvx512Bf16()) features.Set(n++, "avx512bf16");
   o.Set("cpuFeatures", features);

@@ -142,8 +142,8 @@ Napi::Value GatherPacked(const Napi::CallbackInfo& info) {
   rows.stride = rows.heads;
   rows.rowIds = rowIdsField(o, tokens * rows.heads, &rows.rowIds64, nullptr);
   const std::string kernel = stringField(o, "kernel", "avx512");
-  if (kernel != "avx512-bf16" && kernel != "avx512" && kernel != "baseline") {
-    throwJs(info.Env(), ErrorKind::RangeError, "kernel must be 'avx512-bf16', 'avx512' or 'baseline', got '" + kernel + "'");
+  if (kernel != "avx512-bf16" && kernel != "avx512" && kernel != "avx2" && kernel != "baseline") {
+    throwJs(info.Env(), ErrorKind::RangeError, "kernel must be 'avx512-bf16', 'avx512', 'avx2' or 'baseline', got '" + kernel + "'");
   }
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
   AddonState& state = addonState(info.Env());

@@ -20,6 +20,11 @@ EngramRowKernels engramRowKernels() {
     return {"avx512", avx512::gatherTokens, avx512::gateTokens, avx512::convTokens, avx512::v41GateTokens};
 #endif
   }
+  if (cpuHasAvx2()) {
+#if defined(EK_HAVE_AVX2_KERNEL)
+    return {"avx2", avx2::gatherTokens, avx2::gateTokens, avx2::convTokens, avx2::v41GateTokens};
+#endif
+  }
   return {"baseline", baseline::gatherTokens, baseline::gateTokens, baseline::convTokens, baseline::v41GateTokens};
 }
 

@@ -76,6 +76,12 @@ void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
 }  // namespace baseline
+namespace avx2 {
+void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end);
+void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
+void gateTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
+void convTokens(const EngramRowArgs& a, int64_t begin, int64_t end);
+}  // namespace avx2
 namespace avx512 {
 void v41GateTokens(const V41GateArgs& a, int64_t begin, int64_t end);
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end);

@@ -28,14 +28,16 @@ struct LinearBuild {
 LinearBuild linearBuild(const std::string& name) {
   const LinearBuild base{"baseline", baseline::linearTileWidth(), baseline::linearTiles, baseline::fmaPeakLoop};
   if (name == "baseline") return base;
-  if (name == "avx512" || name == "auto") {
+  EK_REQUIRE(name == "auto" || name == "avx2" || name == "avx512", RangeError,
+             "cpu kernel must be 'auto', 'baseline', 'avx2' or 'avx512', got '" + name + "'");
 #if defined(EK_HAVE_AVX512_KERNEL)
-    if (cpuHasAvx512()) return {"avx512", avx512::linearTileWidth(), avx512::linearTiles, avx512::fmaPeakLoop};
+  if ((name == "avx512" || name == "auto") && cpuHasAvx512()) return {"avx512", avx512::linearTileWidth(), avx512::linearTiles, avx512::fmaPeakLoop};
 #endif
-    EK_REQUIRE(name == "auto", RangeError, "cpu kernel 'avx512' is not available on this CPU or build");
-    return base;
-  }
-  EK_THROW(RangeError, "cpu kernel must be 'auto', 'baseline' or 'avx512', got '" + name + "'");
+#if defined(EK_HAVE_AVX2_KERNEL)
+  if ((name == "avx2" || name == "auto") && cpuHasAvx2()) return {"avx2", avx2::linearTileWidth(), avx2::linearTiles, avx2::fmaPeakLoop};
+#endif
+  EK_REQUIRE(name == "auto", RangeError, "cpu kernel '" + name + "' is not available on this CPU or build");
+  return base;
 }
 
 }  // namespace
@@ -248,10 +250,9 @@ void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& ker
   const int64_t k = static_cast<int64_t>(rows.heads) * rows.table.cols;
   constexpr int64_t kBlockRows = 192;  // the GEMM's row block
   const int64_t blocks = (m + kBlockRows - 1) / kBlockRows;
-#if defined(EK_HAVE_AVX512_KERNEL)
   EK_REQUIRE(kernel != "avx512-bf16" || cpuHasAvx512Bf16(), RangeError, "this CPU has no AVX512-BF16");
   EK_REQUIRE(kernel != "avx512" || cpuHasAvx512(), RangeError, "this CPU has no AVX-512");
-#endif
+  EK_REQUIRE(kernel != "avx2" || cpuHasAvx2(), RangeError, "this CPU has no AVX2/FMA");
   pool.parallelFor(blocks, threads, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> floats;
     thread_local std::vector<uint32_t> pairs;
@@ -266,6 +267,13 @@ void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& ker
       if (kernel == "avx512") {
         floats.resize(std::max<size_t>(floats.size(), avx512::gatheredBlockFloats(k)));
         for (int64_t kb = 0; kb < avx512::gatheredKBlocks(k); ++kb) avx512::packGatheredBlock(rows, r0, n, k, kb, floats.data());
+        continue;
+      }
+#endif
+#if defined(EK_HAVE_AVX2_KERNEL)
+      if (kernel == "avx2") {
+        floats.resize(std::max<size_t>(floats.size(), avx2::gatheredBlockFloats(k)));
+        for (int64_t kb = 0; kb < avx2::gatheredKBlocks(k); ++kb) avx2::packGatheredBlock(rows, r0, n, k, kb, floats.data());
         continue;
       }
 #endif

@@ -24,6 +24,9 @@ namespace {
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
 constexpr int kRows = 12;
+#elif defined(__AVX2__)
+constexpr int kLanes = 8;  // 6 x 16 tile: 12 accumulators of the 16 ymm registers
+constexpr int kRows = 6;
 #else
 constexpr int kLanes = 4;
 constexpr int kRows = 6;

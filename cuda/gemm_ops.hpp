@@ -106,6 +106,18 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
                  int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
                  const GatheredRows* gather, int64_t* packNanos);
 }  // namespace baseline
+namespace avx2 {
+// The GEMM gathers a row block one k block at a time: the floats of one such block, how
+// many blocks k makes, and the packing of block kBlock.
+int64_t gatheredBlockFloats(int64_t k);
+int64_t gatheredKBlocks(int64_t k);
+void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
+double fmaPeakLoop(int64_t iterations, float* sink);
+int linearTileWidth();
+void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, int64_t ldy, int64_t rowBegin,
+                 int64_t rowEnd, int64_t panelBegin, int64_t panelEnd, const int32_t* rowIndex,
+                 const GatheredRows* gather, int64_t* packNanos);
+}  // namespace avx2
 namespace avx512 {
 // The GEMM gathers a row block one k block at a time: the floats of one such block, how
 // many blocks k makes, and the packing of block kBlock.

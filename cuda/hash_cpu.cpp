@@ -84,17 +84,21 @@ std::vector<FastMod> fastMods(const HashRequest& req) {
 }
 
 CpuHashKernel cpuHashKernel(const std::string& name) {
+  // Same source and arithmetic in every build, wider registers.
   if (name == "baseline") return baseline::hashPositions;
-  if (name == "avx512" || name == "auto") {
-    // Same source and arithmetic, wider registers.
-    if (cpuHasAvx512()) return avx512::hashPositions;
-    EK_REQUIRE(name == "auto", RangeError, "cpu kernel 'avx512' is not available on this CPU or build");
-    return baseline::hashPositions;
-  }
-  EK_THROW(RangeError, "cpu kernel must be 'auto', 'baseline' or 'avx512', got '" + name + "'");
+  EK_REQUIRE(name == "auto" || name == "avx2" || name == "avx512", RangeError,
+             "cpu kernel must be 'auto', 'baseline', 'avx2' or 'avx512', got '" + name + "'");
+#if defined(EK_HAVE_AVX512_KERNEL)
+  if ((name == "avx512" || name == "auto") && cpuHasAvx512()) return avx512::hashPositions;
+#endif
+#if defined(EK_HAVE_AVX2_KERNEL)
+  if ((name == "avx2" || name == "auto") && cpuHasAvx2()) return avx2::hashPositions;
+#endif
+  EK_REQUIRE(name == "auto", RangeError, "cpu kernel '" + name + "' is not available on this CPU or build");
+  return baseline::hashPositions;
 }
 
-const char* cpuHashKernelName() { return cpuHasAvx512() ? "avx512" : "baseline"; }
+const char* cpuHashKernelName() { return cpuHasAvx512() ? "avx512" : cpuHasAvx2() ? "avx2" : "baseline"; }
 
 void ngramHashesCpu(const HashRequest& req, ThreadPool& pool, int threads, const std::string& kernelName) {
   validateHashRequest(req);

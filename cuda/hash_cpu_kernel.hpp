@@ -14,6 +14,9 @@ using CpuHashKernel = void (*)(const HashRequest& req, const HashTables& tables,
 namespace baseline {
 void hashPositions(const HashRequest& req, const HashTables& tables, int64_t begin, int64_t end);
 }
+namespace avx2 {
+void hashPositions(const HashRequest& req, const HashTables& tables, int64_t begin, int64_t end);
+}
 namespace avx512 {
 void hashPositions(const HashRequest& req, const HashTables& tables, int64_t begin, int64_t end);
 }

@@ -23,8 +23,8 @@ export interface BuildInfo {
   cpuThreads: number;
   /** Why no CUDA device can be used, or '' when one can. */
   deviceUnavailableReason: string;
-  /** Which build of the CPU hashing loop this machine runs: 'avx512' or 'baseline'. */
-  cpuKernel: 'avx512' | 'baseline';
+  /** Which build of the CPU loops this machine runs: 'avx512', 'avx2' (x86-64-v3) or 'baseline'. */
+  cpuKernel: 'avx512' | 'avx2' | 'baseline';
   /** CPU kernel features in use: 'avx512', 'avx512bf16'. */
   cpuFeatures: string[];
 }

@@ -15,7 +15,7 @@ export interface NativeBuildInfo {
   cuda: boolean;
   cpuThreads: number;
   deviceUnavailableReason: string;
-  cpuKernel: 'avx512' | 'baseline';
+  cpuKernel: 'avx512' | 'avx2' | 'baseline';
   /** CPU kernel features in use: 'avx512', 'avx512bf16'. */
   cpuFeatures: string[];
 }
@@ -41,7 +41,7 @@ export interface NativeHashArgs {
   device: 'cpu' | 'cuda';
   deviceIndex: number;
   threads: number;
-  /** CPU loop build: 'auto' (default), 'baseline' or 'avx512'. */
+  /** CPU loop build: 'auto' (default), 'baseline', 'avx2' or 'avx512'. */
   cpuKernel?: string;
 }
 
@@ -231,7 +231,7 @@ export interface NativeAddon {
   moeForwardCudaAsync(args: NativeMoeCudaArgs): Promise<void>;
   quantizeWeights(args: { format: string; weight: Float32Array; n: number; k: number; blockRows: number; codes: Uint8Array; scales?: Uint8Array; threads: number }): void;
   dequantizeWeights(args: { format: string; codes: Uint8Array; scales?: Uint8Array; n: number; k: number; blockRows: number; out: Float32Array; threads: number }): void;
-  /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16' or 'baseline'. */
+  /** Which kernel a packed projection runs on: 'avx512', 'avx512-bf16', 'avx2' or 'baseline'. */
   linearKernel(args: { weight: NativeLinearHandle }): string;
   linear(args: { weight: NativeLinearHandle; x: Float32Array; m: number; out: Float32Array; threads: number }): void;
   /** The layers' in-GEMM gather alone (rows decoded and packed, no GEMM): for benchmarks. */

@@ -109,6 +109,6 @@ describe('gathering inside the GEMM gives the bits of gathering first', () => {
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7) })).not.toThrow();
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, engram.table.rows) })).toThrow(/rowIds\[7\] = \d+ is outside the table/);
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0), kernel: 'baseline' })).toThrow(RangeError);
-    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7), kernel: 'avx2' })).toThrow(/kernel must be/);
+    expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7), kernel: 'sse4' })).toThrow(/kernel must be/);
   });
 });

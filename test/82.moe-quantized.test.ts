@@ -86,7 +86,7 @@ describe('quantised weights: codes, scales and their exact values', () => {
 describe('GEMM over quantised weights equals the GEMM over their fp32 values, bit for bit', () => {
   // n not a multiple of the panel width, k spanning three k blocks and a partial scale block.
   for (const format of ['bf16', 'f16', 'e4m3', 'e2m1'] as const) {
-    for (const cpuKernel of ['baseline', 'auto']) {
+    for (const cpuKernel of ['baseline', 'auto', ...native().buildInfo().cpuFeatures.filter((f) => f === 'avx2')]) {
       // m = 37: panel slices decoded into a buffer for four row tiles; m = 5 and 3: one
       // tile, decoded straight into the FMA loop.
       it.each([37, 5, 3])(`${format} (${cpuKernel} kernel), %i rows`, (m) => {

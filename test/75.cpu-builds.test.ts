@@ -1,0 +1,39 @@
+// Every CPU loop build this machine can run (ENGRAM_CPU_KERNEL caps the run-time pick in a
+// child process): the paper layer and V4.1's layer still equal the reference fixtures.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { buildInfo } from '../src/index.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const features = buildInfo().cpuFeatures;
+const builds = ['baseline', ...(features.includes('avx2') ? ['avx2'] : [])];
+if (!features.includes('avx2')) console.log('the avx2 CPU build is not tested here: this CPU or build has no AVX2/FMA');
+
+describe('CPU loop builds below the widest one', () => {
+  for (const build of builds) {
+    it(`${build}: the layers equal the reference`, () => {
+      const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'helpers', 'cpu-build-check.ts')], {
+        env: { ...process.env, ENGRAM_CPU_KERNEL: build },
+        encoding: 'utf8',
+      });
+      const r = JSON.parse(out.trim().split('\n').pop()!) as {
+        cpuKernel: string;
+        paper: { embeddingsExact: boolean; gates: number; output: number };
+        v41: Record<string, { kernel: string; gates: number; output: number }>;
+      };
+      expect(r.cpuKernel).toBe(build);
+      expect(r.paper.embeddingsExact).toBe(true);
+      expect(r.paper.gates).toBeLessThan(1e-4);
+      expect(r.paper.output).toBeLessThan(1e-4);
+      for (const v of Object.values(r.v41)) {
+        expect(v.kernel).toBe(build); // no AVX512-BF16 kernel below avx512
+        expect(v.gates).toBeLessThan(1e-4);
+        expect(v.output).toBeLessThan(1e-4);
+      }
+    }, 120_000);
+  }
+});
