@@ -1,16 +1,14 @@
 // GPU suite for the Engram layer: runs where a CUDA device is visible, says so otherwise.
 import { describe, expect, it } from 'vitest';
 
-import { buildInfo, devices, Engram } from '../../src/index.js';
+import { Engram } from '../../src/index.js';
+import { gpuVisible } from '../helpers/gpu.js';
 import { maxRelError, small, smallConfig, smallInputs, smallStateDict } from '../helpers/forward-small.js';
 import { randInt, rng } from '../helpers/random.js';
 
-const visible = devices();
-if (visible.length === 0) {
-  console.log(`GPU Engram tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
-}
+const visible = gpuVisible('Engram');
 
-describe.skipIf(visible.length === 0)('CUDA Engram layer', () => {
+describe.skipIf(!visible)('CUDA Engram layer', () => {
   const { hidden, ids, shape } = smallInputs();
   const load = (options: ConstructorParameters<typeof Engram>[1]) => {
     const e = new Engram(smallConfig(), { init: 'none', ...options });

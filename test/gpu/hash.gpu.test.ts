@@ -1,16 +1,14 @@
 // GPU suite: runs where a CUDA device is visible, and says plainly when it is skipped.
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { CompressedTokenizer, NgramHashMapping, buildInfo, devices } from '../../src/index.js';
+import { CompressedTokenizer, NgramHashMapping } from '../../src/index.js';
+import { gpuVisible } from '../helpers/gpu.js';
 import { fixture, toNumbers } from '../helpers/fixtures.js';
 import { rng, randInt, randomLookup } from '../helpers/random.js';
 
-const visible = devices();
-if (visible.length === 0) {
-  console.log(`GPU tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
-}
+const visible = gpuVisible('hashing');
 
-describe.skipIf(visible.length === 0)('CUDA hashing', () => {
+describe.skipIf(!visible)('CUDA hashing', () => {
   let tok: CompressedTokenizer;
   beforeAll(() => {
     tok = CompressedTokenizer.deepseekV3();

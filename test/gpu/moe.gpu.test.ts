@@ -3,18 +3,16 @@
 // says so otherwise.
 import { describe, expect, it } from 'vitest';
 
-import { buildInfo, devices, MoE, moeRoute, moeRouteAsync } from '../../src/index.js';
+import { MoE, moeRoute, moeRouteAsync } from '../../src/index.js';
+import { gpuVisible } from '../helpers/gpu.js';
 import { fixture } from '../helpers/fixtures.js';
 import { maxRelError } from '../helpers/forward-small.js';
 import { emptyBlock, stateDictOf, type MoeFixture } from '../helpers/moe-fixture.js';
 import { quantisedMoeDict } from '../helpers/moe-quantised.js';
 
-const visible = devices();
-if (visible.length === 0) {
-  console.log(`GPU MoE tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
-}
+const visible = gpuVisible('MoE');
 
-describe.skipIf(visible.length === 0)('CUDA MoE block', () => {
+describe.skipIf(!visible)('CUDA MoE block', () => {
   for (const [file, normEps] of [['moe-sigmoid-grouped.json', 0], ['moe-softmax.json', 0], ['v41-moe.json', 1e-20]] as const) {
     it(`${file}: indices exact, output within 1e-4 of the reference; async gives the same bits`, async () => {
       const f = fixture<MoeFixture>(file);

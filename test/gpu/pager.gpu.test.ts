@@ -6,18 +6,16 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, devices, Engram, writeSyntheticV41Checkpoint } from '../../src/index.js';
+import { CompressedTokenizer, DeepseekV41EngramModel, Engram, writeSyntheticV41Checkpoint } from '../../src/index.js';
+import { gpuVisible } from '../helpers/gpu.js';
 import { rng } from '../helpers/random.js';
 
-const visible = devices();
-if (visible.length === 0) {
-  console.log(`GPU pager tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
-}
+const visible = gpuVisible('pager');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-gpu-pager-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-describe.skipIf(visible.length === 0)('CUDA pager', () => {
+describe.skipIf(!visible)('CUDA pager', () => {
   const tokenizer = CompressedTokenizer.deepseekV3();
   const config = { layerId: 1, layerIds: [1], hiddenSize: 32, hcMult: 2, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
 

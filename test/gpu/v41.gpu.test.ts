@@ -1,12 +1,12 @@
 // GPU suite for DeepSeek-V4.1's layer: runs where a CUDA device is visible, says so otherwise.
 import { describe, expect, it } from 'vitest';
 
-import { buildInfo, DeepseekV41Engram, devices, type Tensor } from '../../src/index.js';
+import { DeepseekV41Engram, type Tensor } from '../../src/index.js';
+import { gpuVisible } from '../helpers/gpu.js';
 import { fixture } from '../helpers/fixtures.js';
 import { maxRelError } from '../helpers/forward-small.js';
 
-const visible = devices();
-if (visible.length === 0) console.log(`GPU V4.1 tests skipped: no CUDA device (${buildInfo().deviceUnavailableReason})`);
+const visible = gpuVisible('V4.1');
 
 interface V41Small {
   config: { batch: number; seq: number; hc_mult: number; hidden_size: number; max_ngram_size: number; n_heads: number; head_dim: number; table_rows: number; rms_norm_eps: number; n_hash_cols: number };
@@ -14,7 +14,7 @@ interface V41Small {
   hidden_streams: number[]; row_ids: number[][][]; token_mask: boolean[][]; gates: number[]; output: number[];
 }
 
-describe.skipIf(visible.length === 0)("CUDA DeepSeek-V4.1 layer", () => {
+describe.skipIf(!visible)("CUDA DeepSeek-V4.1 layer", () => {
   it('equals the reference (v41-layer-small.json)', () => {
     const ref = fixture<V41Small>('v41-layer-small.json');
     const c = ref.config;
