@@ -6,8 +6,8 @@
 import * as ort from 'onnxruntime-node';
 
 import { buildInfo, CompressedTokenizer, Engram, type TableDtype } from '../src/index.js';
-import { native } from '../src/native.js';
-import { machineFacts, median, progress, timeRuns } from '../src/throughput.js';
+import { native } from '../src/native/index.js';
+import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineForward } from './baseline-engram.js';
 import { brownTokens } from './corpus.js';
 import { coldRowReads } from './harness.js';

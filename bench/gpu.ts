@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, devices, Engram, MoE, NgramHashMapping, writeSyntheticV41Checkpoint, type EngramConfig, type MoeConfig, type Tensor } from '../src/index.js';
-import { machineFacts, median } from '../src/throughput.js';
+import { machineFacts, median } from '../src/core/throughput.js';
 import { markdownTable } from './harness.js';
 
 const args = process.argv.slice(2);

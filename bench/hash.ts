@@ -2,7 +2,7 @@
 // the reference's default config (2 layers x 16 heads), against the machine's
 // memory-write bound for the same output measured in the same process.
 import { CompressedTokenizer, NgramHashMapping, buildInfo, devices } from '../src/index.js';
-import { hashThroughput, machineFacts, median, progress, timeRuns } from '../src/throughput.js';
+import { hashThroughput, machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 import { markdownTable, writeResults } from './harness.js';
 

@@ -4,8 +4,8 @@
 // with MoE only against one with half the experts plus an Engram layer holding the
 // freed parameters (a systems comparison: parameters, activated parameters, tokens/s).
 import { buildInfo, CompressedTokenizer, Engram, MoE, quantizeWeight, type MoeConfig, type Tensor, type WeightFormat } from '../src/index.js';
-import { native, TABLE_DTYPE_CODES } from '../src/native.js';
-import { machineFacts, median, timeRuns } from '../src/throughput.js';
+import { native, TABLE_DTYPE_CODES } from '../src/native/index.js';
+import { machineFacts, median, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 import { markdownTable, writeResults } from './harness.js';
 

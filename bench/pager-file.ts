@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { DeepseekV41EngramModel, MappedFile, writeSyntheticV41Checkpoint, type Eviction } from '../src/index.js';
-import { native } from '../src/native.js';
-import { median, progress } from '../src/throughput.js';
+import { native } from '../src/native/index.js';
+import { median, progress } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 
 export interface FileTierRow {

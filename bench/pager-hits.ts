@@ -5,7 +5,7 @@
 // first half of the text is the "sample" (it picks the hot rows), the second half the
 // measured stream, so hot-row residency is judged on text it has not seen.
 import { CompressedTokenizer, DEEPSEEK_V41_NGRAM_HASH_CONFIG, hottestRows, NgramHashMapping, TablePager, type Eviction } from '../src/index.js';
-import { progress } from '../src/throughput.js';
+import { progress } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 
 export interface Distribution {

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { DeepseekV41EngramModel } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/native/index.js';
 
 export interface SharedCopyResult {
   processes: number;

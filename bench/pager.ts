@@ -15,8 +15,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { buildInfo, devices, writeSyntheticV41Checkpoint } from '../src/index.js';
-import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/plan.js';
-import { machineFacts } from '../src/throughput.js';
+import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/table/plan.js';
+import { machineFacts } from '../src/core/throughput.js';
 import { markdownTable, resultsDir, writeResults } from './harness.js';
 import { fileTierBenchmark } from './pager-file.js';
 import { sharedCopyBenchmark } from './pager-shared.js';

@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, EngramTable, MappedFile, writeSyntheticV41Checkpoint } from '../src/index.js';
-import { regionBytes } from '../src/dtype.js';
-import { native } from '../src/native.js';
-import { machineFacts, median, progress, timeRuns } from '../src/throughput.js';
+import { regionBytes } from '../src/core/tensor.js';
+import { native } from '../src/native/index.js';
+import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineV41Forward, type BaselineV41 } from './baseline-v41.js';
 import { brownTokens } from './corpus.js';
 import { coldRowReads, markdownTable, resultsDir, writeResults } from './harness.js';

@@ -118,7 +118,7 @@ describe('CPU backend determinism', () => {
 
 describe('CPU loop builds', () => {
   it('the baseline and the auto-selected (AVX-512 where available) loops give identical ids', async () => {
-    const { native } = await import('../src/native.js');
+    const { native } = await import('../src/native/index.js');
     const r = rng(4242);
     for (const vocab of [40, 646_400, 2 ** 31 - 50_000]) {
       const tok = CompressedTokenizer.fromLookup(randomLookup(r, 3000));

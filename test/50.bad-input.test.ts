@@ -88,7 +88,7 @@ describe('bad input gets a clear error and no output', () => {
 
 describe('the native boundary checks again', () => {
   it('refuses mismatched buffers without touching memory', async () => {
-    const { native } = await import('../src/native.js');
+    const { native } = await import('../src/native/index.js');
     const base = {
       batch: 1, seqLen: 4, layers: 1, maxNgram: 3, headsPerNgram: 1, padId: 0, compressedVocabSize: 3,
       ids: Int32Array.of(0, 1, 2, 1), lookup: Int32Array.of(0, 1, 2),

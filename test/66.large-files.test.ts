@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { DeepseekV41EngramModel, EngramTable, readSafetensors, TablePager, writeSafetensors, writeSyntheticV41Checkpoint } from '../src/index.js';
-import { MappedFile } from '../src/mapped-file.js';
+import { MappedFile } from '../src/core/mapped-file.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-large-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
-import { planCommand } from '../src/cli-plan.js';
+import { planCommand } from '../src/cli/plan.js';
 import { OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/index.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-plan-'));

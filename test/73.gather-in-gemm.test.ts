@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { CompressedTokenizer, DeepseekV41Engram, Engram, type Tensor } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/native/index.js';
 import { rng, randInt } from './helpers/random.js';
 
 const same = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { EngramTable, MAX_TABLE_PARTS, TablePager, writeSafetensors, readSafetensors, type Tensor } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/native/index.js';
 import { smallEngram, smallInputs, smallStateDict } from './helpers/forward-small.js';
 import { randInt, rng } from './helpers/random.js';
 

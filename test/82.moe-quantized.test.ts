@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { dequantizeWeight, quantizeWeight, weightFromTensors, type QuantizedWeight, type Tensor } from '../src/index.js';
-import { native } from '../src/native.js';
+import { native } from '../src/native/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { emptyBlock, stateDictOf, type MoeFixture } from './helpers/moe-fixture.js';
 import { quantisedMoeDict } from './helpers/moe-quantised.js';

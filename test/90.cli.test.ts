@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
-import { inspectV41, synthV41 } from '../src/cli-v41.js';
+import { inspectV41, synthV41 } from '../src/cli/v41.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cli-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -28,7 +28,7 @@ const kitDir = path.resolve(process.env.ENGRAM_KIT_DIR ?? path.join(root, 'gpu-k
 const cacheDir = path.join(root, '.cache', 'gpu-kit');
 const MAX_KIT_BYTES = 60 * 2 ** 20;
 // What CMakeLists.txt compiles: copied into the kit for a rebuild on the GPU machine.
-const NATIVE_SOURCES = ['CMakeLists.txt', 'cuda', 'binding'];
+const NATIVE_SOURCES = ['CMakeLists.txt', 'native'];
 
 const log = (s) => process.stderr.write(`gpu:kit: ${s}\n`);
 function fail(message) {

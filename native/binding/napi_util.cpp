@@ -1,0 +1,183 @@
+#include "binding/napi_util.hpp"
+
+#include <limits>
+
+namespace engram {
+
+Napi::Error makeJsError(const Napi::Env& env, ErrorKind kind, const std::string& message) {
+  switch (kind) {
+    case ErrorKind::TypeError:
+      return Napi::TypeError::New(env, message);
+    case ErrorKind::RangeError:
+      return Napi::RangeError::New(env, message);
+    default:
+      return Napi::Error::New(env, message);
+  }
+}
+
+void throwJs(const Napi::Env& env, ErrorKind kind, const std::string& message) {
+  throw makeJsError(env, kind, message);
+}
+
+Napi::Object argObject(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throwJs(info.Env(), ErrorKind::TypeError, "expected an argument object");
+  return info[0].As<Napi::Object>();
+}
+
+int64_t intField(const Napi::Object& o, const char* name, int64_t min, int64_t max) {
+  const Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throwJs(o.Env(), ErrorKind::RangeError,
+            std::string(name) + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
+
+bool boolField(const Napi::Object& o, const char* name, bool fallback) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string stringField(const Napi::Object& o, const char* name, const std::string& fallback) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsString()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+template <typename T>
+T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected, bool optional,
+              std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " is required");
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " has the wrong typed-array type");
+  }
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  if (expected >= 0 && static_cast<int64_t>(a.ElementLength()) != expected) {
+    throwJs(o.Env(), ErrorKind::RangeError,
+            std::string(name) + " has " + std::to_string(a.ElementLength()) + " elements, expected " +
+                std::to_string(expected));
+  }
+  if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
+  auto* base = static_cast<uint8_t*>(a.ArrayBuffer().Data());
+  return reinterpret_cast<T*>(base + a.ByteOffset());
+}
+
+template int32_t* typedField<int32_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                      std::vector<Napi::Reference<Napi::Value>>*);
+template uint8_t* typedField<uint8_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                      std::vector<Napi::Reference<Napi::Value>>*);
+template int64_t* typedField<int64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                      std::vector<Napi::Reference<Napi::Value>>*);
+template float* typedField<float>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                  std::vector<Napi::Reference<Napi::Value>>*);
+template double* typedField<double>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                    std::vector<Napi::Reference<Napi::Value>>*);
+template uint64_t* typedField<uint64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
+                                        std::vector<Napi::Reference<Napi::Value>>*);
+
+uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
+                      std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
+  const Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " is required");
+  }
+  uint8_t* base = nullptr;
+  size_t mappedSize = 0;
+  const bool mapped = mappedRegion(v, &base, &mappedSize);
+  if (!mapped && !v.IsArrayBuffer()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be an ArrayBuffer or a mapped file");
+  if (!mapped) {
+    Napi::ArrayBuffer buffer = v.As<Napi::ArrayBuffer>();
+    base = static_cast<uint8_t*>(buffer.Data());
+    mappedSize = buffer.ByteLength();
+  }
+  const int64_t offset = intField(o, offsetName, 0, INT64_MAX / 2);
+  const int64_t length = static_cast<int64_t>(mappedSize);
+  if (bytes < 0 || offset > length || bytes > length - offset) {
+    throwJs(o.Env(), ErrorKind::RangeError,
+            std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                " run past its " + std::to_string(length) + " bytes");
+  }
+  if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
+  return base + offset;
+}
+
+namespace {
+
+class CallableWorker : public Napi::AsyncWorker {
+ public:
+  CallableWorker(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keep)
+      : Napi::AsyncWorker(env, "engram-kernels"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), keep_(std::move(keep)) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  // No N-API in Execute: errors are stored and settled on the main thread.
+  void Execute() override {
+    try {
+      work_();
+    } catch (const EngramError& e) {
+      failed_ = true;
+      kind_ = e.kind();
+      message_ = e.what();
+    } catch (const std::exception& e) {
+      failed_ = true;
+      message_ = e.what();
+    } catch (...) {
+      failed_ = true;
+      message_ = "unknown native error";
+    }
+  }
+  void OnOK() override {
+    if (failed_) {
+      deferred_.Reject(makeJsError(Env(), kind_, message_).Value());
+    } else {
+      deferred_.Resolve(Env().Undefined());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::vector<Napi::Reference<Napi::Value>> keep_;
+  bool failed_ = false;
+  ErrorKind kind_ = ErrorKind::Error;
+  std::string message_;
+};
+
+}  // namespace
+
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
+                     std::vector<Napi::Reference<Napi::Value>> keepAlive) {
+  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+void runSync(const Napi::Env& env, const std::function<void()>& work) {
+  try {
+    work();
+  } catch (const EngramError& e) {
+    throwJs(env, e.kind(), e.what());
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throwJs(env, ErrorKind::Error, e.what());
+  }
+}
+
+AddonState& addonState(const Napi::Env& env) { return *env.GetInstanceData<AddonState>(); }
+
+}  // namespace engram

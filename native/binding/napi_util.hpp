@@ -1,0 +1,57 @@
+// Glue shared by the binding files: argument readers that re-check what TypeScript already
+// validated (C++ never trusts a pointer or a length it was not promised), error
+// conversion, and one generic async worker.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/common.hpp"
+#include "common/thread_pool.hpp"
+
+namespace engram {
+
+// Per-instance state of the addon (no process-wide globals).
+struct AddonState {
+  ThreadPool pool{hardwareThreads() - 1};
+};
+
+AddonState& addonState(const Napi::Env& env);
+
+// Throws a JS error of the class the C++ error names.
+[[noreturn]] void throwJs(const Napi::Env& env, ErrorKind kind, const std::string& message);
+Napi::Error makeJsError(const Napi::Env& env, ErrorKind kind, const std::string& message);
+
+Napi::Object argObject(const Napi::CallbackInfo& info);
+int64_t intField(const Napi::Object& o, const char* name, int64_t min, int64_t max);
+bool boolField(const Napi::Object& o, const char* name, bool fallback);
+std::string stringField(const Napi::Object& o, const char* name, const std::string& fallback);
+
+// A typed array field of exactly `expected` elements (or any length if expected < 0).
+// Absent/null gives nullptr when optional.
+template <typename T>
+T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected,
+              bool optional, std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
+
+// A mapped file handle's bytes (file_map.cpp); false if `v` is not one.
+bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size);
+
+// `bytes` bytes of the ArrayBuffer (or mapped file handle) field `name`, starting at the integer field
+// `offsetName` (regions may exceed what a typed array can view). Absent gives nullptr
+// when optional.
+uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
+                      std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
+
+// Runs `work` on libuv's pool and settles a promise; std::exception becomes the matching
+// JS error, anything else a plain Error. The typed arrays in keepAlive stay referenced
+// until the promise settles.
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
+                     std::vector<Napi::Reference<Napi::Value>> keepAlive);
+
+// Runs `work` now, converting C++ exceptions to JS errors.
+void runSync(const Napi::Env& env, const std::function<void()>& work);
+
+}  // namespace engram

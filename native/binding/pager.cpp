@@ -1,0 +1,253 @@
+// The table pager (cuda/pager.hpp) for JS: a handle owning the pager, its cache memory
+// and references to the home tier's buffers; tickets are plain numbers.
+#include <cstring>
+
+#include "binding/napi_util.hpp"
+#include "binding/registry.hpp"
+#include "binding/mapped_memory.hpp"
+#include "pager/pager.hpp"
+#include "binding/table_args.hpp"
+
+namespace engram {
+
+namespace {
+
+struct PagerHolder {
+  Keep sourceRefs;      // the home tier's buffers stay alive with the pager
+  MappedHandle cache;   // CPU backend: the cache's rows (and scales after them)
+  std::shared_ptr<uint8_t> deviceCache;  // CUDA backend: the same layout in device memory
+  TableView deviceTable{};               // the device cache as the gather kernels read it
+  std::unique_ptr<Pager> pager;  // declared last: destroyed (copy stream drained) first
+  ~PagerHolder() { pager.reset(); }
+};
+using PagerHandle = std::shared_ptr<PagerHolder>;
+
+const napi_type_tag kPagerTag = {0x656e6772616d7067ull, 0x7061676572000001ull};
+
+PagerHandle pagerArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
+  auto ext = info[0].As<Napi::External<PagerHandle>>();
+  if (!ext.CheckTypeTag(&kPagerTag)) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
+  return *ext.Data();
+}
+
+uint64_t ticketArg(const Napi::CallbackInfo& info, size_t at) {
+  if (info.Length() <= at || !info[at].IsNumber()) throwJs(info.Env(), ErrorKind::TypeError, "ticket must be a number");
+  const double t = info[at].As<Napi::Number>().DoubleValue();
+  if (!(t >= 1 && t <= 9007199254740991.0)) throwJs(info.Env(), ErrorKind::RangeError, "ticket out of range");
+  return static_cast<uint64_t>(t);
+}
+
+constexpr int64_t kCacheAlign = 64;
+
+// The home tier: "files" ([{ path, dataOffset, scalesOffset, rows }] in row order), or the
+// table fields (one region, or "tableParts" for a table split in row ranges).
+PageSource readPageSource(const Napi::Object& o, const PagerGeometry& g, Keep* keep) {
+  PageSource source;
+  const Napi::Value files = o.Get("files");
+  if (!files.IsUndefined()) {
+    if (!files.IsArray() || files.As<Napi::Array>().Length() == 0) throwJs(o.Env(), ErrorKind::TypeError, "files must be a non-empty array");
+    const Napi::Array list = files.As<Napi::Array>();
+    int64_t firstRow = 0;
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      const Napi::Value v = list.Get(i);
+      if (!v.IsObject() || !v.As<Napi::Object>().Get("path").IsString()) {
+        throwJs(o.Env(), ErrorKind::TypeError, "files[" + std::to_string(i) + "] must be { path, dataOffset, scalesOffset, rows }");
+      }
+      const Napi::Object f = v.As<Napi::Object>();
+      SourcePart p;
+      p.firstRow = firstRow;
+      p.rows = intField(f, "rows", 1, g.rows - firstRow);
+      p.path = f.Get("path").As<Napi::String>().Utf8Value();
+      p.dataOffset = intField(f, "dataOffset", 0, INT64_MAX / 4);
+      p.scalesOffset = intField(f, "scalesOffset", 0, INT64_MAX / 4);
+      firstRow += p.rows;
+      source.parts.push_back(std::move(p));
+    }
+    if (firstRow != g.rows) throwJs(o.Env(), ErrorKind::RangeError, "files hold " + std::to_string(firstRow) + " rows but the table has " + std::to_string(g.rows));
+    return source;
+  }
+  const TableView t = readTable(o, keep);
+  if (t.rows != g.rows || t.rowStride() != g.rowBytes) throwJs(o.Env(), ErrorKind::RangeError, "the table's rows and row bytes do not match the pager's");
+  const int parts = t.segmentCount == 0 ? 1 : t.segmentCount;
+  for (int i = 0; i < parts; ++i) {
+    SourcePart p;
+    p.firstRow = t.segmentCount == 0 ? 0 : t.segments[i].firstRow;
+    p.rows = t.segmentRows(i);
+    p.data = t.rowBytes(p.firstRow);
+    p.scales = g.scaleRowBytes > 0 ? t.rowScales(p.firstRow) : nullptr;
+    source.parts.push_back(p);
+  }
+  return source;
+}
+
+}  // namespace
+
+bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep) {
+  if (!v.IsExternal()) return false;
+  auto ext = v.As<Napi::External<PagerHandle>>();
+  if (!ext.CheckTypeTag(&kPagerTag)) return false;
+  PagerHandle h = *ext.Data();
+  if (!h->deviceCache) return false;
+  *table = h->deviceTable;
+  *keep = h;  // the cache stays allocated while a call reads it
+  return true;
+}
+
+// createPager({ rows, rowBytes, scaleRowBytes, pageRows, slots, hotRows, eviction,
+//   simulate, bytesPerSecond, source: table/tableByteOffset/tableScales/... | path/dataOffset/scalesOffset })
+//   -> { pager, cache, cacheScalesByteOffset }
+Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const Napi::Object o = argObject(info);
+  PagerGeometry g;
+  g.rows = intField(o, "rows", 1, INT64_MAX / 4);
+  g.rowBytes = intField(o, "rowBytes", 1, 1 << 24);
+  g.scaleRowBytes = intField(o, "scaleRowBytes", 0, 1 << 20);
+  g.pageRows = intField(o, "pageRows", 1, INT32_MAX);
+  g.slots = intField(o, "slots", 0, INT32_MAX);
+  g.hotRows = intField(o, "hotRows", 0, INT32_MAX);
+  const auto eviction = static_cast<Eviction>(intField(o, "eviction", 0, 2));
+  const bool simulate = boolField(o, "simulate", false);
+  const int device = o.Get("device").IsUndefined() ? -1 : static_cast<int>(intField(o, "device", 0, 1024));  // >= 0: a CUDA cache
+  const int readers = o.Get("readThreads").IsUndefined() ? 1 : static_cast<int>(intField(o, "readThreads", 1, 256));
+  const double rate = o.Get("bytesPerSecond").IsNumber() ? o.Get("bytesPerSecond").As<Napi::Number>().DoubleValue() : 0;
+  if (!(rate >= 0)) throwJs(env, ErrorKind::RangeError, "bytesPerSecond must be >= 0");
+  if (g.cacheRows() > INT32_MAX) throwJs(env, ErrorKind::RangeError, "the cache would hold more than 2^31 rows");
+
+  auto holder = std::make_shared<PagerHolder>();
+  runSync(env, [&] {
+    if (simulate) {
+      holder->pager = std::make_unique<Pager>(g, eviction, makeNullCopyEngine());
+      return;
+    }
+    const PageSource source = readPageSource(o, g, &holder->sourceRefs);
+    const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
+    const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
+    if (device >= 0) {
+      holder->deviceCache = allocateDeviceCache(cacheBytes, device);
+      uint8_t* base = holder->deviceCache.get();
+      TableView& t = holder->deviceTable;
+      t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
+      t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));
+      EK_REQUIRE(static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype) == g.rowBytes, RangeError, "tableCols and tableDtype do not give rowBytes");
+      t.rows = g.cacheRows();
+      t.data = base;
+      t.scales = g.scaleRowBytes > 0 ? base + dataBytes : nullptr;
+      holder->pager = std::make_unique<Pager>(g, eviction, makeCudaCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, device));
+      return;
+    }
+    holder->cache = mapAnonymous(cacheBytes);
+    auto* base = static_cast<uint8_t*>(holder->cache->base);
+    holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate, readers));
+  });
+  Napi::Object out = Napi::Object::New(env);
+  auto* boxed = new PagerHandle(holder);
+  auto ext = Napi::External<PagerHandle>::New(env, boxed, [](Napi::Env, PagerHandle* h) { delete h; });
+  ext.TypeTag(&kPagerTag);
+  out.Set("pager", ext);
+  if (holder->cache) {
+    out.Set("cache", wrapMapping(env, holder->cache));
+    out.Set("cacheScalesByteOffset", static_cast<double>((g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign));
+  }
+  return out;
+}
+
+// pagerAcquire(pager, rowIds, translated?) -> ticket
+Napi::Value PagerAcquire(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  if (info.Length() < 2 || !info[1].IsTypedArray()) throwJs(env, ErrorKind::TypeError, "rowIds must be an Int32Array or BigInt64Array");
+  Napi::TypedArray ids = info[1].As<Napi::TypedArray>();
+  const int64_t count = static_cast<int64_t>(ids.ElementLength());
+  const int32_t* rows32 = nullptr;
+  const int64_t* rows64 = nullptr;
+  auto* base = static_cast<uint8_t*>(ids.ArrayBuffer().Data()) + ids.ByteOffset();
+  if (ids.TypedArrayType() == napi_int32_array) rows32 = reinterpret_cast<const int32_t*>(base);
+  else if (ids.TypedArrayType() == napi_bigint64_array) rows64 = reinterpret_cast<const int64_t*>(base);
+  else throwJs(env, ErrorKind::TypeError, "rowIds must be an Int32Array or BigInt64Array");
+  int32_t* translated = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength()) != count) {
+      throwJs(env, ErrorKind::TypeError, "translated must be an Int32Array as long as rowIds");
+    }
+    Napi::TypedArray t = info[2].As<Napi::TypedArray>();
+    translated = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  }
+  uint64_t ticket = 0;
+  runSync(env, [&] { ticket = h->pager->acquire(rows32, rows64, count, translated); });
+  return Napi::Number::New(env, static_cast<double>(ticket));
+}
+
+Napi::Value PagerWait(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  runSync(info.Env(), [&] { h->pager->wait(ticket); });
+  return info.Env().Undefined();
+}
+
+Napi::Value PagerWaitAsync(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  return runAsync(info.Env(), [h, ticket] { h->pager->wait(ticket); }, {});
+}
+
+Napi::Value PagerRelease(const Napi::CallbackInfo& info) {
+  PagerHandle h = pagerArg(info);
+  const uint64_t ticket = ticketArg(info, 1);
+  runSync(info.Env(), [&] { h->pager->release(ticket); });
+  return info.Env().Undefined();
+}
+
+Napi::Value PagerSetHotRows(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_bigint64_array) {
+    throwJs(env, ErrorKind::TypeError, "rows must be a BigInt64Array");
+  }
+  Napi::TypedArray rows = info[1].As<Napi::TypedArray>();
+  const auto* data = reinterpret_cast<const int64_t*>(static_cast<uint8_t*>(rows.ArrayBuffer().Data()) + rows.ByteOffset());
+  runSync(env, [&] { h->pager->setHotRows(data, static_cast<int64_t>(rows.ElementLength())); });
+  return env.Undefined();
+}
+
+Napi::Value PagerStatsOf(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  const PagerStats s = h->pager->stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("lookups", s.lookups);
+  o.Set("uniqueRows", s.uniqueRows);
+  o.Set("uniquePages", s.uniquePages);
+  o.Set("pageHits", s.pageHits);
+  o.Set("pageMisses", s.pageMisses);
+  o.Set("rowHits", s.rowHits);
+  o.Set("rowMisses", s.rowMisses);
+  o.Set("hotRowHits", s.hotRowHits);
+  o.Set("bytesCopied", s.bytesCopied);
+  o.Set("evictions", s.evictions);
+  o.Set("tickets", s.tickets);
+  o.Set("stallSeconds", s.stallSeconds);
+  o.Set("copySeconds", h->pager->copyBusySeconds());
+  o.Set("residentPages", static_cast<double>(h->pager->residentPages()));
+  o.Set("ticketsInFlight", static_cast<double>(h->pager->ticketsInFlight()));
+  return o;
+}
+
+Napi::Value PagerResetStats(const Napi::CallbackInfo& info) {
+  pagerArg(info)->pager->resetStats();
+  return info.Env().Undefined();
+}
+
+EK_EXPORT_FUNCTIONS(
+    {"pagerCreate", PagerCreate},
+    {"pagerAcquire", PagerAcquire},
+    {"pagerWait", PagerWait},
+    {"pagerWaitAsync", PagerWaitAsync},
+    {"pagerRelease", PagerRelease},
+    {"pagerSetHotRows", PagerSetHotRows},
+    {"pagerStats", PagerStatsOf},
+    {"pagerResetStats", PagerResetStats});
+
+}  // namespace engram

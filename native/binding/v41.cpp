@@ -1,0 +1,120 @@
+// DeepSeek-V4.1's Engram layer: forward (sync and async) and the fp8 block-scaled weight
+// dequantisation its wkv needs.
+#include "binding/napi_util.hpp"
+#include "binding/registry.hpp"
+#include "binding/table_args.hpp"
+#include "v41/v41_ops.hpp"
+
+namespace engram {
+
+namespace {
+
+using V41DeviceHandle = std::shared_ptr<DeviceV41Weights>;
+
+struct V41Call {
+  V41ForwardRequest req;
+  int threads = 0;
+  V41DeviceHandle deviceWeights;  // set: run on CUDA
+  std::shared_ptr<void> pagerCache;  // set: the table is a CUDA pager's device cache
+  Keep keep;
+};
+
+void runV41(V41Call& call, AddonState& state) {
+  if (call.deviceWeights) {
+    v41ForwardCuda(call.req, *call.deviceWeights);
+  } else {
+    v41ForwardCpu(call.req, state.pool, call.threads);
+  }
+}
+
+V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  V41Call call;
+  Keep* keep = keepAlive ? &call.keep : nullptr;
+  V41ForwardRequest& r = call.req;
+  r.batch = static_cast<int>(intField(o, "batch", 0, INT32_MAX));
+  r.seqLen = static_cast<int>(intField(o, "seqLen", 0, INT32_MAX));
+  r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
+  r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
+  r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
+  r.table = readForwardTable(o, keep, &r.tableOnDevice, &call.pagerCache);
+  const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
+  r.rowIdsStride = intField(o, "rowIdsStride", r.cols, INT32_MAX);
+  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.cols);
+  r.rowIds = rowIdsField(o, tokens * r.rowIdsStride, &r.rowIds64, keep);
+  r.hiddenStreams = typedField<float>(o, "hiddenStreams", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
+  r.wkv = linearField(o, "wkv");
+  r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
+  r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
+  r.eps = static_cast<float>(o.Get("eps").ToNumber().DoubleValue());
+  r.tokenMask = typedField<uint8_t>(o, "tokenMask", napi_uint8_array, tokens, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
+  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
+  r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.cols * r.table.cols, true, keep);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
+  call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const Napi::Value dw = o.Get("deviceWeights");
+  if (!dw.IsUndefined()) {
+    if (!dw.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from v41UploadCuda");
+    call.deviceWeights = *dw.As<Napi::External<V41DeviceHandle>>().Data();
+  }
+  return call;
+}
+
+}  // namespace
+
+Napi::Value V41Forward(const Napi::CallbackInfo& info) {
+  auto call = std::make_shared<V41Call>(readV41(info, false));
+  AddonState* state = &addonState(info.Env());
+  runSync(info.Env(), [call, state] { runV41(*call, *state); });
+  return info.Env().Undefined();
+}
+
+Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info) {
+  auto call = std::make_shared<V41Call>(readV41(info, true));
+  AddonState* state = &addonState(info.Env());
+  Keep keep = std::move(call->keep);
+  return runAsync(info.Env(), [call, state] { runV41(*call, *state); }, std::move(keep));
+}
+
+// The layer's weights copied to a CUDA device once (wkv as fp32); freed with the handle.
+Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  V41ForwardRequest r;
+  r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
+  r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
+  r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
+  r.table = readUploadTable(o, &r.tableOnDevice);
+  const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
+  const int64_t k = static_cast<int64_t>(r.cols) * r.table.cols;
+  const float* wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false);
+  r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
+  r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
+  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  V41DeviceHandle handle;
+  runSync(info.Env(), [&] { handle = uploadV41WeightsCuda(r, wkv, device); });
+  auto* holder = new V41DeviceHandle(std::move(handle));
+  return Napi::External<V41DeviceHandle>::New(info.Env(), holder, [](Napi::Env, V41DeviceHandle* h) { delete h; });
+}
+
+Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const int64_t rows = intField(o, "rows", 1, INT32_MAX);
+  const int64_t cols = intField(o, "cols", 1, INT32_MAX);
+  const int64_t blocks = ((rows + kScaleBlock - 1) / kScaleBlock) * ((cols + kScaleBlock - 1) / kScaleBlock);
+  const uint8_t* codes = bufferRegion(o, "codes", "codesByteOffset", rows * cols, false);
+  const uint8_t* scales = bufferRegion(o, "scales", "scalesByteOffset", blocks, false);
+  float* out = typedField<float>(o, "out", napi_float32_array, rows * cols, false);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { dequantizeBlockFp8Cpu(codes, scales, rows, cols, out, state.pool, threads); });
+  return info.Env().Undefined();
+}
+
+EK_EXPORT_FUNCTIONS(
+    {"v41Forward", V41Forward},
+    {"v41ForwardAsync", V41ForwardAsync},
+    {"v41UploadCuda", V41UploadCuda},
+    {"dequantizeBlockFp8", DequantizeBlockFp8});
+
+}  // namespace engram

@@ -1,0 +1,65 @@
+// The device side of tables, shared by both Engram layers' CUDA forwards: the gather of
+// table rows (any stored format, decoded by gather.cuh's element bodies) and the upload of
+// a host table to the device.
+#pragma once
+#include <memory>
+
+#include "common/cuda_check.cuh"
+#include "table/gather.cuh"
+
+namespace engram {
+namespace {
+
+constexpr int kThreads = 256;
+
+// A grid-stride launch over `work` elements: enough blocks to fill the device, never more
+// than the x dimension allows.
+unsigned gridFor(int64_t work, int threads = kThreads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < (1 << 20) ? (blocks > 0 ? blocks : 1) : (1 << 20));
+}
+
+template <typename IdT>
+__global__ void gatherKernel(TableView table, const IdT* __restrict__ ids, int64_t stride, int64_t offset, int heads,
+                             int64_t tokens, float* __restrict__ e) {
+  const int64_t total = tokens * heads * table.cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % table.cols);
+    const int64_t mh = i / table.cols;
+    const int h = static_cast<int>(mh % heads);
+    const int64_t m = mh / heads;
+    const int64_t r = static_cast<int64_t>(ids[m * stride + offset + h]);
+    e[i] = decodeTableElement(table.dtype, table.rowBytes(r), table.rowScales(r), c);
+  }
+}
+
+// A table's rows (and fp8 scales) copied to the current device, one region even when the
+// host's rows lie in several (a split checkpoint); the view points at them.
+TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data, std::unique_ptr<DeviceArray>* scales) {
+  TableView t{};
+  t.dtype = host.dtype;
+  t.rows = host.rows;
+  t.cols = host.cols;
+  if (host.data == nullptr) return t;  // tableless: a pager's device cache serves the rows
+  const int64_t scaleRowBytes = host.cols / kScaleBlock;
+  *data = std::make_unique<DeviceArray>(nullptr, static_cast<size_t>(host.rows * host.rowStride()));
+  if (host.scales != nullptr) *scales = std::make_unique<DeviceArray>(nullptr, static_cast<size_t>(host.rows * scaleRowBytes));
+  const int parts = host.segmentCount == 0 ? 1 : host.segmentCount;
+  for (int i = 0; i < parts; ++i) {
+    const int64_t first = host.segmentCount == 0 ? 0 : host.segments[i].firstRow;
+    const int64_t rows = host.segmentRows(i);
+    EK_CUDA_CHECK(cudaMemcpy((*data)->as<uint8_t>() + first * host.rowStride(), host.rowBytes(first), static_cast<size_t>(rows * host.rowStride()),
+                             cudaMemcpyHostToDevice));
+    if (host.scales != nullptr) {
+      EK_CUDA_CHECK(cudaMemcpy((*scales)->as<uint8_t>() + first * scaleRowBytes, host.rowScales(first), static_cast<size_t>(rows * scaleRowBytes),
+                               cudaMemcpyHostToDevice));
+    }
+  }
+  t.data = (*data)->as<uint8_t>();
+  t.scales = host.scales != nullptr ? (*scales)->as<uint8_t>() : nullptr;
+  return t;
+}
+
+}  // namespace
+}  // namespace engram

@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+// `engram`: demo, hash, devices, spec, v41, plan.
+import { parseArgs } from 'node:util';
+
+import { CompressedTokenizer } from '../hashing/compressed-tokenizer.js';
+import { buildInfo, devices } from '../core/devices.js';
+import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from '../hashing/ngram-hash-config.js';
+import { NgramHashMapping } from '../hashing/ngram-hash-mapping.js';
+import { inspectV41, synthV41 } from './v41.js';
+import { PLAN_FLAGS, PLAN_USAGE, planCommand } from './plan.js';
+import { Engram } from '../layers/paper/layer.js';
+import { hashThroughput, machineFacts, progress, timeRuns } from '../core/throughput.js';
+
+const DEFAULT_SENTENCE = 'Only Alexander the Great could tame the horse Bucephalus.';
+
+const USAGE = `usage:
+  engram demo ["<sentence>"]            the hashing of one sentence, then this machine's throughput
+  engram hash "<text>" [--v41] [--json]   token, compressed id and head ids of every n-gram
+  engram devices                        CUDA devices visible to this process
+  engram spec [--v41] [--lookup]        the hash specification as JSON
+  engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
+  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--shards n]
+                                        write a synthetic checkpoint in V4.1's layout
+                                        (--sparse: tables as holes; --rows-scale 1 --sparse
+                                        gives the released 2 x 98 GB geometry on little disk;
+                                        --shards n: engram{rank}-mp{n} files, tables split by rows)
+${PLAN_USAGE}
+
+options:
+  --v41        DeepSeek-V4.1's geometry (max n-gram 4, layers 1 and 14) with the V3 tokenizer
+  --tokenizer  path of a Hugging Face tokenizer.json (default: DeepSeek-V3's)
+  --json       machine-readable output`;
+
+function shown(text: string): string {
+  return JSON.stringify(text).slice(1, -1).replace(/ /g, '·');
+}
+
+function pad(s: string | number, width: number, right = false): string {
+  const str = String(s);
+  const len = [...str].length;
+  if (len >= width) return str;
+  return right ? ' '.repeat(width - len) + str : str + ' '.repeat(width - len);
+}
+
+function loadMapping(values: { v41?: boolean; tokenizer?: string }): NgramHashMapping {
+  const tokenizer = values.tokenizer ? CompressedTokenizer.fromFile(values.tokenizer) : CompressedTokenizer.deepseekV3();
+  // V4.1's preset pins 99,092 compressed ids (its own tokenizer); with another tokenizer the
+  // geometry is shown without that pin.
+  const config = values.v41
+    ? { ...DEEPSEEK_V41_NGRAM_HASH_CONFIG, compressedVocabSize: values.tokenizer ? DEEPSEEK_V41_NGRAM_HASH_CONFIG.compressedVocabSize : undefined }
+    : {};
+  return new NgramHashMapping(config, tokenizer);
+}
+
+interface Explained {
+  tokens: Array<{ t: number; id: number; text: string; compressedId: number }>;
+  layers: Array<{ layerId: number; ngrams: Array<{ t: number; n: number; text: string; heads: number[] }> }>;
+}
+
+function explain(mapping: NgramHashMapping, text: string): Explained {
+  const tok = mapping.tokenizer;
+  const ids = tok.encode(text);
+  const compressed = tok.compress(ids);
+  const tokens = ids.map((id, t) => ({ t, id, text: tok.decode(id), compressedId: compressed[t] }));
+  const { maxNgramSize, nHeadPerNgram } = mapping.config;
+  const layers = mapping.config.layerIds.map((layerId) => {
+    const hashes = mapping.hash(ids, [1, ids.length], layerId, { device: 'cpu' });
+    const cols = mapping.headsPerLayer;
+    const ngrams: Explained['layers'][number]['ngrams'] = [];
+    for (let t = 0; t < ids.length; t++) {
+      for (let n = 2; n <= maxNgramSize; n++) {
+        const parts: string[] = [];
+        for (let k = n - 1; k >= 0; k--) parts.push(t - k >= 0 ? tokens[t - k].text : '<pad>');
+        const start = t * cols + (n - 2) * nHeadPerNgram;
+        ngrams.push({ t, n, text: parts.join('|'), heads: Array.from(hashes.subarray(start, start + nHeadPerNgram)) });
+      }
+    }
+    return { layerId, ngrams };
+  });
+  return { tokens, layers };
+}
+
+function printExplained(mapping: NgramHashMapping, e: Explained): void {
+  console.log(`tokens (DeepSeek-V3 tokenizer, ${mapping.tokenizer.vocabSize} ids -> ${mapping.compressedVocabSize} compressed)`);
+  console.log(`${pad('t', 3, true)}  ${pad('token', 16)} ${pad('id', 7, true)} ${pad('compressed', 10, true)}`);
+  for (const t of e.tokens) console.log(`${pad(t.t, 3, true)}  ${pad(`"${shown(t.text)}"`, 16)} ${pad(t.id, 7, true)} ${pad(t.compressedId, 10, true)}`);
+  for (const layer of e.layers) {
+    console.log(`\nlayer ${layer.layerId}: head ids (${mapping.config.nHeadPerNgram} heads per n-gram; '<pad>' before the start)`);
+    const width = Math.max(...layer.ngrams.map((g) => [...shown(g.text)].length)) + 2;
+    const digits = Math.max(...layer.ngrams.flatMap((g) => g.heads.map((h) => String(h).length))) + 1;
+    for (const g of layer.ngrams) {
+      const heads = g.heads.map((h) => pad(h, digits, true)).join('');
+      console.log(`${pad(g.t, 3, true)}  ${g.n}-gram ${pad(`"${shown(g.text)}"`, width)}${heads}`);
+    }
+  }
+}
+
+function demo(sentence: string): void {
+  const mapping = loadMapping({});
+  console.log(`Engram hashing, the reference's default configuration: layers [${mapping.config.layerIds}], ` +
+    `n-grams 2..${mapping.config.maxNgramSize}, ${mapping.config.nHeadPerNgram} heads each\n`);
+  console.log(`"${sentence}"\n`);
+  printExplained(mapping, explain(mapping, sentence));
+
+  const B = 8;
+  const T = 4096;
+  const ids = new Int32Array(B * T);
+  let x = 12345;
+  for (let i = 0; i < ids.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    ids[i] = x % mapping.tokenizer.vocabSize;
+  }
+  const facts = machineFacts();
+  console.log(`\nthroughput, hashRows B x T = ${B} x ${T}, ${mapping.config.layerIds.length} layers x ${mapping.headsPerLayer} heads, int32 rows`);
+  console.log(`machine: ${facts.cpu}, ${facts.cores} cores, Node ${facts.node}`);
+  const threads = buildInfo().cpuThreads;
+  for (const t of threads > 1 ? [1, threads] : [1]) {
+    const show = progress(`  cpu, ${t} thread(s): run`);
+    const r = hashThroughput(mapping, ids, [B, T], { threads: t, runs: 7, onRun: (i) => show(i, 7) });
+    console.log(`  cpu, ${pad(t, 2, true)} thread(s): ${(r.tokensPerSecond / 1e6).toFixed(1)} M tokens/s (median of ${r.runs})`);
+  }
+  if (devices().length > 0) {
+    const r = hashThroughput(mapping, ids, [B, T], { device: 'cuda', runs: 7 });
+    console.log(`  cuda (${devices()[0].name}), with copies: ${(r.tokensPerSecond / 1e6).toFixed(1)} M tokens/s`);
+  } else {
+    console.log(`  cuda: not measured (${buildInfo().deviceUnavailableReason})`);
+  }
+  layerDemo(mapping.tokenizer, sentence);
+}
+
+/** The paper's layer on the sentence: what the memory contributed per token. */
+function layerDemo(tokenizer: CompressedTokenizer, sentence: string): void {
+  // The reference's dimensions with tables a tenth of the reference's rows (bf16), so
+  // the demo builds its random layer in about a second.
+  const engram = new Engram({ layerId: 1, engramVocabSize: 64_640 }, { tokenizer, tableDtype: 'bf16', seed: 1, device: 'cpu' });
+  const g = engram.geometry;
+  const ids = tokenizer.encode(sentence);
+  let x = 7;
+  const hidden = Float32Array.from({ length: ids.length * g.hc * g.hidden }, () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x / 4294967296) * 2 - 1;
+  });
+  const { gates } = engram.forward(hidden, ids, [1, ids.length]);
+  console.log(`
+Engram layer 1 (hidden ${g.hidden}, ${g.hc} branches, ${g.rows.toLocaleString()} x ${g.cols} bf16 table, random weights, random hidden states):`);
+  console.log('gate per token and branch (sigmoid of the key-query agreement; 0.5 = neutral)');
+  ids.forEach((id, t) => {
+    const row = Array.from(gates.subarray(t * g.hc, (t + 1) * g.hc), (v) => v.toFixed(3)).join(' ');
+    console.log(`  ${pad(t, 3, true)}  ${pad(JSON.stringify(tokenizer.decode(id)), 16)} ${row}`);
+  });
+  const B = 4;
+  const T = 256;
+  const many = new Int32Array(B * T).map((_, i) => ids[i % ids.length]);
+  const h = new Float32Array(B * T * g.hc * g.hidden).fill(0.5);
+  const out = new Float32Array(h.length);
+  const r = timeRuns(() => engram.forward(h, many, [B, T], { out }), 5, 1);
+  console.log(`layer forward, B x T = ${B} x ${T}: ${((B * T) / r.medianSeconds / 1e3).toFixed(1)} k tokens/s on the CPU (npm run bench:forward for the full benchmark)`);
+}
+
+function main(argv: string[]): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      v41: { type: 'boolean' },
+      json: { type: 'boolean' },
+      lookup: { type: 'boolean' },
+      tokenizer: { type: 'string' },
+      'rows-scale': { type: 'string' },
+      hidden: { type: 'string' },
+      sparse: { type: 'boolean' },
+      shards: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      ...PLAN_FLAGS,
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined) {
+    console.log(USAGE);
+    return command === undefined && !values.help ? 1 : 0;
+  }
+  switch (command) {
+    case 'demo':
+      demo(rest.join(' ') || DEFAULT_SENTENCE);
+      return 0;
+    case 'hash': {
+      if (rest.length === 0) {
+        console.error('engram hash: give the text to hash, e.g. engram hash "the horse"');
+        return 1;
+      }
+      const mapping = loadMapping(values);
+      const e = explain(mapping, rest.join(' '));
+      if (values.json) console.log(JSON.stringify(e, null, 1));
+      else printExplained(mapping, e);
+      return 0;
+    }
+    case 'devices': {
+      const info = buildInfo();
+      const found = devices();
+      console.log(JSON.stringify({ cudaBackend: info.cuda, cpuThreads: info.cpuThreads, devices: found, reason: found.length ? undefined : info.deviceUnavailableReason }, null, 1));
+      return 0;
+    }
+    case 'spec':
+      console.log(JSON.stringify(loadMapping(values).toSpec({ includeLookup: values.lookup }), null, 1));
+      return 0;
+    case 'v41': {
+      const [sub, dir] = rest;
+      if (dir === undefined || (sub !== 'inspect' && sub !== 'synth')) {
+        console.error(`engram v41: expected 'inspect <dir>' or 'synth <dir>'\n\n${USAGE}`);
+        return 1;
+      }
+      if (sub === 'inspect') return inspectV41(dir, values.json === true);
+      const scale = values['rows-scale'] === undefined ? 1e-4 : Number(values['rows-scale']);
+      const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
+      const shards = values.shards === undefined ? undefined : Number(values.shards);
+      return synthV41(dir, scale, hidden, values.sparse === true, shards);
+    }
+    case 'plan':
+      return planCommand(values);
+    default:
+      console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 1;
+  }
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (err) {
+  console.error(`engram: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+}

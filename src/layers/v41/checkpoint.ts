@@ -1,0 +1,405 @@
+// DeepSeek-V4.1 checkpoints: the Engram fields of config.json, where the Engram tensors
+// live (model.safetensors.index.json, DeepSeek's engram{rank}-mp{world}.safetensors
+// shards, or a single model.safetensors), and a writer of synthetic checkpoints in the
+// released layout for tests and benchmarks.
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
+import { DTYPE_BYTES, regionBytes, type ByteRegion, type Tensor, type TensorPart } from '../../core/tensor.js';
+import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
+import { native } from '../../native/index.js';
+import { EngramTable, nativeBuffer } from '../../table/table.js';
+import { readSafetensors, writeSafetensors, type TensorHole } from '../../core/safetensors.js';
+import { describe } from '../../core/validate.js';
+
+export interface V41CheckpointConfig {
+  layerIds: number[];
+  /** table rows per layer, in layerIds order */
+  numEmbeddings: number[];
+  maxNgramSize: number;
+  engramVocabSize: number[];
+  nHeads: number;
+  headDim: number;
+  padId: number;
+  compressedVocabSize: number;
+  hiddenSize: number;
+  hcMult: number;
+  rmsNormEps: number;
+}
+
+function field(config: Record<string, unknown>, name: string, file: string): unknown {
+  const v = config[name];
+  if (v === undefined) throw new TypeError(`${file} has no '${name}' (top level or under text_config): not a DeepSeek-V4.1 Engram config`);
+  return v;
+}
+
+const intOf = (v: unknown, name: string, file: string): number => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError(`${file}: '${name}' must be a non-negative integer, got ${describe(v)}`);
+  return v;
+};
+
+/** The Engram fields of a config.json object (top level or under text_config). */
+export function parseV41Config(json: unknown, file = 'config.json'): V41CheckpointConfig {
+  if (json === null || typeof json !== 'object') throw new TypeError(`${file} is not a JSON object`);
+  const top = json as Record<string, unknown>;
+  const c = (top.engram_layer_ids === undefined && top.text_config && typeof top.text_config === 'object' ? top.text_config : top) as Record<string, unknown>;
+  const list = (name: string, n: number) => {
+    const v = field(c, name, file);
+    const arr = Array.isArray(v) ? v : new Array(n).fill(v);
+    if (arr.length !== n) throw new RangeError(`${file}: '${name}' has ${arr.length} entries, expected ${n}`);
+    return arr.map((x, i) => intOf(x, `${name}[${i}]`, file));
+  };
+  const layerIdsRaw = field(c, 'engram_layer_ids', file);
+  if (!Array.isArray(layerIdsRaw) || layerIdsRaw.length === 0) throw new TypeError(`${file}: 'engram_layer_ids' must be a non-empty list`);
+  const layerIds = layerIdsRaw.map((x, i) => intOf(x, `engram_layer_ids[${i}]`, file));
+  const maxNgramSize = intOf(field(c, 'engram_max_ngram_size', file), 'engram_max_ngram_size', file);
+  const eps = field(c, 'rms_norm_eps', file);
+  if (typeof eps !== 'number' || !(eps >= 0)) throw new TypeError(`${file}: 'rms_norm_eps' must be a number >= 0, got ${describe(eps)}`);
+  return {
+    layerIds,
+    numEmbeddings: list('engram_num_embeddings', layerIds.length),
+    maxNgramSize,
+    engramVocabSize: list('engram_vocab_size', maxNgramSize - 1),
+    nHeads: intOf(field(c, 'engram_n_heads', file), 'engram_n_heads', file),
+    headDim: intOf(field(c, 'engram_head_dim', file), 'engram_head_dim', file),
+    padId: intOf(field(c, 'engram_pad_token_id', file), 'engram_pad_token_id', file),
+    compressedVocabSize: intOf(field(c, 'engram_compressed_vocab_size', file), 'engram_compressed_vocab_size', file),
+    hiddenSize: intOf(field(c, 'hidden_size', file), 'hidden_size', file),
+    hcMult: intOf(field(c, 'hc_mult', file), 'hc_mult', file),
+    rmsNormEps: eps,
+  };
+}
+
+export const engramPrefix = (layerId: number) => `layers.${layerId}.engram.`;
+
+/**
+ * Every `layers.{L}.engram.*` tensor of a checkpoint directory, memory-mapped, found
+ * through model.safetensors.index.json, engram{rank}-mp{world}.safetensors shards or
+ * model.safetensors.
+ */
+export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[]; fileOf: Record<string, string> } {
+  const isEngram = (name: string) => /^layers\.\d+\.engram\./.test(name);
+  const tensors: Record<string, Tensor> = {};
+  const files: string[] = [];
+  const fileOf: Record<string, string> = {};
+  // Parts of each tensor in shard (rank) order: several where model-parallel shards split it.
+  const parts = new Map<string, Array<{ tensor: Tensor; file: string }>>();
+  const take = (file: string, names?: Set<string>) => {
+    if (!fs.existsSync(file)) throw new Error(`checkpoint shard '${file}' is missing`);
+    const st = readSafetensors(file);
+    files.push(file);
+    for (const [name, t] of Object.entries(st.tensors)) {
+      if (!isEngram(name) || (names && !names.has(name))) continue;
+      if (!parts.has(name)) parts.set(name, []);
+      parts.get(name)!.push({ tensor: t, file });
+    }
+  };
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (fs.existsSync(index)) {
+    const json = JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> };
+    if (!json.weight_map || typeof json.weight_map !== 'object') throw new TypeError(`${index} has no weight_map`);
+    const byFile = new Map<string, Set<string>>();
+    for (const [name, file] of Object.entries(json.weight_map)) {
+      if (!isEngram(name)) continue;
+      if (!byFile.has(file)) byFile.set(file, new Set());
+      byFile.get(file)!.add(name);
+    }
+    for (const [file, names] of byFile) take(path.join(dir, file), names);
+  } else {
+    const shards = fs.readdirSync(dir).filter((f) => /^engram\d+-mp\d+\.safetensors$/.test(f)).sort();
+    if (shards.length > 0) {
+      const world = Number(/-mp(\d+)\./.exec(shards[0])![1]);
+      for (let rank = 0; rank < world; rank++) take(path.join(dir, `engram${rank}-mp${world}.safetensors`));
+    } else if (fs.existsSync(path.join(dir, 'model.safetensors'))) {
+      take(path.join(dir, 'model.safetensors'));
+    } else {
+      throw new Error(`'${dir}' has no model.safetensors.index.json, engram{rank}-mp{world}.safetensors or model.safetensors`);
+    }
+  }
+  for (const [name, list] of parts) {
+    if (list.length === 1) {
+      tensors[name] = list[0].tensor;
+      fileOf[name] = list[0].file;
+    } else {
+      tensors[name] = splitTensor(name, list);
+    }
+  }
+  return { tensors, files, fileOf };
+}
+
+/**
+ * A tensor that model-parallel shards split along its first dimension (a table split by
+ * rows across engram{rank}-mp{world} files): its parts stay where they are mapped
+ * (rowParts, which tables read in place); `data` joins them in memory on first use (for
+ * the small weights).
+ */
+function splitTensor(name: string, list: Array<{ tensor: Tensor; file: string }>): Tensor {
+  const first = list[0].tensor;
+  for (const { tensor, file } of list) {
+    const rest = tensor.shape.slice(1);
+    if (tensor.dtype !== first.dtype || tensor.shape.length !== first.shape.length || tensor.shape.length === 0 || rest.some((d, i) => d !== first.shape[i + 1])) {
+      throw new RangeError(
+        `tensor '${name}' is in ${list.length} shards with parts that do not join along their first dimension ` +
+          `(${first.dtype} [${first.shape.join(', ')}] vs ${tensor.dtype} [${tensor.shape.join(', ')}] in '${file}')`,
+      );
+    }
+  }
+  const rows = list.reduce((sum, p) => sum + p.tensor.shape[0], 0);
+  const rowParts: TensorPart[] = list.map(({ tensor, file }) => ({ path: file, shape: tensor.shape, data: tensor.data, fileOffset: tensor.fileOffset }));
+  let joined: ByteRegion | undefined;
+  const t = { dtype: first.dtype, shape: [rows, ...first.shape.slice(1)], rowParts } as Tensor;
+  Object.defineProperty(t, 'data', { enumerable: true, get: () => (joined ??= joinRowParts(name, rowParts)) });
+  return t;
+}
+
+/** The parts of a split tensor joined in rank order into process memory. */
+function joinRowParts(name: string, parts: TensorPart[]): ByteRegion {
+  const byteLength = parts.reduce((sum, p) => sum + p.data.byteLength, 0);
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new ArrayBuffer(byteLength);
+  } catch {
+    throw new RangeError(`tensor '${name}' joined from ${parts.length} shards takes ${byteLength} bytes: more than this runtime can allocate in one buffer`);
+  }
+  let at = 0;
+  for (const { data: r } of parts) {
+    native().copyRegion({ src: nativeBuffer(r.buffer), srcByteOffset: r.byteOffset, dst: buffer, dstByteOffset: at, byteLength: r.byteLength, threads: 0 });
+    at += r.byteLength;
+  }
+  return { buffer, byteOffset: 0, byteLength };
+}
+
+/**
+ * The tensors of one layer as the config expects them (name relative to the layer's
+ * prefix -> shape), for assembling model-parallel shards: a tensor found in several
+ * shards is split by rows (the parts join along dim 0 to the expected shape), replicated
+ * (every part already has it: rank 0's is used), or split by columns (the parts join
+ * along dim 1: joined in memory; tables are never split so).
+ */
+export function v41LayerShapes(config: V41CheckpointConfig, layerIndex: number): Record<string, number[]> {
+  const rows = config.numEmbeddings[layerIndex];
+  const out = (config.hcMult + 1) * config.hiddenSize;
+  const features = (config.maxNgramSize - 1) * config.nHeads * config.headDim;
+  return {
+    'embed.weight': [rows, config.headDim],
+    'embed.scale': [rows, config.headDim / 32],
+    'wkv.weight': [out, features],
+    'wkv.scale': [Math.ceil(out / 32), Math.ceil(features / 32)],
+    q_weight: [config.hcMult, config.hiddenSize],
+    k_weight: [config.hcMult, config.hiddenSize],
+  };
+}
+
+/** A tensor found in several shards, as `expected` asks (see v41LayerShapes); others unchanged. */
+export function assembleShardedTensor(name: string, t: Tensor, expected: number[] | undefined): Tensor {
+  const parts = t.rowParts;
+  if (parts === undefined || expected === undefined || expected.length !== t.shape.length) return t;
+  const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+  if (same(t.shape, expected)) return t; // split by rows
+  if (parts.every((p) => same(p.shape, expected))) {
+    // Replicated in every shard (DeepSeek's converter copies unsplit weights to each rank).
+    return { dtype: t.dtype, shape: expected.slice(), data: parts[0].data, fileOffset: parts[0].fileOffset, rowParts: undefined };
+  }
+  if (expected.length === 2 && parts.every((p) => p.shape[0] === expected[0]) && parts.reduce((n, p) => n + p.shape[1], 0) === expected[1]) {
+    if (/embed\.(weight|scale)$/.test(name)) throw new RangeError(`table tensor '${name}' is split by columns across ${parts.length} shards: only splits by rows are read`);
+    return { dtype: t.dtype, shape: expected.slice(), data: joinColumns(name, parts, DTYPE_BYTES[t.dtype]) };
+  }
+  return t; // the layer's shape check names it
+}
+
+/** Every layer's tensors found in several shards assembled as the config expects (in place). */
+export function assembleV41Tensors(tensors: Record<string, Tensor>, config: V41CheckpointConfig): void {
+  config.layerIds.forEach((id, i) => {
+    const prefix = engramPrefix(id);
+    const shapes = v41LayerShapes(config, i);
+    for (const name of Object.keys(tensors)) {
+      if (name.startsWith(prefix)) tensors[name] = assembleShardedTensor(name, tensors[name], shapes[name.slice(prefix.length)]);
+    }
+  });
+}
+
+/** Parts [rows, k_i] side by side: [rows, sum k_i], in process memory. */
+function joinColumns(name: string, parts: TensorPart[], elementBytes: number): ByteRegion {
+  const rows = parts[0].shape[0];
+  const widths = parts.map((p) => p.shape[1] * elementBytes);
+  const rowBytes = widths.reduce((a, b) => a + b, 0);
+  const out = new Uint8Array(rows * rowBytes);
+  parts.forEach((p, i) => {
+    const bytes = regionBytes(p.data, `tensor '${name}' (part ${i})`);
+    const at = widths.slice(0, i).reduce((a, b) => a + b, 0);
+    for (let r = 0; r < rows; r++) out.set(bytes.subarray(r * widths[i], (r + 1) * widths[i]), r * rowBytes + at);
+  });
+  return out;
+}
+
+export interface SynthOptions {
+  /** Table rows relative to the release (engram_vocab_size scaled by this). */
+  rowsScale?: number;
+  hiddenSize?: number;
+  hcMult?: number;
+  layerIds?: number[];
+  seed?: number;
+  /** tokenizer.json to copy in (default: DeepSeek-V3's; the config gets its compressed size) */
+  tokenizer?: string;
+  /**
+   * Write the tables (embed.weight, embed.scale) as holes: zeros that take no disk space
+   * on file systems with sparse files. With rowsScale 1 this gives the released geometry
+   * (two 98 GB tables) for checking that a checkpoint opens without reading them.
+   */
+  sparseTables?: boolean;
+  /**
+   * Write DeepSeek's engram{rank}-mp{world} shards instead of an index: each table split
+   * by rows across `shards` files, the other tensors whole in rank 0.
+   */
+  shards?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Writes a checkpoint in V4.1's layout (config.json, tokenizer.json, index + one shard per
+ * layer with fp8 tables, UE8M0 scales, fp8 wkv with 32x32 block scales, BF16 q/k weights).
+ * Values are seeded random, finite, and of realistic magnitude.
+ */
+export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions = {}): V41CheckpointConfig {
+  const rowsScale = options.rowsScale ?? 1e-4;
+  if (!(rowsScale > 0 && rowsScale <= 1)) throw new RangeError(`options.rowsScale must be in (0, 1], got ${describe(rowsScale)}`);
+  const layerIds = options.layerIds ?? [1, 14];
+  const hiddenSize = options.hiddenSize ?? 5120;
+  const hcMult = options.hcMult ?? 4;
+  const maxNgramSize = 4;
+  const nHeads = 8;
+  const headDim = 256;
+  fs.mkdirSync(dir, { recursive: true });
+  const tokenizerPath = options.tokenizer ?? CompressedTokenizer.deepseekV3Path();
+  fs.copyFileSync(tokenizerPath, path.join(dir, 'tokenizer.json'));
+  const tokenizer = CompressedTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+  const vocab = Math.max(2, Math.round(16_000_000 * rowsScale));
+  const mapping = new NgramHashMapping({ engramVocabSize: vocab, maxNgramSize, nHeadPerNgram: nHeads, layerIds, padId: 2, seed: 0 }, tokenizer);
+  const config: V41CheckpointConfig = {
+    layerIds,
+    numEmbeddings: layerIds.map((id) => mapping.tableRows(id)),
+    maxNgramSize,
+    engramVocabSize: new Array(maxNgramSize - 1).fill(vocab),
+    nHeads,
+    headDim,
+    padId: 2,
+    compressedVocabSize: tokenizer.compressedVocabSize,
+    hiddenSize,
+    hcMult,
+    rmsNormEps: 1e-20,
+  };
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify(
+      {
+        architectures: ['DeepseekV4ForCausalLM'],
+        hidden_size: hiddenSize,
+        hc_mult: hcMult,
+        rms_norm_eps: config.rmsNormEps,
+        engram_layer_ids: layerIds,
+        engram_num_embeddings: config.numEmbeddings,
+        engram_max_ngram_size: maxNgramSize,
+        engram_vocab_size: vocab,
+        engram_n_heads: nHeads,
+        engram_head_dim: headDim,
+        engram_pad_token_id: 2,
+        engram_compressed_vocab_size: config.compressedVocabSize,
+      },
+      null,
+      2,
+    ),
+  );
+  let state = (options.seed ?? 1) >>> 0 || 1;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+  // fp8 codes of magnitude 2^-3..2^3 (exponent field 4..10), either sign: never NaN.
+  const fp8 = (n: number) => Uint8Array.from({ length: n }, () => {
+    const r = next();
+    return (r & 0x80) | ((4 + (r % 7)) << 3) | ((r >>> 8) & 7);
+  });
+  const scales = (n: number, center: number) => Uint8Array.from({ length: n }, () => center - 2 + (next() % 5));
+  const bf16Near1 = (n: number) => Uint16Array.from({ length: n }, () => 0x3f40 + (next() % 0x80)); // 0.75 .. 1.25
+  const features = (maxNgramSize - 1) * nHeads * headDim;
+  const sparse = options.sparseTables === true;
+  // Everything but the tables, per layer.
+  const weightsOf = (id: number): Record<string, Tensor> => {
+    const p = engramPrefix(id);
+    return {
+      [`${p}wkv.weight`]: { dtype: 'F8_E4M3', shape: [(hcMult + 1) * hiddenSize, features], data: fp8((hcMult + 1) * hiddenSize * features) },
+      [`${p}wkv.scale`]: {
+        dtype: 'F8_E8M0',
+        shape: [Math.ceil(((hcMult + 1) * hiddenSize) / 32), Math.ceil(features / 32)],
+        data: scales(Math.ceil(((hcMult + 1) * hiddenSize) / 32) * Math.ceil(features / 32), 117),
+      },
+      [`${p}q_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
+      [`${p}k_weight`]: { dtype: 'BF16', shape: [hcMult, hiddenSize], data: bf16Near1(hcMult * hiddenSize) },
+    };
+  };
+  // Tables are written as holes, then filled in chunks (sparseTables: left as holes).
+  const tableHoles = (id: number, rows: number): Record<string, TensorHole> => ({
+    [`${engramPrefix(id)}embed.weight`]: { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true },
+    [`${engramPrefix(id)}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
+  });
+  const seedOf = (id: number, rank?: number) => (rank === undefined ? (options.seed ?? 1) * 1000 + id : ((options.seed ?? 1) * 1000 + id) * 64 + rank);
+  if (options.shards !== undefined) {
+    // DeepSeek's engram{rank}-mp{world} layout: each table split by rows across the ranks
+    // (the last rank takes what is left), the other tensors whole in rank 0.
+    const world = options.shards;
+    if (!Number.isInteger(world) || world < 1 || world > 64) throw new RangeError(`options.shards must be an integer in [1, 64], got ${describe(world)}`);
+    for (let rank = 0; rank < world; rank++) {
+      const file = path.join(dir, `engram${rank}-mp${world}.safetensors`);
+      const tensors: Record<string, Tensor | TensorHole> = {};
+      const ranges = layerIds.map((id, i) => {
+        const per = Math.ceil(config.numEmbeddings[i] / world);
+        const begin = Math.min(config.numEmbeddings[i], rank * per);
+        return { id, rows: Math.min(config.numEmbeddings[i], begin + per) - begin };
+      });
+      for (const { id, rows } of ranges) if (rows > 0) Object.assign(tensors, tableHoles(id, rows));
+      if (rank === 0) for (const id of layerIds) Object.assign(tensors, weightsOf(id));
+      writeSafetensors(file, tensors, { format: 'pt' });
+      if (!sparse) for (const { id, rows } of ranges) if (rows > 0) fillSyntheticTable(file, `${engramPrefix(id)}embed.`, rows, headDim, seedOf(id, rank), () => {});
+      options.onProgress?.(rank + 1, world);
+    }
+    return config;
+  }
+  const weightMap: Record<string, string> = {};
+  layerIds.forEach((id, i) => {
+    const rows = config.numEmbeddings[i];
+    const file = `model-engram-layer${id}.safetensors`;
+    const tensors: Record<string, Tensor | TensorHole> = { ...tableHoles(id, rows), ...weightsOf(id) };
+    writeSafetensors(path.join(dir, file), tensors, { format: 'pt' });
+    if (!sparse) fillSyntheticTable(path.join(dir, file), `${engramPrefix(id)}embed.`, rows, headDim, seedOf(id), (done) => options.onProgress?.(i + done, layerIds.length));
+    for (const name of Object.keys(tensors)) weightMap[name] = file;
+    options.onProgress?.(i + 1, layerIds.length);
+  });
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+  return config;
+}
+
+/**
+ * Fills a table written as a hole with seeded N(0, 1) rows quantised to fp8 + UE8M0
+ * (the native generator), chunk by chunk: a table of any size, a bounded buffer.
+ */
+function fillSyntheticTable(file: string, prefix: string, rows: number, cols: number, seed: number, onProgress: (share: number) => void): void {
+  const st = readSafetensors(file);
+  const dataAt = st.tensors[prefix + 'weight'].fileOffset!;
+  const scalesAt = st.tensors[prefix + 'scale'].fileOffset!;
+  const chunkRows = Math.max(1, Math.floor((64 * 2 ** 20) / cols));
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (let at = 0, chunk = 0; at < rows; at += chunkRows, chunk++) {
+      const n = Math.min(chunkRows, rows - at);
+      const t = EngramTable.random(n, cols, 'f8e4m3', { seed: seed * 65536 + chunk });
+      fs.writeSync(fd, t.data, 0, t.data.byteLength, dataAt + at * cols);
+      fs.writeSync(fd, t.scales!, 0, t.scales!.byteLength, scalesAt + at * (cols / 32));
+      onProgress((at + n) / rows);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,388 @@
+// DeepSeek-V4.1's Engram layer (the released model): 24 fp8 rows per token gathered and
+// dequantised on the fly, kv = wkv . rows (one GEMM, no bias), and per hidden stream a
+// gate from the normalised dot product of the stream and its key (weighted by
+// q_weight * k_weight), shut where the token mask is 0, added as out = h + gate * value.
+import { elementCount, toFloat32, type Tensor } from '../../core/tensor.js';
+import { requireTensor } from '../paper/weights.js';
+import { resolveDevice } from '../../core/devices.js';
+import { packWeight, weightFromTensors } from '../../moe/quantized-weights.js';
+import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from '../../native/index.js';
+import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
+import type { PagerStats, PagerTicket, TablePager } from '../../table/pager.js';
+import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
+import { describe, requireDevice, requireInteger, requireShape, type Device } from '../../core/validate.js';
+
+export interface DeepseekV41EngramConfig {
+  hiddenSize: number;
+  hcMult: number;
+  maxNgramSize: number;
+  /** heads per n-gram order */
+  nHeads: number;
+  headDim: number;
+  /** rows of this layer's table */
+  numEmbeddings: number;
+  rmsNormEps: number;
+}
+
+/** The released geometry of layer 1 (layer 14's table has 384,016,682 rows). */
+export const DEEPSEEK_V41_ENGRAM_CONFIG: Readonly<DeepseekV41EngramConfig> = Object.freeze({
+  hiddenSize: 5120,
+  hcMult: 4,
+  maxNgramSize: 4,
+  nHeads: 8,
+  headDim: 256,
+  numEmbeddings: 384_006_168,
+  rmsNormEps: 1e-20,
+});
+
+export interface V41ForwardOptions {
+  /** [B, S]: 0/false shuts the gate of that token (output = input). */
+  tokenMask?: Uint8Array | ArrayLike<number | boolean>;
+  threads?: number;
+  /**
+   * Also return the dequantised rows [B, S, cols * headDim] (a Float32Array of that size
+   * is filled, to reuse across calls). Without it the rows are gathered inside the wkv
+   * GEMM's packing and never written out whole.
+   */
+  returnRows?: boolean | Float32Array;
+  out?: Float32Array;
+  /** Float64Array(3): seconds of the gather, the wkv GEMM and the gate, written by the call. */
+  stageSeconds?: Float64Array;
+  /** From prefetchRows() with the same row ids: the gather waits only on its pages. */
+  ticket?: PagerTicket;
+}
+
+export interface V41ForwardResult {
+  output: Float32Array;
+  gates: Float32Array;
+  rows?: Float32Array;
+}
+
+const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
+const TABLE_DTYPES: Record<string, TableDtype> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
+
+interface V41Weights {
+  table: EngramTable;
+  wkv: NativeLinearHandle;
+  qWeight: Float32Array;
+  kWeight: Float32Array;
+  /** CUDA: the weights on the device, uploaded at the first forward (with the table unless paged). */
+  device?: NativeV41DeviceHandle;
+  /** CUDA only: wkv as fp32, kept for that upload. */
+  wkvFloat?: Float32Array;
+}
+
+export class DeepseekV41Engram {
+  readonly config: DeepseekV41EngramConfig;
+  /** Where forward runs: 'cpu' or 'cuda' (weights copied to the device at the first forward). */
+  readonly device: 'cpu' | 'cuda';
+  readonly deviceIndex: number;
+  /** Gates [B, S, hc] of the last call. */
+  gates: Float32Array | undefined;
+  private weights: V41Weights | undefined;
+  private tablePager: TablePager | undefined;
+  private readonly wkvKernelChoice: 'auto' | 'fp32';
+
+  /**
+   * options.wkvKernel: 'auto' runs wkv on AVX512-BF16 dot products where the CPU has them
+   * (exact products of fp8/bf16 values, summed pairwise by the instruction), else on the
+   * fp32 FMA kernel decoding the fp8 codes per panel slice; 'fp32' always takes the latter.
+   */
+  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number; wkvKernel?: 'auto' | 'fp32' } = {}) {
+    if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
+    const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
+    this.config = {
+      hiddenSize: requireInteger('config.hiddenSize', c.hiddenSize, 1, 1 << 20),
+      hcMult: requireInteger('config.hcMult', c.hcMult, 1, 1024),
+      maxNgramSize: requireInteger('config.maxNgramSize', c.maxNgramSize, 2, 8),
+      nHeads: requireInteger('config.nHeads', c.nHeads, 1, 4096),
+      headDim: requireInteger('config.headDim', c.headDim, 1, 1 << 20),
+      numEmbeddings: requireInteger('config.numEmbeddings', c.numEmbeddings, 1),
+      rmsNormEps: c.rmsNormEps,
+    };
+    if (typeof c.rmsNormEps !== 'number' || !(c.rmsNormEps >= 0)) throw new RangeError(`config.rmsNormEps must be a number >= 0, got ${describe(c.rmsNormEps)}`);
+    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
+    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
+    if (options.wkvKernel !== undefined && options.wkvKernel !== 'auto' && options.wkvKernel !== 'fp32') {
+      throw new RangeError(`options.wkvKernel must be 'auto' or 'fp32', got ${describe(options.wkvKernel)}`);
+    }
+    this.wkvKernelChoice = options.wkvKernel ?? 'auto';
+  }
+
+  /** Rows gathered per token: (maxNgramSize - 1) * nHeads. */
+  get cols(): number {
+    return (this.config.maxNgramSize - 1) * this.config.nHeads;
+  }
+
+  /** The CPU kernel the wkv projection runs on ('avx512-bf16' where fp8 inputs allow it). */
+  get wkvKernel(): string {
+    return native().linearKernel({ weight: this.requireWeights().wkv });
+  }
+
+  /** The table in its storage format. */
+  get table(): EngramTable {
+    return this.requireWeights().table;
+  }
+
+  private requireWeights(): V41Weights {
+    if (this.weights === undefined) throw new Error('this DeepSeek-V4.1 Engram layer has no weights yet: call loadStateDict()');
+    return this.weights;
+  }
+
+  /**
+   * Loads `embed.weight` (+ `embed.scale` for fp8), `wkv.weight` (+ `wkv.scale` for fp8),
+   * `q_weight`, `k_weight`, under `prefix` (default: none, or the record's single
+   * `layers.{L}.engram.` prefix). Every tensor is checked first; a failed load keeps the
+   * previous weights.
+   */
+  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+    if (record === null || typeof record !== 'object') throw new TypeError(`state dict must be an object of tensors, got ${describe(record)}`);
+    const prefix = options.prefix ?? detectPrefix(Object.keys(record));
+    const { hiddenSize: D, hcMult: hc, headDim, numEmbeddings: rows } = this.config;
+    const features = this.cols * headDim;
+    const get = (name: string, optional = false): Tensor | undefined => {
+      const v = record[prefix + name];
+      if (v === undefined) {
+        if (optional) return undefined;
+        throw new RangeError(`state dict is missing tensor '${prefix}${name}'`);
+      }
+      return requireTensor(prefix + name, v);
+    };
+    const expectShape = (name: string, t: Tensor, shape: number[]) => {
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new RangeError(`tensor '${prefix}${name}' has shape ${shapeText(t.shape)} but the layer expects ${shapeText(shape)}`);
+      }
+    };
+    const expectDtype = (name: string, t: Tensor, allowed: string[]) => {
+      if (!allowed.includes(t.dtype)) throw new TypeError(`tensor '${prefix}${name}' is ${t.dtype} but the layer takes ${allowed.join(' or ')}`);
+    };
+    for (const key of Object.keys(record)) {
+      if (!key.startsWith(prefix)) continue;
+      const name = key.slice(prefix.length);
+      if (!['embed.weight', 'embed.scale', 'wkv.weight', 'wkv.scale', 'q_weight', 'k_weight'].includes(name)) {
+        throw new RangeError(`state dict has an unexpected tensor '${key}' (not part of DeepSeek-V4.1's Engram layer)`);
+      }
+    }
+
+    const embed = get('embed.weight')!;
+    expectDtype('embed.weight', embed, ['F8_E4M3', 'BF16', 'F16', 'F32']);
+    expectShape('embed.weight', embed, [rows, headDim]);
+    const embedScale = get('embed.scale', embed.dtype !== 'F8_E4M3');
+    if (embed.dtype === 'F8_E4M3') {
+      expectDtype('embed.scale', embedScale!, ['F8_E8M0', 'U8']);
+      expectShape('embed.scale', embedScale!, [rows, headDim / SCALE_BLOCK]);
+    } else if (embedScale !== undefined) {
+      throw new RangeError(`state dict has '${prefix}embed.scale' but '${prefix}embed.weight' is ${embed.dtype}, not F8_E4M3`);
+    }
+    const wkv = get('wkv.weight')!;
+    expectDtype('wkv.weight', wkv, ['F8_E4M3', 'BF16', 'F16', 'F32']);
+    expectShape('wkv.weight', wkv, [(hc + 1) * D, features]);
+    const wkvScale = get('wkv.scale', wkv.dtype !== 'F8_E4M3');
+    if (wkv.dtype === 'F8_E4M3') {
+      expectDtype('wkv.scale', wkvScale!, ['F8_E8M0', 'U8']);
+      expectShape('wkv.scale', wkvScale!, [Math.ceil(((hc + 1) * D) / SCALE_BLOCK), Math.ceil(features / SCALE_BLOCK)]);
+    }
+    const q = get('q_weight')!;
+    const k = get('k_weight')!;
+    for (const [name, t] of [['q_weight', q], ['k_weight', k]] as const) {
+      expectDtype(name, t, ['BF16', 'F16', 'F32']);
+      expectShape(name, t, [hc, D]);
+    }
+
+    // Everything checked: build the new weights, then swap them in.
+    const table = EngramTable.fromStored(embed, embedScale, rows, headDim, TABLE_DTYPES[embed.dtype]);
+    const n = (hc + 1) * D;
+    // The weights as fp32 (only for the bf16 packing, which checks exactness, and CUDA).
+    const dequantized = (): Float32Array => {
+      if (wkv.dtype !== 'F8_E4M3') return toFloat32(prefix + 'wkv.weight', wkv);
+      const out = new Float32Array(elementCount(wkv.shape));
+      native().dequantizeBlockFp8({
+        codes: wkv.data.buffer as ArrayBuffer, codesByteOffset: wkv.data.byteOffset,
+        scales: wkvScale!.data.buffer as ArrayBuffer, scalesByteOffset: wkvScale!.data.byteOffset,
+        rows: n, cols: features, out, threads: 0,
+      });
+      return out;
+    };
+    // fp8/bf16 rows times fp8/bf16 weights are exact products in bf16: the AVX512-BF16
+    // kernel (where the CPU has it) then runs at twice the fp32 rate with half the bytes.
+    // Elsewhere the fp32 kernel reads the weights in their own codes (fp8: 1 byte each).
+    const bf16Inputs = table.dtype === 'f8e4m3' || table.dtype === 'bf16';
+    const bf16Kernel = this.wkvKernelChoice === 'auto' && bf16Inputs && native().buildInfo().cpuFeatures.includes('avx512bf16');
+    let wkvFloat: Float32Array | undefined;
+    let packed: NativeLinearHandle;
+    if (bf16Kernel && wkv.dtype !== 'F8_E4M3') {
+      wkvFloat = dequantized();
+      packed = native().packLinear({ weight: wkvFloat, n, k: features, preferBf16: true });
+    } else {
+      // fp8 codes: read by the fp32 kernel as they are, or decoded once into the bf16
+      // kernel's panels (no fp32 copy of the matrix on the way).
+      packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features, undefined, { preferBf16: bf16Kernel });
+    }
+    if (this.device === 'cuda') wkvFloat ??= dequantized();
+    const qWeight = toFloat32(prefix + 'q_weight', q);
+    const kWeight = toFloat32(prefix + 'k_weight', k);
+    this.weights = { table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined };
+    this.tablePager = undefined; // it paged the previous table
+  }
+
+  /**
+   * Reads the table through a pager ('host' with cacheBytes: the table stays in RAM behind
+   * a cache; 'file': it stays in its file), or directly again (undefined). Loading other
+   * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
+   */
+  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+    const w = this.requireWeights();
+    const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
+    // Uploaded again at the next CUDA forward: with the table, or without it for a CUDA pager.
+    this.weights = { ...w, table, device: undefined };
+    this.tablePager = pager;
+    return pager;
+  }
+
+  get pager(): TablePager | undefined {
+    return this.tablePager;
+  }
+
+  pagerStats(): PagerStats {
+    return pagerStatsOf(this.tablePager);
+  }
+
+  resetPagerStats(): void {
+    this.tablePager?.resetStats();
+  }
+
+  /**
+   * Starts copying the pages of row ids [B, S, stride] (this layer's at `offset`), so the
+   * copies overlap what runs before the layer; undefined when the table is read directly.
+   */
+  prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.cols, offset = 0): PagerTicket | undefined {
+    return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.cols));
+  }
+
+  /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */
+  forwardRows(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): V41ForwardResult {
+    const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
+    this.run(prepared);
+    return prepared.result;
+  }
+
+  async forwardRowsAsync(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): Promise<V41ForwardResult> {
+    const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
+    await this.runAsync(prepared);
+    return prepared.result;
+  }
+
+  /** The weights on the CUDA device, uploaded at the first forward after each load or pager change. */
+  private deviceWeights(): NativeV41DeviceHandle {
+    const w = this.requireWeights();
+    if (w.device === undefined) {
+      const { hcMult: hc, hiddenSize: D } = this.config;
+      const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+      w.device = native().v41UploadCuda({ ...table, hc, hidden: D, cols: this.cols, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex });
+    }
+    return w.device;
+  }
+
+  /** @internal runs prepared arguments (waiting on their pages, releasing them after). */
+  run(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket }): void {
+    try {
+      if (p.ticket !== undefined) this.tablePager!.wait(p.ticket);
+      native().v41Forward(p.args);
+    } finally {
+      p.ticket?.release();
+    }
+    p.commit();
+  }
+
+  /** @internal run() on a worker thread. */
+  async runAsync(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket }): Promise<void> {
+    try {
+      if (p.ticket !== undefined) await this.tablePager!.waitAsync(p.ticket);
+      await native().v41ForwardAsync(p.args);
+    } finally {
+      p.ticket?.release();
+    }
+    p.commit();
+  }
+
+  /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
+  prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0) {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const w = this.requireWeights();
+    const [batch, seqLen] = requireShape('shape', shape);
+    const { hcMult: hc, hiddenSize: D, headDim } = this.config;
+    const tokens = batch * seqLen;
+    if (!(hiddenStreams instanceof Float32Array)) throw new TypeError(`hiddenStreams must be a Float32Array [B, S, hc, D], got ${describe(hiddenStreams)}`);
+    if (hiddenStreams.length !== tokens * hc * D) {
+      throw new RangeError(`hiddenStreams has ${hiddenStreams.length} elements but [${batch}, ${seqLen}, ${hc}, ${D}] needs ${tokens * hc * D}`);
+    }
+    const idStride = stride ?? this.cols;
+    if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) throw new TypeError(`rowIds must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
+    if (rowIds.length !== tokens * idStride) throw new RangeError(`rowIds has ${rowIds.length} elements but [${batch}, ${seqLen}, ${idStride}] needs ${tokens * idStride}`);
+    let tokenMask: Uint8Array | undefined;
+    if (options.tokenMask !== undefined) {
+      const m = options.tokenMask as ArrayLike<unknown>;
+      if (m === null || typeof m !== 'object' || typeof m.length !== 'number') throw new TypeError(`options.tokenMask must be a Uint8Array or an array of booleans, got ${describe(m)}`);
+      if (m.length !== tokens) throw new RangeError(`options.tokenMask has ${m.length} elements but the shape needs ${tokens}`);
+      tokenMask = m instanceof Uint8Array ? m : Uint8Array.from(m as ArrayLike<number | boolean>, (v) => (v ? 1 : 0));
+    }
+    if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 3)) {
+      throw new TypeError(`options.stageSeconds must be a Float64Array(3), got ${describe(options.stageSeconds)}`);
+    }
+    let out = options.out;
+    if (out !== undefined && !(out instanceof Float32Array && out.length === tokens * hc * D)) {
+      throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
+    }
+    out ??= new Float32Array(tokens * hc * D);
+    const gates = new Float32Array(tokens * hc);
+    let rows: Float32Array | undefined;
+    if (options.returnRows instanceof Float32Array) {
+      if (options.returnRows.length !== tokens * this.cols * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.cols * headDim} elements, got ${describe(options.returnRows)}`);
+      rows = options.returnRows;
+    } else if (options.returnRows) {
+      rows = new Float32Array(tokens * this.cols * headDim);
+    }
+    let ticket = options.ticket;
+    if (ticket !== undefined) {
+      if (this.tablePager === undefined || ticket.pager !== this.tablePager) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);
+      if (ticket.isReleased) throw new Error('options.ticket was already used or released');
+      const mine = layerRowIds(rowIds, idStride, offset, this.cols);
+      if (mine.length !== ticket.rowIds.length || mine.some((v: number | bigint, i: number) => v !== ticket!.rowIds[i])) {
+        throw new RangeError('options.ticket was prefetched for other row ids');
+      }
+    } else {
+      ticket = this.prefetchRows(rowIds, idStride, offset);
+    }
+    // Paged: the gather reads the cache at the rows the pager translated.
+    const args: NativeV41ForwardArgs = {
+      ...(ticket !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
+      batch,
+      seqLen,
+      hc,
+      hidden: D,
+      cols: this.cols,
+      rowIds: ticket !== undefined ? ticket.cacheRows : rowIds,
+      rowIdsStride: ticket !== undefined ? this.cols : idStride,
+      rowIdsOffset: ticket !== undefined ? 0 : offset,
+      hiddenStreams,
+      wkv: w.wkv,
+      qWeight: w.qWeight,
+      kWeight: w.kWeight,
+      eps: this.config.rmsNormEps,
+      tokenMask,
+      out,
+      gates,
+      rows,
+      stageSeconds: options.stageSeconds,
+      deviceWeights: this.device === 'cuda' ? this.deviceWeights() : undefined,
+      threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
+    };
+    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket };
+  }
+}
+
+/** The single `layers.{L}.engram.` prefix every key carries, or ''. */
+function detectPrefix(keys: string[]): string {
+  const prefixes = new Set(keys.map((k) => /^layers\.\d+\.engram\./.exec(k)?.[0] ?? ''));
+  return prefixes.size === 1 ? [...prefixes][0] : '';
+}

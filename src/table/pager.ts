@@ -1,0 +1,346 @@
+// A pager for Engram tables bigger than the fast tier: the table lives in its home tier
+// (RAM, or a file read page by page) and a cache of page slots (plus optional hot rows,
+// resident for good) holds what the next batches need. Row ids are known before the
+// layer runs, so `prefetch` starts the copies early and the gather waits only on them.
+// The bookkeeping is native (native/pager/pager.cpp) and shared by every backend.
+import fs from 'node:fs';
+
+import { MappedFile } from '../core/mapped-file.js';
+import { native, TABLE_DTYPE_CODES, type NativeDevicePagerArgs, type NativePagerHandle, type NativePagerStats, type NativeTableArgs } from '../native/index.js';
+import { bytesPerElement, EngramTable, requireTableDtype, SCALE_BLOCK, type TableDtype } from './table.js';
+import { describe, requireInteger } from '../core/validate.js';
+
+export type Eviction = 'lru' | 'lfu' | 'direct';
+const EVICTION_CODES: Record<Eviction, number> = { lru: 0, lfu: 1, direct: 2 };
+
+/** Pages default to about this many bytes (rows and their scales). */
+export const DEFAULT_PAGE_BYTES = 64 * 1024;
+
+export interface PagerOptions {
+  /** Bytes of the fast tier: page slots plus hot rows. */
+  cacheBytes: number;
+  /** Rows per page (default: as many as fit in 64 KiB, at least 1). */
+  pageRows?: number;
+  /** Bytes per page instead of pageRows: must be a whole number of rows (with their scales). */
+  pageBytes?: number;
+  /**
+   * 'lru' (default) or 'lfu' (fewest lookups since creation first; ties: least recently
+   * used); 'direct': no reuse across batches, every batch copies exactly the pages it
+   * needs (the paper's uncached configuration, with pageRows 1 for single rows).
+   */
+  eviction?: Eviction;
+  /** Rows of the cache set aside for hot-row residency (see setHotRows). Default 0. */
+  hotRows?: number;
+  /** Cap on the copy rate in GB/s (10^9 bytes/s), to emulate a PCIe link. Default: none. */
+  bandwidthGBps?: number;
+  /**
+   * Threads reading the pages of one prefetch at once (CPU backend). Default: 4 for a
+   * file (a disk serves several reads in parallel), 1 for a table in memory.
+   */
+  readThreads?: number;
+  /** Count hits and misses only: no memory is allocated and nothing is copied. */
+  simulate?: boolean;
+  /**
+   * 'cuda': the cache lives in device memory and pages arrive on a copy stream, from the
+   * table pinned in place in RAM, or read from its file into pinned staging. Default 'cpu'.
+   */
+  device?: 'cpu' | 'cuda';
+  deviceIndex?: number;
+}
+
+/** A table stored in a file: a raw table file or a tensor inside a safetensors file. */
+export interface TableFile {
+  path: string;
+  dtype: TableDtype;
+  rows: number;
+  cols: number;
+  /** Byte offset of row 0 in the file. */
+  dataOffset: number;
+  /** fp8: byte offset of the UE8M0 scales [rows, cols/32]. */
+  scalesOffset?: number;
+}
+
+export interface PagerStats extends NativePagerStats {
+  /** rowHits / lookups (hot-row hits included). */
+  rowHitRate: number;
+  /** pageHits / uniquePages. */
+  pageHitRate: number;
+}
+
+/** Pages pinned for one batch; pass it to gather or a layer's forward, which release it. */
+export class PagerTicket {
+  private released = false;
+  /** @internal */
+  constructor(
+    readonly pager: TablePager,
+    /** @internal */ readonly id: number,
+    /** The batch's row ids (table rows). */
+    readonly rowIds: Int32Array | BigInt64Array,
+    /** Each row's row in the cache (pager.cache). */
+    readonly cacheRows: Int32Array,
+  ) {}
+
+  get isReleased(): boolean {
+    return this.released;
+  }
+
+  /** Unpins the pages (idempotent). A ticket that is never used should be released (else it is when collected). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.pager.releaseTicket(this);
+  }
+}
+
+function requireRowIds(name: string, rowIds: unknown): Int32Array | BigInt64Array {
+  if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) {
+    throw new TypeError(`${name} must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
+  }
+  return rowIds;
+}
+
+// A ticket dropped without release() gives its pages back when it is collected, so a
+// forgotten ticket cannot pin part of the cache for good.
+const unreleased = new FinalizationRegistry<{ handle: NativePagerHandle; id: number }>(({ handle, id }) => {
+  try {
+    native().pagerRelease(handle, id);
+  } catch {
+    // released already
+  }
+});
+
+export class TablePager {
+  private constructor(
+    private readonly handle: NativePagerHandle,
+    readonly dtype: TableDtype,
+    readonly rows: number,
+    readonly cols: number,
+    readonly pageRows: number,
+    /** Page slots in the cache. */
+    readonly slots: number,
+    readonly hotRows: number,
+    readonly eviction: Eviction,
+    /** The cache as a table of slots * pageRows + hotRows rows (undefined when simulating). */
+    readonly cache: EngramTable | undefined,
+    /** What the pager reads from: the table in memory, or its file (files, for a table split by rows). */
+    readonly home: EngramTable | TableFile | readonly TableFile[],
+    /** 'cuda': the cache is in device memory (read by the layers' CUDA forward). */
+    readonly device: 'cpu' | 'cuda' = 'cpu',
+  ) {}
+
+  /** @internal The cache as the layers' native calls take a table. */
+  nativeCacheArgs(): NativeTableArgs & NativeDevicePagerArgs {
+    if (this.cache !== undefined) return this.cache.nativeArgs();
+    if (this.device !== 'cuda') throw new Error('a simulating pager holds no rows');
+    return {
+      devicePager: this.handle,
+      table: undefined as unknown as ArrayBuffer, // the native side reads the pager's device cache
+      tableByteOffset: 0,
+      tableScalesByteOffset: 0,
+      tableDtype: TABLE_DTYPE_CODES[this.dtype],
+      tableRows: this.slots * this.pageRows + this.hotRows,
+      tableCols: this.cols,
+    };
+  }
+
+  /** Bytes of one row with its scales. */
+  static rowBytes(dtype: TableDtype, cols: number): number {
+    return cols * bytesPerElement(dtype) + (dtype === 'f8e4m3' ? cols / SCALE_BLOCK : 0);
+  }
+
+  /**
+   * A pager over a table in memory (home tier RAM) or in a file (home tier file); an
+   * array of files: a table split by rows across them, in row order.
+   */
+  static create(home: EngramTable | TableFile | readonly TableFile[], options: PagerOptions): TablePager {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    let dtype: TableDtype, rows: number, cols: number;
+    let files: readonly TableFile[] | undefined;
+    if (home instanceof EngramTable) {
+      ({ dtype, rows, cols } = home);
+    } else if (Array.isArray(home) || (home !== null && typeof home === 'object' && typeof (home as TableFile).path === 'string')) {
+      files = Array.isArray(home) ? home : [home as TableFile];
+      if (files.length === 0) throw new TypeError('home must hold at least one table file');
+      rows = 0;
+      ({ dtype, cols } = files[0]);
+      files.forEach((f, i) => {
+        const name = files!.length === 1 ? 'home' : `home[${i}]`;
+        if (f === null || typeof f !== 'object' || typeof f.path !== 'string') throw new TypeError(`${name} must be { path, dtype, rows, cols, dataOffset }, got ${describe(f)}`);
+        requireTableDtype(`${name}.dtype`, f.dtype);
+        rows += requireInteger(`${name}.rows`, f.rows, 1);
+        requireInteger(`${name}.cols`, f.cols, 1, 1 << 20);
+        if (f.dtype !== dtype || f.cols !== cols) throw new RangeError(`${name} is ${f.dtype} x ${f.cols} but home[0] is ${dtype} x ${cols}: the files of one table must agree`);
+        requireInteger(`${name}.dataOffset`, f.dataOffset, 0);
+        if (dtype === 'f8e4m3') requireInteger(`${name}.scalesOffset`, f.scalesOffset, 0);
+      });
+      if (dtype === 'f8e4m3' && cols % SCALE_BLOCK !== 0) throw new RangeError(`home.cols must be a multiple of ${SCALE_BLOCK} for an fp8 table, got ${cols}`);
+    } else {
+      throw new TypeError(`home must be an EngramTable or { path, dtype, rows, cols, dataOffset }, got ${describe(home)}`);
+    }
+    const rowBytes = cols * bytesPerElement(dtype);
+    const scaleRowBytes = dtype === 'f8e4m3' ? cols / SCALE_BLOCK : 0;
+    const fullRow = rowBytes + scaleRowBytes;
+    let pageRows: number;
+    if (options.pageRows !== undefined && options.pageBytes !== undefined) throw new TypeError('give options.pageRows or options.pageBytes, not both');
+    if (options.pageBytes !== undefined) {
+      const bytes = requireInteger('options.pageBytes', options.pageBytes, 1);
+      if (bytes % fullRow !== 0) {
+        throw new RangeError(`options.pageBytes must be a multiple of the ${fullRow} bytes of one ${dtype} row of ${cols} channels${scaleRowBytes ? ' with its scales' : ''}, got ${bytes}`);
+      }
+      pageRows = bytes / fullRow;
+    } else if (options.pageRows !== undefined) {
+      pageRows = requireInteger('options.pageRows', options.pageRows, 1, 2 ** 31 - 1);
+    } else {
+      pageRows = Math.max(1, Math.floor(DEFAULT_PAGE_BYTES / fullRow));
+    }
+    pageRows = Math.min(pageRows, rows);
+    const cacheBytes = requireInteger('options.cacheBytes', options.cacheBytes, 1);
+    const hotRows = requireInteger('options.hotRows', options.hotRows ?? 0, 0, 2 ** 31 - 1);
+    const eviction = options.eviction ?? 'lru';
+    if (!(eviction in EVICTION_CODES)) throw new RangeError(`options.eviction must be 'lru', 'lfu' or 'direct', got ${describe(eviction)}`);
+    const bandwidth = options.bandwidthGBps ?? 0;
+    if (typeof bandwidth !== 'number' || !(bandwidth >= 0) || !Number.isFinite(bandwidth)) {
+      throw new RangeError(`options.bandwidthGBps must be a finite number >= 0, got ${describe(bandwidth)}`);
+    }
+    if (hotRows * fullRow > cacheBytes) {
+      throw new RangeError(`options.hotRows (${hotRows} rows of ${fullRow} bytes) does not fit in options.cacheBytes (${cacheBytes})`);
+    }
+    const pages = Math.ceil(rows / pageRows);
+    const slots = Math.min(pages, Math.floor((cacheBytes - hotRows * fullRow) / (pageRows * fullRow)));
+    if (slots < 1 && hotRows === 0) {
+      throw new RangeError(`options.cacheBytes (${cacheBytes}) is smaller than one page (${pageRows} rows x ${fullRow} bytes = ${pageRows * fullRow})`);
+    }
+    if (slots * pageRows + hotRows > 2 ** 31 - 1) throw new RangeError('the cache would hold more than 2^31 rows: use a smaller cacheBytes');
+    const simulate = options.simulate === true;
+    const device = options.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`options.device must be 'cpu' or 'cuda', got ${describe(device)}`);
+    const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
+    const readThreads = requireInteger('options.readThreads', options.readThreads ?? (files === undefined ? 1 : 4), 1, 256);
+    let source: Record<string, unknown> = {};
+    if (!simulate) {
+      if (files === undefined) {
+        source = { ...(home as EngramTable).nativeArgs() };
+      } else {
+        for (const f of files) if (!fs.existsSync(f.path)) throw new Error(`table file '${f.path}' does not exist`);
+        source = { files: files.map((f) => ({ path: f.path, rows: f.rows, dataOffset: f.dataOffset, scalesOffset: f.scalesOffset ?? 0 })) };
+      }
+    }
+    const created = native().pagerCreate({
+      rows,
+      rowBytes,
+      scaleRowBytes,
+      pageRows,
+      slots: Math.max(0, slots),
+      hotRows,
+      eviction: EVICTION_CODES[eviction],
+      simulate,
+      bytesPerSecond: bandwidth * 1e9,
+      readThreads,
+      ...(device === 'cuda' && !simulate ? { device: deviceIndex, tableDtype: TABLE_DTYPE_CODES[dtype], tableCols: cols } : {}),
+      ...source,
+    });
+    let cache: EngramTable | undefined;
+    if (created.cache !== undefined) {
+      const memory = MappedFile.fromHandle(created.cache, 'pager cache');
+      const cacheRows = Math.max(0, slots) * pageRows + hotRows;
+      cache = EngramTable.fromBytes(
+        { buffer: memory, byteOffset: 0, byteLength: cacheRows * rowBytes },
+        cacheRows,
+        cols,
+        dtype,
+        scaleRowBytes ? { buffer: memory, byteOffset: created.cacheScalesByteOffset!, byteLength: cacheRows * scaleRowBytes } : undefined,
+      );
+    }
+    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home as EngramTable | TableFile | readonly TableFile[], simulate ? 'cpu' : device);
+  }
+
+  /**
+   * Pins the pages of `rowIds`, starts copying the missing ones and returns at once.
+   * Throws (and changes nothing) for a row outside the table, or when the batch needs
+   * more pages than the cache can free while other tickets hold theirs: split the batch
+   * or raise cacheBytes.
+   */
+  prefetch(rowIds: Int32Array | BigInt64Array): PagerTicket {
+    requireRowIds('rowIds', rowIds);
+    const cacheRows = new Int32Array(rowIds.length);
+    const translate = this.cache !== undefined || this.device === 'cuda';
+    const id = native().pagerAcquire(this.handle, rowIds, translate ? cacheRows : undefined);
+    const ticket = new PagerTicket(this, id, rowIds, cacheRows);
+    unreleased.register(ticket, { handle: this.handle, id }, ticket);
+    return ticket;
+  }
+
+  private requireTicket(ticket: unknown): PagerTicket {
+    if (!(ticket instanceof PagerTicket) || ticket.pager !== this) throw new TypeError(`ticket must come from this pager's prefetch(), got ${describe(ticket)}`);
+    if (ticket.isReleased) throw new Error('this ticket was already used or released');
+    return ticket;
+  }
+
+  /** Blocks until the ticket's copies landed (the wait counts as stall). */
+  wait(ticket: PagerTicket): void {
+    native().pagerWait(this.handle, this.requireTicket(ticket).id);
+  }
+
+  /** wait() off the event loop. */
+  async waitAsync(ticket: PagerTicket): Promise<void> {
+    await native().pagerWaitAsync(this.handle, this.requireTicket(ticket).id);
+  }
+
+  /** @internal */
+  releaseTicket(ticket: PagerTicket): void {
+    unreleased.unregister(ticket);
+    native().pagerRelease(this.handle, ticket.id);
+  }
+
+  /** Rows decoded to fp32 through the cache (prefetching them unless a ticket is given). */
+  gather(rowIds: Int32Array | BigInt64Array, options: { ticket?: PagerTicket; threads?: number; out?: Float32Array } = {}): Float32Array {
+    if (this.cache === undefined) {
+      throw new Error(this.device === 'cuda' ? "a CUDA pager's rows are read on the device by the layers' forward" : 'a simulating pager holds no rows');
+    }
+    const ticket = options.ticket === undefined ? this.prefetch(rowIds) : this.requireTicket(options.ticket);
+    try {
+      if (options.ticket !== undefined && ticket.rowIds !== rowIds) throw new RangeError('options.ticket was made for other rowIds');
+      this.wait(ticket);
+      return this.cache.gather(ticket.cacheRows, { threads: options.threads, out: options.out });
+    } finally {
+      ticket.release();
+    }
+  }
+
+  /** Keeps `rows` (hottest first; at most hotRows) resident in the cache for good. */
+  setHotRows(rows: BigInt64Array | Int32Array | readonly number[]): void {
+    const list = rows instanceof BigInt64Array ? rows : BigInt64Array.from(Array.from(rows as ArrayLike<number>, (r) => BigInt(r)));
+    native().pagerSetHotRows(this.handle, list);
+  }
+
+  stats(): PagerStats {
+    const s = native().pagerStats(this.handle);
+    return { ...s, rowHitRate: s.lookups ? s.rowHits / s.lookups : 0, pageHitRate: s.uniquePages ? s.pageHits / s.uniquePages : 0 };
+  }
+
+  resetStats(): void {
+    native().pagerResetStats(this.handle);
+  }
+}
+
+/**
+ * The `k` most frequent rows of a sample of lookups (ties: lower row first): the rows
+ * to keep resident with setHotRows, from a pass of the hasher over real text.
+ */
+export function hottestRows(rowIds: Int32Array | BigInt64Array, k: number): BigInt64Array {
+  requireRowIds('rowIds', rowIds);
+  requireInteger('k', k, 0);
+  const sorted = rowIds instanceof Int32Array ? Float64Array.from(rowIds) : Float64Array.from(rowIds, (r) => Number(r));
+  sorted.sort();
+  const values: number[] = [];
+  const counts: number[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i + 1;
+    while (j < sorted.length && sorted[j] === sorted[i]) ++j;
+    values.push(sorted[i]);
+    counts.push(j - i);
+    i = j;
+  }
+  const order = Array.from(values.keys()).sort((a, b) => counts[b] - counts[a] || values[a] - values[b]);
+  return BigInt64Array.from(order.slice(0, k), (i) => BigInt(values[i]));
+}
