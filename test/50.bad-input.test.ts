@@ -103,3 +103,31 @@ describe('the native boundary checks again', () => {
     await expect(native().ngramHashesAsync({ ...base, history: Int32Array.of(0, 7) })).rejects.toThrow(RangeError);
   });
 });
+
+describe('native handles are type-tagged', () => {
+  it('a handle of one kind passed where another is expected is a TypeError naming both', async () => {
+    const { native } = await import('../src/native/index.js');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'engram-handles-')), 'bytes.bin');
+    fs.writeFileSync(file, new Uint8Array(64));
+    const mapped = native().mapFileHandle(file);
+    const linear = native().packLinear({ weight: new Float32Array(4), n: 2, k: 2 });
+    const pagerFn = native().pagerStats as unknown as (h: unknown) => unknown;
+    expect(() => pagerFn(mapped)).toThrow(TypeError);
+    expect(() => pagerFn(mapped)).toThrow(/must be a pager handle \(pagerCreate\), got a mapped file handle/);
+    expect(() => pagerFn(linear)).toThrow(/got a packed projection handle/);
+    expect(() => pagerFn(7)).toThrow(/got a number/);
+    const linearFn = native().linear as unknown as (args: object) => void;
+    expect(() => linearFn({ weight: mapped, x: new Float32Array(2), m: 1, out: new Float32Array(2), threads: 0 })).toThrow(
+      /weight must be a packed projection handle \(packLinear\), got a mapped file handle/,
+    );
+    // the right handles still work
+    const out = new Float32Array(2);
+    native().linear({ weight: linear, x: Float32Array.of(1, 1), m: 1, out, threads: 0 });
+    expect(Array.from(out)).toEqual([0, 0]);
+    expect(native().mappedFileView(mapped, 0, 8).byteLength).toBe(8);
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  });
+});

@@ -58,8 +58,8 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   const Napi::Value dw = o.Get("deviceWeights");
   if (!dw.IsUndefined()) {
-    if (!dw.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from engramUploadCuda");
-    call.deviceWeights = *dw.As<Napi::External<DeviceWeightsHandle>>().Data();
+    call.deviceWeights = requireHandle<DeviceWeightsHandle>(o.Env(), dw, HandleKind::EngramDeviceWeights, "deviceWeights",
+                                                            "a handle from engramUploadCuda");
   }
   return call;
 }
@@ -195,7 +195,7 @@ Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
   DeviceWeightsHandle handle;
   runSync(info.Env(), [&] { handle = uploadEngramWeightsCuda(r, weight, bias, device); });
   auto* holder = new DeviceWeightsHandle(std::move(handle));
-  return Napi::External<DeviceWeightsHandle>::New(info.Env(), holder, [](Napi::Env, DeviceWeightsHandle* h) { delete h; });
+  return makeHandle(info.Env(), HandleKind::EngramDeviceWeights, holder);
 }
 
 }  // namespace engram

@@ -93,8 +93,6 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
 
 namespace engram {
 
-const napi_type_tag kMappedFileTag = {0x656e6772616d6d66ull, 0x6d617070656466ull};  // "engrammf" "mappedf"
-
 // A file of any size mapped privately (see MapFile), held natively: JS gets an opaque
 // handle, ArrayBuffer views of at most 4 GiB (mappedFileView), and passes the handle with
 // an offset where a table region is bigger than one ArrayBuffer can be.
@@ -109,9 +107,7 @@ Napi::Value MapFileHandle(const Napi::CallbackInfo& info) {
 
 Napi::Value wrapMapping(const Napi::Env& env, MappedHandle mapped) {
   auto* holder = new MappedHandle(std::move(mapped));
-  auto handle = Napi::External<MappedHandle>::New(env, holder, [](Napi::Env, MappedHandle* h) { delete h; });
-  handle.TypeTag(&kMappedFileTag);
-  return handle;
+  return makeHandle(env, HandleKind::MappedFile, holder);
 }
 
 MappedHandle mapAnonymous(size_t bytes) {
@@ -127,10 +123,8 @@ MappedHandle mapAnonymous(size_t bytes) {
 }
 
 const MappedFile* mappedFileOf(const Napi::Value& v) {
-  if (!v.IsExternal()) return nullptr;
-  auto ext = v.As<Napi::External<MappedHandle>>();
-  if (!ext.CheckTypeTag(&kMappedFileTag)) return nullptr;
-  return ext.Data()->get();
+  const MappedHandle* h = handleData<MappedHandle>(v, HandleKind::MappedFile);
+  return h == nullptr ? nullptr : h->get();
 }
 
 bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size) {
@@ -146,7 +140,7 @@ Napi::Value MappedFileView(const Napi::CallbackInfo& info) {
   if (info.Length() < 3 || mappedFileOf(info[0]) == nullptr || !info[1].IsNumber() || !info[2].IsNumber()) {
     throwJs(env, ErrorKind::TypeError, "mappedFileView(handle, offset, length) needs a mapped file handle and two numbers");
   }
-  const MappedHandle keep = *info[0].As<Napi::External<MappedHandle>>().Data();
+  const MappedHandle keep = *handleData<MappedHandle>(info[0], HandleKind::MappedFile);  // checked above
   const double offset = info[1].As<Napi::Number>().DoubleValue();
   const double length = info[2].As<Napi::Number>().DoubleValue();
   if (!(offset >= 0 && length >= 0 && offset + length <= static_cast<double>(keep->size)) || length > 4294967296.0) {

@@ -260,8 +260,8 @@ std::shared_ptr<MoeCudaCall> readMoeCuda(const Napi::CallbackInfo& info, bool ke
   Keep* keep = keepAlive ? &call->keep : nullptr;
   MoeCudaRequest& r = call->req;
   const Napi::Value handle = o.Get("deviceWeights");
-  if (!handle.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from moeUploadCuda");
-  call->weights = *handle.As<Napi::External<MoeDeviceHandle>>().Data();
+  call->weights = requireHandle<MoeDeviceHandle>(o.Env(), handle, HandleKind::MoeDeviceWeights, "deviceWeights",
+                                                 "a handle from moeUploadCuda");
   r.tokens = intField(o, "tokens", 0, INT32_MAX);
   r.route = readRouteParams(o);
   const int64_t dim = intField(o, "dim", 1, 1 << 20);
@@ -291,7 +291,7 @@ Napi::Value MoeUploadCuda(const Napi::CallbackInfo& info) {
   MoeDeviceHandle handle;
   runSync(info.Env(), [&] { handle = uploadMoeWeightsCuda(u, device); });
   auto* holder = new MoeDeviceHandle(std::move(handle));
-  return Napi::External<MoeDeviceHandle>::New(info.Env(), holder, [](Napi::Env, MoeDeviceHandle* h) { delete h; });
+  return makeHandle(info.Env(), HandleKind::MoeDeviceWeights, holder);
 }
 
 Napi::Value MoeForwardCuda(const Napi::CallbackInfo& info) {

@@ -180,4 +180,40 @@ void runSync(const Napi::Env& env, const std::function<void()>& work) {
 
 AddonState& addonState(const Napi::Env& env) { return *env.GetInstanceData<AddonState>(); }
 
+const napi_type_tag& handleTag(HandleKind kind) {
+  // "engram" in the upper half, the kind in the lower: distinct from any other addon's.
+  static const napi_type_tag tags[] = {
+      {0x656e6772616d0000ull, 0x68616e646c650001ull}, {0x656e6772616d0000ull, 0x68616e646c650002ull},
+      {0x656e6772616d0000ull, 0x68616e646c650003ull}, {0x656e6772616d0000ull, 0x68616e646c650004ull},
+      {0x656e6772616d0000ull, 0x68616e646c650005ull}, {0x656e6772616d0000ull, 0x68616e646c650006ull},
+  };
+  return tags[static_cast<int>(kind)];
+}
+
+std::string describeHandleValue(const Napi::Value& v) {
+  static const std::pair<HandleKind, const char*> names[] = {
+      {HandleKind::MappedFile, "a mapped file handle"},
+      {HandleKind::Pager, "a pager handle"},
+      {HandleKind::PackedLinear, "a packed projection handle"},
+      {HandleKind::EngramDeviceWeights, "an Engram layer's device weights handle"},
+      {HandleKind::V41DeviceWeights, "a V4.1 layer's device weights handle"},
+      {HandleKind::MoeDeviceWeights, "an MoE block's device weights handle"},
+  };
+  if (v.IsExternal()) {
+    const auto ext = v.As<Napi::External<void>>();
+    for (const auto& [kind, name] : names) {
+      if (ext.CheckTypeTag(&handleTag(kind))) return name;
+    }
+    return "a foreign native handle";
+  }
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return "a number";
+  if (v.IsString()) return "a string";
+  if (v.IsBoolean()) return "a boolean";
+  if (v.IsArrayBuffer() || v.IsTypedArray()) return "a buffer";
+  if (v.IsFunction()) return "a function";
+  return "an object";
+}
+
 }  // namespace engram

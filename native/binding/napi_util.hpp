@@ -45,6 +45,38 @@ bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size);
 uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
                       std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
 
+// Native objects JS holds as opaque handles (Napi::External<T>). Every kind carries its
+// own type tag, so a handle of one kind passed where another is expected is a TypeError
+// naming both, never a struct read as the wrong type.
+enum class HandleKind { MappedFile, Pager, PackedLinear, EngramDeviceWeights, V41DeviceWeights, MoeDeviceWeights };
+const napi_type_tag& handleTag(HandleKind kind);
+// What `v` is, in words, for errors: "a pager handle", "a number", ...
+std::string describeHandleValue(const Napi::Value& v);
+
+// Wraps `value` (heap-allocated; deleted when JS collects the handle) as a tagged handle.
+template <typename T>
+Napi::External<T> makeHandle(const Napi::Env& env, HandleKind kind, T* value) {
+  auto ext = Napi::External<T>::New(env, value, [](Napi::Env, T* h) { delete h; });
+  ext.TypeTag(&handleTag(kind));
+  return ext;
+}
+
+// The T behind a handle of `kind`, or nullptr when `v` is anything else.
+template <typename T>
+T* handleData(const Napi::Value& v, HandleKind kind) {
+  if (!v.IsExternal()) return nullptr;
+  auto ext = v.As<Napi::External<T>>();
+  return ext.CheckTypeTag(&handleTag(kind)) ? ext.Data() : nullptr;
+}
+
+// As handleData, but a TypeError ("<what> must be <expected>, got a pager handle") otherwise.
+template <typename T>
+T& requireHandle(const Napi::Env& env, const Napi::Value& v, HandleKind kind, const std::string& what, const std::string& expected) {
+  T* data = handleData<T>(v, kind);
+  if (data == nullptr) throwJs(env, ErrorKind::TypeError, what + " must be " + expected + ", got " + describeHandleValue(v));
+  return *data;
+}
+
 // Runs `work` on libuv's pool and settles a promise; std::exception becomes the matching
 // JS error, anything else a plain Error. The typed arrays in keepAlive stay referenced
 // until the promise settles.

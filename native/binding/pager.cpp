@@ -22,13 +22,9 @@ struct PagerHolder {
 };
 using PagerHandle = std::shared_ptr<PagerHolder>;
 
-const napi_type_tag kPagerTag = {0x656e6772616d7067ull, 0x7061676572000001ull};
-
 PagerHandle pagerArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
-  auto ext = info[0].As<Napi::External<PagerHandle>>();
-  if (!ext.CheckTypeTag(&kPagerTag)) throwJs(info.Env(), ErrorKind::TypeError, "expected a pager handle");
-  return *ext.Data();
+  const Napi::Value v = info.Length() < 1 ? info.Env().Undefined() : info[0];
+  return requireHandle<PagerHandle>(info.Env(), v, HandleKind::Pager, "the first argument", "a pager handle (pagerCreate)");
 }
 
 uint64_t ticketArg(const Napi::CallbackInfo& info, size_t at) {
@@ -84,10 +80,9 @@ PageSource readPageSource(const Napi::Object& o, const PagerGeometry& g, Keep* k
 }  // namespace
 
 bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep) {
-  if (!v.IsExternal()) return false;
-  auto ext = v.As<Napi::External<PagerHandle>>();
-  if (!ext.CheckTypeTag(&kPagerTag)) return false;
-  PagerHandle h = *ext.Data();
+  const PagerHandle* handle = handleData<PagerHandle>(v, HandleKind::Pager);
+  if (handle == nullptr) return false;
+  PagerHandle h = *handle;
   if (!h->deviceCache) return false;
   *table = h->deviceTable;
   *keep = h;  // the cache stays allocated while a call reads it
@@ -143,8 +138,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
   });
   Napi::Object out = Napi::Object::New(env);
   auto* boxed = new PagerHandle(holder);
-  auto ext = Napi::External<PagerHandle>::New(env, boxed, [](Napi::Env, PagerHandle* h) { delete h; });
-  ext.TypeTag(&kPagerTag);
+  auto ext = makeHandle(env, HandleKind::Pager, boxed);
   out.Set("pager", ext);
   if (holder->cache) {
     out.Set("cache", wrapMapping(env, holder->cache));

@@ -6,13 +6,12 @@ namespace engram {
 
 Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w) {
   auto* holder = new LinearHandle(std::move(w));
-  return Napi::External<LinearHandle>::New(env, holder, [](Napi::Env, LinearHandle* h) { delete h; });
+  return makeHandle(env, HandleKind::PackedLinear, holder);
 }
 
 LinearHandle linearField(const Napi::Object& o, const char* name) {
   const Napi::Value v = o.Get(name);
-  if (!v.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a packed projection handle");
-  return *v.As<Napi::External<LinearHandle>>().Data();
+  return requireHandle<LinearHandle>(o.Env(), v, HandleKind::PackedLinear, name, "a packed projection handle (packLinear)");
 }
 
 namespace {

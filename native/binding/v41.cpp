@@ -55,8 +55,8 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   const Napi::Value dw = o.Get("deviceWeights");
   if (!dw.IsUndefined()) {
-    if (!dw.IsExternal()) throwJs(o.Env(), ErrorKind::TypeError, "deviceWeights must be a handle from v41UploadCuda");
-    call.deviceWeights = *dw.As<Napi::External<V41DeviceHandle>>().Data();
+    call.deviceWeights = requireHandle<V41DeviceHandle>(o.Env(), dw, HandleKind::V41DeviceWeights, "deviceWeights",
+                                                        "a handle from v41UploadCuda");
   }
   return call;
 }
@@ -94,7 +94,7 @@ Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
   V41DeviceHandle handle;
   runSync(info.Env(), [&] { handle = uploadV41WeightsCuda(r, wkv, device); });
   auto* holder = new V41DeviceHandle(std::move(handle));
-  return Napi::External<V41DeviceHandle>::New(info.Env(), holder, [](Napi::Env, V41DeviceHandle* h) { delete h; });
+  return makeHandle(info.Env(), HandleKind::V41DeviceWeights, holder);
 }
 
 Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info) {
