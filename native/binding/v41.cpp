@@ -1,5 +1,5 @@
-// DeepSeek-V4.1's Engram layer: forward (sync and async) and the fp8 block-scaled weight
-// dequantisation its wkv needs.
+// DeepSeek-V4.1's Engram layer: forward (sync and async) and its weights uploaded to a
+// CUDA device.
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/table_args.hpp"
@@ -97,24 +97,9 @@ Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
   return makeHandle(info.Env(), HandleKind::V41DeviceWeights, holder);
 }
 
-Napi::Value DequantizeBlockFp8(const Napi::CallbackInfo& info) {
-  const Napi::Object o = argObject(info);
-  const int64_t rows = intField(o, "rows", 1, INT32_MAX);
-  const int64_t cols = intField(o, "cols", 1, INT32_MAX);
-  const int64_t blocks = ((rows + kScaleBlock - 1) / kScaleBlock) * ((cols + kScaleBlock - 1) / kScaleBlock);
-  const uint8_t* codes = bufferRegion(o, "codes", "codesByteOffset", rows * cols, false);
-  const uint8_t* scales = bufferRegion(o, "scales", "scalesByteOffset", blocks, false);
-  float* out = typedField<float>(o, "out", napi_float32_array, rows * cols, false);
-  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
-  AddonState& state = addonState(info.Env());
-  runSync(info.Env(), [&] { dequantizeBlockFp8Cpu(codes, scales, rows, cols, out, state.pool, threads); });
-  return info.Env().Undefined();
-}
-
 EK_EXPORT_FUNCTIONS(
     {"v41Forward", V41Forward},
     {"v41ForwardAsync", V41ForwardAsync},
-    {"v41UploadCuda", V41UploadCuda},
-    {"dequantizeBlockFp8", DequantizeBlockFp8});
+    {"v41UploadCuda", V41UploadCuda});
 
 }  // namespace engram

@@ -1,0 +1,40 @@
+// Machine yardsticks the benchmarks compare against: the FMA peak and the random-row
+// read rate of a table.
+#include "binding/napi_util.hpp"
+#include "binding/registry.hpp"
+#include "binding/table_args.hpp"
+#include "bench/membench_ops.hpp"
+
+namespace engram {
+
+Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const double seconds = o.Get("seconds").ToNumber().DoubleValue();
+  double gflops = 0.0;
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] { gflops = fmaPeakGflops(state.pool, threads, seconds > 0 && seconds < 10 ? seconds : 0.2); });
+  return Napi::Number::New(info.Env(), gflops);
+}
+
+Napi::Value ReadRows(const Napi::CallbackInfo& info) {
+  const Napi::Object o = argObject(info);
+  const TableView t = readContiguousTable(o, "readRows");
+  const int32_t* ids = typedField<int32_t>(o, "rowIds", napi_int32_array, -1, false);
+  const int64_t count = static_cast<int64_t>(o.Get("rowIds").As<Napi::TypedArray>().ElementLength());
+  const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
+  const bool withScales = boolField(o, "withScales", false) && t.scales != nullptr;
+  uint64_t fold = 0;
+  AddonState& state = addonState(info.Env());
+  runSync(info.Env(), [&] {
+    fold = readRowsCpu(t.data, t.rows, static_cast<int64_t>(t.cols) * tableElementBytes(t.dtype), ids, count, state.pool, threads,
+                       withScales ? t.scales : nullptr, withScales ? t.cols / kScaleBlock : 0);
+  });
+  return Napi::Number::New(info.Env(), static_cast<double>(fold & 0xffffffffu));
+}
+
+EK_EXPORT_FUNCTIONS(
+    {"peakGflops", PeakGflops},
+    {"readRows", ReadRows});
+
+}  // namespace engram

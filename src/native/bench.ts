@@ -1,0 +1,9 @@
+// Machine yardsticks for the benchmarks. The typed surface of native/binding/bench.cpp (see native/binding/registry.hpp).
+import type { NativeTableArgs } from './table.js';
+
+export interface NativeBenchFunctions {
+  /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
+  peakGflops(args: { threads: number; seconds: number }): number;
+  /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */
+  readRows(args: NativeTableArgs & { rowIds: Int32Array; threads: number; withScales?: boolean }): number;
+}

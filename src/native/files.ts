@@ -1,0 +1,23 @@
+// Files and memory regions: mappings, advice, copies. The typed surface of native/binding/files.cpp (see native/binding/registry.hpp).
+/** An opaque handle to a memory-mapped file of any size. */
+export type NativeMappedFile = { readonly __mappedFile: unique symbol };
+
+export interface NativeFilesFunctions {
+  /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
+  adviseHugePages(buffer: ArrayBuffer): boolean;
+  adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
+  /** A file of any size mapped privately; see mapped-file.ts. */
+  mapFileHandle(path: string): NativeMappedFile;
+  mappedFileView(handle: NativeMappedFile, offset: number, length: number): ArrayBuffer;
+  mappedFileSize(handle: NativeMappedFile): number;
+  /** The file as an ArrayBuffer over a private (copy-on-write) memory mapping. */
+  mapFile(path: string): ArrayBuffer;
+  /** posix_fadvise(DONTNEED) on the whole file: its clean, unmapped pages leave the page cache. */
+  dropFileCache(path: string): boolean;
+  /** Reads [offset, offset + byteLength) of a file into a region with pread (nothing mapped). */
+  readFileRegion(args: { path: string; offset: number; byteLength: number; dst: ArrayBuffer | NativeMappedFile; dstByteOffset: number; threads: number }): void;
+  /** Copies bytes between two non-overlapping regions on the addon's threads. */
+  copyRegion(args: { src: ArrayBuffer | NativeMappedFile; srcByteOffset: number; dst: ArrayBuffer | NativeMappedFile; dstByteOffset: number; byteLength: number; threads: number }): void;
+  /** Maps every page of the region now (memory-mapped tables fault on first touch otherwise). */
+  prefaultRegion(args: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): void;
+}

@@ -1,0 +1,60 @@
+// The table pager. The typed surface of native/binding/pager.cpp (see native/binding/registry.hpp).
+import type { NativeMappedFile } from './files.js';
+
+/** Opaque pager handle (native/pager/pager.hpp). */
+export type NativePagerHandle = { readonly __pager: unique symbol };
+
+export interface NativePagerArgs {
+  rows: number;
+  rowBytes: number;
+  scaleRowBytes: number;
+  pageRows: number;
+  slots: number;
+  hotRows: number;
+  /** 0 lru, 1 lfu, 2 direct */
+  eviction: number;
+  simulate: boolean;
+  bytesPerSecond: number;
+  /** Threads reading a job's pages at once (CPU engine). */
+  readThreads?: number;
+  /** >= 0: the cache lives on this CUDA device (copies on a copy stream). */
+  device?: number;
+  tableDtype?: number;
+  tableCols?: number;
+  table?: ArrayBuffer | NativeMappedFile;
+  tableByteOffset?: number;
+  tableScales?: ArrayBuffer | NativeMappedFile;
+  tableScalesByteOffset?: number;
+  path?: string;
+  dataOffset?: number;
+  scalesOffset?: number;
+}
+
+export interface NativePagerStats {
+  lookups: number;
+  uniqueRows: number;
+  uniquePages: number;
+  pageHits: number;
+  pageMisses: number;
+  rowHits: number;
+  rowMisses: number;
+  hotRowHits: number;
+  bytesCopied: number;
+  evictions: number;
+  tickets: number;
+  stallSeconds: number;
+  copySeconds: number;
+  residentPages: number;
+  ticketsInFlight: number;
+}
+
+export interface NativePagerFunctions {
+  pagerCreate(args: NativePagerArgs): { pager: NativePagerHandle; cache?: NativeMappedFile; cacheScalesByteOffset?: number };
+  pagerAcquire(pager: NativePagerHandle, rowIds: Int32Array | BigInt64Array, translated?: Int32Array): number;
+  pagerWait(pager: NativePagerHandle, ticket: number): void;
+  pagerWaitAsync(pager: NativePagerHandle, ticket: number): Promise<void>;
+  pagerRelease(pager: NativePagerHandle, ticket: number): void;
+  pagerSetHotRows(pager: NativePagerHandle, rows: BigInt64Array): void;
+  pagerStats(pager: NativePagerHandle): NativePagerStats;
+  pagerResetStats(pager: NativePagerHandle): void;
+}

@@ -1,0 +1,37 @@
+// DeepSeek-V4.1's Engram layer. The typed surface of native/binding/v41.cpp (see native/binding/registry.hpp).
+import type { NativeLinearHandle } from './gemm.js';
+import type { NativeDevicePagerArgs, NativeTableArgs } from './table.js';
+
+export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePagerArgs {
+  batch: number;
+  seqLen: number;
+  hc: number;
+  hidden: number;
+  cols: number;
+  rowIds: Int32Array | BigInt64Array;
+  rowIdsStride: number;
+  rowIdsOffset: number;
+  hiddenStreams: Float32Array;
+  wkv: NativeLinearHandle;
+  qWeight: Float32Array;
+  kWeight: Float32Array;
+  eps: number;
+  tokenMask?: Uint8Array;
+  out: Float32Array;
+  gates?: Float32Array;
+  rows?: Float32Array;
+  /** [3]: gather, wkv, gate seconds */
+  stageSeconds?: Float64Array;
+  threads: number;
+  /** Run on CUDA with these device-resident weights (from v41UploadCuda). */
+  deviceWeights?: NativeV41DeviceHandle;
+}
+
+/** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
+export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
+
+export interface NativeV41Functions {
+  v41Forward(args: NativeV41ForwardArgs): void;
+  v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
+  v41UploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
+}
