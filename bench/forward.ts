@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { buildInfo, CompressedTokenizer, Engram, type TableDtype } from '../src/index.js';
 import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
-import { baselineForward } from './baseline-engram.js';
+import { baselineForward } from '../test/reference/paper-layer.js';
 import { brownTokens } from './corpus.js';
 import { coldRowReads } from './harness.js';
 import { markdownTable, writeResults } from './harness.js';

@@ -10,7 +10,7 @@ import type { onnx as OnnxTypes } from 'onnx-proto';
 // onnx-proto is CommonJS whose exports Node's ESM loader cannot see by name.
 const { onnx } = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof OnnxTypes };
 
-import type { BaselineLayer } from './baseline-engram.js';
+import type { BaselineLayer } from '../test/reference/paper-layer.js';
 
 type Attr = number | number[] | { f: number };
 

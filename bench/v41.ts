@@ -11,7 +11,7 @@ import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, EngramTable, Ma
 import { regionBytes } from '../src/core/tensor.js';
 import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
-import { baselineV41Forward, type BaselineV41 } from './baseline-v41.js';
+import { baselineV41Forward, type BaselineV41 } from '../test/reference/v41-layer.js';
 import { brownTokens } from './corpus.js';
 import { coldRowReads, markdownTable, resultsDir, writeResults } from './harness.js';
 

@@ -144,7 +144,7 @@ const kitResolve = {
 const testFiles = fs.readdirSync(path.join(root, 'test', 'gpu')).filter((f) => f.endsWith('.test.ts')).sort();
 // CPU suites against the golden fixtures, run first: the CPU half of every comparison on
 // that machine, and proof that the bundles and the test shim work before the GPU suite runs.
-const CANARY_TESTS = ['30.hash-default', '31.hash-v41', '60.engram-forward', '70.v41-layer', '80.moe-route', '81.moe-experts'];
+const CANARY_TESTS = ['12.hash-default', '13.hash-v41', '30.engram-forward', '40.v41-layer', '60.moe-route', '61.moe-experts'];
 await esbuild.build({
   entryPoints: [
     ...testFiles.map((f) => ({ in: path.join(root, 'test', 'gpu', f), out: `tests/${f.replace(/\.test\.ts$/, '')}` })),

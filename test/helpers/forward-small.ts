@@ -1,5 +1,5 @@
 // The reference's small Engram forward (forward-small.json) as an Engram layer.
-import { type BaselineLayer } from '../../bench/baseline-engram.js';
+import { type BaselineLayer } from '../reference/paper-layer.js';
 import { CompressedTokenizer, CONV_NORM_EPS, Engram, GATE_NORM_EPS, type EngramOptions, type Tensor } from '../../src/index.js';
 import { fixture } from './fixtures.js';
 

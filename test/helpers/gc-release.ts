@@ -1,4 +1,4 @@
-// Run by 67.pager.test.ts with --expose-gc: a ticket dropped without release() gives its
+// Run by 50.pager.test.ts with --expose-gc: a ticket dropped without release() gives its
 // pages back once collected. Prints the tickets in flight before and after.
 import { EngramTable, TablePager } from '../../src/index.js';
 

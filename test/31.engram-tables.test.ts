@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { baselineForward } from '../bench/baseline-engram.js';
+import { baselineForward } from './reference/paper-layer.js';
 import { CompressedTokenizer, Engram, EngramTable } from '../src/index.js';
 import { baselineLayerOf, maxRelError, small, smallConfig, smallEngram, smallInputs } from './helpers/forward-small.js';
 import { rng } from './helpers/random.js';
