@@ -131,3 +131,41 @@ describe('native handles are type-tagged', () => {
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   });
 });
+
+describe('floats and named options', () => {
+  it('MoE configs and routing options with non-finite or non-number floats are refused', async () => {
+    const { MoE, moeRoute } = await import('../src/index.js');
+    const base = { dim: 4, numExperts: 4, ffnDim: 2, topk: 2 };
+    expect(() => new MoE({ ...base, gateTemp: NaN })).toThrow(/config\.gateTemp must be a finite number > 0, got NaN/);
+    expect(() => new MoE({ ...base, routeScale: 'abc' as unknown as number })).toThrow(TypeError);
+    expect(() => new MoE({ ...base, normEps: -1 })).toThrow(/config\.normEps must be a finite number >= 0/);
+    expect(() => new MoE({ ...base, swigluLimit: Infinity })).toThrow(RangeError);
+    expect(() => new MoE({ ...base, scoreFunc: 'constructor' as never })).toThrow(/config\.scoreFunc must be 'softmax', 'sigmoid' or 'sqrtsoftplus', got "constructor"/);
+    const x = new Float32Array(8), gate = new Float32Array(16);
+    expect(() => moeRoute(x, gate, [2, 4], { topk: 2, gateTemp: NaN })).toThrow(/options\.gateTemp must be a finite number > 0/);
+    expect(() => moeRoute(x, gate, [2, 4], { topk: 2, routeScale: -Infinity })).toThrow(RangeError);
+    expect(() => moeRoute(x, gate, [2, 4], { topk: 2, scoreFunc: 'toString' as never })).toThrow(/options\.scoreFunc must be/);
+    expect(moeRoute(x, gate, [2, 4], { topk: 2 }).indices.length).toBe(4);
+  });
+
+  it('the addon checks floats again where it reads them', async () => {
+    const { native } = await import('../src/native/index.js');
+    const gate = native().packLinear({ weight: new Float32Array(16), n: 4, k: 4 });
+    const args = {
+      gate, x: new Float32Array(8), logits: new Float32Array(8), tokens: 2, experts: 4, topk: 2, groups: 1, topkGroups: 1,
+      scoreFunc: 0, gateTemp: 1, routeScale: 1, normEps: 0, indices: new Int32Array(4), weights: new Float32Array(4), threads: 0,
+    };
+    expect(() => native().moeRoute(args)).not.toThrow();
+    expect(() => native().moeRoute({ ...args, gateTemp: NaN })).toThrow(/gateTemp must be a finite number/);
+    expect(() => native().moeRoute({ ...args, routeScale: 'abc' as unknown as number })).toThrow(/routeScale must be a number/);
+    expect(() => native().moeRoute({ ...args, normEps: Infinity })).toThrow(RangeError);
+  });
+
+  it('a pager eviction named after an inherited property is refused by name', async () => {
+    const { EngramTable, TablePager } = await import('../src/index.js');
+    const table = EngramTable.allocate(64, 8, 'f32');
+    expect(() => TablePager.create(table, { cacheBytes: 8 * 4 * 16, pageRows: 4, eviction: 'toString' as never })).toThrow(
+      /options\.eviction must be 'lru', 'lfu' or 'direct', got "toString"/,
+    );
+  });
+});

@@ -10,7 +10,7 @@ namespace engram {
 Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
-  const double seconds = o.Get("seconds").ToNumber().DoubleValue();
+  const double seconds = floatField(o, "seconds", 0, 3600);
   double gflops = 0.0;
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] { gflops = fmaPeakGflops(state.pool, threads, seconds > 0 && seconds < 10 ? seconds : 0.2); });

@@ -1,5 +1,7 @@
 // The paper's Engram layer: the whole forward (sync and async twins) and its weights
 // uploaded to a CUDA device.
+#include <limits>
+
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/table_args.hpp"
@@ -31,7 +33,7 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
   r.dilation = static_cast<int>(intField(o, "dilation", 1, 1 << 10));
-  r.table = readForwardTable(o, keep, &r.tableOnDevice, &call.pagerCache);
+  r.table = readForwardTable(o, keep, &r.tableOnDevice, &r.tableDevice, &call.pagerCache);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   const int64_t streams = tokens * r.hc * r.hidden;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
@@ -45,8 +47,8 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.norm2 = typedField<float>(o, "norm2", napi_float32_array, branchWidth, false, keep);
   r.convNorm = typedField<float>(o, "convNorm", napi_float32_array, branchWidth, false, keep);
   r.convWeight = typedField<float>(o, "convWeight", napi_float32_array, branchWidth * r.kernelSize, false, keep);
-  r.gateEps = static_cast<float>(o.Get("gateEps").ToNumber().DoubleValue());
-  r.convEps = static_cast<float>(o.Get("convEps").ToNumber().DoubleValue());
+  r.gateEps = static_cast<float>(floatField(o, "gateEps", 0, std::numeric_limits<float>::max()));
+  r.convEps = static_cast<float>(floatField(o, "convEps", 0, std::numeric_limits<float>::max()));
   r.convHistory = typedField<float>(o, "convHistory", napi_float32_array, historyRows * branchWidth, true, keep);
   r.out = typedField<float>(o, "out", napi_float32_array, streams, false, keep);
   r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);

@@ -1,4 +1,6 @@
 // MoE routing and dispatch layout.
+#include <limits>
+
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "moe/moe_ops.hpp"
@@ -17,9 +19,9 @@ RouteParams readRouteParams(const Napi::Object& o) {
   p.groups = static_cast<int>(intField(o, "groups", 1, 64));
   p.topkGroups = static_cast<int>(intField(o, "topkGroups", 1, 64));
   p.func = static_cast<ScoreFunc>(intField(o, "scoreFunc", 0, 2));
-  p.gateTemp = static_cast<float>(o.Get("gateTemp").ToNumber().DoubleValue());
-  p.routeScale = static_cast<float>(o.Get("routeScale").ToNumber().DoubleValue());
-  p.normEps = static_cast<float>(o.Get("normEps").ToNumber().DoubleValue());
+  p.gateTemp = static_cast<float>(floatField(o, "gateTemp", 1e-30, std::numeric_limits<float>::max()));
+  p.routeScale = static_cast<float>(floatField(o, "routeScale", 1e-30, std::numeric_limits<float>::max()));
+  p.normEps = static_cast<float>(floatField(o, "normEps", 0, std::numeric_limits<float>::max()));
   return p;
 }
 
@@ -204,7 +206,7 @@ std::shared_ptr<ExpertsCall> readExperts(const Napi::CallbackInfo& info, bool ke
   r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.topk, false, keep);
   r.experts = expertList(o, "gateUp", "down");  // handles hold their weights alive
   r.shared = expertList(o, "sharedGateUp", "sharedDown");
-  r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
+  r.swigluLimit = static_cast<float>(floatField(o, "swigluLimit", 0, std::numeric_limits<float>::max()));
   r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false, keep);
   r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
   call->threads = static_cast<int>(intField(o, "threads", 0, 4096));
@@ -265,9 +267,10 @@ std::shared_ptr<MoeCudaCall> readMoeCuda(const Napi::CallbackInfo& info, bool ke
   r.tokens = intField(o, "tokens", 0, INT32_MAX);
   r.route = readRouteParams(o);
   const int64_t dim = intField(o, "dim", 1, 1 << 20);
+  r.dim = dim;
   r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * dim, false, keep);
   readSelectionInputs(o, r.tokens, keep, &r.route, &r.bias, &r.biasVl, &r.imageMask);
-  r.swigluLimit = static_cast<float>(o.Get("swigluLimit").ToNumber().DoubleValue());
+  r.swigluLimit = static_cast<float>(floatField(o, "swigluLimit", 0, std::numeric_limits<float>::max()));
   r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * dim, false, keep);
   r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.route.topk, false, keep);
   r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.route.topk, false, keep);

@@ -1,5 +1,7 @@
 #include "binding/napi_util.hpp"
 
+#include <cmath>
+
 #include <limits>
 
 namespace engram {
@@ -33,6 +35,17 @@ int64_t intField(const Napi::Object& o, const char* name, int64_t min, int64_t m
             std::string(name) + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
   }
   return static_cast<int64_t>(d);
+}
+
+double floatField(const Napi::Object& o, const char* name, double min, double max) {
+  const Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < min || d > max) {
+    throwJs(o.Env(), ErrorKind::RangeError,
+            std::string(name) + " must be a finite number in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + std::to_string(d));
+  }
+  return d;
 }
 
 bool boolField(const Napi::Object& o, const char* name, bool fallback) {

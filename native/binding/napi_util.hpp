@@ -27,6 +27,9 @@ Napi::Error makeJsError(const Napi::Env& env, ErrorKind kind, const std::string&
 
 Napi::Object argObject(const Napi::CallbackInfo& info);
 int64_t intField(const Napi::Object& o, const char* name, int64_t min, int64_t max);
+// A finite number in [min, max]: NaN, infinities and non-numbers are refused (TS checks
+// first; this is the check where the value is used).
+double floatField(const Napi::Object& o, const char* name, double min, double max);
 bool boolField(const Napi::Object& o, const char* name, bool fallback);
 std::string stringField(const Napi::Object& o, const char* name, const std::string& fallback);
 

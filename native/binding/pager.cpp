@@ -17,6 +17,7 @@ struct PagerHolder {
   MappedHandle cache;   // CPU backend: the cache's rows (and scales after them)
   std::shared_ptr<uint8_t> deviceCache;  // CUDA backend: the same layout in device memory
   TableView deviceTable{};               // the device cache as the gather kernels read it
+  int device = -1;                       // the CUDA device of deviceCache
   std::unique_ptr<Pager> pager;  // declared last: destroyed (copy stream drained) first
   ~PagerHolder() { pager.reset(); }
 };
@@ -79,12 +80,13 @@ PageSource readPageSource(const Napi::Object& o, const PagerGeometry& g, Keep* k
 
 }  // namespace
 
-bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep) {
+bool pagerDeviceTable(const Napi::Value& v, TableView* table, int* device, std::shared_ptr<void>* keep) {
   const PagerHandle* handle = handleData<PagerHandle>(v, HandleKind::Pager);
   if (handle == nullptr) return false;
   PagerHandle h = *handle;
   if (!h->deviceCache) return false;
   *table = h->deviceTable;
+  *device = h->device;
   *keep = h;  // the cache stays allocated while a call reads it
   return true;
 }
@@ -121,6 +123,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
     const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
     if (device >= 0) {
       holder->deviceCache = allocateDeviceCache(cacheBytes, device);
+      holder->device = device;
       uint8_t* base = holder->deviceCache.get();
       TableView& t = holder->deviceTable;
       t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));

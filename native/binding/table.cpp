@@ -1,5 +1,7 @@
 // Tables: rows in any stored format gathered (alone, or packed as the GEMM reads them),
 // converted between formats, filled with seeded values.
+#include <limits>
+
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/table_args.hpp"
@@ -72,7 +74,7 @@ Napi::Value FillRandom(const Napi::CallbackInfo& info) {
   uint8_t* scales = const_cast<uint8_t*>(t.scales);
   const uint64_t seed = static_cast<uint64_t>(intField(o, "seed", 0, INT64_MAX));
   const bool normal = stringField(o, "distribution", "normal") == "normal";
-  const float scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());
+  const float scale = static_cast<float>(floatField(o, "scale", 0, std::numeric_limits<float>::max()));
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] { fillRandomCpu(dst, scales, dtype, rows, cols, seed, normal, scale, state.pool, threads); });

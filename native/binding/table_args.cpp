@@ -70,12 +70,12 @@ TableView readContiguousTable(const Napi::Object& o, const char* what) {
   return t;
 }
 
-TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, std::shared_ptr<void>* pagerCache) {
+TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, int* device, std::shared_ptr<void>* pagerCache) {
   const Napi::Value devicePager = o.Get("devicePager");
   *onDevice = !devicePager.IsUndefined();
   if (!*onDevice) return readTable(o, keep);
   TableView t{};
-  if (!pagerDeviceTable(devicePager, &t, pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
+  if (!pagerDeviceTable(devicePager, &t, device, pagerCache)) throwJs(o.Env(), ErrorKind::TypeError, "devicePager must be a CUDA pager handle");
   return t;
 }
 

@@ -27,9 +27,9 @@ TableView readContiguousTable(const Napi::Object& o, const char* what);
 TableView readUploadTable(const Napi::Object& o, bool* tableless);
 // The table of a forward call: the "devicePager" field (a CUDA pager's device cache; sets
 // *onDevice and keeps the cache alive in *pagerCache) or the table fields.
-TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, std::shared_ptr<void>* pagerCache);
+TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, int* device, std::shared_ptr<void>* pagerCache);
 // The device cache of a CUDA pager handle (pager_binding.cpp); false if `v` is not one.
-bool pagerDeviceTable(const Napi::Value& v, TableView* table, std::shared_ptr<void>* keep);
+bool pagerDeviceTable(const Napi::Value& v, TableView* table, int* device, std::shared_ptr<void>* keep);
 // A weight format name ('f32', 'bf16', 'f16', 'e4m3', 'e2m1'; 'f32' only when allowF32).
 WeightFormat weightFormatField(const Napi::Object& o, const char* name, const std::string& fallback, bool allowF32);
 // The "rowIds" field: `count` ids as an Int32Array or a BigInt64Array.

@@ -1,5 +1,7 @@
 // DeepSeek-V4.1's Engram layer: forward (sync and async) and its weights uploaded to a
 // CUDA device.
+#include <limits>
+
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/table_args.hpp"
@@ -37,7 +39,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
-  r.table = readForwardTable(o, keep, &r.tableOnDevice, &call.pagerCache);
+  r.table = readForwardTable(o, keep, &r.tableOnDevice, &r.tableDevice, &call.pagerCache);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   r.rowIdsStride = intField(o, "rowIdsStride", r.cols, INT32_MAX);
   r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.cols);
@@ -46,7 +48,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.wkv = linearField(o, "wkv");
   r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
   r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
-  r.eps = static_cast<float>(o.Get("eps").ToNumber().DoubleValue());
+  r.eps = static_cast<float>(floatField(o, "eps", 0, std::numeric_limits<float>::max()));
   r.tokenMask = typedField<uint8_t>(o, "tokenMask", napi_uint8_array, tokens, true, keep);
   r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
   r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);

@@ -57,14 +57,23 @@ class ScopedStream {
   cudaStream_t stream_ = nullptr;
 };
 
-// Device memory that lives as long as its owner (the weights handle).
+// Waits for copies made with cudaMemcpy on the legacy default stream. From pageable memory
+// cudaMemcpy returns once the bytes are staged, before they land; kernels on the calls'
+// non-blocking streams do not wait for the legacy stream, so uploads finish here first.
+inline void finishLegacyCopies() { EK_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy)); }
+
+// Device memory that lives as long as its owner (the weights handle), its bytes on the
+// device when the constructor returns.
 class DeviceArray {
  public:
   DeviceArray() = default;
   DeviceArray(const void* host, size_t bytes) : bytes_(bytes) {
     if (bytes_ == 0) return;
     EK_CUDA_CHECK(cudaMalloc(&ptr_, bytes_));
-    if (host != nullptr) EK_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes_, cudaMemcpyHostToDevice));
+    if (host != nullptr) {
+      EK_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes_, cudaMemcpyHostToDevice));
+      finishLegacyCopies();
+    }
   }
   ~DeviceArray() {
     if (ptr_ != nullptr) cudaFree(ptr_);
@@ -81,17 +90,35 @@ class DeviceArray {
   size_t bytes_ = 0;
 };
 
-// Makes `device` current for a scope, restoring the previous one.
+// Whether this thread has a CUDA context current (ours or another library's); true when
+// the driver cannot be asked (device.cu).
+bool threadHasCurrentContext();
+
+// Keeps each device's stream-ordered pool from handing its memory back at every
+// synchronisation (the default threshold is 0): calls allocate their buffers with
+// cudaMallocAsync, and re-mapping them every call costs more than the kernels.
+void configureDevicePool(int device);
+
+// Makes `device` current for a scope. On exit it restores the previous device only where
+// the thread had a context current before: switching a fresh libuv thread "back" to device
+// 0 would create a context on GPU 0 in a process that only uses GPU k.
 class DeviceGuard {
  public:
-  explicit DeviceGuard(int device) {
-    cudaGetDevice(&previous_);
+  explicit DeviceGuard(int device) : device_(device) {
+    restore_ = threadHasCurrentContext() && cudaGetDevice(&previous_) == cudaSuccess && previous_ != device;
     EK_CUDA_CHECK(cudaSetDevice(device));
+    configureDevicePool(device);
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
+  ~DeviceGuard() {
+    if (restore_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
+  int device_;
   int previous_ = 0;
+  bool restore_ = false;
 };
 
 

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 
 namespace engram {
 
@@ -81,7 +82,43 @@ void requireDevice(int index) {
   EK_REQUIRE(count > 0, Error, "device 'cuda' was requested but no CUDA device is visible");
   EK_REQUIRE(index >= 0 && index < count, RangeError,
              "CUDA device index " + std::to_string(index) + " is outside [0, " + std::to_string(count) + ")");
-  EK_CUDA_CHECK(cudaSetDevice(index));
+}
+
+bool threadHasCurrentContext() {
+  // cuCtxGetCurrent through the runtime's entry-point lookup: no link against libcuda,
+  // which the addon must load without.
+  using GetCurrent = int (*)(void**);
+  static const GetCurrent getCurrent = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuCtxGetCurrent", &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<GetCurrent>(nullptr);
+    }
+    return reinterpret_cast<GetCurrent>(fn);
+  }();
+  if (getCurrent == nullptr) return true;
+  void* context = nullptr;
+  return getCurrent(&context) == 0 && context != nullptr;
+}
+
+void configureDevicePool(int device) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag configured[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices) return;
+  std::call_once(configured[device], [device] {
+    cudaMemPool_t pool = nullptr;
+    size_t freeBytes = 0, totalBytes = 0;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess || cudaMemGetInfo(&freeBytes, &totalBytes) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    // Keep up to a quarter of the device cached in the pool: a layer's per-call buffers are
+    // reused from it, and the rest stays free for the runtime around us.
+    uint64_t threshold = totalBytes / 4;
+    if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) != cudaSuccess) cudaGetLastError();
+  });
 }
 
 }  // namespace engram

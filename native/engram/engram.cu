@@ -125,8 +125,7 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
   // The pager's device cache when paged, else the table uploaded with the weights.
-  const TableView table = r.tableOnDevice ? r.table : w.table;
-  EK_REQUIRE(table.data != nullptr, Error, "these device weights hold no table (uploaded for a pager): pass the pager's device cache");
+  const TableView table = deviceTableFor(r.table, r.tableOnDevice, r.tableDevice, w.table, w.device);
   ScopedStream stream;
   cudaStream_t s = stream.get();
   const int hc = r.hc, hidden = r.hidden;

@@ -23,6 +23,7 @@ struct EngramForwardRequest {
   int64_t rowIdsOffset = 0;             // several layers' ids are interleaved: this layer's first
   TableView table{};                    // cols = nEmbedPerNgram / nHeadPerNgram
   bool tableOnDevice = false;           // table points at device memory (a CUDA pager's cache)
+  int tableDevice = -1;                // tableOnDevice: the CUDA device that cache is on
   std::shared_ptr<const PackedLinear> keyValue;  // n = (hc + 1) * hidden: branch keys, then the value
   const float* norm1 = nullptr;         // [hc, hidden] key norms
   const float* norm2 = nullptr;         // [hc, hidden] query norms

@@ -41,6 +41,7 @@ __global__ void ngramHashesKernel(const int32_t* __restrict__ ids, const uint8_t
 void ngramHashesCuda(const HashRequest& req, int device) {
   validateHashRequest(req);
   requireDevice(device);
+  DeviceGuard guard(device);
   const HashGeometry& g = req.geometry;
   const int64_t positions = static_cast<int64_t>(g.batch) * g.seqLen;
   const int64_t total = positions * g.layers * g.cols();

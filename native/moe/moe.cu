@@ -154,18 +154,18 @@ std::vector<RowTile> rowTiles(const std::vector<int32_t>& counts, const std::vec
 }
 
 void launchLinear(const float* A, int64_t lda, const int32_t* rowIndex, const std::vector<RowTile>& tiles,
-                  const DeviceMatrices& W, float* C, int64_t ldc, cudaStream_t s) {
+                  const MatrixView& W, float* C, int64_t ldc, cudaStream_t s) {
   if (tiles.empty()) return;
   DeviceBuffer<RowTile> tileDev(tiles.size(), s);
   tileDev.upload(tiles.data());
   const dim3 grid(static_cast<unsigned>(tiles.size()), static_cast<unsigned>((W.n + kTile - 1) / kTile));
-  groupedLinearKernel<<<grid, kThreads, 0, s>>>(A, lda, rowIndex, tileDev.get(), W.view(), C, ldc);
+  groupedLinearKernel<<<grid, kThreads, 0, s>>>(A, lda, rowIndex, tileDev.get(), W, C, ldc);
   EK_CUDA_CHECK(cudaGetLastError());
 }
 
 // logits = x . gate^T and the selection for N tokens whose rows are on the device; the
 // indices and weights (and logits, when asked) come back to the host.
-void routeOnDevice(const float* x, int64_t N, int64_t dim, const DeviceMatrices& gate, const RouteParams& p,
+void routeOnDevice(const float* x, int64_t N, int64_t dim, const MatrixView& gate, const RouteParams& p,
                    const float* biasHost, const float* biasVlHost, const uint8_t* maskHost, int32_t* indicesHost,
                    float* weightsHost, float* logitsHost, cudaStream_t s) {
   const int64_t E = p.experts, pairs = N * p.topk;
@@ -203,6 +203,8 @@ std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& u,
              RangeError, "expert weights do not match the block's experts and dim");
   EK_REQUIRE(u.sharedGateUp.count == u.sharedDown.count && u.sharedGateUp.count <= 1, RangeError,
              "shared experts are uploaded stacked as one");
+  EK_REQUIRE(u.sharedGateUp.count == 0 || (u.sharedGateUp.k == u.dim && u.sharedDown.n == u.dim && u.sharedGateUp.n == 2 * u.sharedDown.k),
+             RangeError, "shared expert weights do not match the block's dim (" + std::to_string(u.dim) + ")");
   DeviceGuard guard(device);
   auto w = std::make_shared<DeviceMoeWeights>();
   w->device = device;
@@ -219,6 +221,9 @@ std::shared_ptr<DeviceMoeWeights> uploadMoeWeightsCuda(const MoeDeviceUpload& u,
 void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   const RouteParams& p = r.route;
   EK_REQUIRE(p.experts == w.experts, RangeError, "routing parameters do not match the uploaded experts");
+  // x and out were sized by the caller's dim: the copies below are sized by the weights'.
+  EK_REQUIRE(r.dim == w.dim, RangeError,
+             "the call's dim " + std::to_string(r.dim) + " is not the uploaded block's dim " + std::to_string(w.dim));
   checkRouteParams(p);
   if (r.tokens == 0) return;
   EK_REQUIRE(r.x && r.out && r.indices && r.weights, TypeError, "an MoE buffer is missing");
@@ -231,7 +236,7 @@ void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   // Routing: logits = x . gate^T, then the selection per token.
   DeviceBuffer<float> x(N * dim, s);
   x.upload(r.x);
-  routeOnDevice(x.get(), N, dim, w.gate, r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits, s);
+  routeOnDevice(x.get(), N, dim, w.gate.view(), r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits, s);
 
   // Layout on the host (the CPU backend's own function): expert-sorted rows.
   std::vector<int32_t> counts(E), offsets(E), permutation(pairs), tokenOf(pairs), rowOf(pairs);
@@ -253,9 +258,9 @@ void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   // Routed experts: two grouped GEMMs (one launch each for every expert) around SwiGLU;
   // the first reads its token rows straight from x.
   const std::vector<RowTile> tiles = rowTiles(counts, offsets);
-  launchLinear(x.get(), dim, tokenOfDev.get(), tiles, w.gateUp, gateUp.get(), 2 * ffn, s);
+  launchLinear(x.get(), dim, tokenOfDev.get(), tiles, w.gateUp.view(), gateUp.get(), 2 * ffn, s);
   swigluKernel<<<gridFor(pairs * ffn), kThreads, 0, s>>>(gateUp.get(), pairs, ffn, rowWeightDev.get(), limit, hidden.get());
-  launchLinear(hidden.get(), ffn, nullptr, tiles, w.down, expertOut.get(), dim, s);
+  launchLinear(hidden.get(), ffn, nullptr, tiles, w.down.view(), expertOut.get(), dim, s);
 
   // Shared expert (stacked as one) on every token.
   const bool hasShared = w.sharedGateUp.count > 0;
@@ -263,9 +268,9 @@ void moeForwardCuda(const MoeCudaRequest& r, const DeviceMoeWeights& w) {
   DeviceBuffer<float> sharedGateUp(N * 2 * sharedFfn, s), sharedHidden(N * sharedFfn, s), sharedOut(hasShared ? N * dim : 0, s);
   if (hasShared) {
     const std::vector<RowTile> all = rowTiles({static_cast<int32_t>(N)}, {0});
-    launchLinear(x.get(), dim, nullptr, all, w.sharedGateUp, sharedGateUp.get(), 2 * sharedFfn, s);
+    launchLinear(x.get(), dim, nullptr, all, w.sharedGateUp.view(), sharedGateUp.get(), 2 * sharedFfn, s);
     swigluKernel<<<gridFor(N * sharedFfn), kThreads, 0, s>>>(sharedGateUp.get(), N, sharedFfn, nullptr, limit, sharedHidden.get());
-    launchLinear(sharedHidden.get(), sharedFfn, nullptr, all, w.sharedDown, sharedOut.get(), dim, s);
+    launchLinear(sharedHidden.get(), sharedFfn, nullptr, all, w.sharedDown.view(), sharedOut.get(), dim, s);
   }
   DeviceBuffer<float> out(N * dim, s);
   combineKernel<<<gridFor(N * dim), kThreads, 0, s>>>(expertOut.get(), rowOfDev.get(), N, static_cast<int>(K), static_cast<int>(dim),
@@ -286,11 +291,16 @@ void moeRouteCuda(const MoeRouteCudaRequest& r) {
   EK_REQUIRE(r.x && r.gateWeight && r.indices && r.weights, TypeError, "a routing buffer is missing");
   DeviceGuard guard(r.device);
   ScopedStream stream;
-  DeviceMatrices gate;
-  gate.upload({WeightFormat::F32, r.route.experts, r.dim, 1, reinterpret_cast<const uint8_t*>(r.gateWeight), nullptr});
+  // The gate in stream-ordered memory from the device's pool: cudaMalloc/cudaFree here
+  // would synchronise the whole device on every call.
+  const int64_t gateElements = static_cast<int64_t>(r.route.experts) * r.dim;
+  DeviceBuffer<float> gate(gateElements, stream.get());
+  gate.upload(r.gateWeight);
+  const MatrixView gateView{WeightFormat::F32, r.route.experts, r.dim, reinterpret_cast<const uint8_t*>(gate.get()), nullptr,
+                            gateElements * static_cast<int64_t>(sizeof(float)), 0};
   DeviceBuffer<float> x(r.tokens * r.dim, stream.get());
   x.upload(r.x);
-  routeOnDevice(x.get(), r.tokens, r.dim, gate, r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits,
+  routeOnDevice(x.get(), r.tokens, r.dim, gateView, r.route, r.bias, r.biasVl, r.imageMask, r.indices, r.weights, r.logits,
                 stream.get());
 }
 

@@ -71,6 +71,7 @@ struct MoeDeviceUpload {
 
 struct MoeCudaRequest {
   int64_t tokens = 0;
+  int64_t dim = 0;  // the caller's: must be the uploaded block's
   RouteParams route{};
   const float* x = nullptr;  // [tokens, dim]
   const float* bias = nullptr;

@@ -53,11 +53,55 @@ class EventLog {
   std::map<uint64_t, int> waiters_;
 };
 
+// cudaHostRegister pins a range once per process: registering it again fails ("already
+// registered"), and unregistering it while another pager still copies from it turns that
+// pager's copies pageable under it. Pagers over the same host table (two layers' models,
+// a pager re-created) share one registration per range, counted.
+class PinnedRanges {
+ public:
+  // True when [p, p + bytes) is pinned (now, or by an earlier holder of the same range).
+  bool acquire(const void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = ranges_.find(p);
+    if (it != ranges_.end()) {
+      if (it->second.bytes != bytes) return false;  // overlapping, not equal: copied unpinned
+      ++it->second.holders;
+      return true;
+    }
+    if (cudaHostRegister(const_cast<void*>(p), bytes, cudaHostRegisterReadOnly) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    ranges_.emplace(p, Range{bytes, 1});
+    return true;
+  }
+  void release(const void* p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = ranges_.find(p);
+    if (it == ranges_.end() || --it->second.holders > 0) return;
+    cudaHostUnregister(const_cast<void*>(p));
+    ranges_.erase(it);
+  }
+
+ private:
+  struct Range {
+    size_t bytes;
+    int holders;
+  };
+  std::mutex mutex_;
+  std::map<const void*, Range> ranges_;
+};
+
+PinnedRanges& pinnedRanges() {
+  static PinnedRanges* ranges = new PinnedRanges();  // never destroyed: pagers may outlive static teardown
+  return *ranges;
+}
+
 class CudaCopyEngine final : public CopyEngine {
  public:
   CudaCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData, uint8_t* deviceScales, int device)
       : source_(source), g_(g), data_(deviceData), scales_(deviceScales), device_(device) {
-    EK_CUDA_CHECK(cudaSetDevice(device));
+    DeviceGuard guard(device);
     EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     // Page-locked source: async copies run at full PCIe rate and overlap compute.
     // Best effort: a part that cannot be registered is still copied, more slowly.
@@ -68,15 +112,15 @@ class CudaCopyEngine final : public CopyEngine {
   }
 
   ~CudaCopyEngine() override {
-    cudaSetDevice(device_);
-    cudaStreamSynchronize(stream_);
+    DeviceGuard guard(device_);
+    cudaStreamSynchronize(stream_);  // no copy reads the pinned ranges after this
     cudaStreamDestroy(stream_);
-    for (const uint8_t* p : registered_) cudaHostUnregister(const_cast<uint8_t*>(p));
+    for (const uint8_t* p : registered_) pinnedRanges().release(p);
   }
 
   uint64_t submit(std::vector<RowCopy> copies) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    EK_CUDA_CHECK(cudaSetDevice(device_));
+    DeviceGuard guard(device_);
     for (const RowCopy& c : copies) {
       source_.forEachRange(c, [&](const SourcePart& p, size_t, int64_t row, int64_t dstRow, int64_t n) {
         EK_CUDA_CHECK(cudaMemcpyAsync(data_ + dstRow * g_.rowBytes, p.data + row * g_.rowBytes, static_cast<size_t>(n * g_.rowBytes),
@@ -113,8 +157,7 @@ class CudaCopyEngine final : public CopyEngine {
 
  private:
   void pin(const uint8_t* p, int64_t bytes) {
-    if (cudaHostRegister(const_cast<uint8_t*>(p), static_cast<size_t>(bytes), cudaHostRegisterReadOnly) == cudaSuccess) registered_.push_back(p);
-    else cudaGetLastError();
+    if (bytes > 0 && pinnedRanges().acquire(p, static_cast<size_t>(bytes))) registered_.push_back(p);
   }
 
   PageSource source_;
@@ -136,7 +179,7 @@ class CudaFileCopyEngine final : public CopyEngine {
  public:
   CudaFileCopyEngine(const PageSource& source, const PagerGeometry& g, uint8_t* deviceData, uint8_t* deviceScales, int device)
       : source_(source), g_(g), files_(source, g), data_(deviceData), scales_(deviceScales), device_(device) {
-    EK_CUDA_CHECK(cudaSetDevice(device));
+    DeviceGuard guard(device);
     EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     thread_ = std::thread([this] { run(); });
   }
@@ -148,7 +191,7 @@ class CudaFileCopyEngine final : public CopyEngine {
     }
     wake_.notify_all();
     thread_.join();
-    cudaSetDevice(device_);
+    DeviceGuard guard(device_);
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
     if (staging_ != nullptr) cudaFreeHost(staging_);
@@ -224,6 +267,10 @@ class CudaFileCopyEngine final : public CopyEngine {
         EK_CUDA_CHECK(cudaEventRecord(ev, stream_));
       } catch (const std::exception& e) {
         failure = e.what();
+        // Copies queued before the failure still read the staging buffer: let them finish
+        // before the next job frees or overwrites it (`previous` is this job's null event).
+        cudaStreamSynchronize(stream_);
+        cudaGetLastError();
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -261,11 +308,11 @@ class CudaFileCopyEngine final : public CopyEngine {
 
 std::shared_ptr<uint8_t> allocateDeviceCache(size_t bytes, int deviceIndex) {
   requireDevice(deviceIndex);  // a clear error where no device (or driver) is there
-  EK_CUDA_CHECK(cudaSetDevice(deviceIndex));
+  DeviceGuard guard(deviceIndex);
   void* ptr = nullptr;
   EK_CUDA_CHECK(cudaMalloc(&ptr, bytes));
   return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(ptr), [deviceIndex](uint8_t* p) {
-    cudaSetDevice(deviceIndex);
+    DeviceGuard freeing(deviceIndex);
     cudaFree(p);
   });
 }

@@ -16,6 +16,11 @@ enum class TableDtype : int { F32 = 0, BF16 = 1, F16 = 2, F8E4M3 = 3 };
 
 constexpr int kScaleBlock = 32;  // channels per UE8M0 scale
 
+// Host-side name of a table format, for messages ("f32", "bf16", "f16", "f8e4m3").
+inline const char* tableDtypeName(TableDtype d) {
+  return d == TableDtype::F32 ? "f32" : d == TableDtype::BF16 ? "bf16" : d == TableDtype::F16 ? "f16" : "f8e4m3";
+}
+
 EK_HD int tableElementBytes(TableDtype d) {
   return d == TableDtype::F32 ? 4 : (d == TableDtype::F8E4M3 ? 1 : 2);
 }

@@ -56,9 +56,33 @@ TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data,
                                cudaMemcpyHostToDevice));
     }
   }
+  finishLegacyCopies();
   t.data = (*data)->as<uint8_t>();
   t.scales = host.scales != nullptr ? (*scales)->as<uint8_t>() : nullptr;
   return t;
+}
+
+// The table a forward reads on the device: a pager's device cache (which must be on the
+// weights' device, with the weights' row format) or the table uploaded with the weights
+// (which must be the call's table: its row ids were checked against that one).
+TableView deviceTableFor(const TableView& call, bool callOnDevice, int callDevice, const TableView& uploaded, int weightsDevice) {
+  const auto geometry = [](const TableView& t) {
+    return std::to_string(t.rows) + " rows of " + std::to_string(t.cols) + " " + tableDtypeName(t.dtype);
+  };
+  if (callOnDevice) {
+    EK_REQUIRE(callDevice == weightsDevice, RangeError,
+               "the pager's device cache is on CUDA device " + std::to_string(callDevice) + " but the layer's weights are on device " +
+                   std::to_string(weightsDevice) + ": create the pager on the layer's device");
+    EK_REQUIRE(call.dtype == uploaded.dtype && call.cols == uploaded.cols, RangeError,
+               "the pager's rows (" + std::to_string(call.cols) + " " + tableDtypeName(call.dtype) + ") are not the rows these weights were uploaded for (" +
+                   std::to_string(uploaded.cols) + " " + tableDtypeName(uploaded.dtype) + ")");
+    return call;
+  }
+  EK_REQUIRE(uploaded.data != nullptr, Error, "these device weights hold no table (uploaded for a pager): pass the pager's device cache");
+  EK_REQUIRE(call.rows == uploaded.rows && call.cols == uploaded.cols && call.dtype == uploaded.dtype, RangeError,
+             "the call's table (" + geometry(call) + ") is not the table these device weights were uploaded with (" + geometry(uploaded) +
+                 "): upload the weights again");
+  return uploaded;
 }
 
 }  // namespace

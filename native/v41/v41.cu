@@ -71,8 +71,7 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.cols) * r.table.cols,
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
-  const TableView table = r.tableOnDevice ? r.table : w.table;
-  EK_REQUIRE(table.data != nullptr, Error, "these device weights hold no table (uploaded for a pager): pass the pager's device cache");
+  const TableView table = deviceTableFor(r.table, r.tableOnDevice, r.tableDevice, w.table, w.device);
   ScopedStream stream;
   cudaStream_t s = stream.get();
   const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;

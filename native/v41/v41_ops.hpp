@@ -23,6 +23,7 @@ struct V41ForwardRequest {
   int64_t rowIdsOffset = 0;
   TableView table{};                   // cols = headDim
   bool tableOnDevice = false;          // table points at device memory (a CUDA pager's cache)
+  int tableDevice = -1;                // tableOnDevice: the CUDA device that cache is on
   std::shared_ptr<const PackedLinear> wkv;  // n = (hc + 1) * hidden, k = cols * headDim
   const float* qWeight = nullptr;      // [hc, hidden]
   const float* kWeight = nullptr;      // [hc, hidden]

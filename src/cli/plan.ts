@@ -40,7 +40,7 @@ function calibration(file: string): Partial<OffloadPlanInput> {
 
 export function planCommand(values: Record<string, string | boolean | undefined>): number {
   const preset = (values.preset as string | undefined) ?? 'v41-flash';
-  if (!(preset in OFFLOAD_PRESETS)) throw new RangeError(`--preset must be one of ${Object.keys(OFFLOAD_PRESETS).join(', ')}, got '${preset}'`);
+  if (!Object.prototype.hasOwnProperty.call(OFFLOAD_PRESETS, preset)) throw new RangeError(`--preset must be one of ${Object.keys(OFFLOAD_PRESETS).join(', ')}, got '${preset}'`);
   const number = (flag: string): number | undefined => {
     const v = values[flag];
     if (v === undefined) return undefined;

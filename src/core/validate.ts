@@ -20,6 +20,22 @@ export function requireInteger(name: string, value: unknown, min: number, max = 
   return value;
 }
 
+/** A finite number in [min, max] (or (min, max] with minExclusive). */
+export function requireFinite(name: string, value: unknown, min = -Number.MAX_VALUE, max = Number.MAX_VALUE, minExclusive = false): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (!Number.isFinite(value) || (minExclusive ? value <= min : value < min) || value > max) {
+    const low = min === -Number.MAX_VALUE ? '' : `${minExclusive ? '> ' : '>= '}${min}`;
+    const high = max === Number.MAX_VALUE ? '' : `<= ${max}`;
+    throw new RangeError(`${name} must be a finite number${low || high ? ` ${[low, high].filter(Boolean).join(' and ')}` : ''}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Whether `key` is one of the table's own keys (never an inherited one like 'toString'). */
+export function isOwnKey<T extends object>(table: T, key: unknown): key is keyof T {
+  return typeof key === 'string' && Object.prototype.hasOwnProperty.call(table, key);
+}
+
 export function requireIntegerList(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of integers, got ${describe(value)}`);
   return value.map((v, i) => requireInteger(`${name}[${i}]`, v, min, max));

@@ -7,10 +7,15 @@ import { requireTensor } from '../layers/paper/weights.js';
 import { resolveDevice } from '../core/devices.js';
 import { native, type NativeLinearHandle, type NativeMoeCudaArgs, type NativeMoeDeviceHandle } from '../native/index.js';
 import { concatWeights, packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
-import { describe, requireDevice, requireInteger, requireShape, type Device } from '../core/validate.js';
+import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device } from '../core/validate.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
 const SCORE_CODES: Record<ScoreFunc, number> = { softmax: 0, sigmoid: 1, sqrtsoftplus: 2 };
+
+function requireScoreFunc(name: string, value: unknown): ScoreFunc {
+  if (!isOwnKey(SCORE_CODES, value)) throw new RangeError(`${name} must be 'softmax', 'sigmoid' or 'sqrtsoftplus', got ${describe(value)}`);
+  return value;
+}
 
 export interface MoeRouteOptions {
   topk: number;
@@ -70,7 +75,7 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
   if (experts % groups !== 0) throw new RangeError(`${experts} experts do not split into options.nGroups = ${groups} groups`);
   if (topk > topkGroups * (experts / groups)) throw new RangeError(`options.topk = ${topk} exceeds the ${topkGroups * (experts / groups)} experts of the kept groups`);
   const scoreFunc = options.scoreFunc ?? 'softmax';
-  if (!(scoreFunc in SCORE_CODES)) throw new RangeError(`options.scoreFunc must be 'softmax', 'sigmoid' or 'sqrtsoftplus', got ${describe(scoreFunc)}`);
+  requireScoreFunc('options.scoreFunc', scoreFunc);
   const device = resolveDevice(requireDevice('options.device', options.device), options.deviceIndex ?? 0);
   const bias = options.bias === undefined ? undefined : requireFloats('options.bias', options.bias, experts);
   const biasVl = options.biasVl === undefined ? undefined : requireFloats('options.biasVl', options.biasVl, experts);
@@ -92,9 +97,9 @@ function prepareRoute(x: Float32Array, gateWeight: Float32Array, shape: [number,
     ...onDevice,
     gate, x, logits, tokens, experts, topk, groups, topkGroups,
     scoreFunc: SCORE_CODES[scoreFunc],
-    gateTemp: options.gateTemp ?? 1,
-    routeScale: options.routeScale ?? 1,
-    normEps: options.normEps ?? 0,
+    gateTemp: requireFinite('options.gateTemp', options.gateTemp ?? 1, 0, Number.MAX_VALUE, true),
+    routeScale: requireFinite('options.routeScale', options.routeScale ?? 1, 0, Number.MAX_VALUE, true),
+    normEps: requireFinite('options.normEps', options.normEps ?? 0, 0),
     bias, biasVl, imageMask, indices, weights, threads,
   };
   return { args, result: { indices, weights, logits } as MoeRoute };
@@ -251,11 +256,12 @@ export class MoE {
       topk: requireInteger('config.topk', config.topk, 1, numExperts),
       nGroups,
       topkGroups: requireInteger('config.topkGroups', config.topkGroups ?? nGroups, 1, nGroups),
-      routeScale: config.routeScale ?? 1,
-      scoreFunc: config.scoreFunc ?? 'softmax',
-      gateTemp: config.gateTemp ?? 1,
-      normEps: config.normEps ?? 0,
-      swigluLimit: config.swigluLimit ?? 0,
+      routeScale: requireFinite('config.routeScale', config.routeScale ?? 1, 0, Number.MAX_VALUE, true),
+      scoreFunc: requireScoreFunc('config.scoreFunc', config.scoreFunc ?? 'softmax'),
+      gateTemp: requireFinite('config.gateTemp', config.gateTemp ?? 1, 0, Number.MAX_VALUE, true),
+      normEps: requireFinite('config.normEps', config.normEps ?? 0, 0),
+      // 0: no limit (DeepSeek-V3); V4.1 clamps at 10
+      swigluLimit: requireFinite('config.swigluLimit', config.swigluLimit ?? 0, 0),
       nSharedExperts: nShared,
       sharedFfnDim: requireInteger('config.sharedFfnDim', config.sharedFfnDim ?? ffnDim * nShared, 0, 1 << 24),
     };

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { MappedFile } from '../core/mapped-file.js';
 import { native, TABLE_DTYPE_CODES, type NativeDevicePagerArgs, type NativePagerHandle, type NativePagerStats, type NativeTableArgs } from '../native/index.js';
 import { bytesPerElement, EngramTable, requireTableDtype, SCALE_BLOCK, type TableDtype } from './table.js';
-import { describe, requireInteger } from '../core/validate.js';
+import { describe, isOwnKey, requireInteger } from '../core/validate.js';
 
 export type Eviction = 'lru' | 'lfu' | 'direct';
 const EVICTION_CODES: Record<Eviction, number> = { lru: 0, lfu: 1, direct: 2 };
@@ -197,7 +197,7 @@ export class TablePager {
     const cacheBytes = requireInteger('options.cacheBytes', options.cacheBytes, 1);
     const hotRows = requireInteger('options.hotRows', options.hotRows ?? 0, 0, 2 ** 31 - 1);
     const eviction = options.eviction ?? 'lru';
-    if (!(eviction in EVICTION_CODES)) throw new RangeError(`options.eviction must be 'lru', 'lfu' or 'direct', got ${describe(eviction)}`);
+    if (!isOwnKey(EVICTION_CODES, eviction)) throw new RangeError(`options.eviction must be 'lru', 'lfu' or 'direct', got ${describe(eviction)}`);
     const bandwidth = options.bandwidthGBps ?? 0;
     if (typeof bandwidth !== 'number' || !(bandwidth >= 0) || !Number.isFinite(bandwidth)) {
       throw new RangeError(`options.bandwidthGBps must be a finite number >= 0, got ${describe(bandwidth)}`);

@@ -10,7 +10,7 @@ import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type Nativ
 import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
 import type { PagerStats, PagerTicket, TablePager } from '../../table/pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
-import { describe, requireDevice, requireInteger, requireShape, type Device } from '../../core/validate.js';
+import { describe, requireDevice, requireFinite, requireInteger, requireShape, type Device } from '../../core/validate.js';
 
 export interface DeepseekV41EngramConfig {
   hiddenSize: number;
@@ -100,7 +100,7 @@ export class DeepseekV41Engram {
       numEmbeddings: requireInteger('config.numEmbeddings', c.numEmbeddings, 1),
       rmsNormEps: c.rmsNormEps,
     };
-    if (typeof c.rmsNormEps !== 'number' || !(c.rmsNormEps >= 0)) throw new RangeError(`config.rmsNormEps must be a number >= 0, got ${describe(c.rmsNormEps)}`);
+    requireFinite('config.rmsNormEps', c.rmsNormEps, 0);
     this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
     this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
     if (options.wkvKernel !== undefined && options.wkvKernel !== 'auto' && options.wkvKernel !== 'fp32') {
