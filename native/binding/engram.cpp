@@ -88,34 +88,62 @@ Napi::Value EngramForwardAsync(const Napi::CallbackInfo& info) {
   return runAsync(info.Env(), [call, state] { runForward(*call, *state); }, std::move(keep));
 }
 
-// The layer's weights copied to a CUDA device once; the handle frees them when collected.
-Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
-  const Napi::Object o = argObject(info);
+namespace {
+
+struct UploadCall {
   EngramForwardRequest r;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  int device = 0;
+  Keep keep;
+  DeviceWeightsHandle handle;
+};
+
+std::shared_ptr<UploadCall> readUpload(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  auto call = std::make_shared<UploadCall>();
+  Keep* keep = keepAlive ? &call->keep : nullptr;
+  EngramForwardRequest& r = call->r;
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
-  r.table = readUploadTable(o, &r.tableOnDevice);
+  r.table = readUploadTable(o, &r.tableOnDevice, keep);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   const int64_t k = static_cast<int64_t>(r.heads) * r.table.cols;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
-  const float* weight = typedField<float>(o, "keyValueWeight", napi_float32_array, n * k, false);
-  const float* bias = typedField<float>(o, "keyValueBias", napi_float32_array, n, false);
-  r.norm1 = typedField<float>(o, "norm1", napi_float32_array, branchWidth, false);
-  r.norm2 = typedField<float>(o, "norm2", napi_float32_array, branchWidth, false);
-  r.convNorm = typedField<float>(o, "convNorm", napi_float32_array, branchWidth, false);
-  r.convWeight = typedField<float>(o, "convWeight", napi_float32_array, branchWidth * r.kernelSize, false);
-  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
-  DeviceWeightsHandle handle;
-  runSync(info.Env(), [&] { handle = uploadEngramWeightsCuda(r, weight, bias, device); });
-  auto* holder = new DeviceWeightsHandle(std::move(handle));
-  return makeHandle(info.Env(), HandleKind::EngramDeviceWeights, holder);
+  call->weight = typedField<float>(o, "keyValueWeight", napi_float32_array, n * k, false, keep);
+  call->bias = typedField<float>(o, "keyValueBias", napi_float32_array, n, false, keep);
+  r.norm1 = typedField<float>(o, "norm1", napi_float32_array, branchWidth, false, keep);
+  r.norm2 = typedField<float>(o, "norm2", napi_float32_array, branchWidth, false, keep);
+  r.convNorm = typedField<float>(o, "convNorm", napi_float32_array, branchWidth, false, keep);
+  r.convWeight = typedField<float>(o, "convWeight", napi_float32_array, branchWidth * r.kernelSize, false, keep);
+  call->device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  return call;
+}
+
+}  // namespace
+
+// The layer's weights copied to a CUDA device once; the handle frees them when collected.
+Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
+  auto call = readUpload(info, false);
+  runSync(info.Env(), [&] { call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device); });
+  return makeHandle(info.Env(), HandleKind::EngramDeviceWeights, new DeviceWeightsHandle(std::move(call->handle)));
+}
+
+// The same on a worker thread: a multi-GB table's upload keeps the event loop free.
+Napi::Value EngramUploadCudaAsync(const Napi::CallbackInfo& info) {
+  auto call = readUpload(info, true);
+  Keep keep = std::move(call->keep);
+  return runAsync(
+      info.Env(), [call] { call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device); }, std::move(keep),
+      [call](Napi::Env env) -> Napi::Value { return makeHandle(env, HandleKind::EngramDeviceWeights, new DeviceWeightsHandle(std::move(call->handle))); });
 }
 
 EK_EXPORT_FUNCTIONS(
     {"engramForward", EngramForward},
     {"engramForwardAsync", EngramForwardAsync},
-    {"engramUploadCuda", EngramUploadCuda});
+    {"engramUploadCuda", EngramUploadCuda},
+    {"engramUploadCudaAsync", EngramUploadCudaAsync});
 
 }  // namespace engram

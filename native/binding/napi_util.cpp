@@ -128,9 +128,10 @@ namespace {
 
 class CallableWorker : public Napi::AsyncWorker {
  public:
-  CallableWorker(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keep)
+  CallableWorker(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keep,
+                 std::function<Napi::Value(Napi::Env)> resolve = nullptr)
       : Napi::AsyncWorker(env, "engram-kernels"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), keep_(std::move(keep)) {}
+        work_(std::move(work)), keep_(std::move(keep)), resolve_(std::move(resolve)) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
@@ -154,6 +155,12 @@ class CallableWorker : public Napi::AsyncWorker {
   void OnOK() override {
     if (failed_) {
       deferred_.Reject(makeJsError(Env(), kind_, message_).Value());
+    } else if (resolve_) {
+      try {
+        deferred_.Resolve(resolve_(Env()));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      }
     } else {
       deferred_.Resolve(Env().Undefined());
     }
@@ -164,6 +171,7 @@ class CallableWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
   std::vector<Napi::Reference<Napi::Value>> keep_;
+  std::function<Napi::Value(Napi::Env)> resolve_;
   bool failed_ = false;
   ErrorKind kind_ = ErrorKind::Error;
   std::string message_;
@@ -174,6 +182,14 @@ class CallableWorker : public Napi::AsyncWorker {
 Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
                      std::vector<Napi::Reference<Napi::Value>> keepAlive) {
   auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keepAlive,
+                     std::function<Napi::Value(Napi::Env)> resolve) {
+  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive), std::move(resolve));
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;

@@ -86,6 +86,11 @@ T& requireHandle(const Napi::Env& env, const Napi::Value& v, HandleKind kind, co
 Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
                      std::vector<Napi::Reference<Napi::Value>> keepAlive);
 
+// As runAsync, the promise resolving with resolve(env), made on the main thread once
+// `work` is done (a handle to what the work built, say).
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keepAlive,
+                     std::function<Napi::Value(Napi::Env)> resolve);
+
 // Runs `work` now, converting C++ exceptions to JS errors.
 void runSync(const Napi::Env& env, const std::function<void()>& work);
 

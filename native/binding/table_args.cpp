@@ -79,9 +79,9 @@ TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, in
   return t;
 }
 
-TableView readUploadTable(const Napi::Object& o, bool* tableless) {
+TableView readUploadTable(const Napi::Object& o, bool* tableless, Keep* keep) {
   *tableless = boolField(o, "tableless", false);
-  if (!*tableless) return readTable(o, nullptr);
+  if (!*tableless) return readTable(o, keep);
   TableView t{};
   t.dtype = static_cast<TableDtype>(intField(o, "tableDtype", 0, 3));
   t.cols = static_cast<int>(intField(o, "tableCols", 1, 1 << 20));

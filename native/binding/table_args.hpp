@@ -24,7 +24,7 @@ TableView readTable(const Napi::Object& o, Keep* keep);
 TableView readContiguousTable(const Napi::Object& o, const char* what);
 // For a weights upload: the table, or with `tableless: true` only its dtype and columns
 // (a paged table's rows come from the pager's device cache at every call).
-TableView readUploadTable(const Napi::Object& o, bool* tableless);
+TableView readUploadTable(const Napi::Object& o, bool* tableless, Keep* keep = nullptr);
 // The table of a forward call: the "devicePager" field (a CUDA pager's device cache; sets
 // *onDevice and keeps the cache alive in *pagerCache) or the table fields.
 TableView readForwardTable(const Napi::Object& o, Keep* keep, bool* onDevice, int* device, std::shared_ptr<void>* pagerCache);

@@ -79,29 +79,56 @@ Napi::Value V41ForwardAsync(const Napi::CallbackInfo& info) {
   return runAsync(info.Env(), [call, state] { runV41(*call, *state); }, std::move(keep));
 }
 
-// The layer's weights copied to a CUDA device once (wkv as fp32); freed with the handle.
-Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
-  const Napi::Object o = argObject(info);
+namespace {
+
+struct V41UploadCall {
   V41ForwardRequest r;
+  const float* wkv = nullptr;
+  int device = 0;
+  Keep keep;
+  V41DeviceHandle handle;
+};
+
+std::shared_ptr<V41UploadCall> readV41Upload(const Napi::CallbackInfo& info, bool keepAlive) {
+  const Napi::Object o = argObject(info);
+  auto call = std::make_shared<V41UploadCall>();
+  Keep* keep = keepAlive ? &call->keep : nullptr;
+  V41ForwardRequest& r = call->r;
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
   r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
-  r.table = readUploadTable(o, &r.tableOnDevice);
+  r.table = readUploadTable(o, &r.tableOnDevice, keep);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
   const int64_t k = static_cast<int64_t>(r.cols) * r.table.cols;
-  const float* wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false);
-  r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
-  r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false);
-  const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
-  V41DeviceHandle handle;
-  runSync(info.Env(), [&] { handle = uploadV41WeightsCuda(r, wkv, device); });
-  auto* holder = new V41DeviceHandle(std::move(handle));
-  return makeHandle(info.Env(), HandleKind::V41DeviceWeights, holder);
+  call->wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false, keep);
+  r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
+  r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
+  call->device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
+  return call;
+}
+
+}  // namespace
+
+// The layer's weights copied to a CUDA device once (wkv as fp32); freed with the handle.
+Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
+  auto call = readV41Upload(info, false);
+  runSync(info.Env(), [&] { call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device); });
+  return makeHandle(info.Env(), HandleKind::V41DeviceWeights, new V41DeviceHandle(std::move(call->handle)));
+}
+
+// The same on a worker thread (the event loop stays free during a large table's upload).
+Napi::Value V41UploadCudaAsync(const Napi::CallbackInfo& info) {
+  auto call = readV41Upload(info, true);
+  Keep keep = std::move(call->keep);
+  return runAsync(
+      info.Env(), [call] { call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device); }, std::move(keep),
+      [call](Napi::Env env) -> Napi::Value { return makeHandle(env, HandleKind::V41DeviceWeights, new V41DeviceHandle(std::move(call->handle))); });
 }
 
 EK_EXPORT_FUNCTIONS(
     {"v41Forward", V41Forward},
     {"v41ForwardAsync", V41ForwardAsync},
-    {"v41UploadCuda", V41UploadCuda});
+    {"v41UploadCuda", V41UploadCuda},
+    {"v41UploadCudaAsync", V41UploadCudaAsync});
 
 }  // namespace engram

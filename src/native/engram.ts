@@ -36,20 +36,24 @@ export interface NativeEngramForwardArgs extends NativeTableArgs, NativeDevicePa
 /** An opaque handle to a layer's weights resident on a CUDA device. */
 export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbol };
 
+export type NativeEngramUploadArgs = NativeTableArgs & NativeDevicePagerArgs & {
+  hc: number;
+  hidden: number;
+  heads: number;
+  kernelSize: number;
+  keyValueWeight: Float32Array;
+  keyValueBias: Float32Array;
+  norm1: Float32Array;
+  norm2: Float32Array;
+  convNorm: Float32Array;
+  convWeight: Float32Array;
+  deviceIndex: number;
+};
+
 export interface NativeEngramFunctions {
   engramForward(args: NativeEngramForwardArgs): void;
   engramForwardAsync(args: NativeEngramForwardArgs): Promise<void>;
-  engramUploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & {
-    hc: number;
-    hidden: number;
-    heads: number;
-    kernelSize: number;
-    keyValueWeight: Float32Array;
-    keyValueBias: Float32Array;
-    norm1: Float32Array;
-    norm2: Float32Array;
-    convNorm: Float32Array;
-    convWeight: Float32Array;
-    deviceIndex: number;
-  }): NativeDeviceWeightsHandle;
+  engramUploadCuda(args: NativeEngramUploadArgs): NativeDeviceWeightsHandle;
+  /** The upload on a worker thread (a large table's copy keeps the event loop free). */
+  engramUploadCudaAsync(args: NativeEngramUploadArgs): Promise<NativeDeviceWeightsHandle>;
 }

@@ -30,8 +30,12 @@ export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePager
 /** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
 export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
 
+export type NativeV41UploadArgs = NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number };
+
 export interface NativeV41Functions {
   v41Forward(args: NativeV41ForwardArgs): void;
   v41ForwardAsync(args: NativeV41ForwardArgs): Promise<void>;
-  v41UploadCuda(args: NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number }): NativeV41DeviceHandle;
+  v41UploadCuda(args: NativeV41UploadArgs): NativeV41DeviceHandle;
+  /** The upload on a worker thread (a large table's copy keeps the event loop free). */
+  v41UploadCudaAsync(args: NativeV41UploadArgs): Promise<NativeV41DeviceHandle>;
 }

@@ -127,6 +127,45 @@ describe.skipIf(!visible)('CUDA backend at the edges', () => {
     got.forEach((g, i) => expect(bits(g.output).equals(bits(want[i])), `call ${i}`).toBe(true));
   });
 
+  it('the first async forward after a load uploads its table on a worker thread: the event loop keeps turning', async () => {
+    const D = 32, hc = 2, headDim = 256;
+    const rows = small ? 4096 : Math.floor(2 ** 30 / (headDim + 8)); // a 1 GiB fp8 table (a hole: no disk, no init)
+    const file = path.join(dir, 'upload-v41.safetensors');
+    const r = rng(26);
+    writeSafetensors(file, {
+      'embed.weight': { dtype: 'F8_E4M3', shape: [rows, headDim], hole: true },
+      'embed.scale': { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
+      'wkv.weight': { dtype: 'F8_E4M3', shape: [(hc + 1) * D, headDim], data: new Uint8Array((hc + 1) * D * headDim).fill(0x38) },
+      'wkv.scale': { dtype: 'F8_E8M0', shape: [((hc + 1) * D) / 32, headDim / 32], data: new Uint8Array((((hc + 1) * D) / 32) * (headDim / 32)).fill(127) },
+      q_weight: { dtype: 'F32', shape: [hc, D], data: new Float32Array(hc * D).fill(1) },
+      k_weight: { dtype: 'F32', shape: [hc, D], data: new Float32Array(hc * D).fill(1) },
+    });
+    const config = { hiddenSize: D, hcMult: hc, maxNgramSize: 2, nHeads: 1, headDim, numEmbeddings: rows, rmsNormEps: 1e-20 };
+    const streams = Float32Array.from({ length: 4 * hc * D }, () => r() * 2 - 1);
+    const ids = Int32Array.of(0, 5, rows - 1, 7);
+    // The sync call with its upload, for scale.
+    const syncLayer = new DeepseekV41Engram(config, { device: 'cuda' });
+    syncLayer.loadStateDict(readSafetensors(file).tensors as Record<string, Tensor>);
+    const t0 = performance.now();
+    const want = syncLayer.forwardRows(streams, ids, [1, 4]).output;
+    const syncMs = performance.now() - t0;
+    // The async call on a fresh layer: the longest the loop waits between two turns.
+    const layer = new DeepseekV41Engram(config, { device: 'cuda' });
+    layer.loadStateDict(readSafetensors(file).tensors as Record<string, Tensor>);
+    let last = performance.now(), longest = 0, done = false;
+    const turn = () => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+      if (!done) setImmediate(turn);
+    };
+    setImmediate(turn);
+    const got = await layer.forwardRowsAsync(streams, ids, [1, 4]);
+    done = true;
+    expect(bits(got.output).equals(bits(want))).toBe(true);
+    if (!small) expect(longest, `sync call ${syncMs.toFixed(0)} ms, longest loop stall ${longest.toFixed(0)} ms`).toBeLessThan(syncMs / 2);
+  }, 600_000);
+
   it("a device cache of 2,048 rows (about 1/20 of V4.1's tables) over 40 batches: the bits of the tables uploaded whole, with evictions", () => {
     const ckpt = path.join(dir, 'v41-cache');
     writeSyntheticV41Checkpoint(ckpt, { rowsScale: 1e-4, hiddenSize: 64, hcMult: 4, seed: 6 });

@@ -6,7 +6,7 @@ import type { Tensor } from '../../core/tensor.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './config.js';
 import { geometry, stateDictOf, TABLE_SCALE_NAME, TABLE_TENSOR_DTYPES, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './weights.js';
 import { resolveDevice } from '../../core/devices.js';
-import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeLinearHandle } from '../../native/index.js';
+import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeEngramUploadArgs, type NativeLinearHandle } from '../../native/index.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
 import { EngramPrefetch, layerRowIds, pagerStatsOf, requireTierOptions, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
@@ -105,6 +105,7 @@ export class Engram {
   private weights: EngramWeights | undefined;
   private keyValue: NativeLinearHandle | undefined;
   private deviceWeights: NativeDeviceWeightsHandle | undefined;
+  private pendingUpload: { weights: EngramWeights; pager: TablePager | undefined; promise: Promise<NativeDeviceWeightsHandle> } | undefined;
   private tablePager: TablePager | undefined;
 
   constructor(config: Partial<EngramConfig> = {}, options: EngramOptions = {}) {
@@ -228,26 +229,54 @@ export class Engram {
 
   /** The weights on the CUDA device, uploaded on first use after each load. */
   private deviceResidentWeights(): NativeDeviceWeightsHandle {
-    if (this.deviceWeights === undefined) {
-      const w = this.requireWeights();
-      const g = this.geometry;
-      const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
-      this.deviceWeights = native().engramUploadCuda({
-        ...table,
-        hc: g.hc,
-        hidden: g.hidden,
-        heads: this.hashMapping.headsPerLayer,
-        kernelSize: g.kernelSize,
-        keyValueWeight: w.keyValueWeight,
-        keyValueBias: w.keyValueBias,
-        norm1: w.norm1,
-        norm2: w.norm2,
-        convNorm: w.convNorm,
-        convWeight: w.convWeight,
-        deviceIndex: this.deviceIndex,
-      });
-    }
+    this.deviceWeights ??= native().engramUploadCuda(this.uploadArgs());
     return this.deviceWeights;
+  }
+
+  private uploadArgs(): NativeEngramUploadArgs {
+    const w = this.requireWeights();
+    const g = this.geometry;
+    const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+    return {
+      ...table,
+      hc: g.hc,
+      hidden: g.hidden,
+      heads: this.hashMapping.headsPerLayer,
+      kernelSize: g.kernelSize,
+      keyValueWeight: w.keyValueWeight,
+      keyValueBias: w.keyValueBias,
+      norm1: w.norm1,
+      norm2: w.norm2,
+      convNorm: w.convNorm,
+      convWeight: w.convWeight,
+      deviceIndex: this.deviceIndex,
+    };
+  }
+
+  /**
+   * CUDA: starts uploading the weights on a worker thread when a forward needs them (the
+   * first forwardAsync after a load never copies a multi-GB table on the event loop);
+   * undefined when they are on the device already. Concurrent calls share one upload; one
+   * made stale by a load or a pager change resolves for the weights it was started with.
+   */
+  private startUpload(): Promise<NativeDeviceWeightsHandle> | undefined {
+    if (this.device !== 'cuda' || this.weights === undefined || this.deviceWeights !== undefined) return undefined;
+    const weights = this.weights, pager = this.tablePager;
+    if (this.pendingUpload?.weights !== weights || this.pendingUpload.pager !== pager) {
+      const promise = native()
+        .engramUploadCudaAsync(this.uploadArgs())
+        .then((handle) => {
+          if (this.weights === weights && this.tablePager === pager) this.deviceWeights ??= handle;
+          return handle;
+        });
+      promise
+        .catch(() => undefined) // the caller awaiting it sees the error
+        .finally(() => {
+          if (this.pendingUpload?.promise === promise) this.pendingUpload = undefined;
+        });
+      this.pendingUpload = { weights, pager, promise };
+    }
+    return this.pendingUpload.promise;
   }
 
   /** The table (in its storage format). */
@@ -346,8 +375,9 @@ export class Engram {
 
   /** forward() on a worker thread (the event loop stays free). */
   async forwardAsync(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions = {}): Promise<EngramForwardResult> {
-    const { args, result, commit, ticket } = this.prepare(hiddenStates, inputIds, shape, options);
+    const { args, result, commit, ticket, upload } = this.prepare(hiddenStates, inputIds, shape, options, true);
     try {
+      if (upload !== undefined) args.deviceWeights = await upload;
       if (ticket?.ticket !== undefined) await this.tablePager!.waitAsync(ticket.ticket);
       await native().engramForwardAsync(args);
     } finally {
@@ -370,7 +400,7 @@ export class Engram {
     return s;
   }
 
-  private prepare(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions) {
+  private prepare(hiddenStates: Float32Array, inputIds: IdArray, shape: [number, number], options: EngramForwardOptions, uploadAsync = false) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     const w = this.requireWeights();
     const g = this.geometry;
@@ -426,6 +456,8 @@ export class Engram {
     ticket?.take();
     // Paged: the gather reads the cache, at the rows the pager translated.
     const paged = ticket?.ticket;
+    // forwardAsync uploads the weights on a worker thread and waits for it there.
+    const upload = uploadAsync ? this.startUpload() : undefined;
     const args: NativeEngramForwardArgs = {
       ...(paged !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
       batch,
@@ -453,7 +485,7 @@ export class Engram {
       convHistoryOut,
       stageSeconds: options.stageSeconds,
       threads,
-      deviceWeights: this.device === 'cuda' ? this.deviceResidentWeights() : undefined,
+      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceResidentWeights() : undefined,
     };
     const history = rows.history;
     const commit = () => {
@@ -463,6 +495,6 @@ export class Engram {
         state.convHistory = convHistoryOut!;
       }
     };
-    return { args, result: { output, gates, embeddings } as EngramForwardResult, commit, ticket };
+    return { args, result: { output, gates, embeddings } as EngramForwardResult, commit, ticket, upload };
   }
 }

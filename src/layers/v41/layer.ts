@@ -6,7 +6,7 @@ import { elementCount, toFloat32, type Tensor } from '../../core/tensor.js';
 import { requireTensor } from '../paper/weights.js';
 import { resolveDevice } from '../../core/devices.js';
 import { packWeight, weightFromTensors } from '../../moe/quantized-weights.js';
-import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs } from '../../native/index.js';
+import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs, type NativeV41UploadArgs } from '../../native/index.js';
 import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
 import type { PagerStats, PagerTicket, TablePager } from '../../table/pager.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
@@ -70,6 +70,8 @@ interface V41Weights {
   device?: NativeV41DeviceHandle;
   /** CUDA only: wkv as fp32, kept for that upload. */
   wkvFloat?: Float32Array;
+  /** CUDA: that upload in flight on a worker thread (forwardRowsAsync, the model's forwardAsync). */
+  deviceUpload?: Promise<NativeV41DeviceHandle>;
 }
 
 export class DeepseekV41Engram {
@@ -267,7 +269,7 @@ export class DeepseekV41Engram {
   }
 
   async forwardRowsAsync(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions = {}): Promise<V41ForwardResult> {
-    const prepared = this.prepare(hiddenStreams, rowIds, shape, options);
+    const prepared = this.prepare(hiddenStreams, rowIds, shape, options, undefined, 0, true);
     await this.runAsync(prepared);
     return prepared.result;
   }
@@ -275,12 +277,34 @@ export class DeepseekV41Engram {
   /** The weights on the CUDA device, uploaded at the first forward after each load or pager change. */
   private deviceWeights(): NativeV41DeviceHandle {
     const w = this.requireWeights();
-    if (w.device === undefined) {
-      const { hcMult: hc, hiddenSize: D } = this.config;
-      const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
-      w.device = native().v41UploadCuda({ ...table, hc, hidden: D, cols: this.cols, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex });
-    }
+    w.device ??= native().v41UploadCuda(this.uploadArgs(w));
     return w.device;
+  }
+
+  private uploadArgs(w: V41Weights): NativeV41UploadArgs {
+    const { hcMult: hc, hiddenSize: D } = this.config;
+    const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+    return { ...table, hc, hidden: D, cols: this.cols, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex };
+  }
+
+  /**
+   * CUDA: starts uploading the weights `w` on a worker thread when a forward needs them
+   * (the first async forward after a load never copies the table on the event loop);
+   * undefined when they are on the device already. The upload belongs to the weights
+   * object, which a load or a pager change replaces; concurrent forwards share it.
+   */
+  private startUpload(w: V41Weights): Promise<NativeV41DeviceHandle> | undefined {
+    if (this.device !== 'cuda' || w.device !== undefined) return undefined;
+    if (w.deviceUpload === undefined) {
+      const upload = native()
+        .v41UploadCudaAsync(this.uploadArgs(w))
+        .then((handle) => (w.device ??= handle));
+      w.deviceUpload = upload;
+      upload.catch(() => {
+        if (w.deviceUpload === upload) w.deviceUpload = undefined; // the next forward tries again
+      });
+    }
+    return w.deviceUpload;
   }
 
   /** @internal runs prepared arguments (waiting on their pages, releasing them after). */
@@ -294,9 +318,10 @@ export class DeepseekV41Engram {
     p.commit();
   }
 
-  /** @internal run() on a worker thread. */
-  async runAsync(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket }): Promise<void> {
+  /** @internal run() on a worker thread (after the weights' upload, when one is pending). */
+  async runAsync(p: { args: NativeV41ForwardArgs; commit: () => void; ticket?: PagerTicket; upload?: Promise<NativeV41DeviceHandle> }): Promise<void> {
     try {
+      if (p.upload !== undefined) p.args.deviceWeights = await p.upload;
       if (p.ticket !== undefined) await this.tablePager!.waitAsync(p.ticket);
       await native().v41ForwardAsync(p.args);
     } finally {
@@ -306,7 +331,7 @@ export class DeepseekV41Engram {
   }
 
   /** @internal also used by the multi-layer model (row ids of several layers interleaved). */
-  prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0) {
+  prepare(hiddenStreams: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: V41ForwardOptions, stride?: number, offset = 0, uploadAsync = false) {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     const w = this.requireWeights();
     const [batch, seqLen] = requireShape('shape', shape);
@@ -354,6 +379,8 @@ export class DeepseekV41Engram {
       ticket = this.prefetchRows(rowIds, idStride, offset);
     }
     // Paged: the gather reads the cache at the rows the pager translated.
+    // Async callers upload the weights on a worker thread (runAsync waits for it).
+    const upload = uploadAsync ? this.startUpload(w) : undefined;
     const args: NativeV41ForwardArgs = {
       ...(ticket !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
       batch,
@@ -374,10 +401,10 @@ export class DeepseekV41Engram {
       gates,
       rows,
       stageSeconds: options.stageSeconds,
-      deviceWeights: this.device === 'cuda' ? this.deviceWeights() : undefined,
+      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceWeights() : undefined,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
-    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket };
+    return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket, upload };
   }
 }
 

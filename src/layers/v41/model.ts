@@ -174,7 +174,7 @@ export class DeepseekV41EngramModel {
     shape: [number, number],
     options: V41ModelForwardOptions = {},
   ): Promise<{ outputs: Map<number, V41ForwardResult>; history: Int32Array }> {
-    const plan = this.plan(streamsByLayer, inputIds, shape, options);
+    const plan = this.plan(streamsByLayer, inputIds, shape, options, true);
     try {
       for (const step of plan.steps) await step.layer.runAsync(step);
     } finally {
@@ -188,6 +188,7 @@ export class DeepseekV41EngramModel {
     inputIds: IdArray,
     shape: [number, number],
     options: V41ModelForwardOptions,
+    uploadAsync = false,
   ) {
     const [batch, seqLen] = requireShape('shape', shape);
     const streams = streamsByLayer instanceof Map ? streamsByLayer : new Map(Object.entries(streamsByLayer).map(([k, v]) => [Number(k), v]));
@@ -209,7 +210,7 @@ export class DeepseekV41EngramModel {
         if (hidden === undefined) return;
         const layer = this.layers.get(id)!;
         // Unpaged layers prefetch here, before the first runs: later layers' copies overlap.
-        const prepared = layer.prepare(hidden, hashed.rowIds, [batch, seqLen], { tokenMask: options.tokenMask, threads: options.threads, ticket: given?.tickets.get(id) }, stride, i * cols);
+        const prepared = layer.prepare(hidden, hashed.rowIds, [batch, seqLen], { tokenMask: options.tokenMask, threads: options.threads, ticket: given?.tickets.get(id) }, stride, i * cols, uploadAsync);
         steps.push({ ...prepared, layer });
         outputs.set(id, prepared.result);
       });
