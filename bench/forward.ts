@@ -124,7 +124,7 @@ for (const tableDtype of ['f32', 'bf16'] as const) {
     return engram.hashMapping.hashRows(chunk, [B, T], { layers: [1], output: 'int32' }).rowIds as Int32Array;
   });
   let layerSet = 0;
-  const gatherArgs = () => ({ ...engram.table.nativeArgs(), rowIds: layerSets[layerSet++ % layerSets.length], tokens: B * T, heads: engram.hashMapping.headsPerLayer, kernel: info.cpuKernel, threads: 0 });
+  const gatherArgs = () => ({ ...engram.table.nativeArgs(), rowIds: layerSets[layerSet++ % layerSets.length], tokens: B * T, rowsPerToken: engram.hashMapping.rowsPerToken, kernel: info.cpuKernel, threads: 0 });
   const packedWarm = timeRuns(() => native().gatherPacked(gatherArgs()), RUNS * 3).medianSeconds;
   const packedCold = coldRowReads(() => native().gatherPacked(gatherArgs()), RUNS * 3);
   const gemmGflops = (2 * B * T * g.features * (g.hc + 1) * g.hidden) / stage(1) / 1e9;

@@ -149,7 +149,7 @@ const tokenizer = CompressedTokenizer.deepseekV3();
   const cuda = gpu ? DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cuda' }) : undefined;
   const layer = cpu.layers.get(1)!;
   const { hiddenSize: D, hcMult: hc, headDim } = layer.config;
-  const cols = layer.cols;
+  const cols = layer.rowsPerToken;
   for (const [B, S] of quick ? [[1, 32], [4, 1]] : [[1, 1024], [64, 1]]) {
     const ids = tokenIds(B * S, tokenizer.vocabSize);
     const streams = new Map([[1, uniform(B * S * hc * D)]]);

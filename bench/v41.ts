@@ -29,7 +29,7 @@ if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
 const model = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' }); // the CPU backend's figures
 const layer = model.layers.get(1)!;
 const { hiddenSize: D, hcMult: hc, headDim } = layer.config;
-const cols = layer.cols;
+const cols = layer.rowsPerToken;
 const features = cols * headDim;
 log(`table ${layer.table.rows.toLocaleString()} rows x ${headDim} fp8 (${(layer.table.byteLength / 2 ** 30).toFixed(2)} GiB), wkv [${(hc + 1) * D}, ${features}]`);
 
@@ -102,10 +102,10 @@ function measure(B: number, S: number) {
   });
   let layerSet = 0;
   const nextRows = () => layerSets[layerSet++ % layerSets.length];
-  const gatherArgs = { ...layer.table.nativeArgs(), rowIds: rows, tokens: B * S, heads: cols, kernel: layer.wkvKernel, threads: 0 };
+  const gatherArgs = { ...layer.table.nativeArgs(), rowIds: rows, tokens: B * S, rowsPerToken: cols, kernel: layer.wkvKernel, threads: 0 };
   // The same bytes read as 8 row ranges (as a table split over engram{rank}-mp8 shards is
   // read in place), interleaved run by run with the table in one region.
-  const splitArgs = { ...splitTable.nativeArgs(), rowIds: rows, tokens: B * S, heads: cols, kernel: layer.wkvKernel, threads: 0 };
+  const splitArgs = { ...splitTable.nativeArgs(), rowIds: rows, tokens: B * S, rowsPerToken: cols, kernel: layer.wkvKernel, threads: 0 };
   const splitSamples: number[] = [];
   // Each run and its split twin read fresh rows of their own.
   const packedWarm = timeRuns(() => native().gatherPacked({ ...gatherArgs, rowIds: nextRows() }), RUNS * 3, 2, () => {

@@ -130,7 +130,7 @@ describe('tables split by rows', () => {
     expect(() => EngramTable.fromParts([{ ...part, rows: 0 }], 32, 'f8e4m3')).toThrow(/rows/);
     // the addon checks again where memory is touched: parts must cover tableRows exactly, within their buffers
     const split = EngramTable.fromParts([part, part], 32, 'f8e4m3');
-    const args = { ...split.nativeArgs(), rowIds: Int32Array.of(0), tokens: 1, heads: 1, out: new Float32Array(32), threads: 0 };
+    const args = { ...split.nativeArgs(), rowIds: Int32Array.of(0), tokens: 1, rowsPerToken: 1, out: new Float32Array(32), threads: 0 };
     expect(() => native().gatherRows({ ...args, tableRows: 5 })).toThrow(/tableParts hold 4 rows but tableRows is 5/);
     const parts = args.tableParts!;
     expect(() => native().gatherRows({ ...args, tableParts: [parts[0], { ...parts[1], tableByteOffset: 1 }] })).toThrow(/run past/);

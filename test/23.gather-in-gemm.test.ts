@@ -105,7 +105,7 @@ describe('gathering inside the GEMM gives the bits of gathering first', () => {
 
   it('the gather alone (the benchmarks\' measure) checks every row id first', () => {
     const engram = new Engram(config, { tokenizer, tableDtype: 'bf16', seed: 2 });
-    const args = { ...engram.table.nativeArgs(), tokens: 2, heads: 4, kernel: 'baseline', threads: 0 };
+    const args = { ...engram.table.nativeArgs(), tokens: 2, rowsPerToken: 4, kernel: 'baseline', threads: 0 };
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, 7) })).not.toThrow();
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0, 1, 2, 3, 4, 5, 6, engram.table.rows) })).toThrow(/rowIds\[7\] = \d+ is outside the table/);
     expect(() => native().gatherPacked({ ...args, rowIds: Int32Array.of(0), kernel: 'baseline' })).toThrow(RangeError);

@@ -30,7 +30,7 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.seqLen = static_cast<int>(intField(o, "seqLen", 0, INT32_MAX));
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
-  r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  r.rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
   r.dilation = static_cast<int>(intField(o, "dilation", 1, 1 << 10));
   r.table = readForwardTable(o, keep, &r.tableOnDevice, &r.tableDevice, &call.pagerCache);
@@ -39,8 +39,8 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
   const int64_t historyRows = static_cast<int64_t>(r.batch) * (r.kernelSize - 1) * r.dilation;
   r.hiddenStates = typedField<float>(o, "hiddenStates", napi_float32_array, streams, false, keep);
-  r.rowIdsStride = intField(o, "rowIdsStride", r.heads, INT32_MAX);
-  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.heads);
+  r.rowIdsStride = intField(o, "rowIdsStride", r.rowsPerToken, INT32_MAX);
+  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.rowsPerToken);
   r.rowIds = rowIdsField(o, tokens * r.rowIdsStride, &r.rowIds64, keep);
   r.keyValue = linearField(o, "keyValue");
   r.norm1 = typedField<float>(o, "norm1", napi_float32_array, branchWidth, false, keep);
@@ -52,7 +52,7 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.convHistory = typedField<float>(o, "convHistory", napi_float32_array, historyRows * branchWidth, true, keep);
   r.out = typedField<float>(o, "out", napi_float32_array, streams, false, keep);
   r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
-  r.embeddings = typedField<float>(o, "embeddings", napi_float32_array, tokens * r.heads * r.table.cols, true, keep);
+  r.embeddings = typedField<float>(o, "embeddings", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep);
   r.convHistoryOut = typedField<float>(o, "convHistoryOut", napi_float32_array, historyRows * branchWidth, true, keep);
   r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 4, true, keep);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
@@ -106,11 +106,11 @@ std::shared_ptr<UploadCall> readUpload(const Napi::CallbackInfo& info, bool keep
   EngramForwardRequest& r = call->r;
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
-  r.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  r.rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
   r.kernelSize = static_cast<int>(intField(o, "kernelSize", 1, 1 << 10));
   r.table = readUploadTable(o, &r.tableOnDevice, keep);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
-  const int64_t k = static_cast<int64_t>(r.heads) * r.table.cols;
+  const int64_t k = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
   call->weight = typedField<float>(o, "keyValueWeight", napi_float32_array, n * k, false, keep);
   call->bias = typedField<float>(o, "keyValueBias", napi_float32_array, n, false, keep);

@@ -14,13 +14,13 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const Napi::Object o = argObject(info);
   const TableView table = readTable(o, nullptr);
   const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
-  const int heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
+  const int rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
   bool ids64 = false;
-  const void* ids = rowIdsField(o, tokens * heads, &ids64, nullptr);
-  float* out = typedField<float>(o, "out", napi_float32_array, tokens * heads * table.cols, false);
+  const void* ids = rowIdsField(o, tokens * rowsPerToken, &ids64, nullptr);
+  float* out = typedField<float>(o, "out", napi_float32_array, tokens * rowsPerToken * table.cols, false);
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
   AddonState& state = addonState(info.Env());
-  runSync(info.Env(), [&] { gatherRowsCpu(table, ids, ids64, tokens, heads, out, state.pool, threads); });
+  runSync(info.Env(), [&] { gatherRowsCpu(table, ids, ids64, tokens, rowsPerToken, out, state.pool, threads); });
   return info.Env().Undefined();
 }
 
@@ -30,9 +30,9 @@ Napi::Value GatherPacked(const Napi::CallbackInfo& info) {
   GatheredRows rows;
   rows.table = readTable(o, nullptr);
   const int64_t tokens = intField(o, "tokens", 0, INT32_MAX);
-  rows.heads = static_cast<int>(intField(o, "heads", 1, 1 << 16));
-  rows.stride = rows.heads;
-  rows.rowIds = rowIdsField(o, tokens * rows.heads, &rows.rowIds64, nullptr);
+  rows.rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
+  rows.stride = rows.rowsPerToken;
+  rows.rowIds = rowIdsField(o, tokens * rows.rowsPerToken, &rows.rowIds64, nullptr);
   const std::string kernel = stringField(o, "kernel", "avx512");
   if (kernel != "avx512-bf16" && kernel != "avx512" && kernel != "avx2" && kernel != "baseline") {
     throwJs(info.Env(), ErrorKind::RangeError, "kernel must be 'avx512-bf16', 'avx512', 'avx2' or 'baseline', got '" + kernel + "'");
@@ -41,7 +41,7 @@ Napi::Value GatherPacked(const Napi::CallbackInfo& info) {
   AddonState& state = addonState(info.Env());
   runSync(info.Env(), [&] {
     // Every id is checked first: the packing reads the table unchecked.
-    for (int64_t i = 0; i < tokens * rows.heads; ++i) {
+    for (int64_t i = 0; i < tokens * rows.rowsPerToken; ++i) {
       const int64_t id = rows.rowIds64 ? static_cast<const int64_t*>(rows.rowIds)[i] : static_cast<const int32_t*>(rows.rowIds)[i];
       EK_REQUIRE(id >= 0 && id < rows.table.rows, RangeError, "rowIds[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside the table");
     }

@@ -38,11 +38,11 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.seqLen = static_cast<int>(intField(o, "seqLen", 0, INT32_MAX));
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
-  r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
+  r.rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
   r.table = readForwardTable(o, keep, &r.tableOnDevice, &r.tableDevice, &call.pagerCache);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
-  r.rowIdsStride = intField(o, "rowIdsStride", r.cols, INT32_MAX);
-  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.cols);
+  r.rowIdsStride = intField(o, "rowIdsStride", r.rowsPerToken, INT32_MAX);
+  r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.rowsPerToken);
   r.rowIds = rowIdsField(o, tokens * r.rowIdsStride, &r.rowIds64, keep);
   r.hiddenStreams = typedField<float>(o, "hiddenStreams", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
   r.wkv = linearField(o, "wkv");
@@ -52,7 +52,7 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.tokenMask = typedField<uint8_t>(o, "tokenMask", napi_uint8_array, tokens, true, keep);
   r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
   r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
-  r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.cols * r.table.cols, true, keep);
+  r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep);
   r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   const Napi::Value dw = o.Get("deviceWeights");
@@ -96,10 +96,10 @@ std::shared_ptr<V41UploadCall> readV41Upload(const Napi::CallbackInfo& info, boo
   V41ForwardRequest& r = call->r;
   r.hc = static_cast<int>(intField(o, "hc", 1, 1 << 10));
   r.hidden = static_cast<int>(intField(o, "hidden", 1, 1 << 20));
-  r.cols = static_cast<int>(intField(o, "cols", 1, 1 << 16));
+  r.rowsPerToken = static_cast<int>(intField(o, "rowsPerToken", 1, 1 << 16));
   r.table = readUploadTable(o, &r.tableOnDevice, keep);
   const int64_t n = static_cast<int64_t>(r.hc + 1) * r.hidden;
-  const int64_t k = static_cast<int64_t>(r.cols) * r.table.cols;
+  const int64_t k = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   call->wkv = typedField<float>(o, "wkv", napi_float32_array, n * k, false, keep);
   r.qWeight = typedField<float>(o, "qWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
   r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);

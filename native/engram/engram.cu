@@ -103,7 +103,7 @@ std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForward
   // A paged table's rows come from the pager's device cache at every call instead.
   w->table = r.tableOnDevice ? r.table : uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
-  w->k = static_cast<int64_t>(r.heads) * r.table.cols;
+  w->k = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const size_t branch = static_cast<size_t>(r.hc) * r.hidden * sizeof(float);
   w->kvWeight = std::make_unique<DeviceArray>(keyValueWeight, static_cast<size_t>(w->n * w->k) * sizeof(float));
   w->kvBias = std::make_unique<DeviceArray>(keyValueBias, static_cast<size_t>(w->n) * sizeof(float));
@@ -121,7 +121,7 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
     copyHistoryUnchanged(r);
     return;
   }
-  EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.heads) * r.table.cols,
+  EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.rowsPerToken) * r.table.cols,
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
   // The pager's device cache when paged, else the table uploaded with the weights.
@@ -129,7 +129,7 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
   ScopedStream stream;
   cudaStream_t s = stream.get();
   const int hc = r.hc, hidden = r.hidden;
-  const int64_t idStride = r.rowIdsStride == 0 ? r.heads : r.rowIdsStride;
+  const int64_t idStride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
   const int64_t streams = tokens * hc * hidden;
   const int historyLen = (r.kernelSize - 1) * r.dilation;
   const int64_t historyElems = static_cast<int64_t>(r.batch) * historyLen * hc * hidden;
@@ -144,10 +144,10 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
 
   if (r.rowIds64) {
     gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), idStride,
-                                                                     r.rowIdsOffset, r.heads, tokens, e.get());
+                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
   } else {
     gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), idStride,
-                                                                     r.rowIdsOffset, r.heads, tokens, e.get());
+                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
   }
   launchLinear(e.get(), tokens, w.k, w.kvWeight->as<float>(), w.kvBias->as<float>(), w.n, kv.get(), s);
   gateKernel<<<static_cast<unsigned>(tokens * hc), kThreads, 0, s>>>(kv.get(), w.n, hiddenDev.get(), w.norm1->as<float>(),

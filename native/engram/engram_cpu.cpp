@@ -34,11 +34,11 @@ int64_t rowIdAt(const void* ids, bool ids64, int64_t i) {
   return ids64 ? static_cast<const int64_t*>(ids)[i] : static_cast<const int32_t*>(ids)[i];
 }
 
-// Ids of `tokens` tokens, `heads` each, starting `offset` into each token's `stride`.
-void checkRowIds(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads, int64_t stride,
+// Ids of `tokens` tokens, `rowsPerToken` each, starting `offset` into each token's `stride`.
+void checkRowIds(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int rowsPerToken, int64_t stride,
                  int64_t offset) {
   for (int64_t m = 0; m < tokens; ++m) {
-    for (int h = 0; h < heads; ++h) {
+    for (int h = 0; h < rowsPerToken; ++h) {
     const int64_t i = m * stride + offset + h;
     const int64_t r = rowIdAt(rowIds, rowIds64, i);
     EK_REQUIRE(r >= 0 && r < table.rows, RangeError,
@@ -59,11 +59,11 @@ void checkTable(const TableView& t) {
 
 EngramRowKernels rowKernels() { return engramRowKernels(); }
 
-void gatherUnchecked(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads,
+void gatherUnchecked(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int rowsPerToken,
                      int64_t stride, int64_t offset, float* out, ThreadPool& pool, int threads) {
   EngramRowArgs a{};
   a.table = table;
-  a.heads = heads;
+  a.rowsPerToken = rowsPerToken;
   a.rowIds = rowIds;
   a.rowIds64 = rowIds64;
   a.rowIdsStride = stride;
@@ -90,20 +90,20 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads, float* out,
+void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int rowsPerToken, float* out,
                    ThreadPool& pool, int threads) {
   checkTable(table);
-  checkRowIds(table, rowIds, rowIds64, tokens, heads, heads, 0);
-  gatherUnchecked(table, rowIds, rowIds64, tokens, heads, heads, 0, out, pool, threads);
+  checkRowIds(table, rowIds, rowIds64, tokens, rowsPerToken, rowsPerToken, 0);
+  gatherUnchecked(table, rowIds, rowIds64, tokens, rowsPerToken, rowsPerToken, 0, out, pool, threads);
 }
 
 void validateEngramRequest(const EngramForwardRequest& r) {
   EK_REQUIRE(r.batch >= 0 && r.seqLen >= 0, RangeError, "shape must be non-negative");
-  EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.heads >= 1, RangeError, "hcMult, hiddenSize and heads must be >= 1");
+  EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.rowsPerToken >= 1, RangeError, "hcMult, hiddenSize and rowsPerToken must be >= 1");
   EK_REQUIRE(r.kernelSize >= 1 && r.dilation >= 1, RangeError, "kernelSize and dilation must be >= 1");
   checkTable(r.table);
   EK_REQUIRE(r.keyValue != nullptr, TypeError, "key/value projection is missing");
-  const int64_t features = static_cast<int64_t>(r.heads) * r.table.cols;
+  const int64_t features = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
   EK_REQUIRE(r.keyValue->k == features && r.keyValue->n == kvWidth, RangeError,
              "key/value projection is [" + std::to_string(r.keyValue->n) + ", " + std::to_string(r.keyValue->k) +
@@ -111,10 +111,10 @@ void validateEngramRequest(const EngramForwardRequest& r) {
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   EK_REQUIRE(r.norm1 && r.norm2 && r.convNorm && r.convWeight && (tokens == 0 || (r.hiddenStates && r.out)), TypeError,
              "a layer weight or buffer is missing");
-  const int64_t idStride = r.rowIdsStride == 0 ? r.heads : r.rowIdsStride;
-  EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.heads <= idStride, RangeError,
+  const int64_t idStride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
+  EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.rowsPerToken <= idStride, RangeError,
              "rowIds offset/stride do not hold this layer's ids");
-  checkRowIds(r.table, r.rowIds, r.rowIds64, tokens, r.heads, idStride, r.rowIdsOffset);
+  checkRowIds(r.table, r.rowIds, r.rowIds64, tokens, r.rowsPerToken, idStride, r.rowIdsOffset);
 }
 
 void copyHistoryUnchanged(const EngramForwardRequest& r) {
@@ -129,9 +129,9 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   EK_REQUIRE(!r.tableOnDevice, Error, "a table in device memory (a CUDA pager's cache) needs the CUDA backend");
   validateEngramRequest(r);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
-  const int64_t features = static_cast<int64_t>(r.heads) * r.table.cols;
+  const int64_t features = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
-  const int64_t idStride = r.rowIdsStride == 0 ? r.heads : r.rowIdsStride;
+  const int64_t idStride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
   if (tokens == 0) {
     copyHistoryUnchanged(r);
     return;
@@ -147,7 +147,7 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   a.seqLen = r.seqLen;
   a.hc = hc;
   a.hidden = hidden;
-  a.heads = r.heads;
+  a.rowsPerToken = r.rowsPerToken;
   a.kernelSize = r.kernelSize;
   a.dilation = r.dilation;
   a.historyLen = historyLen;
@@ -184,7 +184,7 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   //      rows itself while packing them (stage 0 is then the threads' packing time).
   auto t0 = std::chrono::steady_clock::now();
   if (fusedGather) {
-    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, idStride, r.rowIdsOffset, r.heads};
+    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, idStride, r.rowIdsOffset, r.rowsPerToken};
     double packSeconds = 0.0;
     linearGatherCpu(rows, tokens, *r.keyValue, a.kv, kvWidth, pool, threads, &packSeconds);
     if (stage) {

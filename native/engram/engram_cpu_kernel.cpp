@@ -60,9 +60,9 @@ float gateFromLanes(const float* key, const float* query, const float* w1, const
 
 void gatherTokens(const EngramRowArgs& a, int64_t begin, int64_t end) {
   const TableView& t = a.table;
-  const int heads = a.heads;
-  const int64_t first = begin * heads, last = end * heads;
-  const auto rowAt = [&](int64_t q) { return rowIdAt(a, q / heads, static_cast<int>(q % heads)); };
+  const int rowsPerToken = a.rowsPerToken;
+  const int64_t first = begin * rowsPerToken, last = end * rowsPerToken;
+  const auto rowAt = [&](int64_t q) { return rowIdAt(a, q / rowsPerToken, static_cast<int>(q % rowsPerToken)); };
   // Random rows of a large table: requested kPrefetchRows ahead, a group at a time.
   for (int64_t q = first; q < std::min(last, first + kPrefetchRows); ++q) prefetchTableRow(t, rowAt(q));
   for (int64_t g = first; g < last; g += kPrefetchGroup) {

@@ -12,7 +12,7 @@ struct EngramRowArgs {
   int seqLen;
   int hc;
   int hidden;
-  int heads;
+  int rowsPerToken;
   int kernelSize;
   int dilation;
   int historyLen;
@@ -24,7 +24,7 @@ struct EngramRowArgs {
   bool rowIds64;
   int64_t rowIdsStride;
   int64_t rowIdsOffset;
-  float* embeddings;  // [tokens, heads * table.cols]
+  float* embeddings;  // [tokens, rowsPerToken * table.cols]
   // gate: kv [tokens, kvWidth] holds keys then the value; keys become gated values
   float* kv;
   int64_t kvWidth;

@@ -15,11 +15,11 @@ struct EngramForwardRequest {
   int seqLen = 0;
   int hc = 0;      // hyper-connection branches
   int hidden = 0;  // hidden size
-  int heads = 0;   // (maxNgram - 1) * nHeadPerNgram row ids per token
+  int rowsPerToken = 0;   // (maxNgram - 1) * nHeadPerNgram row ids per token
   const float* hiddenStates = nullptr;  // [B, T, hc, hidden]
   const void* rowIds = nullptr;         // [B, T, rowIdsStride] global rows, int32 or int64
   bool rowIds64 = false;
-  int64_t rowIdsStride = 0;             // ids per token in rowIds (0: heads); > heads when
+  int64_t rowIdsStride = 0;             // ids per token in rowIds (0: rowsPerToken); > rowsPerToken when
   int64_t rowIdsOffset = 0;             // several layers' ids are interleaved: this layer's first
   TableView table{};                    // cols = nEmbedPerNgram / nHeadPerNgram
   bool tableOnDevice = false;           // table points at device memory (a CUDA pager's cache)
@@ -36,7 +36,7 @@ struct EngramForwardRequest {
   const float* convHistory = nullptr;   // [B, (K-1)*D, hc, hidden] normalised rows; null: zeros
   float* out = nullptr;                 // [B, T, hc, hidden]
   float* gates = nullptr;               // [B, T, hc]; may be null
-  float* embeddings = nullptr;          // [B, T, heads * cols]; may be null (else scratch)
+  float* embeddings = nullptr;          // [B, T, rowsPerToken * table.cols]; may be null (else scratch)
   float* convHistoryOut = nullptr;      // [B, (K-1)*D, hc, hidden]; may be null
   double* stageSeconds = nullptr;       // [4]: gather, projections, gating, conv; may be null
 };
@@ -59,7 +59,7 @@ std::shared_ptr<DeviceEngramWeights> uploadEngramWeightsCuda(const EngramForward
 void engramForwardCuda(const EngramForwardRequest& req, const DeviceEngramWeights& weights);
 
 // Gathered embeddings only: e[m, h*cols + c] = table[rowIds[m, h], c] as fp32.
-void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int heads, float* out,
+void gatherRowsCpu(const TableView& table, const void* rowIds, bool rowIds64, int64_t tokens, int rowsPerToken, float* out,
                    ThreadPool& pool, int threads);
 
 }  // namespace engram

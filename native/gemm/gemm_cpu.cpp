@@ -238,16 +238,16 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
 
 void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w, float* y, int64_t ldy, ThreadPool& pool,
                      int threads, double* packSeconds) {
-  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.heads >= 1, TypeError, "gathered rows are missing");
-  EK_REQUIRE(static_cast<int64_t>(rows.heads) * rows.table.cols == w.k, RangeError,
-             "gathered rows have " + std::to_string(static_cast<int64_t>(rows.heads) * rows.table.cols) + " features but the projection takes " +
+  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.rowsPerToken >= 1, TypeError, "gathered rows are missing");
+  EK_REQUIRE(static_cast<int64_t>(rows.rowsPerToken) * rows.table.cols == w.k, RangeError,
+             "gathered rows have " + std::to_string(static_cast<int64_t>(rows.rowsPerToken) * rows.table.cols) + " features but the projection takes " +
                  std::to_string(w.k));
   runLinear(nullptr, m, w.k, w, y, ldy, pool, threads, nullptr, &rows, packSeconds);
 }
 
 void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& kernel, ThreadPool& pool, int threads) {
-  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.heads >= 1, TypeError, "gathered rows are missing");
-  const int64_t k = static_cast<int64_t>(rows.heads) * rows.table.cols;
+  EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.rowsPerToken >= 1, TypeError, "gathered rows are missing");
+  const int64_t k = static_cast<int64_t>(rows.rowsPerToken) * rows.table.cols;
   constexpr int64_t kBlockRows = 192;  // the GEMM's row block
   const int64_t blocks = (m + kBlockRows - 1) / kBlockRows;
   EK_REQUIRE(kernel != "avx512-bf16" || cpuHasAvx512Bf16(), RangeError, "this CPU has no AVX512-BF16");

@@ -1,7 +1,7 @@
 // The CPU projection micro-kernel, compiled once per instruction set like the hashing
-// loop (EK_CPU_ISA = baseline or avx512). GCC/Clang vector types give one source for
-// both widths: 16 lanes x (12 rows, 2 vectors) with AVX-512, 4 lanes x (6 rows, 2
-// vectors) on the x86-64 baseline, each sized to the build's register file.
+// loop (EK_CPU_ISA = baseline, avx2 or avx512). GCC/Clang vector types give one source
+// for every width, each tile sized to the build's register file: 16 lanes with AVX-512,
+// 8 with AVX2/FMA, 4 on the x86-64 baseline.
 #include <algorithm>
 #include <chrono>
 #include <cstring>

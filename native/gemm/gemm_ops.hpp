@@ -23,7 +23,7 @@ struct PackedLinear {
   int64_t n = 0;
   int64_t k = 0;
   int nr = 0;
-  std::string kernel;          // which CPU build packed it ("avx512", "avx512-bf16" or "baseline")
+  std::string kernel;          // which CPU build packed it ("avx512", "avx512-bf16", "avx2" or "baseline")
   std::vector<float> panels;   // [ceil(n/nr)][k][nr]
   std::vector<uint16_t> panelsBf16;  // bf16 kernel only
   std::vector<float> bias;     // [n]; zeros when the layer has none
@@ -45,7 +45,7 @@ struct WeightCodes {
   const uint8_t* rowScales = nullptr;
 };
 
-// kernel: "auto" (the widest build this CPU runs), "baseline" or "avx512". With
+// kernel: "auto" (the widest build this CPU runs), "baseline", "avx2" or "avx512". With
 // preferBf16, weights that are all exactly bf16 on a CPU with AVX512-BF16 are packed for
 // the bf16 kernel (callers promise inputs exact in bf16 too); otherwise fp32.
 std::shared_ptr<PackedLinear> packLinear(const float* weight, const float* bias, int64_t n, int64_t k,
@@ -67,18 +67,18 @@ void linearCpu(const float* x, int64_t m, int64_t lda, const PackedLinear& w, fl
                ThreadPool& pool, int threads, const int32_t* rowIndex = nullptr);
 
 // The GEMM's input rows gathered from an Engram table as they are packed: row m is the
-// concatenation of `heads` table rows (ids at rowIds[m * stride + offset + h]) decoded to
-// fp32. No [m, heads * table.cols] matrix is written. Ids must be valid (callers check).
+// concatenation of `rowsPerToken` table rows (ids at rowIds[m * stride + offset + h]) decoded to
+// fp32. No [m, rowsPerToken * table.cols] matrix is written. Ids must be valid (callers check).
 struct GatheredRows {
   TableView table{};
   const void* rowIds = nullptr;
   bool rowIds64 = false;
   int64_t stride = 0;
   int64_t offset = 0;
-  int heads = 0;
+  int rowsPerToken = 0;
 };
 
-// y = gather(rows) W^T + b for m rows (k = heads * table.cols): the same bits as gathering
+// y = gather(rows) W^T + b for m rows (k = rowsPerToken * table.cols): the same bits as gathering
 // the rows first and calling linearCpu on them. *packSeconds (nullable) receives the time
 // the threads spent gathering while packing, summed over threads and divided by the
 // threads used.

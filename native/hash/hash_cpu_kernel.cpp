@@ -1,5 +1,6 @@
-// Positions [begin, end) of one hashing call on the CPU. Built twice (see
-// hash_cpu_kernel.hpp); both builds run the element bodies of hash.cuh.
+// Positions [begin, end) of one hashing call on the CPU. Built three times (baseline,
+// AVX2/FMA, AVX-512: see hash_cpu_kernel.hpp); every build runs the element bodies of
+// hash.cuh.
 //
 // Blocked by position so that each stage is a loop the compiler vectorises:
 //   1. compressed look-back tokens tok[k][i] for a block of positions (shiftTokens where

@@ -1,6 +1,7 @@
 // The CPU hashing loop, compiled once per instruction set (hash_cpu_kernel.cpp built with
-// EK_CPU_ISA=baseline, and =avx512 with -march=x86-64-v4 on x86-64); hash_cpu.cpp picks
-// one at run time.
+// EK_CPU_ISA=baseline, and on x86-64 with =avx2 (-march=x86-64-v3) and =avx512
+// (-march=x86-64-v4)); hash_cpu.cpp picks the widest this CPU runs, capped by
+// ENGRAM_CPU_KERNEL.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,7 +24,7 @@ void hashPositions(const HashRequest& req, const HashTables& tables, int64_t beg
 
 // The widest build this CPU runs ("auto"), or a named one (throws if unavailable).
 CpuHashKernel cpuHashKernel(const std::string& name = "auto");
-// "avx512" or "baseline": which build "auto" picks on this machine.
+// "avx512", "avx2" or "baseline": which build "auto" picks on this machine.
 const char* cpuHashKernelName();
 
 }  // namespace engram

@@ -20,15 +20,15 @@ unsigned gridFor(int64_t work, int threads = kThreads) {
 }
 
 template <typename IdT>
-__global__ void gatherKernel(TableView table, const IdT* __restrict__ ids, int64_t stride, int64_t offset, int heads,
+__global__ void gatherKernel(TableView table, const IdT* __restrict__ ids, int64_t stride, int64_t offset, int rowsPerToken,
                              int64_t tokens, float* __restrict__ e) {
-  const int64_t total = tokens * heads * table.cols;
+  const int64_t total = tokens * rowsPerToken * table.cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % table.cols);
     const int64_t mh = i / table.cols;
-    const int h = static_cast<int>(mh % heads);
-    const int64_t m = mh / heads;
+    const int h = static_cast<int>(mh % rowsPerToken);
+    const int64_t m = mh / rowsPerToken;
     const int64_t r = static_cast<int64_t>(ids[m * stride + offset + h]);
     e[i] = decodeTableElement(table.dtype, table.rowBytes(r), table.rowScales(r), c);
   }

@@ -1,5 +1,5 @@
 // Decoding one stored Engram table row to fp32 on the CPU, vectorised per instruction
-// set: included by each kernel build (EK_CPU_ISA = baseline or avx512) that reads table
+// set: included by each kernel build (EK_CPU_ISA = baseline, avx2 or avx512) that reads table
 // rows, so the layer's gather and the GEMM's gathered packing decode alike.
 #pragma once
 #include <cstdint>

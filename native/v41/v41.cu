@@ -54,7 +54,7 @@ std::shared_ptr<DeviceV41Weights> uploadV41WeightsCuda(const V41ForwardRequest& 
   w->device = device;
   w->table = r.tableOnDevice ? r.table : uploadTable(r.table, &w->tableData, &w->tableScales);
   w->n = static_cast<int64_t>(r.hc + 1) * r.hidden;
-  w->k = static_cast<int64_t>(r.cols) * r.table.cols;
+  w->k = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   w->wkv = std::make_unique<DeviceArray>(wkv, static_cast<size_t>(w->n * w->k) * sizeof(float));
   std::vector<float> zeros(static_cast<size_t>(w->n), 0.0f);
   w->zeroBias = std::make_unique<DeviceArray>(zeros.data(), zeros.size() * sizeof(float));
@@ -68,13 +68,13 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   validateV41Request(r);
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   if (tokens == 0) return;
-  EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.cols) * r.table.cols,
+  EK_REQUIRE(w.n == static_cast<int64_t>(r.hc + 1) * r.hidden && w.k == static_cast<int64_t>(r.rowsPerToken) * r.table.cols,
              RangeError, "device weights do not match the request's layer");
   DeviceGuard guard(w.device);
   const TableView table = deviceTableFor(r.table, r.tableOnDevice, r.tableDevice, w.table, w.device);
   ScopedStream stream;
   cudaStream_t s = stream.get();
-  const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;
+  const int64_t stride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
   const int64_t streams = tokens * r.hc * r.hidden;
   DeviceBuffer<float> hidden(streams, s), e(tokens * w.k, s), kv(tokens * w.n, s), out(streams, s), gates(tokens * r.hc, s);
   DeviceBuffer<uint8_t> ids(tokens * stride * (r.rowIds64 ? 8 : 4), s), mask(r.tokenMask ? tokens : 0, s);
@@ -83,10 +83,10 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   mask.upload(r.tokenMask);
   if (r.rowIds64) {
     gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), stride,
-                                                                     r.rowIdsOffset, r.cols, tokens, e.get());
+                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
   } else {
     gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), stride,
-                                                                     r.rowIdsOffset, r.cols, tokens, e.get());
+                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
   }
   launchLinear(e.get(), tokens, w.k, w.wkv->as<float>(), w.zeroBias->as<float>(), w.n, kv.get(), s);
   v41GateKernel<<<static_cast<unsigned>(tokens * r.hc), kThreads, 0, s>>>(kv.get(), w.n, hidden.get(), w.qWeight->as<float>(),

@@ -19,11 +19,11 @@ void dequantizeBlockFp8Cpu(const uint8_t* codes, const uint8_t* scales, int64_t 
 
 void validateV41Request(const V41ForwardRequest& r) {
   EK_REQUIRE(r.batch >= 0 && r.seqLen >= 0, RangeError, "shape must be non-negative");
-  EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.cols >= 1, RangeError, "hcMult, hiddenSize and cols must be >= 1");
+  EK_REQUIRE(r.hc >= 1 && r.hidden >= 1 && r.rowsPerToken >= 1, RangeError, "hcMult, hiddenSize and rowsPerToken must be >= 1");
   EK_REQUIRE(r.table.data != nullptr && r.table.rows >= 1, TypeError, "table is missing");
   EK_REQUIRE(r.table.dtype != TableDtype::F8E4M3 || r.table.scales != nullptr, TypeError, "fp8 table needs its scales");
   EK_REQUIRE(r.wkv != nullptr, TypeError, "wkv is missing");
-  const int64_t features = static_cast<int64_t>(r.cols) * r.table.cols;
+  const int64_t features = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
   EK_REQUIRE(r.wkv->n == kvWidth && r.wkv->k == features, RangeError,
              "wkv is [" + std::to_string(r.wkv->n) + ", " + std::to_string(r.wkv->k) + "] but the layer needs [" +
@@ -31,10 +31,10 @@ void validateV41Request(const V41ForwardRequest& r) {
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
   EK_REQUIRE(r.qWeight && r.kWeight && (tokens == 0 || (r.hiddenStreams && r.out)), TypeError,
              "a layer weight or buffer is missing");
-  const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;
-  EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.cols <= stride, RangeError, "rowIds offset/stride do not hold the layer's ids");
+  const int64_t stride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
+  EK_REQUIRE(r.rowIdsOffset >= 0 && r.rowIdsOffset + r.rowsPerToken <= stride, RangeError, "rowIds offset/stride do not hold the layer's ids");
   for (int64_t m = 0; m < tokens; ++m) {
-    for (int c = 0; c < r.cols; ++c) {
+    for (int c = 0; c < r.rowsPerToken; ++c) {
       const int64_t i = m * stride + r.rowIdsOffset + c;
       const int64_t id = r.rowIds64 ? static_cast<const int64_t*>(r.rowIds)[i] : static_cast<const int32_t*>(r.rowIds)[i];
       EK_REQUIRE(id >= 0 && id < r.table.rows, RangeError,
@@ -47,10 +47,10 @@ void validateV41Request(const V41ForwardRequest& r) {
 void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
   EK_REQUIRE(!r.tableOnDevice, Error, "a table in device memory (a CUDA pager's cache) needs the CUDA backend");
   validateV41Request(r);
-  const int64_t features = static_cast<int64_t>(r.cols) * r.table.cols;
+  const int64_t features = static_cast<int64_t>(r.rowsPerToken) * r.table.cols;
   const int64_t kvWidth = static_cast<int64_t>(r.hc + 1) * r.hidden;
   const int64_t tokens = static_cast<int64_t>(r.batch) * r.seqLen;
-  const int64_t stride = r.rowIdsStride == 0 ? r.cols : r.rowIdsStride;
+  const int64_t stride = r.rowIdsStride == 0 ? r.rowsPerToken : r.rowIdsStride;
   if (tokens == 0) return;
 
   const EngramRowKernels kernels = engramRowKernels();
@@ -59,7 +59,7 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
 
   EngramRowArgs g{};
   g.table = r.table;
-  g.heads = r.cols;
+  g.rowsPerToken = r.rowsPerToken;
   g.rowIds = r.rowIds;
   g.rowIds64 = r.rowIds64;
   g.rowIdsStride = stride;
@@ -72,7 +72,7 @@ void v41ForwardCpu(const V41ForwardRequest& r, ThreadPool& pool, int threads) {
   if (r.rows == nullptr) {
     // The rows are gathered (fp8 decoded) inside the wkv GEMM's packing: no [tokens, 6144]
     // fp32 matrix is written and read back. Stage 0 is the threads' packing time.
-    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, stride, r.rowIdsOffset, r.cols};
+    const GatheredRows rows{r.table, r.rowIds, r.rowIds64, stride, r.rowIdsOffset, r.rowsPerToken};
     double packSeconds = 0.0;
     linearGatherCpu(rows, tokens, *r.wkv, scratchKv.data(), kvWidth, pool, threads, &packSeconds);
     if (r.stageSeconds) {

@@ -15,23 +15,23 @@ struct V41ForwardRequest {
   int seqLen = 0;
   int hc = 0;
   int hidden = 0;
-  int cols = 0;                        // rows gathered per token: (maxNgram - 1) * nHeads
+  int rowsPerToken = 0;                // row ids per token: (maxNgram - 1) * nHeads
   const float* hiddenStreams = nullptr;  // [B, S, hc, hidden]
   const void* rowIds = nullptr;        // [B, S, rowIdsStride], int32 or int64
   bool rowIds64 = false;
-  int64_t rowIdsStride = 0;            // 0: cols
+  int64_t rowIdsStride = 0;            // 0: rowsPerToken
   int64_t rowIdsOffset = 0;
   TableView table{};                   // cols = headDim
   bool tableOnDevice = false;          // table points at device memory (a CUDA pager's cache)
   int tableDevice = -1;                // tableOnDevice: the CUDA device that cache is on
-  std::shared_ptr<const PackedLinear> wkv;  // n = (hc + 1) * hidden, k = cols * headDim
+  std::shared_ptr<const PackedLinear> wkv;  // n = (hc + 1) * hidden, k = rowsPerToken * headDim
   const float* qWeight = nullptr;      // [hc, hidden]
   const float* kWeight = nullptr;      // [hc, hidden]
   float eps = 0.0f;
   const uint8_t* tokenMask = nullptr;  // [B, S]; null: all live
   float* out = nullptr;                // [B, S, hc, hidden]
   float* gates = nullptr;              // [B, S, hc]; may be null
-  float* rows = nullptr;               // [B, S, cols * headDim] dequantised rows; may be null
+  float* rows = nullptr;               // [B, S, rowsPerToken * headDim] dequantised rows; may be null
   double* stageSeconds = nullptr;      // [3]: gather, wkv, gate; may be null
 };
 

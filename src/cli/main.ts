@@ -65,7 +65,7 @@ function explain(mapping: NgramHashMapping, text: string): Explained {
   const { maxNgramSize, nHeadPerNgram } = mapping.config;
   const layers = mapping.config.layerIds.map((layerId) => {
     const hashes = mapping.hash(ids, [1, ids.length], layerId, { device: 'cpu' });
-    const cols = mapping.headsPerLayer;
+    const cols = mapping.rowsPerToken;
     const ngrams: Explained['layers'][number]['ngrams'] = [];
     for (let t = 0; t < ids.length; t++) {
       for (let n = 2; n <= maxNgramSize; n++) {
@@ -111,7 +111,7 @@ function demo(sentence: string): void {
     ids[i] = x % mapping.tokenizer.vocabSize;
   }
   const facts = machineFacts();
-  console.log(`\nthroughput, hashRows B x T = ${B} x ${T}, ${mapping.config.layerIds.length} layers x ${mapping.headsPerLayer} heads, int32 rows`);
+  console.log(`\nthroughput, hashRows B x T = ${B} x ${T}, ${mapping.config.layerIds.length} layers x ${mapping.rowsPerToken} heads, int32 rows`);
   console.log(`machine: ${facts.cpu}, ${facts.cores} cores, Node ${facts.node}`);
   const threads = buildInfo().cpuThreads;
   for (const t of threads > 1 ? [1, threads] : [1]) {

@@ -44,7 +44,7 @@ export function hashThroughput(
 ): HashThroughput {
   const device = options.device ?? 'cpu';
   // One output buffer for every run, as a runtime reusing its buffers would.
-  const out = new Int32Array(shape[0] * shape[1] * mapping.headsPerLayer * mapping.config.layerIds.length);
+  const out = new Int32Array(shape[0] * shape[1] * mapping.rowsPerToken * mapping.config.layerIds.length);
   const t = timeRuns(
     () => mapping.hashRows(ids, shape, { device, threads: options.threads, output: 'int32', out }),
     options.runs ?? 7,

@@ -208,9 +208,14 @@ export class NgramHashMapping {
     return this.layer(layerId).tableRows;
   }
 
-  /** Hash columns per layer: (maxNgramSize - 1) * nHeadPerNgram. */
-  get headsPerLayer(): number {
+  /** Row ids per token and layer: (maxNgramSize - 1) * nHeadPerNgram (one per head of each n-gram order). */
+  get rowsPerToken(): number {
     return (this.config.maxNgramSize - 1) * this.config.nHeadPerNgram;
+  }
+
+  /** The same as rowsPerToken (the name it had first). */
+  get headsPerLayer(): number {
+    return this.rowsPerToken;
   }
 
   /**
@@ -280,7 +285,7 @@ export class NgramHashMapping {
     const threads = options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096);
     const { maxNgramSize, nHeadPerNgram } = this.config;
     const keep = maxNgramSize - 1;
-    const cols = this.headsPerLayer;
+    const cols = this.rowsPerToken;
     const total = positions * layerIds.length * cols;
 
     let mask: Uint8Array | undefined;
@@ -329,7 +334,7 @@ export class NgramHashMapping {
     const hit = this.tableCache.get(key);
     if (hit) return hit;
     const { maxNgramSize } = this.config;
-    const cols = this.headsPerLayer;
+    const cols = this.rowsPerToken;
     const primes = new BigUint64Array(layerIds.length * cols);
     const offsets = globalRows ? new BigInt64Array(layerIds.length * cols) : undefined;
     const multipliers = new BigInt64Array(layerIds.length * maxNgramSize);

@@ -7,7 +7,8 @@ export interface NativeEngramForwardArgs extends NativeTableArgs, NativeDevicePa
   seqLen: number;
   hc: number;
   hidden: number;
-  heads: number;
+  /** row ids per token ((maxNgramSize - 1) * nHeadPerNgram) */
+  rowsPerToken: number;
   kernelSize: number;
   dilation: number;
   hiddenStates: Float32Array;
@@ -39,7 +40,8 @@ export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbo
 export type NativeEngramUploadArgs = NativeTableArgs & NativeDevicePagerArgs & {
   hc: number;
   hidden: number;
-  heads: number;
+  /** row ids per token ((maxNgramSize - 1) * nHeadPerNgram) */
+  rowsPerToken: number;
   kernelSize: number;
   keyValueWeight: Float32Array;
   keyValueBias: Float32Array;

@@ -27,8 +27,8 @@ export interface NativeDevicePagerArgs {
 
 export interface NativeTableFunctions {
   /** The layers' in-GEMM gather alone (rows decoded and packed, no GEMM): for benchmarks. */
-  gatherPacked(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; kernel: string; threads: number }): void;
-  gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; heads: number; out: Float32Array; threads: number }): void;
+  gatherPacked(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; rowsPerToken: number; kernel: string; threads: number }): void;
+  gatherRows(args: NativeTableArgs & { rowIds: Int32Array | BigInt64Array; tokens: number; rowsPerToken: number; out: Float32Array; threads: number }): void;
   convertTable(args: NativeTableArgs & { dst: ArrayBuffer; dstByteOffset: number; dstScales?: ArrayBuffer; dstScalesByteOffset: number; dstDtype: number; threads: number }): void;
   /** Fills the table of `args` (its dtype) with seeded random values. */
   fillRandom(args: NativeTableArgs & {

@@ -7,7 +7,8 @@ export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePager
   seqLen: number;
   hc: number;
   hidden: number;
-  cols: number;
+  /** row ids per token ((maxNgramSize - 1) * nHeads) */
+  rowsPerToken: number;
   rowIds: Int32Array | BigInt64Array;
   rowIdsStride: number;
   rowIdsOffset: number;
@@ -30,7 +31,7 @@ export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePager
 /** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
 export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
 
-export type NativeV41UploadArgs = NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; cols: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number };
+export type NativeV41UploadArgs = NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; rowsPerToken: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number };
 
 export interface NativeV41Functions {
   v41Forward(args: NativeV41ForwardArgs): void;

@@ -66,6 +66,11 @@ export class EngramTable {
     readonly parts: readonly TablePart[],
   ) {}
 
+  /** Channels per row (the same as cols). */
+  get rowWidth(): number {
+    return this.cols;
+  }
+
   /** Whether the rows lie in several regions (see parts). */
   get isSplit(): boolean {
     return this.parts.length > 1;
@@ -267,7 +272,7 @@ export class EngramTable {
       throw new RangeError(`options.out must be a Float32Array of ${n} elements, got ${describe(options.out)}`);
     }
     const out = options.out ?? new Float32Array(n);
-    native().gatherRows({ ...this.nativeArgs(), rowIds, tokens: rowIds.length, heads: 1, out, threads: options.threads ?? 0 });
+    native().gatherRows({ ...this.nativeArgs(), rowIds, tokens: rowIds.length, rowsPerToken: 1, out, threads: options.threads ?? 0 });
     return out;
   }
 

@@ -202,13 +202,13 @@ export class Engram {
       device: 'cpu',
       threads: options.threads,
     });
-    const rows = { rowIds: hashed.rowIds, stride: this.hashMapping.headsPerLayer, offset: 0, history: hashed.history };
+    const rows = { rowIds: hashed.rowIds, stride: this.hashMapping.rowsPerToken, offset: 0, history: hashed.history };
     return this.prefetchRows(inputIds, [batch, seqLen], rows, state?.ngramHistory);
   }
 
   /** @internal prefetch() for rows already hashed (EngramModel hashes once for all layers). */
   prefetchRows(inputIds: IdArray, shape: [number, number], rows: NonNullable<EngramForwardOptions['rows']>, historyBefore: Int32Array | undefined): EngramPrefetch {
-    const heads = this.hashMapping.headsPerLayer;
+    const heads = this.hashMapping.rowsPerToken;
     const ticket = this.tablePager?.prefetch(layerRowIds(rows.rowIds, rows.stride, rows.offset, heads));
     return new EngramPrefetch(this, [shape[0], shape[1]], Array.from(inputIds as ArrayLike<number>), rows, historyBefore?.slice(), ticket);
   }
@@ -241,7 +241,7 @@ export class Engram {
       ...table,
       hc: g.hc,
       hidden: g.hidden,
-      heads: this.hashMapping.headsPerLayer,
+      rowsPerToken: this.hashMapping.rowsPerToken,
       kernelSize: g.kernelSize,
       keyValueWeight: w.keyValueWeight,
       keyValueBias: w.keyValueBias,
@@ -428,7 +428,7 @@ export class Engram {
         device: 'cpu',
         threads: options.threads,
       });
-      rows = { rowIds: hashed.rowIds, stride: this.hashMapping.headsPerLayer, offset: 0, history: hashed.history };
+      rows = { rowIds: hashed.rowIds, stride: this.hashMapping.rowsPerToken, offset: 0, history: hashed.history };
     }
     let output: Float32Array;
     if (options.out !== undefined) {
@@ -464,12 +464,12 @@ export class Engram {
       seqLen,
       hc: g.hc,
       hidden: g.hidden,
-      heads: this.hashMapping.headsPerLayer,
+      rowsPerToken: this.hashMapping.rowsPerToken,
       kernelSize: g.kernelSize,
       dilation: this.config.maxNgramSize,
       hiddenStates,
       rowIds: paged !== undefined ? paged.cacheRows : rows.rowIds,
-      rowIdsStride: paged !== undefined ? this.hashMapping.headsPerLayer : rows.stride,
+      rowIdsStride: paged !== undefined ? this.hashMapping.rowsPerToken : rows.stride,
       rowIdsOffset: paged !== undefined ? 0 : rows.offset,
       keyValue: this.keyValue!,
       norm1: w.norm1,

@@ -75,7 +75,7 @@ export class EngramModel {
   prefetch(inputIds: IdArray, shape: [number, number], options: { state?: EngramModelState; threads?: number } = {}): EngramModelPrefetch {
     const rows = this.hash(inputIds, shape, options);
     const layers = this.hashMapping.config.layerIds.length;
-    const cols = this.hashMapping.headsPerLayer;
+    const cols = this.hashMapping.rowsPerToken;
     const tickets = new Map<number, EngramPrefetch>();
     const history = options.state?.get(this.hashMapping.config.layerIds[0])?.ngramHistory;
     try {
@@ -102,7 +102,7 @@ export class EngramModel {
       return layer.forward(hiddenStates, rows.inputIds, rows.shape, { threads: options.threads, state: options.state?.get(layerId), ticket: options.ticket.layers.get(layerId) });
     }
     const index = this.hashMapping.config.layerIds.indexOf(layerId);
-    const cols = this.hashMapping.headsPerLayer;
+    const cols = this.hashMapping.rowsPerToken;
     const layers = this.hashMapping.config.layerIds.length;
     const want = rows.shape[0] * rows.shape[1] * layers * cols;
     if (rows.rowIds.length !== want) throw new RangeError(`rows.rowIds has ${rows.rowIds.length} ids but [${rows.shape}] x ${layers} layers x ${cols} needs ${want}`);

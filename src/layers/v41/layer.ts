@@ -111,9 +111,14 @@ export class DeepseekV41Engram {
     this.wkvKernelChoice = options.wkvKernel ?? 'auto';
   }
 
-  /** Rows gathered per token: (maxNgramSize - 1) * nHeads. */
-  get cols(): number {
+  /** Row ids gathered per token: (maxNgramSize - 1) * nHeads. */
+  get rowsPerToken(): number {
     return (this.config.maxNgramSize - 1) * this.config.nHeads;
+  }
+
+  /** The same as rowsPerToken (the name it had first). */
+  get cols(): number {
+    return this.rowsPerToken;
   }
 
   /** The CPU kernel the wkv projection runs on ('avx512-bf16' where fp8 inputs allow it). */
@@ -141,7 +146,7 @@ export class DeepseekV41Engram {
     if (record === null || typeof record !== 'object') throw new TypeError(`state dict must be an object of tensors, got ${describe(record)}`);
     const prefix = options.prefix ?? detectPrefix(Object.keys(record));
     const { hiddenSize: D, hcMult: hc, headDim, numEmbeddings: rows } = this.config;
-    const features = this.cols * headDim;
+    const features = this.rowsPerToken * headDim;
     const get = (name: string, optional = false): Tensor | undefined => {
       const v = record[prefix + name];
       if (v === undefined) {
@@ -257,8 +262,8 @@ export class DeepseekV41Engram {
    * Starts copying the pages of row ids [B, S, stride] (this layer's at `offset`), so the
    * copies overlap what runs before the layer; undefined when the table is read directly.
    */
-  prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.cols, offset = 0): PagerTicket | undefined {
-    return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.cols));
+  prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.rowsPerToken, offset = 0): PagerTicket | undefined {
+    return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.rowsPerToken));
   }
 
   /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */
@@ -284,7 +289,7 @@ export class DeepseekV41Engram {
   private uploadArgs(w: V41Weights): NativeV41UploadArgs {
     const { hcMult: hc, hiddenSize: D } = this.config;
     const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
-    return { ...table, hc, hidden: D, cols: this.cols, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex };
+    return { ...table, hc, hidden: D, rowsPerToken: this.rowsPerToken, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex };
   }
 
   /**
@@ -341,7 +346,7 @@ export class DeepseekV41Engram {
     if (hiddenStreams.length !== tokens * hc * D) {
       throw new RangeError(`hiddenStreams has ${hiddenStreams.length} elements but [${batch}, ${seqLen}, ${hc}, ${D}] needs ${tokens * hc * D}`);
     }
-    const idStride = stride ?? this.cols;
+    const idStride = stride ?? this.rowsPerToken;
     if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) throw new TypeError(`rowIds must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
     if (rowIds.length !== tokens * idStride) throw new RangeError(`rowIds has ${rowIds.length} elements but [${batch}, ${seqLen}, ${idStride}] needs ${tokens * idStride}`);
     let tokenMask: Uint8Array | undefined;
@@ -362,16 +367,16 @@ export class DeepseekV41Engram {
     const gates = new Float32Array(tokens * hc);
     let rows: Float32Array | undefined;
     if (options.returnRows instanceof Float32Array) {
-      if (options.returnRows.length !== tokens * this.cols * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.cols * headDim} elements, got ${describe(options.returnRows)}`);
+      if (options.returnRows.length !== tokens * this.rowsPerToken * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.rowsPerToken * headDim} elements, got ${describe(options.returnRows)}`);
       rows = options.returnRows;
     } else if (options.returnRows) {
-      rows = new Float32Array(tokens * this.cols * headDim);
+      rows = new Float32Array(tokens * this.rowsPerToken * headDim);
     }
     let ticket = options.ticket;
     if (ticket !== undefined) {
       if (this.tablePager === undefined || ticket.pager !== this.tablePager) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);
       if (ticket.isReleased) throw new Error('options.ticket was already used or released');
-      const mine = layerRowIds(rowIds, idStride, offset, this.cols);
+      const mine = layerRowIds(rowIds, idStride, offset, this.rowsPerToken);
       if (mine.length !== ticket.rowIds.length || mine.some((v: number | bigint, i: number) => v !== ticket!.rowIds[i])) {
         throw new RangeError('options.ticket was prefetched for other row ids');
       }
@@ -387,9 +392,9 @@ export class DeepseekV41Engram {
       seqLen,
       hc,
       hidden: D,
-      cols: this.cols,
+      rowsPerToken: this.rowsPerToken,
       rowIds: ticket !== undefined ? ticket.cacheRows : rowIds,
-      rowIdsStride: ticket !== undefined ? this.cols : idStride,
+      rowIdsStride: ticket !== undefined ? this.rowsPerToken : idStride,
       rowIdsOffset: ticket !== undefined ? 0 : offset,
       hiddenStreams,
       wkv: w.wkv,

@@ -200,7 +200,7 @@ export class DeepseekV41EngramModel {
       if (given.isUsed) throw new Error('options.ticket was already used or released');
     }
     const hashed = given?.hashed ?? this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
-    const cols = this.hashMapping.headsPerLayer;
+    const cols = this.hashMapping.rowsPerToken;
     const stride = cols * this.config.layerIds.length;
     const outputs = new Map<number, V41ForwardResult>();
     const steps: Array<ReturnType<DeepseekV41Engram['prepare']> & { layer: DeepseekV41Engram }> = [];
@@ -233,7 +233,7 @@ export class DeepseekV41EngramModel {
   prefetch(inputIds: IdArray, shape: [number, number], options: Omit<V41ModelForwardOptions, 'ticket'> = {}): V41ModelPrefetch {
     const [batch, seqLen] = requireShape('shape', shape);
     const hashed = this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
-    const cols = this.hashMapping.headsPerLayer;
+    const cols = this.hashMapping.rowsPerToken;
     const stride = cols * this.config.layerIds.length;
     const tickets = new Map<number, PagerTicket | undefined>();
     try {
