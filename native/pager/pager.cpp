@@ -216,7 +216,15 @@ int64_t Pager::hotIndex(int64_t row) const {
 template <typename T>
 uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   std::lock_guard<std::mutex> lock(mutex_);
-  // Check everything before changing anything.
+  const BatchPlan plan = planBatch(rows, count);  // throws before anything changes
+  admit(plan);                                     // likewise
+  Ticket t = assignSlots(plan);
+  if (translated != nullptr) translate(rows, count, plan, t, translated);
+  return record(plan, count, std::move(t));
+}
+
+template <typename T>
+Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (r < 0 || r >= g_.rows) {
@@ -224,57 +232,58 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
                                std::to_string(g_.rows) + " rows");
     }
   }
-  std::vector<int64_t>& pages = scratch_;
-  pages.clear();
-  int64_t hotHits = 0;
+  BatchPlan plan;
+  std::vector<int64_t>& paged = scratch_;  // the rows the hot region does not serve
+  paged.clear();
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (!hotKeys_.empty() && hotIndex(r) >= 0) {
-      ++hotHits;
+      ++plan.hotHits;
       continue;
     }
-    pages.push_back(r);
+    paged.push_back(r);
   }
-  std::sort(pages.begin(), pages.end());
-  const int64_t uniqueRows = (pages.empty() ? 0 : 1 + [&] {
-    int64_t n = 0;
-    for (size_t i = 1; i < pages.size(); ++i) n += pages[i] != pages[i - 1];
-    return n;
-  }());
+  std::sort(paged.begin(), paged.end());
+  for (size_t i = 0; i < paged.size(); ++i) plan.uniqueRows += i == 0 || paged[i] != paged[i - 1];
   // Rows sorted -> pages sorted; run lengths give lookups per page.
-  std::vector<std::pair<int64_t, int64_t>> runs;  // (page, lookups)
-  for (int64_t r : pages) {
-    const int64_t p = r / g_.pageRows;
-    if (runs.empty() || runs.back().first != p) runs.emplace_back(p, 0);
-    ++runs.back().second;
+  for (int64_t r : paged) {
+    const int64_t page = r / g_.pageRows;
+    if (plan.pageLookups.empty() || plan.pageLookups.back().first != page) plan.pageLookups.emplace_back(page, 0);
+    ++plan.pageLookups.back().second;
   }
-  int64_t missing = 0, hitUnpinned = 0;
-  for (const auto& [p, n] : runs) {
-    const int32_t s = slotOf(p);
-    if (s < 0) ++missing;
-    else if (slotPins_[s] == 0) ++hitUnpinned;
+  for (const auto& [page, lookups] : plan.pageLookups) {
+    const int32_t s = slotOf(page);
+    if (s < 0) ++plan.missingPages;
+    else if (slotPins_[s] == 0) ++plan.residentIdle;
   }
-  const int64_t freeable = static_cast<int64_t>(freeSlots_.size()) + evictableCount() - hitUnpinned;
-  if (missing > freeable) {
-    EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " + std::to_string(runs.size()) +
-                             " pages (" + std::to_string(missing) + " missing, " + std::to_string(freeable) +
+  return plan;
+}
+
+void Pager::admit(const BatchPlan& plan) const {
+  const int64_t freeable = static_cast<int64_t>(freeSlots_.size()) + evictableCount() - plan.residentIdle;
+  if (plan.missingPages > freeable) {
+    EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " +
+                             std::to_string(plan.pageLookups.size()) + " pages (" + std::to_string(plan.missingPages) + " missing, " +
+                             std::to_string(freeable) +
                              " slots free or evictable while other tickets are in flight): raise cacheBytes, use smaller pages, or split the batch");
   }
+}
 
+Pager::Ticket Pager::assignSlots(const BatchPlan& plan) {
   ++tick_;
   Ticket t;
   std::vector<RowCopy> copies;
-  for (const auto& [p, n] : runs) {
-    if (!pageFreq_.empty()) pageFreq_.add(p, n);
-    int64_t s = slotOf(p);
+  for (const auto& [page, lookups] : plan.pageLookups) {
+    if (!pageFreq_.empty()) pageFreq_.add(page, lookups);
+    int64_t s = slotOf(page);
     if (s >= 0) {
       stats_.pageHits += 1;
-      stats_.rowHits += static_cast<double>(n);
+      stats_.rowHits += static_cast<double>(lookups);
       if (slotPins_[s] == 0) removeEvictable(s);
       if (slotJob_[s] != 0) t.jobs.push_back(slotJob_[s]);  // may still be in flight
     } else {
       stats_.pageMisses += 1;
-      stats_.rowMisses += static_cast<double>(n);
+      stats_.rowMisses += static_cast<double>(lookups);
       if (!freeSlots_.empty()) {
         s = freeSlots_.back();
         freeSlots_.pop_back();
@@ -283,17 +292,17 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
         pageSlot_.erase(slotPage_[s]);
         stats_.evictions += 1;
       }
-      pageSlot_.insert(p, static_cast<int32_t>(s));
-      slotPage_[s] = p;
-      const int64_t first = p * g_.pageRows;
-      const int64_t n = std::min(g_.pageRows, g_.rows - first);
-      copies.push_back(RowCopy{first, s * g_.pageRows, n});
-      stats_.bytesCopied += static_cast<double>(n * (g_.rowBytes + g_.scaleRowBytes));
+      pageSlot_.insert(page, static_cast<int32_t>(s));
+      slotPage_[s] = page;
+      const int64_t first = page * g_.pageRows;
+      const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
+      copies.push_back(RowCopy{first, s * g_.pageRows, rowsInPage});
+      stats_.bytesCopied += static_cast<double>(rowsInPage * (g_.rowBytes + g_.scaleRowBytes));
       t.missed.push_back(s);
     }
     ++slotPins_[s];
     slotLastUse_[s] = tick_;
-    t.slots.push_back(s);
+    t.slots.push_back(s);  // one slot per page, in page order
   }
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
@@ -301,25 +310,31 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
     t.jobs.push_back(job);
   }
   for (uint64_t j : t.jobs) t.lastJob = std::max(t.lastJob, j);
-  if (translated != nullptr) {
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t r = static_cast<int64_t>(rows[i]);
-      const int64_t hot = hotKeys_.empty() ? -1 : hotIndex(r);
-      // The batch's pages are sorted in `runs`: find this row's slot there.
-      int64_t slot = -1;
-      if (hot < 0) {
-        const int64_t p = r / g_.pageRows;
-        const auto it = std::lower_bound(runs.begin(), runs.end(), p, [](const std::pair<int64_t, int64_t>& a, int64_t b) { return a.first < b; });
-        slot = t.slots[static_cast<size_t>(it - runs.begin())];  // one slot per run, in run order
-      }
-      translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, static_cast<int32_t>(slot), g_.slots, hot));
+  return t;
+}
+
+template <typename T>
+void Pager::translate(const T* rows, int64_t count, const BatchPlan& plan, const Ticket& t, int32_t* translated) const {
+  const auto& pages = plan.pageLookups;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t r = static_cast<int64_t>(rows[i]);
+    const int64_t hot = hotKeys_.empty() ? -1 : hotIndex(r);
+    int64_t slot = -1;
+    if (hot < 0) {  // the row's page is in the plan, which is sorted: its index is its slot's
+      const int64_t page = r / g_.pageRows;
+      const auto it = std::lower_bound(pages.begin(), pages.end(), page, [](const std::pair<int64_t, int64_t>& a, int64_t b) { return a.first < b; });
+      slot = t.slots[static_cast<size_t>(it - pages.begin())];
     }
+    translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, static_cast<int32_t>(slot), g_.slots, hot));
   }
+}
+
+uint64_t Pager::record(const BatchPlan& plan, int64_t count, Ticket t) {
   stats_.lookups += static_cast<double>(count);
-  stats_.uniqueRows += static_cast<double>(uniqueRows);
-  stats_.uniquePages += static_cast<double>(runs.size());
-  stats_.hotRowHits += static_cast<double>(hotHits);
-  stats_.rowHits += static_cast<double>(hotHits);
+  stats_.uniqueRows += static_cast<double>(plan.uniqueRows);
+  stats_.uniquePages += static_cast<double>(plan.pageLookups.size());
+  stats_.hotRowHits += static_cast<double>(plan.hotHits);
+  stats_.rowHits += static_cast<double>(plan.hotHits);
   stats_.tickets += 1;
   const uint64_t id = nextTicket_++;
   tickets_.emplace(id, std::move(t));

@@ -199,8 +199,27 @@ class Pager {
   void lfuSiftUp(size_t i);
   void lfuSiftDown(size_t i);
   int64_t hotIndex(int64_t row) const;
+
+  // acquire() in steps, all under the lock: planBatch reads the batch and the page table
+  // (changing nothing; throws on a bad row), admit refuses a batch the cache cannot hold,
+  // assignSlots pins, evicts and submits the copies, translate writes each row's cache row,
+  // record counts the batch and files its ticket.
+  struct BatchPlan {
+    std::vector<std::pair<int64_t, int64_t>> pageLookups;  // (page, lookups), pages ascending
+    int64_t uniqueRows = 0;
+    int64_t hotHits = 0;       // lookups served by the hot rows
+    int64_t missingPages = 0;  // pages not resident
+    int64_t residentIdle = 0;  // resident pages no ticket pins (they stop being evictable)
+  };
   template <typename T>
   uint64_t acquireRows(const T* rows, int64_t count, int32_t* translated);
+  template <typename T>
+  BatchPlan planBatch(const T* rows, int64_t count);
+  void admit(const BatchPlan& plan) const;
+  Ticket assignSlots(const BatchPlan& plan);
+  template <typename T>
+  void translate(const T* rows, int64_t count, const BatchPlan& plan, const Ticket& t, int32_t* translated) const;
+  uint64_t record(const BatchPlan& plan, int64_t count, Ticket t);
 
   PagerGeometry g_;
   Eviction eviction_;
