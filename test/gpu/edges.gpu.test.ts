@@ -14,6 +14,7 @@ import {
   CompressedTokenizer,
   DeepseekV41Engram,
   DeepseekV41EngramModel,
+  devices,
   Engram,
   readSafetensors,
   writeSafetensors,
@@ -189,4 +190,28 @@ describe.skipIf(!visible)('CUDA backend at the edges', () => {
       expect(stats.ticketsInFlight).toBe(0);
     }
   }, 600_000);
+});
+
+// Two devices: a device cache on one GPU and weights on another must be refused, never read
+// across devices (an illegal address would poison the process's CUDA context). The public
+// API always puts a layer's pager on the layer's device, so the test swaps the pagers of two
+// layers on different GPUs to reach the addon's own check.
+describe.skipIf(!visible || devices().length < 2)('CUDA backend on two devices', () => {
+  it("a pager's device cache on GPU 1 with the layer's weights on GPU 0 is refused by name", () => {
+    const tokenizer = CompressedTokenizer.deepseekV3();
+    const config = { layerId: 1, layerIds: [1], hiddenSize: 32, hcMult: 2, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
+    const onZero = new Engram(config, { tokenizer, tableDtype: 'bf16', seed: 14, device: 'cuda', deviceIndex: 0 });
+    const onOne = new Engram(config, { tokenizer, hashMapping: onZero.hashMapping, init: 'none', tableDtype: 'bf16', device: 'cuda', deviceIndex: 1 });
+    onOne.loadStateDict(onZero.stateDict());
+    onZero.usePager({ tier: 'host', cacheBytes: 1 << 20, pageRows: 1 });
+    onOne.usePager({ tier: 'host', cacheBytes: 1 << 20, pageRows: 1 });
+    const r = rng(27);
+    const ids = Int32Array.from({ length: 16 }, () => Math.floor(r() * 128_000));
+    const hidden = Float32Array.from({ length: 16 * 2 * 32 }, () => r() * 2 - 1);
+    const want = onZero.forward(hidden, ids, [1, 16]).output;
+    (onZero as unknown as { tablePager: unknown }).tablePager = (onOne as unknown as { tablePager: unknown }).tablePager;
+    expect(() => onZero.forward(hidden, ids, [1, 16])).toThrow(/device cache is on CUDA device 1 but the layer's weights are on device 0/);
+    // the process's CUDA context is intact: the layer on GPU 1 still runs and agrees
+    expect(maxRelError(onOne.forward(hidden, ids, [1, 16]).output, want)).toBeLessThan(1e-4);
+  });
 });
