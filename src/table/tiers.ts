@@ -1,7 +1,7 @@
 // How an Engram layer reads its table through a pager: the tier options, the prefetch
 // ticket a forward accepts, and the row ids of one layer out of a model's hashed rows.
 import type { Tensor } from '../core/tensor.js';
-import { TablePager, type PagerOptions, type PagerStats, type PagerTicket, type TableFile } from './pager.js';
+import { TablePager, type PagerOptions, type PagerStats, type TableFile } from './pager.js';
 import { EngramTable } from './table.js';
 import { describe } from '../core/validate.js';
 
@@ -128,40 +128,6 @@ export function pagerStatsOf(pager: TablePager | undefined): PagerStats {
   return pager.stats();
 }
 
-/** A ticket used at most once: by the forward that takes it, or released unused. */
-export abstract class OneShotTicket {
-  private used = false;
-  private taken = false;
-
-  get isUsed(): boolean {
-    return this.used;
-  }
-
-  /** @internal Marks it used; the forward releases the pages after its gather (finish). */
-  take(): void {
-    if (this.used) throw new Error('this prefetch ticket was already used or released');
-    this.used = true;
-    this.taken = true;
-  }
-
-  /**
-   * Releases the pinned pages without running the layer. Nothing once a forward took the
-   * ticket: that forward may still be reading them and releases them itself.
-   */
-  release(): void {
-    if (this.taken) return;
-    this.used = true;
-    this.releasePages();
-  }
-
-  /** @internal The forward that took it is done with the pages. */
-  finish(): void {
-    this.releasePages();
-  }
-
-  protected abstract releasePages(): void;
-}
-
 /** A pager for `table` as the tier options ask, or undefined when it is read directly. */
 function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | TableFile[] | undefined): TablePager | undefined {
   if (options.tier !== 'file' && options.cacheBytes === undefined) return undefined;
@@ -182,24 +148,4 @@ export function layerRowIds(rowIds: Int32Array | BigInt64Array, stride: number, 
     for (let h = 0; h < heads; h++) out[t * heads + h] = rowIds[t * stride + offset + h];
   }
   return out;
-}
-
-/** What a layer's prefetch returns and its forward accepts: the hashed rows, and the pages pinned for them. */
-export class EngramPrefetch extends OneShotTicket {
-  /** @internal */
-  constructor(
-    /** @internal */ readonly owner: object,
-    readonly shape: [number, number],
-    /** @internal */ readonly inputIds: ArrayLike<number | bigint>,
-    /** @internal */ readonly rows: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array },
-    /** @internal */ readonly historyBefore: Int32Array | undefined,
-    /** The pager's ticket (undefined when the layer reads its table directly). */
-    readonly ticket: PagerTicket | undefined,
-  ) {
-    super();
-  }
-
-  protected releasePages(): void {
-    this.ticket?.release();
-  }
 }

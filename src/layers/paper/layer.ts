@@ -9,7 +9,8 @@ import { resolveDevice } from '../../core/devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeEngramUploadArgs, type NativeLinearHandle } from '../../native/index.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
-import { EngramPrefetch, layerRowIds, pagerStatsOf, requireTierOptions, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
+import { layerRowIds, pagerStatsOf, requireTierOptions, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
+import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js';
 import type { PagerStats, TablePager } from '../../table/pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
 import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
@@ -51,13 +52,13 @@ export interface EngramForwardOptions {
    */
   returnEmbeddings?: boolean | Float32Array;
   /** Row ids already hashed for this layer (EngramModel hashes once for all layers). */
-  rows?: { rowIds: Int32Array | BigInt64Array; stride: number; offset: number; history: Int32Array };
+  rows?: HashedRows;
   /** Per-stage seconds of the native call (gather, projections, gating, conv) written here. */
   stageSeconds?: Float64Array;
   /** Output buffer [B, T, hcMult, hidden] to fill instead of allocating one (reuse it across calls). */
   out?: Float32Array;
   /** From prefetch() with the same ids (and state): the gather waits only on its pages. */
-  ticket?: EngramPrefetch;
+  ticket?: Prefetch;
 }
 
 export interface EngramForwardResult {
@@ -191,7 +192,7 @@ export class Engram {
    * copies overlap whatever runs before this layer. Pass the result to forward() with the
    * same ids and state; or release() it.
    */
-  prefetch(inputIds: IdArray, shape: [number, number], options: { state?: EngramState; threads?: number } = {}): EngramPrefetch {
+  prefetch(inputIds: IdArray, shape: [number, number], options: { state?: EngramState; threads?: number } = {}): Prefetch {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     const [batch, seqLen] = requireShape('shape', shape);
     const state = options.state === undefined ? undefined : this.requireState(options.state);
@@ -207,24 +208,19 @@ export class Engram {
   }
 
   /** @internal prefetch() for rows already hashed (EngramModel hashes once for all layers). */
-  prefetchRows(inputIds: IdArray, shape: [number, number], rows: NonNullable<EngramForwardOptions['rows']>, historyBefore: Int32Array | undefined): EngramPrefetch {
-    const heads = this.hashMapping.rowsPerToken;
-    const ticket = this.tablePager?.prefetch(layerRowIds(rows.rowIds, rows.stride, rows.offset, heads));
-    return new EngramPrefetch(this, [shape[0], shape[1]], Array.from(inputIds as ArrayLike<number>), rows, historyBefore?.slice(), ticket);
+  prefetchRows(inputIds: IdArray, shape: [number, number], rows: HashedRows, historyBefore: Int32Array | undefined): Prefetch {
+    const ticket = this.tablePager?.prefetch(layerRowIds(rows.rowIds, rows.stride, rows.offset, this.hashMapping.rowsPerToken));
+    const key = prefetchKey(inputIds, [shape[0], shape[1]], { history: historyBefore });
+    return new Prefetch(this, key, [shape[0], shape[1]], rows, new Map([[this.config.layerId, ticket]]));
   }
 
   /** Checks a ticket against the call it is used for. */
-  private checkTicket(ticket: unknown, inputIds: IdArray, shape: [number, number], state: EngramState | undefined): EngramPrefetch {
-    if (!(ticket instanceof EngramPrefetch) || ticket.owner !== this) throw new TypeError(`options.ticket must come from this layer's prefetch(), got ${describe(ticket)}`);
-    const ids = inputIds as ArrayLike<number | bigint>;
-    const same = ticket.shape[0] === shape[0] && ticket.shape[1] === shape[1] && ids.length === ticket.inputIds.length &&
-      Array.prototype.every.call(ids, (v: number | bigint, i: number) => Number(v) === Number(ticket.inputIds[i]));
-    if (!same) throw new RangeError('options.ticket was prefetched for other input ids or another shape');
-    const before = ticket.historyBefore;
-    const sameHistory = before === undefined ? state === undefined : state !== undefined && state.ngramHistory.length === before.length && state.ngramHistory.every((v, i) => v === before[i]);
-    if (!sameHistory) throw new RangeError('options.ticket was prefetched with another streaming state');
-    if (ticket.isUsed) throw new Error('options.ticket was already used or released');
-    return ticket;
+  private checkTicket(ticket: unknown, inputIds: IdArray, shape: [number, number], state: EngramState | undefined): Prefetch {
+    return Prefetch.check(ticket, this, prefetchKey(inputIds, shape, { history: state?.ngramHistory }), {
+      foreign: "options.ticket must come from this layer's prefetch()",
+      call: 'options.ticket was prefetched for other input ids or another shape',
+      context: 'options.ticket was prefetched with another streaming state',
+    });
   }
 
   /** The weights on the CUDA device, uploaded on first use after each load. */

@@ -3,7 +3,8 @@
 // gathers its own slice of the row ids.
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import { Engram, type EngramForwardResult, type EngramOptions, type EngramState } from './layer.js';
-import { requireTierOptions, type EngramPrefetch, type TableTierOptions } from '../../table/tiers.js';
+import { requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import type { Prefetch } from '../../table/prefetch.js';
 import type { EngramConfig } from './config.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
@@ -25,7 +26,7 @@ export type EngramModelState = Map<number, EngramState>;
 export interface EngramModelPrefetch {
   rows: EngramRows;
   /** Per layer: pass to forwardLayer (done through options.ticket) or release. */
-  layers: ReadonlyMap<number, EngramPrefetch>;
+  layers: ReadonlyMap<number, Prefetch>;
   /** Releases every layer's pages not used yet. */
   release(): void;
 }
@@ -76,7 +77,7 @@ export class EngramModel {
     const rows = this.hash(inputIds, shape, options);
     const layers = this.hashMapping.config.layerIds.length;
     const cols = this.hashMapping.rowsPerToken;
-    const tickets = new Map<number, EngramPrefetch>();
+    const tickets = new Map<number, Prefetch>();
     const history = options.state?.get(this.hashMapping.config.layerIds[0])?.ngramHistory;
     try {
       this.hashMapping.config.layerIds.forEach((id, index) => {

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './layer.js';
 import { assembleV41Tensors, engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './checkpoint.js';
-import { OneShotTicket, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import { requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import { Prefetch, prefetchKey } from '../../table/prefetch.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import type { PagerTicket } from '../../table/pager.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
@@ -21,22 +22,8 @@ export interface V41ModelForwardOptions {
   ticket?: V41ModelPrefetch;
 }
 
-/** Rows hashed once for both layers, and each paged layer's pages on their way. */
-export class V41ModelPrefetch extends OneShotTicket {
-  /** @internal */
-  constructor(
-    /** @internal */ readonly owner: object,
-    /** @internal */ readonly key: string,
-    /** @internal */ readonly hashed: { rowIds: Int32Array | BigInt64Array; history: Int32Array },
-    /** @internal */ readonly tickets: Map<number, PagerTicket | undefined>,
-  ) {
-    super();
-  }
-
-  protected releasePages(): void {
-    for (const t of this.tickets.values()) t?.release();
-  }
-}
+/** Rows hashed once for both layers, and each paged layer's pages on their way (the library's one ticket type). */
+export type V41ModelPrefetch = Prefetch;
 
 export class DeepseekV41EngramModel {
   readonly config: V41CheckpointConfig;
@@ -195,11 +182,10 @@ export class DeepseekV41EngramModel {
     for (const id of streams.keys()) if (!this.layers.has(id)) throw new RangeError(`streamsByLayer has layer ${id}, not one of the model's layers [${[...this.layers.keys()]}]`);
     const given = options.ticket;
     if (given !== undefined) {
-      if (!(given instanceof V41ModelPrefetch) || given.owner !== this) throw new TypeError(`options.ticket must come from this model's prefetch(), got ${describe(given)}`);
-      if (given.key !== prefetchKey(inputIds, [batch, seqLen], options)) throw new RangeError('options.ticket was prefetched for other ids, shape, history or mask');
-      if (given.isUsed) throw new Error('options.ticket was already used or released');
+      const mismatch = 'options.ticket was prefetched for other ids, shape, history or mask';
+      Prefetch.check(given, this, prefetchKey(inputIds, [batch, seqLen], options), { foreign: "options.ticket must come from this model's prefetch()", call: mismatch, context: mismatch });
     }
-    const hashed = given?.hashed ?? this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
+    const hashed = given?.rows ?? this.hashMapping.hashRows(inputIds, [batch, seqLen], { tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
     const cols = this.hashMapping.rowsPerToken;
     const stride = cols * this.config.layerIds.length;
     const outputs = new Map<number, V41ForwardResult>();
@@ -220,7 +206,7 @@ export class DeepseekV41EngramModel {
     }
     if (given !== undefined) {
       given.take();
-      for (const [id, t] of given.tickets) if (!streams.has(id)) t?.release(); // layers not run this call
+      for (const id of given.tickets.keys()) if (!streams.has(id)) given.releaseLayer(id); // layers not run this call
     }
     return { steps, outputs, history: hashed.history };
   }
@@ -242,12 +228,7 @@ export class DeepseekV41EngramModel {
       for (const t of tickets.values()) t?.release();
       throw err;
     }
-    return new V41ModelPrefetch(this, prefetchKey(inputIds, [batch, seqLen], options), hashed, tickets);
+    const rows = { rowIds: hashed.rowIds, stride, offset: 0, history: hashed.history };
+    return new Prefetch(this, prefetchKey(inputIds, [batch, seqLen], options), [batch, seqLen], rows, tickets);
   }
-}
-
-/** What a prefetch was made for, as one comparable string. */
-function prefetchKey(inputIds: IdArray, shape: [number, number], options: { history?: Int32Array; tokenMask?: ArrayLike<number | boolean> }): string {
-  const list = (a: ArrayLike<unknown> | undefined) => (a === undefined ? '-' : Array.from(a, (v) => String(Number(v))).join(','));
-  return `${shape.join('x')}|${list(inputIds as ArrayLike<unknown>)}|${list(options.history)}|${list(options.tokenMask)}`;
 }
