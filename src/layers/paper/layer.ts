@@ -5,15 +5,14 @@ import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import type { Tensor } from '../../core/tensor.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './config.js';
 import { geometry, stateDictOf, TABLE_SCALE_NAME, TABLE_TENSOR_DTYPES, TABLE_NAME, weightsFromStateDict, type EngramWeights, type Geometry } from './weights.js';
-import { resolveDevice } from '../../core/devices.js';
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeEngramUploadArgs, type NativeLinearHandle } from '../../native/index.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
-import { layerRowIds, pagerStatsOf, requireTierOptions, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
+import { layerRowIds, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
 import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js';
-import type { PagerStats, TablePager } from '../../table/pager.js';
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
-import { describe, requireDevice, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
+import { PagedLayer } from '../shared/paged-layer.js';
+import { describe, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
 
 export interface EngramOptions {
   /** 'auto' (default): CUDA when a device is visible, else the CPU. */
@@ -93,27 +92,18 @@ function randomFloat32(n: number, seed: number, distribution: 'normal' | 'unifor
   return out;
 }
 
-export class Engram {
+export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle, NativeEngramUploadArgs> {
   readonly config: ResolvedEngramConfig;
   readonly hashMapping: NgramHashMapping;
   readonly tableDtype: TableDtype;
   readonly geometry: Geometry;
-  /** Where forward() runs: 'cpu' or 'cuda' (weights are copied to the device once). */
-  readonly device: 'cpu' | 'cuda';
-  readonly deviceIndex: number;
   /** The gates of the last forward call ([B, T, hcMult]), or undefined before the first. */
   gates: Float32Array | undefined;
-  private weights: EngramWeights | undefined;
   private keyValue: NativeLinearHandle | undefined;
-  private deviceWeights: NativeDeviceWeightsHandle | undefined;
-  private pendingUpload: { weights: EngramWeights; pager: TablePager | undefined; promise: Promise<NativeDeviceWeightsHandle> } | undefined;
-  private tablePager: TablePager | undefined;
 
   constructor(config: Partial<EngramConfig> = {}, options: EngramOptions = {}) {
-    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    super(options); // checks options, resolves the device
     this.config = resolveEngramConfig(config);
-    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
-    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
     this.tableDtype = requireTableDtype('options.tableDtype', options.tableDtype ?? 'f32');
     if (options.hashMapping !== undefined) {
       if (!(options.hashMapping instanceof NgramHashMapping)) throw new TypeError(`options.hashMapping must be an NgramHashMapping, got ${describe(options.hashMapping)}`);
@@ -153,38 +143,8 @@ export class Engram {
     const g = this.geometry;
     // Pack first: if it throws, the previous weights stay.
     const handle = native().packLinear({ weight: w.keyValueWeight, bias: w.keyValueBias, n: (g.hc + 1) * g.hidden, k: g.features });
-    this.weights = w;
+    this.swapWeights(w); // drops the pager of the previous table and its device copy
     this.keyValue = handle;
-    this.deviceWeights = undefined; // uploaded again on the next CUDA forward
-    this.tablePager = undefined; // it paged the previous table
-  }
-
-  /**
-   * Reads the table through a pager as `options` ask ('host' with cacheBytes: the table
-   * stays in RAM behind a cache; see TableTierOptions), or directly again (undefined).
-   * Loading other weights detaches the pager. Tier 'file' comes from fromSafetensors().
-   */
-  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
-    const w = this.requireWeights();
-    const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
-    this.weights = { ...w, table };
-    this.tablePager = pager;
-    this.deviceWeights = undefined; // uploaded again: with the table, or without it for a CUDA pager
-    return pager;
-  }
-
-  /** The pager the gather reads through (undefined: the table is read directly). */
-  get pager(): TablePager | undefined {
-    return this.tablePager;
-  }
-
-  /** The pager's counters (lookups, hits, misses, bytes copied, stall...). */
-  pagerStats(): PagerStats {
-    return pagerStatsOf(this.tablePager);
-  }
-
-  resetPagerStats(): void {
-    this.tablePager?.resetStats();
   }
 
   /**
@@ -223,14 +183,19 @@ export class Engram {
     });
   }
 
-  /** The weights on the CUDA device, uploaded on first use after each load. */
-  private deviceResidentWeights(): NativeDeviceWeightsHandle {
-    this.deviceWeights ??= native().engramUploadCuda(this.uploadArgs());
-    return this.deviceWeights;
+  protected missingWeightsMessage(): string {
+    return 'this Engram layer has no weights yet: call loadStateDict() or use Engram.fromSafetensors()';
   }
 
-  private uploadArgs(): NativeEngramUploadArgs {
-    const w = this.requireWeights();
+  protected uploadNow(args: NativeEngramUploadArgs): NativeDeviceWeightsHandle {
+    return native().engramUploadCuda(args);
+  }
+
+  protected uploadOnWorker(args: NativeEngramUploadArgs): Promise<NativeDeviceWeightsHandle> {
+    return native().engramUploadCudaAsync(args);
+  }
+
+  protected uploadArgs(w: EngramWeights): NativeEngramUploadArgs {
     const g = this.geometry;
     const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
     return {
@@ -247,42 +212,6 @@ export class Engram {
       convWeight: w.convWeight,
       deviceIndex: this.deviceIndex,
     };
-  }
-
-  /**
-   * CUDA: starts uploading the weights on a worker thread when a forward needs them (the
-   * first forwardAsync after a load never copies a multi-GB table on the event loop);
-   * undefined when they are on the device already. Concurrent calls share one upload; one
-   * made stale by a load or a pager change resolves for the weights it was started with.
-   */
-  private startUpload(): Promise<NativeDeviceWeightsHandle> | undefined {
-    if (this.device !== 'cuda' || this.weights === undefined || this.deviceWeights !== undefined) return undefined;
-    const weights = this.weights, pager = this.tablePager;
-    if (this.pendingUpload?.weights !== weights || this.pendingUpload.pager !== pager) {
-      const promise = native()
-        .engramUploadCudaAsync(this.uploadArgs())
-        .then((handle) => {
-          if (this.weights === weights && this.tablePager === pager) this.deviceWeights ??= handle;
-          return handle;
-        });
-      promise
-        .catch(() => undefined) // the caller awaiting it sees the error
-        .finally(() => {
-          if (this.pendingUpload?.promise === promise) this.pendingUpload = undefined;
-        });
-      this.pendingUpload = { weights, pager, promise };
-    }
-    return this.pendingUpload.promise;
-  }
-
-  /** The table (in its storage format). */
-  get table(): EngramTable {
-    return this.requireWeights().table;
-  }
-
-  private requireWeights(): EngramWeights {
-    if (this.weights === undefined) throw new Error('this Engram layer has no weights yet: call loadStateDict() or use Engram.fromSafetensors()');
-    return this.weights;
   }
 
   /**
@@ -481,7 +410,7 @@ export class Engram {
       convHistoryOut,
       stageSeconds: options.stageSeconds,
       threads,
-      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceResidentWeights() : undefined,
+      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceWeightsNow() : undefined,
     };
     const history = rows.history;
     const commit = () => {

@@ -4,13 +4,13 @@
 // q_weight * k_weight), shut where the token mask is 0, added as out = h + gate * value.
 import { elementCount, toFloat32, type Tensor } from '../../core/tensor.js';
 import { requireTensor } from '../paper/weights.js';
-import { resolveDevice } from '../../core/devices.js';
 import { packWeight, weightFromTensors } from '../../moe/quantized-weights.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs, type NativeV41UploadArgs } from '../../native/index.js';
-import { layerRowIds, pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
-import type { PagerStats, PagerTicket, TablePager } from '../../table/pager.js';
+import { layerRowIds } from '../../table/tiers.js';
+import type { PagerTicket } from '../../table/pager.js';
+import { PagedLayer } from '../shared/paged-layer.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
-import { describe, requireDevice, requireFinite, requireInteger, requireShape, type Device } from '../../core/validate.js';
+import { describe, requireFinite, requireInteger, requireShape, type Device } from '../../core/validate.js';
 
 export interface DeepseekV41EngramConfig {
   hiddenSize: number;
@@ -66,23 +66,14 @@ interface V41Weights {
   wkv: NativeLinearHandle;
   qWeight: Float32Array;
   kWeight: Float32Array;
-  /** CUDA: the weights on the device, uploaded at the first forward (with the table unless paged). */
-  device?: NativeV41DeviceHandle;
-  /** CUDA only: wkv as fp32, kept for that upload. */
+  /** CUDA only: wkv as fp32, kept for the device upload. */
   wkvFloat?: Float32Array;
-  /** CUDA: that upload in flight on a worker thread (forwardRowsAsync, the model's forwardAsync). */
-  deviceUpload?: Promise<NativeV41DeviceHandle>;
 }
 
-export class DeepseekV41Engram {
+export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHandle, NativeV41UploadArgs> {
   readonly config: DeepseekV41EngramConfig;
-  /** Where forward runs: 'cpu' or 'cuda' (weights copied to the device at the first forward). */
-  readonly device: 'cpu' | 'cuda';
-  readonly deviceIndex: number;
   /** Gates [B, S, hc] of the last call. */
   gates: Float32Array | undefined;
-  private weights: V41Weights | undefined;
-  private tablePager: TablePager | undefined;
   private readonly wkvKernelChoice: 'auto' | 'fp32';
 
   /**
@@ -91,6 +82,7 @@ export class DeepseekV41Engram {
    * fp32 FMA kernel decoding the fp8 codes per panel slice; 'fp32' always takes the latter.
    */
   constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number; wkvKernel?: 'auto' | 'fp32' } = {}) {
+    super(options); // checks options, resolves the device
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
     const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
     this.config = {
@@ -103,8 +95,6 @@ export class DeepseekV41Engram {
       rmsNormEps: c.rmsNormEps,
     };
     requireFinite('config.rmsNormEps', c.rmsNormEps, 0);
-    this.deviceIndex = options.deviceIndex === undefined ? 0 : requireInteger('options.deviceIndex', options.deviceIndex, 0, 1024);
-    this.device = resolveDevice(requireDevice('options.device', options.device), this.deviceIndex);
     if (options.wkvKernel !== undefined && options.wkvKernel !== 'auto' && options.wkvKernel !== 'fp32') {
       throw new RangeError(`options.wkvKernel must be 'auto' or 'fp32', got ${describe(options.wkvKernel)}`);
     }
@@ -126,14 +116,8 @@ export class DeepseekV41Engram {
     return native().linearKernel({ weight: this.requireWeights().wkv });
   }
 
-  /** The table in its storage format. */
-  get table(): EngramTable {
-    return this.requireWeights().table;
-  }
-
-  private requireWeights(): V41Weights {
-    if (this.weights === undefined) throw new Error('this DeepSeek-V4.1 Engram layer has no weights yet: call loadStateDict()');
-    return this.weights;
+  protected missingWeightsMessage(): string {
+    return 'this DeepSeek-V4.1 Engram layer has no weights yet: call loadStateDict()';
   }
 
   /**
@@ -228,34 +212,7 @@ export class DeepseekV41Engram {
     if (this.device === 'cuda') wkvFloat ??= dequantized();
     const qWeight = toFloat32(prefix + 'q_weight', q);
     const kWeight = toFloat32(prefix + 'k_weight', k);
-    this.weights = { table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined };
-    this.tablePager = undefined; // it paged the previous table
-  }
-
-  /**
-   * Reads the table through a pager ('host' with cacheBytes: the table stays in RAM behind
-   * a cache; 'file': it stays in its file), or directly again (undefined). Loading other
-   * weights detaches it. Tier 'file' comes from DeepseekV41EngramModel.fromCheckpoint.
-   */
-  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
-    const w = this.requireWeights();
-    const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
-    // Uploaded again at the next CUDA forward: with the table, or without it for a CUDA pager.
-    this.weights = { ...w, table, device: undefined };
-    this.tablePager = pager;
-    return pager;
-  }
-
-  get pager(): TablePager | undefined {
-    return this.tablePager;
-  }
-
-  pagerStats(): PagerStats {
-    return pagerStatsOf(this.tablePager);
-  }
-
-  resetPagerStats(): void {
-    this.tablePager?.resetStats();
+    this.swapWeights({ table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined });
   }
 
   /**
@@ -279,37 +236,18 @@ export class DeepseekV41Engram {
     return prepared.result;
   }
 
-  /** The weights on the CUDA device, uploaded at the first forward after each load or pager change. */
-  private deviceWeights(): NativeV41DeviceHandle {
-    const w = this.requireWeights();
-    w.device ??= native().v41UploadCuda(this.uploadArgs(w));
-    return w.device;
+  protected uploadNow(args: NativeV41UploadArgs): NativeV41DeviceHandle {
+    return native().v41UploadCuda(args);
   }
 
-  private uploadArgs(w: V41Weights): NativeV41UploadArgs {
+  protected uploadOnWorker(args: NativeV41UploadArgs): Promise<NativeV41DeviceHandle> {
+    return native().v41UploadCudaAsync(args);
+  }
+
+  protected uploadArgs(w: V41Weights): NativeV41UploadArgs {
     const { hcMult: hc, hiddenSize: D } = this.config;
     const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
     return { ...table, hc, hidden: D, rowsPerToken: this.rowsPerToken, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex };
-  }
-
-  /**
-   * CUDA: starts uploading the weights `w` on a worker thread when a forward needs them
-   * (the first async forward after a load never copies the table on the event loop);
-   * undefined when they are on the device already. The upload belongs to the weights
-   * object, which a load or a pager change replaces; concurrent forwards share it.
-   */
-  private startUpload(w: V41Weights): Promise<NativeV41DeviceHandle> | undefined {
-    if (this.device !== 'cuda' || w.device !== undefined) return undefined;
-    if (w.deviceUpload === undefined) {
-      const upload = native()
-        .v41UploadCudaAsync(this.uploadArgs(w))
-        .then((handle) => (w.device ??= handle));
-      w.deviceUpload = upload;
-      upload.catch(() => {
-        if (w.deviceUpload === upload) w.deviceUpload = undefined; // the next forward tries again
-      });
-    }
-    return w.deviceUpload;
   }
 
   /** @internal runs prepared arguments (waiting on their pages, releasing them after). */
@@ -385,7 +323,7 @@ export class DeepseekV41Engram {
     }
     // Paged: the gather reads the cache at the rows the pager translated.
     // Async callers upload the weights on a worker thread (runAsync waits for it).
-    const upload = uploadAsync ? this.startUpload(w) : undefined;
+    const upload = uploadAsync ? this.startUpload() : undefined;
     const args: NativeV41ForwardArgs = {
       ...(ticket !== undefined ? this.tablePager!.nativeCacheArgs() : w.table.nativeArgs()),
       batch,
@@ -406,7 +344,7 @@ export class DeepseekV41Engram {
       gates,
       rows,
       stageSeconds: options.stageSeconds,
-      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceWeights() : undefined,
+      deviceWeights: this.device === 'cuda' && upload === undefined ? this.deviceWeightsNow() : undefined,
       threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
     };
     return { args, result: { output: out, gates, rows } as V41ForwardResult, commit: () => (this.gates = gates), ticket, upload };
