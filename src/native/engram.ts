@@ -1,8 +1,10 @@
 // The paper's Engram layer. The typed surface of native/binding/engram.cpp (see native/binding/registry.hpp).
 import type { NativeLinearHandle } from './gemm.js';
-import type { NativeDevicePagerArgs, NativeTableArgs } from './table.js';
+import type { NativeTableSource, NativeUploadTable } from './table.js';
 
-export interface NativeEngramForwardArgs extends NativeTableArgs, NativeDevicePagerArgs {
+export type NativeEngramForwardArgs = NativeTableSource & NativeEngramForwardFields;
+
+export interface NativeEngramForwardFields {
   batch: number;
   seqLen: number;
   hc: number;
@@ -37,7 +39,7 @@ export interface NativeEngramForwardArgs extends NativeTableArgs, NativeDevicePa
 /** An opaque handle to a layer's weights resident on a CUDA device. */
 export type NativeDeviceWeightsHandle = { readonly __deviceWeights: unique symbol };
 
-export type NativeEngramUploadArgs = NativeTableArgs & NativeDevicePagerArgs & {
+export type NativeEngramUploadArgs = NativeUploadTable & {
   hc: number;
   hidden: number;
   /** row ids per token ((maxNgramSize - 1) * nHeadPerNgram) */

@@ -18,12 +18,22 @@ export interface NativeTableArgs {
   tableParts?: Array<{ rows: number; table: ArrayBuffer | NativeMappedFile; tableByteOffset: number; tableScales?: ArrayBuffer | NativeMappedFile; tableScalesByteOffset: number }>;
 }
 
-/** A table argument that is a CUDA pager's device cache (the table fields give its geometry). */
-export interface NativeDevicePagerArgs {
-  devicePager?: NativePagerHandle;
-  /** Upload the weights without the table (it comes from a pager at every call). */
-  tableless?: boolean;
+/** A CUDA pager's device cache as the table a forward reads (the fields give its geometry). */
+export interface NativeDeviceCacheArgs {
+  devicePager: NativePagerHandle;
+  tableDtype: number;
+  tableRows: number;
+  tableCols: number;
 }
+
+/**
+ * The table a layer's native forward reads: bytes in memory or a mapped file, or a CUDA
+ * pager's device cache. The addon tells them apart by `devicePager`.
+ */
+export type NativeTableSource = NativeTableArgs | NativeDeviceCacheArgs;
+
+/** What a CUDA upload takes: the table to copy, or (tableless) only the format of a pager's rows. */
+export type NativeUploadTable = NativeTableArgs | { tableless: true; tableDtype: number; tableCols: number };
 
 export interface NativeTableFunctions {
   /** The layers' in-GEMM gather alone (rows decoded and packed, no GEMM): for benchmarks. */

@@ -1,8 +1,10 @@
 // DeepSeek-V4.1's Engram layer. The typed surface of native/binding/v41.cpp (see native/binding/registry.hpp).
 import type { NativeLinearHandle } from './gemm.js';
-import type { NativeDevicePagerArgs, NativeTableArgs } from './table.js';
+import type { NativeTableSource, NativeUploadTable } from './table.js';
 
-export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePagerArgs {
+export type NativeV41ForwardArgs = NativeTableSource & NativeV41ForwardFields;
+
+export interface NativeV41ForwardFields {
   batch: number;
   seqLen: number;
   hc: number;
@@ -31,7 +33,7 @@ export interface NativeV41ForwardArgs extends NativeTableArgs, NativeDevicePager
 /** An opaque handle to a V4.1 layer's weights resident on a CUDA device. */
 export type NativeV41DeviceHandle = { readonly __v41DeviceWeights: unique symbol };
 
-export type NativeV41UploadArgs = NativeTableArgs & NativeDevicePagerArgs & { hc: number; hidden: number; rowsPerToken: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number };
+export type NativeV41UploadArgs = NativeUploadTable & { hc: number; hidden: number; rowsPerToken: number; wkv: Float32Array; qWeight: Float32Array; kWeight: Float32Array; deviceIndex: number };
 
 export interface NativeV41Functions {
   v41Forward(args: NativeV41ForwardArgs): void;

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 
 import { MappedFile } from '../core/mapped-file.js';
-import { native, TABLE_DTYPE_CODES, type NativeDevicePagerArgs, type NativePagerHandle, type NativePagerStats, type NativeTableArgs } from '../native/index.js';
+import { native, TABLE_DTYPE_CODES, type NativePagerHandle, type NativePagerStats, type NativeTableSource } from '../native/index.js';
 import { bytesPerElement, EngramTable, requireTableDtype, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, isOwnKey, requireInteger } from '../core/validate.js';
 
@@ -129,18 +129,16 @@ export class TablePager {
   ) {}
 
   /** @internal The cache as the layers' native calls take a table. */
-  nativeCacheArgs(): NativeTableArgs & NativeDevicePagerArgs {
+  nativeCacheArgs(): NativeTableSource {
     if (this.cache !== undefined) return this.cache.nativeArgs();
     if (this.device !== 'cuda') throw new Error('a simulating pager holds no rows');
-    return {
-      devicePager: this.handle,
-      table: undefined as unknown as ArrayBuffer, // the native side reads the pager's device cache
-      tableByteOffset: 0,
-      tableScalesByteOffset: 0,
-      tableDtype: TABLE_DTYPE_CODES[this.dtype],
-      tableRows: this.slots * this.pageRows + this.hotRows,
-      tableCols: this.cols,
-    };
+    // The addon reads the pager's device cache behind the handle.
+    return { devicePager: this.handle, tableDtype: TABLE_DTYPE_CODES[this.dtype], tableRows: this.slots * this.pageRows + this.hotRows, tableCols: this.cols };
+  }
+
+  /** @internal What a CUDA upload for this pager takes: the format of its rows, no table. */
+  nativeUploadArgs(): { tableless: true; tableDtype: number; tableCols: number } {
+    return { tableless: true, tableDtype: TABLE_DTYPE_CODES[this.dtype], tableCols: this.cols };
   }
 
   /** Bytes of one row with its scales. */

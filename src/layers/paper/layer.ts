@@ -197,7 +197,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
 
   protected uploadArgs(w: EngramWeights): NativeEngramUploadArgs {
     const g = this.geometry;
-    const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+    const table = this.tablePager?.device === 'cuda' ? this.tablePager.nativeUploadArgs() : w.table.nativeArgs();
     return {
       ...table,
       hc: g.hc,

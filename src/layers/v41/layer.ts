@@ -246,7 +246,7 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
 
   protected uploadArgs(w: V41Weights): NativeV41UploadArgs {
     const { hcMult: hc, hiddenSize: D } = this.config;
-    const table = this.tablePager?.device === 'cuda' ? { ...this.tablePager.nativeCacheArgs(), tableless: true } : w.table.nativeArgs();
+    const table = this.tablePager?.device === 'cuda' ? this.tablePager.nativeUploadArgs() : w.table.nativeArgs();
     return { ...table, hc, hidden: D, rowsPerToken: this.rowsPerToken, wkv: w.wkvFloat!, qWeight: w.qWeight, kWeight: w.kWeight, deviceIndex: this.deviceIndex };
   }
 
