@@ -60,6 +60,9 @@ export interface EngramForwardOptions {
   ticket?: Prefetch;
 }
 
+/** forwardRows() options: forward()'s, less what needs token ids (state, ticket, rows). */
+export type EngramRowsForwardOptions = Omit<EngramForwardOptions, 'state' | 'ticket' | 'rows'>;
+
 export interface EngramForwardResult {
   /** [B, T, hcMult, hidden] */
   output: Float32Array;
@@ -296,6 +299,32 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     }
     commit();
     return result;
+  }
+
+  /**
+   * The layer on row ids already hashed into its table ([B, T, rowsPerToken], Int32Array
+   * or BigInt64Array), as DeepseekV41Engram.forwardRows takes them: one whole sequence per
+   * row of the batch (no streaming state: its n-gram history needs the token ids).
+   */
+  forwardRows(hiddenStates: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: EngramRowsForwardOptions = {}): EngramForwardResult {
+    return this.forward(hiddenStates, [], shape, this.rowsOptions(rowIds, shape, options));
+  }
+
+  /** forwardRows() on a worker thread. */
+  forwardRowsAsync(hiddenStates: Float32Array, rowIds: Int32Array | BigInt64Array, shape: [number, number], options: EngramRowsForwardOptions = {}): Promise<EngramForwardResult> {
+    return this.forwardAsync(hiddenStates, [], shape, this.rowsOptions(rowIds, shape, options));
+  }
+
+  private rowsOptions(rowIds: Int32Array | BigInt64Array, shape: [number, number], options: EngramRowsForwardOptions): EngramForwardOptions {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    for (const key of ['state', 'ticket', 'rows'] as const) {
+      if ((options as EngramForwardOptions)[key] !== undefined) throw new TypeError(`options.${key} is not taken by forwardRows (use forward with token ids)`);
+    }
+    if (!(rowIds instanceof Int32Array || rowIds instanceof BigInt64Array)) throw new TypeError(`rowIds must be an Int32Array or BigInt64Array, got ${describe(rowIds)}`);
+    const [batch, seqLen] = requireShape('shape', shape);
+    const per = this.hashMapping.rowsPerToken;
+    if (rowIds.length !== batch * seqLen * per) throw new RangeError(`rowIds has ${rowIds.length} ids but [${batch}, ${seqLen}, ${per}] needs ${batch * seqLen * per}`);
+    return { ...options, rows: { rowIds, stride: per, offset: 0, history: new Int32Array(0) } };
   }
 
   /** forward() on a worker thread (the event loop stays free). */

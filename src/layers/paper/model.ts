@@ -114,6 +114,34 @@ export class EngramModel {
     });
   }
 
+  /**
+   * Every layer given hidden states ([B, T, hcMult, hidden] by layer id), as
+   * DeepseekV41EngramModel.forward runs them: the ids hashed once, every paged layer's
+   * pages prefetched before the first layer runs (or from options.ticket), the layers in
+   * the model's order. The state, when given, carries every layer's history.
+   */
+  forward(
+    hiddenByLayer: ReadonlyMap<number, Float32Array> | Record<number, Float32Array>,
+    inputIds: IdArray,
+    shape: [number, number],
+    options: { state?: EngramModelState; threads?: number; ticket?: EngramModelPrefetch } = {},
+  ): Map<number, EngramForwardResult> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const hidden = hiddenByLayer instanceof Map ? hiddenByLayer : new Map(Object.entries(hiddenByLayer ?? {}).map(([k, v]) => [Number(k), v as Float32Array]));
+    for (const id of hidden.keys()) this.layer(id); // unknown layer ids are refused before any work
+    const ticket = options.ticket ?? this.prefetch(inputIds, shape, { state: options.state, threads: options.threads });
+    const outputs = new Map<number, EngramForwardResult>();
+    try {
+      for (const id of this.hashMapping.config.layerIds) {
+        const h = hidden.get(id);
+        if (h !== undefined) outputs.set(id, this.forwardLayer(id, h, ticket.rows, { state: options.state, threads: options.threads, ticket }));
+      }
+    } finally {
+      if (options.ticket === undefined) ticket.release(); // pages of layers not run, or of a failed call
+    }
+    return outputs;
+  }
+
   /** Every layer's weights under `prefix(layerId)` (default 'layers.{id}.engram.'). */
   saveSafetensors(file: string, prefix: (layerId: number) => string = defaultLayerPrefix): void {
     const tensors = Object.assign({}, ...[...this.layers].map(([id, l]) => l.stateDict({ prefix: prefix(id) })));

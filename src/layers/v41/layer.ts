@@ -9,8 +9,9 @@ import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type Nativ
 import { layerRowIds } from '../../table/tiers.js';
 import type { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
+import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
-import { describe, requireFinite, requireInteger, requireShape, type Device } from '../../core/validate.js';
+import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
 
 export interface DeepseekV41EngramConfig {
   hiddenSize: number;
@@ -74,6 +75,8 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
   readonly config: DeepseekV41EngramConfig;
   /** Gates [B, S, hc] of the last call. */
   gates: Float32Array | undefined;
+  /** The hashing forward() uses (undefined: the layer takes row ids only). */
+  readonly hashing: { mapping: NgramHashMapping; layerId: number } | undefined;
   private readonly wkvKernelChoice: 'auto' | 'fp32';
 
   /**
@@ -81,7 +84,16 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
    * (exact products of fp8/bf16 values, summed pairwise by the instruction), else on the
    * fp32 FMA kernel decoding the fp8 codes per panel slice; 'fp32' always takes the latter.
    */
-  constructor(config: Partial<DeepseekV41EngramConfig> = {}, options: { device?: Device; deviceIndex?: number; wkvKernel?: 'auto' | 'fp32' } = {}) {
+  constructor(
+    config: Partial<DeepseekV41EngramConfig> = {},
+    options: {
+      device?: Device;
+      deviceIndex?: number;
+      wkvKernel?: 'auto' | 'fp32';
+      /** The model's hashing and this layer's id in it: forward() then takes token ids (DeepseekV41EngramModel sets it). */
+      hashing?: { mapping: NgramHashMapping; layerId: number };
+    } = {},
+  ) {
     super(options); // checks options, resolves the device
     if (config === null || typeof config !== 'object') throw new TypeError(`config must be an object, got ${describe(config)}`);
     const c = { ...DEEPSEEK_V41_ENGRAM_CONFIG, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
@@ -97,6 +109,15 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     requireFinite('config.rmsNormEps', c.rmsNormEps, 0);
     if (options.wkvKernel !== undefined && options.wkvKernel !== 'auto' && options.wkvKernel !== 'fp32') {
       throw new RangeError(`options.wkvKernel must be 'auto' or 'fp32', got ${describe(options.wkvKernel)}`);
+    }
+    if (options.hashing !== undefined) {
+      const { mapping, layerId } = options.hashing as { mapping: unknown; layerId: unknown };
+      if (!(mapping instanceof NgramHashMapping)) throw new TypeError(`options.hashing.mapping must be an NgramHashMapping, got ${describe(mapping)}`);
+      if (typeof layerId !== 'number' || !mapping.config.layerIds.includes(layerId)) {
+        throw new RangeError(`options.hashing.layerId must be one of the mapping's layers [${mapping.config.layerIds}], got ${describe(layerId)}`);
+      }
+      if (mapping.rowsPerToken !== this.rowsPerToken) throw new RangeError(`options.hashing.mapping gives ${mapping.rowsPerToken} rows per token but the layer takes ${this.rowsPerToken}`);
+      this.hashing = { mapping, layerId };
     }
     this.wkvKernelChoice = options.wkvKernel ?? 'auto';
   }
@@ -221,6 +242,30 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
    */
   prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.rowsPerToken, offset = 0): PagerTicket | undefined {
     return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.rowsPerToken));
+  }
+
+  /**
+   * The layer on token ids (as Engram.forward takes them): hashed with the model's mapping
+   * for this layer (options.hashing), then forwardRows. Options: forwardRows', plus the
+   * token mask (DEAD tokens) and the n-gram history carried from the previous chunk.
+   */
+  forward(hiddenStreams: Float32Array, inputIds: IdArray, shape: [number, number], options: V41ForwardOptions & { history?: Int32Array } = {}): V41ForwardResult & { history: Int32Array } {
+    const { rowIds, history } = this.hashIds(inputIds, shape, options);
+    return { ...this.forwardRows(hiddenStreams, rowIds, shape, options), history };
+  }
+
+  /** forward() on a worker thread (hashing runs first, on this one). */
+  async forwardAsync(hiddenStreams: Float32Array, inputIds: IdArray, shape: [number, number], options: V41ForwardOptions & { history?: Int32Array } = {}): Promise<V41ForwardResult & { history: Int32Array }> {
+    const { rowIds, history } = this.hashIds(inputIds, shape, options);
+    return { ...(await this.forwardRowsAsync(hiddenStreams, rowIds, shape, options)), history };
+  }
+
+  private hashIds(inputIds: IdArray, shape: [number, number], options: V41ForwardOptions & { history?: Int32Array }) {
+    if (this.hashing === undefined) {
+      throw new Error('this layer has no hashing to take token ids: use forwardRows with row ids, or a layer of DeepseekV41EngramModel (or pass options.hashing)');
+    }
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
+    return this.hashing.mapping.hashRows(inputIds, shape, { layers: [this.hashing.layerId], tokenMask: options.tokenMask, history: options.history, device: 'cpu', threads: options.threads });
   }
 
   /** The layer on hidden streams [B, S, hc, D] and row ids [B, S, cols] into its table. */

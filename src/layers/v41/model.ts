@@ -95,7 +95,7 @@ export class DeepseekV41EngramModel {
           numEmbeddings: config.numEmbeddings[i],
           rmsNormEps: config.rmsNormEps,
         },
-        { device: options.device },
+        { device: options.device, hashing: { mapping, layerId: id } },
       );
       const prefix = engramPrefix(id);
       layer.loadStateDict(Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix))), { prefix });
@@ -152,6 +152,12 @@ export class DeepseekV41EngramModel {
     const r = this.forward(streamsByLayer, tokenIds, [batch, 1], { ...options, history: state.history });
     state.history = r.history;
     return r.outputs;
+  }
+
+  /** One layer of the model (as EngramModel.forwardLayer): forward() with that layer's hidden streams only. */
+  forwardLayer(layerId: number, hiddenStreams: Float32Array, inputIds: IdArray, shape: [number, number], options: V41ModelForwardOptions = {}): V41ForwardResult {
+    if (!this.layers.has(layerId)) throw new RangeError(`layerId ${describe(layerId)} is not one of the model's layers [${[...this.layers.keys()]}]`);
+    return this.forward(new Map([[layerId, hiddenStreams]]), inputIds, shape, options).outputs.get(layerId)!;
   }
 
   /** forward() with each layer on a worker thread (hashing runs first, on this one). */
