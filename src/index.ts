@@ -19,7 +19,7 @@ export { devices, buildInfo, type DeviceInfo, type BuildInfo } from './core/devi
 export { defaultRng, SeedSequence, Pcg64 } from './hashing/numpy-random.js';
 export { isPrime, findNextPrime } from './hashing/primes.js';
 export type { Device, IdArray } from './core/validate.js';
-export { Engram, type EngramForwardOptions, type EngramForwardResult, type EngramOptions, type EngramState } from './layers/paper/layer.js';
+export { Engram, type EngramForwardOptions, type EngramForwardResult, type EngramOptions, type EngramRowsForwardOptions, type EngramState } from './layers/paper/layer.js';
 export {
   CONV_NORM_EPS,
   DEFAULT_ENGRAM_DIMS,
@@ -31,7 +31,8 @@ export {
 export { EngramTable, MAX_TABLE_PARTS, SCALE_BLOCK, TABLE_DTYPES, type TableDtype, type TablePart } from './table/table.js';
 export type { Tensor, TensorDtype, TensorPart } from './core/tensor.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './core/safetensors.js';
-export { EngramModel, defaultLayerPrefix, type EngramModelState, type EngramRows } from './layers/paper/model.js';
+export { EngramModel, defaultLayerPrefix, type EngramModelPrefetch, type EngramModelState, type EngramRows } from './layers/paper/model.js';
+export { Prefetch, type HashedRows } from './table/prefetch.js';
 export {
   DeepseekV41Engram,
   DEEPSEEK_V41_ENGRAM_CONFIG,
@@ -39,7 +40,7 @@ export {
   type V41ForwardOptions,
   type V41ForwardResult,
 } from './layers/v41/layer.js';
-export { DeepseekV41EngramModel, type V41ModelForwardOptions } from './layers/v41/model.js';
+export { DeepseekV41EngramModel, type V41ModelForwardOptions, type V41ModelPrefetch } from './layers/v41/model.js';
 export { parseV41Config, findEngramTensors, assembleV41Tensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type SynthOptions } from './layers/v41/checkpoint.js';
 export { MoE, moeRoute, moeRouteAsync, moeLayout, moeLayoutAsync, MOE_ROUTE_PRESETS, type MoeConfig, type MoeRoute, type MoeLayout, type MoeRouteOptions, type ScoreFunc } from './moe/moe.js';
 export {

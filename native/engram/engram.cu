@@ -142,13 +142,7 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
   ids.upload(static_cast<const uint8_t*>(r.rowIds));
   history.upload(r.convHistory);
 
-  if (r.rowIds64) {
-    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), idStride,
-                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
-  } else {
-    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), idStride,
-                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
-  }
+  launchGather(table, ids.get(), r.rowIds64, idStride, r.rowIdsOffset, r.rowsPerToken, tokens, e.get(), s);
   launchLinear(e.get(), tokens, w.k, w.kvWeight->as<float>(), w.kvBias->as<float>(), w.n, kv.get(), s);
   gateKernel<<<static_cast<unsigned>(tokens * hc), kThreads, 0, s>>>(kv.get(), w.n, hiddenDev.get(), w.norm1->as<float>(),
                                                                     w.norm2->as<float>(), hc, hidden, r.gateEps, r.convEps,

@@ -34,6 +34,18 @@ __global__ void gatherKernel(TableView table, const IdT* __restrict__ ids, int64
   }
 }
 
+// e [tokens, rowsPerToken * table.cols] = the rows of `ids` (int32 or int64 on the device,
+// rowsPerToken of them at `offset` in each token's `stride`), decoded to fp32.
+void launchGather(const TableView& table, const uint8_t* ids, bool ids64, int64_t stride, int64_t offset, int rowsPerToken, int64_t tokens,
+                  float* e, cudaStream_t s) {
+  const unsigned grid = gridFor(tokens * rowsPerToken * table.cols);
+  if (ids64) {
+    gatherKernel<int64_t><<<grid, kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids), stride, offset, rowsPerToken, tokens, e);
+  } else {
+    gatherKernel<int32_t><<<grid, kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids), stride, offset, rowsPerToken, tokens, e);
+  }
+}
+
 // A table's rows (and fp8 scales) copied to the current device, one region even when the
 // host's rows lie in several (a split checkpoint); the view points at them.
 TableView uploadTable(const TableView& host, std::unique_ptr<DeviceArray>* data, std::unique_ptr<DeviceArray>* scales) {

@@ -81,13 +81,7 @@ void v41ForwardCuda(const V41ForwardRequest& r, const DeviceV41Weights& w) {
   hidden.upload(r.hiddenStreams);
   ids.upload(static_cast<const uint8_t*>(r.rowIds));
   mask.upload(r.tokenMask);
-  if (r.rowIds64) {
-    gatherKernel<int64_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int64_t*>(ids.get()), stride,
-                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
-  } else {
-    gatherKernel<int32_t><<<gridFor(tokens * w.k), kThreads, 0, s>>>(table, reinterpret_cast<const int32_t*>(ids.get()), stride,
-                                                                     r.rowIdsOffset, r.rowsPerToken, tokens, e.get());
-  }
+  launchGather(table, ids.get(), r.rowIds64, stride, r.rowIdsOffset, r.rowsPerToken, tokens, e.get(), s);
   launchLinear(e.get(), tokens, w.k, w.wkv->as<float>(), w.zeroBias->as<float>(), w.n, kv.get(), s);
   v41GateKernel<<<static_cast<unsigned>(tokens * r.hc), kThreads, 0, s>>>(kv.get(), w.n, hidden.get(), w.qWeight->as<float>(),
                                                                          w.kWeight->as<float>(), r.tokenMask ? mask.get() : nullptr,
