@@ -4,6 +4,7 @@
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/device.hpp"
 #include "binding/table_args.hpp"
 #include "engram/engram_ops.hpp"
 
@@ -66,7 +67,7 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
 
 void runForward(ForwardCall& call, AddonState& state) {
   if (call.deviceWeights) {
-    engramForwardCuda(call.req, *call.deviceWeights);
+    EK_CUDA(0, engramForwardCuda(call.req, *call.deviceWeights));
   } else {
     engramForwardCpu(call.req, state.pool, call.threads);
   }
@@ -127,7 +128,7 @@ std::shared_ptr<UploadCall> readUpload(const Napi::CallbackInfo& info, bool keep
 // The layer's weights copied to a CUDA device once; the handle frees them when collected.
 Napi::Value EngramUploadCuda(const Napi::CallbackInfo& info) {
   auto call = readUpload(info, false);
-  runSync(info.Env(), [&] { call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device); });
+  runSync(info.Env(), [&] { EK_CUDA(call->device, call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device)); });
   return makeHandle(info.Env(), HandleKind::EngramDeviceWeights, new DeviceWeightsHandle(std::move(call->handle)));
 }
 
@@ -136,7 +137,7 @@ Napi::Value EngramUploadCudaAsync(const Napi::CallbackInfo& info) {
   auto call = readUpload(info, true);
   Keep keep = std::move(call->keep);
   return runAsync(
-      info.Env(), [call] { call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device); }, std::move(keep),
+      info.Env(), [call] { EK_CUDA(call->device, call->handle = uploadEngramWeightsCuda(call->r, call->weight, call->bias, call->device)); }, std::move(keep),
       [call](Napi::Env env) -> Napi::Value { return makeHandle(env, HandleKind::EngramDeviceWeights, new DeviceWeightsHandle(std::move(call->handle))); });
 }
 

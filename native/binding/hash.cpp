@@ -1,6 +1,7 @@
 // ngramHashes / ngramHashesAsync: unpack one hashing call into a HashRequest.
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/device.hpp"
 #include "hash/hash_ops.hpp"
 
 namespace engram {
@@ -63,7 +64,7 @@ HashCall readHashCall(const Napi::CallbackInfo& info, bool keepAlive) {
 std::function<void()> hashWork(std::shared_ptr<HashCall> call, AddonState* state) {
   return [call, state] {
     if (call->device == "cuda") {
-      ngramHashesCuda(call->req, call->deviceIndex);
+      EK_CUDA(call->deviceIndex, ngramHashesCuda(call->req, call->deviceIndex));
     } else {
       ngramHashesCpu(call->req, state->pool, call->threads, call->cpuKernel);
     }

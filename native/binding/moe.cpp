@@ -3,6 +3,7 @@
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/device.hpp"
 #include "moe/moe_ops.hpp"
 #include "binding/table_args.hpp"
 
@@ -97,7 +98,7 @@ void runRoute(const RouteCall& c, AddonState& state) {
     r.weights = c.weights;
     r.logits = c.logits;
     r.device = c.cudaDevice;
-    moeRouteCuda(r);
+    EK_CUDA(r.device, moeRouteCuda(r));
     return;
   }
   if (c.gate && c.tokens > 0) linearCpu(c.x, c.tokens, c.gate->k, *c.gate, c.logits, c.gate->n, state.pool, c.threads);
@@ -292,21 +293,21 @@ Napi::Value MoeUploadCuda(const Napi::CallbackInfo& info) {
   u.sharedDown = expertMatricesField(o, "sharedDown", true);
   const int device = static_cast<int>(intField(o, "deviceIndex", 0, 1024));
   MoeDeviceHandle handle;
-  runSync(info.Env(), [&] { handle = uploadMoeWeightsCuda(u, device); });
+  runSync(info.Env(), [&] { EK_CUDA(device, handle = uploadMoeWeightsCuda(u, device)); });
   auto* holder = new MoeDeviceHandle(std::move(handle));
   return makeHandle(info.Env(), HandleKind::MoeDeviceWeights, holder);
 }
 
 Napi::Value MoeForwardCuda(const Napi::CallbackInfo& info) {
   auto call = readMoeCuda(info, false);
-  runSync(info.Env(), [call] { moeForwardCuda(call->req, *call->weights); });
+  runSync(info.Env(), [call] { EK_CUDA(0, moeForwardCuda(call->req, *call->weights)); });
   return info.Env().Undefined();
 }
 
 Napi::Value MoeForwardCudaAsync(const Napi::CallbackInfo& info) {
   auto call = readMoeCuda(info, true);
   Keep keep = std::move(call->keep);
-  return runAsync(info.Env(), [call] { moeForwardCuda(call->req, *call->weights); }, std::move(keep));
+  return runAsync(info.Env(), [call] { EK_CUDA(0, moeForwardCuda(call->req, *call->weights)); }, std::move(keep));
 }
 
 EK_EXPORT_FUNCTIONS(

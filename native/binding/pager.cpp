@@ -4,6 +4,7 @@
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/device.hpp"
 #include "binding/mapped_memory.hpp"
 #include "pager/pager.hpp"
 #include "binding/table_args.hpp"
@@ -122,7 +123,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
     const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
     const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
     if (device >= 0) {
-      holder->deviceCache = allocateDeviceCache(cacheBytes, device);
+      EK_CUDA(device, holder->deviceCache = allocateDeviceCache(cacheBytes, device));
       holder->device = device;
       uint8_t* base = holder->deviceCache.get();
       TableView& t = holder->deviceTable;
@@ -132,7 +133,7 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
       t.rows = g.cacheRows();
       t.data = base;
       t.scales = g.scaleRowBytes > 0 ? base + dataBytes : nullptr;
-      holder->pager = std::make_unique<Pager>(g, eviction, makeCudaCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, device));
+      EK_CUDA(device, holder->pager = std::make_unique<Pager>(g, eviction, makeCudaCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, device)));
       return;
     }
     holder->cache = mapAnonymous(cacheBytes);

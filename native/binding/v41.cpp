@@ -4,6 +4,7 @@
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/device.hpp"
 #include "binding/table_args.hpp"
 #include "v41/v41_ops.hpp"
 
@@ -23,7 +24,7 @@ struct V41Call {
 
 void runV41(V41Call& call, AddonState& state) {
   if (call.deviceWeights) {
-    v41ForwardCuda(call.req, *call.deviceWeights);
+    EK_CUDA(0, v41ForwardCuda(call.req, *call.deviceWeights));
   } else {
     v41ForwardCpu(call.req, state.pool, call.threads);
   }
@@ -112,7 +113,7 @@ std::shared_ptr<V41UploadCall> readV41Upload(const Napi::CallbackInfo& info, boo
 // The layer's weights copied to a CUDA device once (wkv as fp32); freed with the handle.
 Napi::Value V41UploadCuda(const Napi::CallbackInfo& info) {
   auto call = readV41Upload(info, false);
-  runSync(info.Env(), [&] { call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device); });
+  runSync(info.Env(), [&] { EK_CUDA(call->device, call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device)); });
   return makeHandle(info.Env(), HandleKind::V41DeviceWeights, new V41DeviceHandle(std::move(call->handle)));
 }
 
@@ -121,7 +122,7 @@ Napi::Value V41UploadCudaAsync(const Napi::CallbackInfo& info) {
   auto call = readV41Upload(info, true);
   Keep keep = std::move(call->keep);
   return runAsync(
-      info.Env(), [call] { call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device); }, std::move(keep),
+      info.Env(), [call] { EK_CUDA(call->device, call->handle = uploadV41WeightsCuda(call->r, call->wkv, call->device)); }, std::move(keep),
       [call](Napi::Env env) -> Napi::Value { return makeHandle(env, HandleKind::V41DeviceWeights, new V41DeviceHandle(std::move(call->handle))); });
 }
 

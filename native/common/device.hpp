@@ -24,3 +24,16 @@ std::string deviceUnavailableReason();
 void requireDevice(int index);
 
 }  // namespace engram
+
+// A call into the CUDA backend, as written where the build has one; in a CPU-only build
+// the call is compiled out and refuses with requireDevice's clear error, so a new CUDA
+// entry point needs no stub: EK_CUDA(call->device, handle = uploadFooCuda(...)).
+#if defined(ENGRAM_WITH_CUDA)
+#define EK_CUDA(device, ...) ((void)(__VA_ARGS__))
+#else
+#define EK_CUDA(device, ...) ::engram::requireDevice(device)
+#endif
+
+namespace engram {
+
+}  // namespace engram
