@@ -10,6 +10,8 @@ import { describe, requireInteger } from '../core/validate.js';
 
 export type TableDtype = 'f32' | 'bf16' | 'f16' | 'f8e4m3';
 export const TABLE_DTYPES: readonly TableDtype[] = ['f32', 'bf16', 'f16', 'f8e4m3'];
+/** The table format of each safetensors dtype a table may be stored in. */
+export const TABLE_TENSOR_DTYPES: Partial<Record<string, TableDtype>> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
 export const SCALE_BLOCK = 32;
 /** Tables from this size up are allocated on transparent huge pages where the OS allows. */
 const HUGE_PAGE_THRESHOLD = 64 * 2 ** 20;

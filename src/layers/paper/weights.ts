@@ -3,7 +3,9 @@
 // to and from the reference module's state_dict names.
 import { float32Tensor, isByteRegion, normalizeTensor, toFloat32, type ByteRegion, type Tensor } from '../../core/tensor.js';
 import type { ResolvedEngramConfig } from './config.js';
-import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
+import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES, type TableDtype } from '../../table/table.js';
+
+export { TABLE_TENSOR_DTYPES };
 import { describe } from '../../core/validate.js';
 
 export interface EngramWeights {
@@ -119,7 +121,6 @@ export function weightsFromStateDict(
 }
 
 /** The table format each stored tensor dtype keeps (also fromSafetensors' default tableDtype). */
-export const TABLE_TENSOR_DTYPES: Partial<Record<string, TableDtype>> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
 
 function tableFromTensor(prefix: string, t: Tensor, scales: Tensor | undefined, g: Geometry, want: TableDtype | undefined): EngramTable {
   const stored = TABLE_TENSOR_DTYPES[t.dtype];

@@ -10,7 +10,7 @@ import { layerRowIds } from '../../table/tiers.js';
 import type { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
-import { EngramTable, SCALE_BLOCK, type TableDtype } from '../../table/table.js';
+import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
 import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
 
 export interface DeepseekV41EngramConfig {
@@ -60,7 +60,6 @@ export interface V41ForwardResult {
 }
 
 const shapeText = (s: readonly number[]) => `[${s.join(', ')}]`;
-const TABLE_DTYPES: Record<string, TableDtype> = { F32: 'f32', BF16: 'bf16', F16: 'f16', F8_E4M3: 'f8e4m3' };
 
 interface V41Weights {
   table: EngramTable;
@@ -202,7 +201,7 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     }
 
     // Everything checked: build the new weights, then swap them in.
-    const table = EngramTable.fromStored(embed, embedScale, rows, headDim, TABLE_DTYPES[embed.dtype]);
+    const table = EngramTable.fromStored(embed, embedScale, rows, headDim, TABLE_TENSOR_DTYPES[embed.dtype]!);
     const n = (hc + 1) * D;
     // The weights as fp32 (only for the bf16 packing, which checks exactness, and CUDA).
     const dequantized = (): Float32Array => {
