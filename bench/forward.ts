@@ -11,14 +11,16 @@ import { machineFacts, median, progress, timeRuns } from '../src/core/throughput
 import { baselineForward } from '../test/reference/paper-layer.js';
 import { brownTokens } from './corpus.js';
 import { coldRowReads } from './harness.js';
-import { markdownTable, writeResults } from './harness.js';
+import { markdownTable, SMOKE, smokeOr, writeResults } from './harness.js';
 import { engramOnnxModel } from './onnx-engram.js';
 import { baselineLayerOf } from '../test/helpers/forward-small.js';
 
-const B = 4;
-const T = 1024;
-const RUNS = Number(process.env.BENCH_RUNS ?? 7);
-const BASELINE_T = 64; // the TypeScript layer is measured on B x 64 tokens (it is slow)
+const B = smokeOr(4, 1);
+const T = smokeOr(1024, 256); // smoke: more tokens than any CPU build's GEMM row block
+const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 7), 1);
+// Smoke mode: a toy layer of the same shape of config (the reference's is 2.6 GB of table).
+const CONFIG = SMOKE ? { layerId: 1, layerIds: [1], hiddenSize: 64, hcMult: 2, nEmbedPerNgram: 64, nHeadPerNgram: 2, engramVocabSize: [3001, 3001] } : { layerId: 1 };
+const BASELINE_T = smokeOr(64, 8); // the TypeScript layer is measured on B x 64 tokens (it is slow)
 const info = buildInfo();
 const threads = info.cpuThreads;
 const facts = machineFacts();
@@ -54,7 +56,7 @@ interface Row {
   ortMaxRelError?: number;
 }
 
-const peak = native().peakGflops({ threads, seconds: 0.5 });
+const peak = native().peakGflops({ threads, seconds: smokeOr(0.5, 0.05) });
 log(`FMA peak on ${threads} threads: ${peak.toFixed(0)} GFLOP/s`);
 const results: Row[] = [];
 let first: Engram | undefined;
@@ -63,11 +65,11 @@ for (const tableDtype of ['f32', 'bf16'] as const) {
   log(`building the layer with a ${tableDtype} table...`);
   const engram: Engram = first
     ? (() => {
-        const e = new Engram({ layerId: 1 }, { tokenizer, hashMapping: first.hashMapping, init: 'none', tableDtype, device: 'cpu' });
+        const e = new Engram(CONFIG, { tokenizer, hashMapping: first.hashMapping, init: 'none', tableDtype, device: 'cpu' });
         e.loadStateDict(first.stateDict());
         return e;
       })()
-    : new Engram({ layerId: 1 }, { tokenizer, tableDtype, seed: 1, device: 'cpu' });
+    : new Engram(CONFIG, { tokenizer, tableDtype, seed: 1, device: 'cpu' });
   first ??= engram;
   const g = engram.geometry;
   log(`  ${g.rows.toLocaleString()} rows x ${g.cols} (${(engram.table.byteLength / 2 ** 30).toFixed(2)} GiB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

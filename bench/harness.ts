@@ -1,9 +1,22 @@
 // Shared by the benchmarks: results as JSON + Markdown in bench/results/.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+/**
+ * BENCH_SMOKE=1: every benchmark at tiny sizes with one timed run, results written to a
+ * scratch folder (BENCH_RESULTS_DIR, else a temp one), never bench/results/. `npm run
+ * bench:smoke` runs them all; a test runs that under every CPU build this CPU has, so every
+ * native path a benchmark reaches runs in CI.
+ */
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+/** `full` normally, `small` in smoke mode. */
+export const smokeOr = <T>(full: T, small: T): T => (SMOKE ? small : full);
+
+export const resultsDir =
+  process.env.BENCH_RESULTS_DIR ??
+  (SMOKE ? fs.mkdtempSync(path.join(os.tmpdir(), 'engram-bench-smoke-')) : path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'));
 
 export function writeResults(name: string, json: unknown, markdown: string): void {
   fs.mkdirSync(resultsDir, { recursive: true });
@@ -25,7 +38,7 @@ let flushBuffer: Float64Array | undefined;
  * cache, as a layer's gather finds them after its GEMM has streamed its weights.
  */
 export function coldRowReads(fn: () => void, runs: number): number {
-  flushBuffer ??= new Float64Array(32 * 2 ** 20);
+  flushBuffer ??= new Float64Array(smokeOr(32, 1) * 2 ** 20);
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) {
     flushBuffer.fill(i);

@@ -4,11 +4,11 @@
 import { CompressedTokenizer, NgramHashMapping, buildInfo, devices } from '../src/index.js';
 import { hashThroughput, machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
-import { markdownTable, writeResults } from './harness.js';
+import { markdownTable, smokeOr, writeResults } from './harness.js';
 
-const B = 8;
-const T = 4096;
-const RUNS = 9;
+const B = smokeOr(8, 1);
+const T = smokeOr(4096, 256);
+const RUNS = smokeOr(9, 1);
 
 const tokenizer = CompressedTokenizer.deepseekV3();
 const mapping = new NgramHashMapping({}, tokenizer);

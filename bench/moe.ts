@@ -7,16 +7,16 @@ import { buildInfo, CompressedTokenizer, Engram, MoE, quantizeWeight, type MoeCo
 import { native, TABLE_DTYPE_CODES } from '../src/native/index.js';
 import { machineFacts, median, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
-import { markdownTable, writeResults } from './harness.js';
+import { markdownTable, smokeOr, writeResults } from './harness.js';
 
-const N = 4096;
-const DIM = 2048;
-const FFN = 64;
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const N = smokeOr(4096, 64);
+const DIM = smokeOr(2048, 128);
+const FFN = smokeOr(64, 16);
+const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 5), 1);
 const info = buildInfo();
 const facts = machineFacts();
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const peak = native().peakGflops({ threads: 0, seconds: 0.5 });
+const peak = native().peakGflops({ threads: 0, seconds: smokeOr(0.5, 0.05) });
 
 function random(n: number, seed: number, scale: number): Float32Array {
   const out = new Float32Array(n);

@@ -29,14 +29,14 @@ export interface FileTierRow {
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number; device?: 'cpu' | 'cuda' }) {
+export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number; device?: 'cpu' | 'cuda'; hiddenSize?: number }) {
   // 'cuda' (where a GPU is visible): the baseline keeps whole tables in device memory,
   // the modes a device cache fed over PCIe from pinned host memory or from the file.
   const device = options.device ?? 'cpu';
-  const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${options.rowsScale}`);
+  const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${options.rowsScale}${options.hiddenSize ? `-d${options.hiddenSize}` : ''}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     log(`writing a synthetic V4.1 checkpoint (rows x ${options.rowsScale}) to ${dir}...`);
-    writeSyntheticV41Checkpoint(dir, { rowsScale: options.rowsScale, onProgress: progress('  layers') });
+    writeSyntheticV41Checkpoint(dir, { rowsScale: options.rowsScale, hiddenSize: options.hiddenSize, onProgress: progress('  layers') });
   }
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => path.join(dir, f));
   const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);

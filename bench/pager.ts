@@ -17,7 +17,7 @@ import path from 'node:path';
 import { buildInfo, devices, writeSyntheticV41Checkpoint } from '../src/index.js';
 import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/table/plan.js';
 import { machineFacts } from '../src/core/throughput.js';
-import { markdownTable, resultsDir, writeResults } from './harness.js';
+import { markdownTable, resultsDir, smokeOr, writeResults } from './harness.js';
 import { fileTierBenchmark } from './pager-file.js';
 import { sharedCopyBenchmark } from './pager-shared.js';
 import { CACHE_SHARES, hitRateBenchmark } from './pager-hits.js';
@@ -39,19 +39,21 @@ const reuse = <T>(name: string): T => {
 // First, while this process holds little memory.
 log('0. one host copy for two processes...');
 // A checkpoint of 1 GiB tables (files under 4 GiB) for this part.
-const sharedDir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', 'bench-pager-v41-0.01');
-if (parts.has('shared') && !fs.existsSync(path.join(sharedDir, 'model.safetensors.index.json'))) writeSyntheticV41Checkpoint(sharedDir, { rowsScale: 0.01 });
+const sharedScale = smokeOr(0.01, 2e-5);
+const sharedDir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${sharedScale}`);
+if (parts.has('shared') && !fs.existsSync(path.join(sharedDir, 'model.safetensors.index.json'))) writeSyntheticV41Checkpoint(sharedDir, { rowsScale: sharedScale, hiddenSize: smokeOr<number | undefined>(undefined, 256) });
 const shared = parts.has('shared') ? await sharedCopyBenchmark(sharedDir, 2) : reuse<Awaited<ReturnType<typeof sharedCopyBenchmark>>>('shared');
 
 log('1-2. access stream and hit rates (Brown Corpus, reference default config)...');
-const hits = parts.has('hits') ? hitRateBenchmark(Number(process.env.PAGER_TOKENS ?? 600_000)) : reuse<ReturnType<typeof hitRateBenchmark>>('hits');
+const hits = parts.has('hits') ? hitRateBenchmark(Number(process.env.PAGER_TOKENS ?? smokeOr(600_000, 4_000))) : reuse<ReturnType<typeof hitRateBenchmark>>('hits');
 
 log('3. file tier vs RAM (DeepSeek-V4.1 layers)...');
 const file = parts.has('file')
   ? fileTierBenchmark({
-      rowsScale: Number(process.env.PAGER_ROWS_SCALE ?? 0.04),
-      cacheBytesPerLayer: Number(process.env.PAGER_CACHE_MIB ?? 256) * 2 ** 20,
-      steps: Number(process.env.PAGER_STEPS ?? 48),
+      rowsScale: Number(process.env.PAGER_ROWS_SCALE ?? smokeOr(0.04, 1e-4)),
+      cacheBytesPerLayer: Number(process.env.PAGER_CACHE_MIB ?? smokeOr(256, 2)) * 2 ** 20,
+      steps: Number(process.env.PAGER_STEPS ?? smokeOr(48, 2)),
+      hiddenSize: smokeOr<number | undefined>(undefined, 256),
     })
   : reuse<ReturnType<typeof fileTierBenchmark>>('file');
 

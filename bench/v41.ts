@@ -13,18 +13,20 @@ import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineV41Forward, type BaselineV41 } from '../test/reference/v41-layer.js';
 import { brownTokens } from './corpus.js';
-import { coldRowReads, markdownTable, resultsDir, writeResults } from './harness.js';
+import { coldRowReads, markdownTable, resultsDir, SMOKE, smokeOr, writeResults } from './harness.js';
 
-const ROWS_SCALE = Number(process.env.V41_ROWS_SCALE ?? 0.005);
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-v41-${ROWS_SCALE}`);
+const ROWS_SCALE = smokeOr(Number(process.env.V41_ROWS_SCALE ?? 0.005), 2e-5);
+const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 5), 1);
+// Smoke mode: hidden 256 instead of the released 5120 (wkv 1280 x 6144 instead of 25600 x 6144).
+const HIDDEN = smokeOr<number | undefined>(undefined, 256);
+const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-v41-${ROWS_SCALE}${HIDDEN ? `-d${HIDDEN}` : ''}`);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const info = buildInfo();
 const facts = machineFacts();
 
 if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
   log(`writing a synthetic checkpoint (rows x ${ROWS_SCALE}) to ${dir}...`);
-  writeSyntheticV41Checkpoint(dir, { rowsScale: ROWS_SCALE, layerIds: [1], onProgress: progress('  layers') });
+  writeSyntheticV41Checkpoint(dir, { rowsScale: ROWS_SCALE, hiddenSize: HIDDEN, layerIds: [1], onProgress: progress('  layers') });
 }
 const model = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' }); // the CPU backend's figures
 const layer = model.layers.get(1)!;
@@ -52,7 +54,7 @@ const random = (n: number) => Float32Array.from({ length: n }, () => {
   return (seed / 4294967296) * 4 - 2;
 });
 const tokenizer: CompressedTokenizer = model.hashMapping.tokenizer;
-const fp32Peak = native().peakGflops({ threads: 0, seconds: 0.5 });
+const fp32Peak = native().peakGflops({ threads: 0, seconds: smokeOr(0.5, 0.05) });
 // vdpbf16ps does two multiply-adds per lane where an fp32 FMA does one.
 const peak = layer.wkvKernel === 'avx512-bf16' ? 2 * fp32Peak : fp32Peak;
 
@@ -136,7 +138,7 @@ function measure(B: number, S: number) {
   };
 }
 
-const runs = [measure(1, 4096), measure(64, 1), measure(1, 1024)];
+const runs = SMOKE ? [measure(1, 256), measure(4, 1), measure(1, 32)] : [measure(1, 4096), measure(64, 1), measure(1, 1024)];
 
 // The table where it is mapped (the checkpoint's page cache, 4 KiB pages) against the same
 // table copied into process memory on transparent huge pages (tier 'host', copy: true):

@@ -248,16 +248,24 @@ void linearGatherCpu(const GatheredRows& rows, int64_t m, const PackedLinear& w,
 void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& kernel, ThreadPool& pool, int threads) {
   EK_REQUIRE(rows.table.data != nullptr && rows.rowIds != nullptr && rows.rowsPerToken >= 1, TypeError, "gathered rows are missing");
   const int64_t k = static_cast<int64_t>(rows.rowsPerToken) * rows.table.cols;
-  constexpr int64_t kBlockRows = 192;  // the GEMM's row block
-  const int64_t blocks = (m + kBlockRows - 1) / kBlockRows;
   EK_REQUIRE(kernel != "avx512-bf16" || cpuHasAvx512Bf16(), RangeError, "this CPU has no AVX512-BF16");
   EK_REQUIRE(kernel != "avx512" || cpuHasAvx512(), RangeError, "this CPU has no AVX-512");
   EK_REQUIRE(kernel != "avx2" || cpuHasAvx2(), RangeError, "this CPU has no AVX2/FMA");
+  // Each build's own row block, the one its buffer is sized for (one source of truth:
+  // a block of another build's size overran the AVX2 buffer).
+  int64_t blockRows = baseline::gatheredBlockRows();
+#if defined(EK_HAVE_AVX512_KERNEL)
+  if (kernel == "avx512" || kernel == "avx512-bf16") blockRows = avx512::gatheredBlockRows();
+#endif
+#if defined(EK_HAVE_AVX2_KERNEL)
+  if (kernel == "avx2") blockRows = avx2::gatheredBlockRows();
+#endif
+  const int64_t blocks = (m + blockRows - 1) / blockRows;
   pool.parallelFor(blocks, threads, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> floats;
     thread_local std::vector<uint32_t> pairs;
     for (int64_t b = begin; b < end; ++b) {
-      const int64_t r0 = b * kBlockRows, n = std::min(kBlockRows, m - r0);
+      const int64_t r0 = b * blockRows, n = std::min(blockRows, m - r0);
 #if defined(EK_HAVE_AVX512_KERNEL)
       if (kernel == "avx512-bf16") {
         pairs.resize(std::max<size_t>(pairs.size(), avx512::gatheredBlockPairs(k)));

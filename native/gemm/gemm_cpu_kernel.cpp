@@ -247,10 +247,13 @@ int64_t nanosSince(std::chrono::steady_clock::time_point t0) {
 
 int linearTileWidth() { return kWidth; }
 
+int64_t gatheredBlockRows() { return kRowBlock; }
 int64_t gatheredBlockFloats(int64_t) { return kRowBlock * kRowStride; }
 int64_t gatheredKBlocks(int64_t k) { return (k + kDepth - 1) / kDepth; }
 
 void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered) {
+  // gathered holds gatheredBlockFloats(): never more rows than this build's block.
+  EK_REQUIRE(rows >= 0 && rows <= kRowBlock, RangeError, "a gathered block of " + std::to_string(rows) + " rows is over this build's " + std::to_string(kRowBlock));
   // k block b: inputs [k0, kEnd), of heads [h0, h1), gathered just before the GEMM uses
   // them (a block of rows that stays in L2, not the whole row block's inputs).
   const int64_t k0 = kBlock * kDepth, kEnd = std::min(k, k0 + kDepth);
@@ -491,6 +494,7 @@ int64_t gatheredPairBlocks(int64_t k) { return ((k + 1) / 2 + kBfPairs - 1) / kB
 
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) void packGatheredBlockBf16(
     const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t pairBlock, uint32_t* gathered) {
+  EK_REQUIRE(rows >= 0 && rows <= kRowBlock, RangeError, "a gathered block of " + std::to_string(rows) + " rows is over this build's " + std::to_string(kRowBlock));
   // Pair block b: inputs [kFirst, kEnd), of heads [h0, h1), gathered just before the
   // GEMM uses them (a block of rows that stays in L2, not the whole row block's inputs).
   const int64_t kPairs = (k + 1) / 2;

@@ -95,8 +95,10 @@ void gatherPackedCpu(const GatheredRows& rows, int64_t m, const std::string& ker
 double fmaPeakGflops(ThreadPool& pool, int threads, double seconds, const std::string& kernel = "auto");
 
 namespace baseline {
-// The GEMM gathers a row block one k block at a time: the floats of one such block, how
-// many blocks k makes, and the packing of block kBlock.
+// The GEMM gathers a row block (at most gatheredBlockRows() rows, this build's) one k
+// block at a time: the floats of one such block, how many blocks k makes, and the packing
+// of block kBlock.
+int64_t gatheredBlockRows();
 int64_t gatheredBlockFloats(int64_t k);
 int64_t gatheredKBlocks(int64_t k);
 void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
@@ -107,8 +109,10 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
                  const GatheredRows* gather, int64_t* packNanos);
 }  // namespace baseline
 namespace avx2 {
-// The GEMM gathers a row block one k block at a time: the floats of one such block, how
-// many blocks k makes, and the packing of block kBlock.
+// The GEMM gathers a row block (at most gatheredBlockRows() rows, this build's) one k
+// block at a time: the floats of one such block, how many blocks k makes, and the packing
+// of block kBlock.
+int64_t gatheredBlockRows();
 int64_t gatheredBlockFloats(int64_t k);
 int64_t gatheredKBlocks(int64_t k);
 void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
@@ -119,8 +123,10 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
                  const GatheredRows* gather, int64_t* packNanos);
 }  // namespace avx2
 namespace avx512 {
-// The GEMM gathers a row block one k block at a time: the floats of one such block, how
-// many blocks k makes, and the packing of block kBlock.
+// The GEMM gathers a row block (at most gatheredBlockRows() rows, this build's) one k
+// block at a time: the floats of one such block, how many blocks k makes, and the packing
+// of block kBlock.
+int64_t gatheredBlockRows();
 int64_t gatheredBlockFloats(int64_t k);
 int64_t gatheredKBlocks(int64_t k);
 void packGatheredBlock(const GatheredRows& g, int64_t r0, int64_t rows, int64_t k, int64_t kBlock, float* gathered);
