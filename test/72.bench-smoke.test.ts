@@ -22,7 +22,7 @@ describe('npm run bench:smoke', () => {
         encoding: 'utf8',
       });
       expect(r.status, r.stdout + r.stderr).toBe(0);
-      expect(r.stdout.match(/: ok \(/g)?.length).toBe(6);
+      expect(r.stdout.match(/: ok \(/g)?.length).toBe(7);
     }, 900_000);
   }
 });

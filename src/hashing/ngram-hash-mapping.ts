@@ -7,6 +7,7 @@ import { defaultRng } from './numpy-random.js';
 import { resolveConfig, type NgramHashConfig, type ResolvedNgramHashConfig } from './ngram-hash-config.js';
 import { findNextPrime } from './primes.js';
 import { describe, requireDevice, requireIds, requireInteger, requireShape, type Device, type IdArray } from '../core/validate.js';
+import { newBigInt64, newInt32 } from '../core/output.js';
 
 const INT64_MAX = (1n << 63n) - 1n;
 const SEED_LAYER_STRIDE = 10007;
@@ -407,7 +408,7 @@ export class NgramHashMapping {
 }
 
 function outputBuffer(out: unknown, total: number, int64: boolean): Int32Array | BigInt64Array {
-  if (out === undefined) return int64 ? new BigInt64Array(total) : new Int32Array(total);
+  if (out === undefined) return int64 ? newBigInt64(total) : newInt32(total);
   const want = int64 ? 'BigInt64Array' : 'Int32Array';
   if (!(int64 ? out instanceof BigInt64Array : out instanceof Int32Array)) {
     throw new TypeError(`options.out must be a ${want} here, got ${describe(out)}`);

@@ -8,6 +8,7 @@ import { resolveDevice } from '../core/devices.js';
 import { native, type NativeLinearHandle, type NativeMoeCudaArgs, type NativeMoeDeviceHandle } from '../native/index.js';
 import { concatWeights, packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
 import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device } from '../core/validate.js';
+import { newFloat32 } from '../core/output.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
 const SCORE_CODES: Record<ScoreFunc, number> = { softmax: 0, sigmoid: 1, sqrtsoftplus: 2 };
@@ -395,7 +396,7 @@ export class MoE {
 
   private cudaArgs(x: Float32Array, tokens: number, options: MoeForwardOptions) {
     const c = this.config;
-    const output = options.out ?? new Float32Array(tokens * c.dim);
+    const output = options.out ?? newFloat32(tokens * c.dim);
     const route: MoeRoute = { indices: new Int32Array(tokens * c.topk), weights: new Float32Array(tokens * c.topk), logits: new Float32Array(tokens * c.numExperts) };
     let imageMask: Uint8Array | undefined;
     if (options.imageMask !== undefined) {
@@ -414,7 +415,7 @@ export class MoE {
     const c = this.config;
     const dim = c.dim;
     // Reusing `out` across calls avoids fresh pages (and their faults) for every output.
-    const output = options.out ?? new Float32Array(tokens * dim);
+    const output = options.out ?? newFloat32(tokens * dim);
     const args =
       tokens === 0
         ? undefined

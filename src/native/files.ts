@@ -5,6 +5,8 @@ export type NativeMappedFile = { readonly __mappedFile: unique symbol };
 export interface NativeFilesFunctions {
   /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
   adviseHugePages(buffer: ArrayBuffer): boolean;
+  /** A zeroed ArrayBuffer for a large output: memory of outputs JS let go, recycled (no page faults), else fresh. */
+  allocateOutput(byteLength: number): ArrayBuffer;
   adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
   /** A file of any size mapped privately; see mapped-file.ts. */
   mapFileHandle(path: string): NativeMappedFile;

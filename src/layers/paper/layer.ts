@@ -13,6 +13,7 @@ import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js'
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
+import { newFloat32 } from '../../core/output.js';
 
 export interface EngramOptions {
   /** 'auto' (default): CUDA when a device is visible, else the CPU. */
@@ -391,7 +392,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
       if (options.out.buffer === hiddenStates.buffer) throw new RangeError('options.out must not share memory with hiddenStates');
       output = options.out;
     } else {
-      output = new Float32Array(streams);
+      output = newFloat32(streams);
     }
     const gates = new Float32Array(batch * seqLen * g.hc);
     let embeddings: Float32Array | undefined;
@@ -399,7 +400,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
       if (options.returnEmbeddings.length !== batch * seqLen * g.features) throw new RangeError(`options.returnEmbeddings must be a Float32Array of ${batch * seqLen * g.features} elements, got ${describe(options.returnEmbeddings)}`);
       embeddings = options.returnEmbeddings;
     } else if (options.returnEmbeddings) {
-      embeddings = new Float32Array(batch * seqLen * g.features);
+      embeddings = newFloat32(batch * seqLen * g.features);
     }
     const convHistoryOut = state ? new Float32Array(state.convHistory.length) : undefined;
     if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 4)) {

@@ -12,6 +12,7 @@ import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
 import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
+import { newFloat32 } from '../../core/output.js';
 
 export interface DeepseekV41EngramConfig {
   hiddenSize: number;
@@ -345,14 +346,14 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     if (out !== undefined && !(out instanceof Float32Array && out.length === tokens * hc * D)) {
       throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
     }
-    out ??= new Float32Array(tokens * hc * D);
+    out ??= newFloat32(tokens * hc * D);
     const gates = new Float32Array(tokens * hc);
     let rows: Float32Array | undefined;
     if (options.returnRows instanceof Float32Array) {
       if (options.returnRows.length !== tokens * this.rowsPerToken * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.rowsPerToken * headDim} elements, got ${describe(options.returnRows)}`);
       rows = options.returnRows;
     } else if (options.returnRows) {
-      rows = new Float32Array(tokens * this.rowsPerToken * headDim);
+      rows = newFloat32(tokens * this.rowsPerToken * headDim);
     }
     let ticket = options.ticket;
     if (ticket !== undefined) {

@@ -1,0 +1,27 @@
+// Large outputs the library allocates (a forward's output, hashed row ids) come from the
+// addon's output pool: memory of earlier outputs JS let go, already mapped, zeroed again
+// (allocateOutput). The first write of a fresh buffer faults its pages in 4 KiB at a time,
+// most of the cost of a new 64 MB Float32Array on a VM. Small ones stay ordinary arrays.
+import { native } from '../native/index.js';
+
+/** Outputs of at least this many bytes come from the addon's output pool. */
+export const NATIVE_OUTPUT_BYTES = 1 << 20;
+
+function buffer(bytes: number): ArrayBuffer | undefined {
+  return bytes >= NATIVE_OUTPUT_BYTES ? native().allocateOutput(bytes) : undefined;
+}
+
+export function newFloat32(length: number): Float32Array {
+  const b = buffer(length * 4);
+  return b === undefined ? new Float32Array(length) : new Float32Array(b);
+}
+
+export function newInt32(length: number): Int32Array {
+  const b = buffer(length * 4);
+  return b === undefined ? new Int32Array(length) : new Int32Array(b);
+}
+
+export function newBigInt64(length: number): BigInt64Array {
+  const b = buffer(length * 8);
+  return b === undefined ? new BigInt64Array(length) : new BigInt64Array(b);
+}

@@ -1,0 +1,62 @@
+// Large outputs come from the addon's pool (allocateOutput): exact length, zeroed, zeroed
+// again when recycled, and a default call gives the bits of the same call into `out`.
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+import { describe, expect, it } from 'vitest';
+
+import { CompressedTokenizer, Engram, NgramHashMapping } from '../src/index.js';
+import { native } from '../src/native/index.js';
+import { NATIVE_OUTPUT_BYTES } from '../src/core/output.js';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('outputs the library allocates', () => {
+  it('allocateOutput: the exact length, zeroed, and zeroed again when its memory is recycled', async () => {
+    const bytes = 3 * 2 ** 20 + 12;
+    let a: Uint8Array | undefined = new Uint8Array(native().allocateOutput(bytes));
+    expect(a.byteLength).toBe(bytes);
+    expect(a.every((v) => v === 0)).toBe(true);
+    a.fill(0xab);
+    a = undefined;
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await turn(); // finalizers run here: the memory goes back to the pool
+    }
+    for (let i = 0; i < 4; i++) {
+      const b = new Uint8Array(native().allocateOutput(bytes));
+      expect(b.every((v) => v === 0)).toBe(true);
+    }
+    expect(native().allocateOutput(0).byteLength).toBe(0);
+    expect(() => native().allocateOutput(-1)).toThrow(/byteLength must be an integer in \[0, 2\^46\], got -1/);
+    expect(() => native().allocateOutput(1.5)).toThrow(RangeError);
+    expect(() => native().allocateOutput('8' as unknown as number)).toThrow(TypeError);
+  });
+
+  it('a default forward and hashRows (pool-backed outputs) give the bits of the same calls into `out`', async () => {
+    const tokenizer = CompressedTokenizer.deepseekV3();
+    const config = { layerId: 1, layerIds: [1], hiddenSize: 256, hcMult: 4, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
+    const layer = new Engram(config, { tokenizer, seed: 5 });
+    const T = 512;
+    const ids = Int32Array.from({ length: T }, (_, i) => (i * 7919) % 128_000);
+    const hidden = Float32Array.from({ length: T * 4 * 256 }, (_, i) => Math.sin(i));
+    expect(hidden.byteLength).toBeGreaterThanOrEqual(NATIVE_OUTPUT_BYTES); // the output comes from the pool
+    const out = new Float32Array(hidden.length);
+    layer.forward(hidden, ids, [1, T], { out });
+    for (let i = 0; i < 3; i++) {
+      const fresh = layer.forward(hidden, ids, [1, T]).output;
+      expect(Buffer.from(fresh.buffer).equals(Buffer.from(out.buffer))).toBe(true);
+      gc();
+      await turn();
+    }
+    const mapping = new NgramHashMapping({}, tokenizer);
+    const many = Int32Array.from({ length: 8 * 4096 }, (_, i) => (i * 104729) % 128_000);
+    const rows = mapping.hashRows(many, [8, 4096], { output: 'int32' }).rowIds;
+    expect(rows.byteLength).toBeGreaterThanOrEqual(NATIVE_OUTPUT_BYTES);
+    const into = new Int32Array(rows.length);
+    mapping.hashRows(many, [8, 4096], { output: 'int32', out: into });
+    expect(Buffer.from(rows.buffer).equals(Buffer.from(into.buffer))).toBe(true);
+  });
+});
