@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cstring>
 #include <vector>
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "hash/hash_cpu_kernel.hpp"
 
@@ -70,10 +73,49 @@ inline void storeLanes(OutT* dst, I64x8 v) {
     std::memcpy(dst, &v, sizeof v);
   }
 }
+#elif defined(__AVX2__)
+#define EK_AVX2_LANES 1
+
+// Four heads' floorModFloat (hash.cuh) of one mix with AVX2, which has neither a 64-bit
+// multiply nor 64-bit <-> double conversions: the mix goes to double once (scalar, the
+// same in every lane), the quotient estimate |x / p| < 2^51 comes back to an integer
+// through the 2^52 + 2^51 magic (rounded, not truncated: off by at most 1.32 from x / p,
+// which the three steps below still normalise, as they do the truncated one), and q * p
+// mod 2^64 is two 32 x 32 -> 64 products (p < 2^32). Exact: the same remainder in [0, p).
+struct Avx2Heads {
+  __m256i p;
+  __m256d inverse;
+  __m256i offset;
+};
+
+inline __m256i floorModFloat4(int64_t x, double xd, const Avx2Heads& h) {
+  const __m256d magic = _mm256_set1_pd(6755399441055744.0);  // 2^52 + 2^51
+  const __m256d qd = _mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(xd), h.inverse), magic);
+  const __m256i q = _mm256_sub_epi64(_mm256_castpd_si256(qd), _mm256_castpd_si256(magic));
+  const __m256i qp = _mm256_add_epi64(_mm256_mul_epu32(q, h.p), _mm256_slli_epi64(_mm256_mul_epu32(_mm256_srli_epi64(q, 32), h.p), 32));
+  __m256i r = _mm256_sub_epi64(_mm256_set1_epi64x(x), qp);
+  const __m256i zero = _mm256_setzero_si256();
+  r = _mm256_add_epi64(r, _mm256_and_si256(_mm256_cmpgt_epi64(zero, r), h.p));
+  r = _mm256_add_epi64(r, _mm256_and_si256(_mm256_cmpgt_epi64(zero, r), h.p));
+  const __m256i below = _mm256_cmpgt_epi64(h.p, r);  // r < p
+  r = _mm256_sub_epi64(r, _mm256_andnot_si256(below, h.p));
+  return _mm256_add_epi64(r, h.offset);
+}
+
+template <typename OutT>
+inline void storeLanes4(OutT* dst, __m256i v) {
+  if constexpr (sizeof(OutT) == 4) {
+    const __m256i packed = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(packed));
+  } else {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), v);
+  }
+}
 #endif
 
 // Heads of one group for the block's positions, one output row (stride apart) per
-// position. Groups whose heads are a multiple of 8 wide run eight lanes at a time.
+// position. Groups whose heads are a multiple of 8 wide run eight lanes at a time (four
+// on AVX2).
 template <typename OutT>
 void reduceGroup(const int64_t* __restrict mixes, int count, const GroupConstants& g, int heads,
                  OutT* __restrict dst, int64_t stride) {
@@ -86,6 +128,45 @@ void reduceGroup(const int64_t* __restrict mixes, int count, const GroupConstant
       for (int i = 0; i < count; ++i) {
         const I64x8 x = I64x8{} + mixes[i];  // broadcast
         storeLanes(dst + i * stride + h0, floorModFloat8(x, p, inv) + off);
+      }
+    }
+    return;
+  }
+#elif defined(EK_AVX2_LANES)
+  bool narrowPrimes = true;  // the two-product q * p needs p < 2^32 (always, for hashing)
+  for (int h = 0; h < heads; ++h) narrowPrimes = narrowPrimes && g.primes[h] < (int64_t{1} << 32);
+  if (g.useFloat && heads % 8 == 0 && narrowPrimes) {
+    // Eight heads at a time: two four-lane halves, one 256-bit store of int32 rows.
+    for (int h0 = 0; h0 < heads; h0 += 8) {
+      const auto lanesAt = [&](int h) {
+        return Avx2Heads{_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.primes + h)), _mm256_loadu_pd(g.inverses + h),
+                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.offsets + h))};
+      };
+      const Avx2Heads low = lanesAt(h0), high = lanesAt(h0 + 4);
+      for (int i = 0; i < count; ++i) {
+        const int64_t x = mixes[i];
+        const double xd = static_cast<double>(x);
+        const __m256i a = floorModFloat4(x, xd, low), b = floorModFloat4(x, xd, high);
+        OutT* const row = dst + i * stride + h0;
+        if constexpr (sizeof(OutT) == 4) {
+          const __m256i evens = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+          const __m256i packed = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(a, evens), _mm256_permutevar8x32_epi32(b, evens), 0xF0);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), packed);
+        } else {
+          storeLanes4(row, a);
+          storeLanes4(row + 4, b);
+        }
+      }
+    }
+    return;
+  }
+  if (g.useFloat && heads % 4 == 0 && narrowPrimes) {
+    for (int h0 = 0; h0 < heads; h0 += 4) {
+      const Avx2Heads lanes{_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.primes + h0)), _mm256_loadu_pd(g.inverses + h0),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.offsets + h0))};
+      for (int i = 0; i < count; ++i) {
+        const int64_t x = mixes[i];
+        storeLanes4(dst + i * stride + h0, floorModFloat4(x, static_cast<double>(x), lanes));
       }
     }
     return;
