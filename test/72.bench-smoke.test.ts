@@ -26,3 +26,23 @@ describe('npm run bench:smoke', () => {
     }, 900_000);
   }
 });
+
+describe('npm run bench:summary', () => {
+  it('tabulates every committed figure with its peer and ratio', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-summary-'));
+    try {
+      fs.cpSync(path.join(root, 'bench', 'results'), dir, { recursive: true });
+      const r = spawnSync(process.execPath, [path.join(root, 'scripts/bench-summary.mjs')], { env: { ...process.env, BENCH_RESULTS_DIR: dir }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const rows = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8')) as Array<{ figure: string; value: number; ratio: number | null }>;
+      expect(rows.length).toBeGreaterThanOrEqual(30);
+      for (const row of rows) expect(Number.isFinite(row.value), row.figure).toBe(true);
+      expect(rows.some((row) => row.ratio !== null && row.ratio > 0)).toBe(true);
+      expect(fs.readFileSync(path.join(dir, 'summary.md'), 'utf8')).toMatch(/^\| source \| date \| machine, CPU build \|/m);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
