@@ -105,7 +105,7 @@ function measure(B: number, S: number) {
   let layerSet = 0;
   const nextRows = () => layerSets[layerSet++ % layerSets.length];
   const gatherArgs = { ...layer.table.nativeArgs(), rowIds: rows, tokens: B * S, rowsPerToken: cols, kernel: layer.wkvKernel, threads: 0 };
-  // The same bytes read as 8 row ranges (as a table split over engram{rank}-mp8 shards is
+  // The same bytes read as 8 row ranges (as a table split over model{rank}-mp8 rank files is
   // read in place), interleaved run by run with the table in one region.
   const splitArgs = { ...splitTable.nativeArgs(), rowIds: rows, tokens: B * S, rowsPerToken: cols, kernel: layer.wkvKernel, threads: 0 };
   const splitSamples: number[] = [];
@@ -224,7 +224,7 @@ const gatherNote =
   'Random rows: as many uniformly random rows read with the same prefetching. Warm: runs back to back (the page-table entries of the 0.5 GiB table stay cached); ' +
   'cold: each run after writing 256 MiB of other memory, as the gather finds its rows after the GEMM. ' +
   'The separate pass is the two-step path a caller gets with `returnRows` (fp32 rows written out, 4 bytes per code). ' +
-  '"8 row ranges": the same gather over the same bytes seen as 8 regions, as a table split over engram{rank}-mp8 shards is read in place (a binary search per row), interleaved run by run with the one-region gather.\n\n';
+  '"8 row ranges": the same gather over the same bytes seen as 8 regions, as a table split over model{rank}-mp8 rank files is read in place (a binary search per row), interleaved run by run with the one-region gather.\n\n';
 const placementTable = markdownTable(
   ['table (1 x 4096)', 'layer tokens/s', 'gather ms (in the wkv packing)'],
   [

@@ -62,9 +62,9 @@ describe('safetensors files over 4 GiB (sparse here)', () => {
     expect(Buffer.from(pager.gather(ids).buffer).equals(Buffer.from(want.buffer))).toBe(true);
   });
 
-  it("DeepSeek-V4.1's released table geometry split over 8 engram{rank}-mp8 shards opens mapped, with little memory", () => {
+  it("DeepSeek-V4.1's released table geometry split over DeepSeek's 8 model{rank}-mp8 rank files (the last padded) opens mapped, with little memory", () => {
     const ckpt = path.join(dir, 'v41-mp8');
-    const config = writeSyntheticV41Checkpoint(ckpt, { rowsScale: 1, sparseTables: true, shards: 8, hiddenSize: 64 });
+    const config = writeSyntheticV41Checkpoint(ckpt, { rowsScale: 1, sparseTables: true, mp: 8, hiddenSize: 64 });
     expect(config.numEmbeddings[0]).toBeGreaterThan(3.8e8);
     const before = process.memoryUsage().rss;
     const model = DeepseekV41EngramModel.fromCheckpoint(ckpt);

@@ -82,7 +82,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     }
   });
 
-  it("DeepSeek's engram{rank}-mp{world} shards: whole tensors, and tensors split by rows across ranks, give the same bits", () => {
+  it("DeepSeek's model{rank}-mp{mp} rank files: whole tensors, and tensors split by rows across ranks (the last padded), give the same bits", () => {
     const { tensors } = findEngramTensors(dir);
     const sliceRows = (t: Tensor, from: number, to: number): Tensor => {
       const rowBytes = t.data.byteLength / t.shape[0];
@@ -97,6 +97,14 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       for (let r = 0; r < rows; r++) out.set(src.subarray((r * width + from) * e, (r * width + to) * e), r * (to - from) * e);
       return { dtype: t.dtype, shape: [rows, to - from], data: out };
     };
+    // A rank's rows padded to `rows` (weight 0, scale code 1, as DeepSeek's convert.py does).
+    const padRows = (t: Tensor, rows: number): Tensor => {
+      if (t.shape[0] === rows) return t;
+      const rowBytes = t.data.byteLength / t.shape[0];
+      const bytes = new Uint8Array(rows * rowBytes).fill(t.dtype === 'F8_E8M0' ? 1 : 0);
+      bytes.set(new Uint8Array(t.data.buffer as ArrayBuffer, t.data.byteOffset, t.data.byteLength));
+      return { dtype: t.dtype, shape: [rows, ...t.shape.slice(1)], data: bytes };
+    };
     // How each tensor is laid over the ranks: split by rows or columns, in every rank, or in one.
     type Layout = 'rows' | 'cols' | 'every' | 'one' | 'last';
     const write = (name: string, world: number, split: (tensorName: string) => boolean | Layout) => {
@@ -110,11 +118,11 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
           const dim = layout === 'cols' ? 1 : 0;
           const per = Math.ceil(t.shape[dim] / world);
           const [from, to] = [Math.min(t.shape[dim], rank * per), Math.min(t.shape[dim], (rank + 1) * per)];
-          if (layout === 'rows') shard[k] = sliceRows(t, from, to);
+          if (layout === 'rows') shard[k] = padRows(sliceRows(t, from, to), per); // DeepSeek pads the last rank
           else if (layout === 'cols') shard[k] = sliceCols(t, from, to);
           else if (layout === 'every' || rank === (layout === 'last' || k.includes('layers.14.') ? world - 1 : 0)) shard[k] = t;
         }
-        writeSafetensors(path.join(out, `engram${rank}-mp${world}.safetensors`), shard);
+        writeSafetensors(path.join(out, `model${rank}-mp${world}.safetensors`), shard);
       }
       return out;
     };
@@ -131,7 +139,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
       expect(table.parts.map((p) => p.rows)).toEqual([0, 1, 2].map((rank) => Math.min(table.rows, (rank + 1) * Math.ceil(table.rows / 3)) - Math.min(table.rows, rank * Math.ceil(table.rows / 3))));
       table.parts.forEach((p, rank) => {
         // a view of the shard's mapping: the whole file's buffer, at the tensor's offset in it
-        const shard = path.join(root, 'mp-split', `engram${rank}-mp3.safetensors`);
+        const shard = path.join(root, 'mp-split', `model${rank}-mp3.safetensors`);
         const stored = readSafetensors(shard).tensors[`layers.${id}.engram.embed.weight`];
         expect([p.region.buffer.byteLength, p.region.byteOffset]).toEqual([fs.statSync(shard).size, stored.fileOffset]);
       });
@@ -157,7 +165,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     for (const id of [1, 14]) expect(same(wholeFile.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
     const apart = write('mp-apart', 2, (k: string) => (/layers\.1\.engram\.embed\.scale$/.test(k) ? 'last' : false));
     expect(same(DeepseekV41EngramModel.fromCheckpoint(apart).forward(streams, ids, [B, S], { tokenMask: mask }).outputs.get(1)!.output, want.outputs.get(1)!.output)).toBe(true);
-    expect(() => DeepseekV41EngramModel.fromCheckpoint(apart, fileTier)).toThrow(/rows 0\.\.\d+ lie in '.*engram0-mp2.safetensors' and their scales in '.*engram1-mp2.safetensors'/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(apart, fileTier)).toThrow(/rows 0\.\.\d+ lie in '.*model0-mp2.safetensors' and their scales in '.*model1-mp2.safetensors'/);
     const tableByColumns = write('mp-table-cols', 2, (k: string) => (/embed\.weight$/.test(k) ? 'cols' : /embed\.scale$/.test(k) ? 'rows' : 'every'));
     expect(() => DeepseekV41EngramModel.fromCheckpoint(tableByColumns)).toThrow(/table tensor 'layers.1.engram.embed.weight' is split by columns across 2 shards: only splits by rows are read/);
     // Rows split over three shards, their scales whole in one: the table is cut where either is.
@@ -166,11 +174,11 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     expect(mixedModel.layers.get(1)!.table.parts.length).toBe(3);
     const gotMixed = mixedModel.forward(streams, ids, [B, S], { tokenMask: mask });
     for (const id of [1, 14]) expect(same(gotMixed.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
-    expect(() => DeepseekV41EngramModel.fromCheckpoint(mixed, { table: { tier: 'file', cacheBytes: 1 << 16 } })).toThrow(/tier 'file' reads a table's rows and their scales from one file, but rows \d+\.\.\d+ lie in '.*engram1-mp3.safetensors' and their scales in '.*engram0-mp3.safetensors': use tier 'host'/);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(mixed, { table: { tier: 'file', cacheBytes: 1 << 16 } })).toThrow(/tier 'file' reads a table's rows and their scales from one file, but rows \d+\.\.\d+ lie in '.*model1-mp3.safetensors' and their scales in '.*model0-mp3.safetensors': use tier 'host'/);
     // parts that do not join along their first dimension
     const bad = path.join(root, 'mp-bad');
     fs.cpSync(path.join(root, 'mp-split'), bad, { recursive: true });
-    const shard1 = path.join(bad, 'engram1-mp3.safetensors');
+    const shard1 = path.join(bad, 'model1-mp3.safetensors');
     const st = readSafetensors(shard1).tensors;
     const k = 'layers.1.engram.wkv.weight';
     const t = st[k];
@@ -184,7 +192,7 @@ describe("DeepSeek-V4.1 checkpoints (synthetic, in the released layout)", () => 
     fs.cpSync(dir, broken, { recursive: true });
     fs.rmSync(path.join(broken, 'model-engram-layer14.safetensors'));
     expect(() => DeepseekV41EngramModel.fromCheckpoint(broken)).toThrow(/checkpoint shard '.*model-engram-layer14.safetensors' is missing/);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).text_config; // the released config's shape
     delete cfg.engram_head_dim;
     fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ text_config: cfg }));
     expect(() => DeepseekV41EngramModel.fromCheckpoint(broken)).toThrow(/has no 'engram_head_dim' \(top level or under text_config\)/);

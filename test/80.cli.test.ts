@@ -21,7 +21,7 @@ describe('engram v41 synth / inspect', () => {
       expect(report.gatheredBytesPerTokenPerLayer).toBe(24 * 264);
       expect(report.check).toMatch(/^ok/);
       const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-      cfg.engram_num_embeddings = [5, 5];
+      cfg.text_config.engram_num_embeddings = [5, 5]; // the released config's shape: text fields under text_config
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
       expect(inspectV41(dir, true)).toBe(1);
       expect(JSON.parse(String(log.mock.calls.at(-1)?.[0])).check).toMatch(/engram_num_embeddings\[0\] = 5/);

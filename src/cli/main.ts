@@ -19,11 +19,11 @@ const USAGE = `usage:
   engram devices                        CUDA devices visible to this process
   engram spec [--v41] [--lookup]        the hash specification as JSON
   engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
-  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--shards n]
+  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--mp n]
                                         write a synthetic checkpoint in V4.1's layout
                                         (--sparse: tables as holes; --rows-scale 1 --sparse
                                         gives the released 2 x 98 GB geometry on little disk;
-                                        --shards n: engram{rank}-mp{n} files, tables split by rows)
+                                        --mp n: DeepSeek's model{rank}-mp{n} files, tables split by rows, the last rank padded)
 ${PLAN_USAGE}
 
 options:
@@ -169,7 +169,7 @@ function main(argv: string[]): number {
       'rows-scale': { type: 'string' },
       hidden: { type: 'string' },
       sparse: { type: 'boolean' },
-      shards: { type: 'string' },
+      mp: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...PLAN_FLAGS,
     },
@@ -212,8 +212,8 @@ function main(argv: string[]): number {
       if (sub === 'inspect') return inspectV41(dir, values.json === true);
       const scale = values['rows-scale'] === undefined ? 1e-4 : Number(values['rows-scale']);
       const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
-      const shards = values.shards === undefined ? undefined : Number(values.shards);
-      return synthV41(dir, scale, hidden, values.sparse === true, shards);
+      const mp = values.mp === undefined ? undefined : Number(values.mp);
+      return synthV41(dir, scale, hidden, values.sparse === true, mp);
     }
     case 'plan':
       return planCommand(values);

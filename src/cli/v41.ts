@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { assembleV41Tensors, findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from '../layers/v41/checkpoint.js';
+import { assembleV41Tensors, describeLayout, findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from '../layers/v41/checkpoint.js';
 import { DeepseekV41EngramModel } from '../layers/v41/model.js';
 import { tensorByteLength } from '../core/tensor.js';
 import { progress } from '../core/throughput.js';
@@ -11,7 +11,7 @@ const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
 export function inspectV41(dir: string, json: boolean): number {
   const config = parseV41Config(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
-  const { tensors, files } = findEngramTensors(dir);
+  const { tensors, files, layout } = findEngramTensors(dir);
   const shards = Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, t.rowParts?.length ?? 1]));
   assembleV41Tensors(tensors, config);
   const rows = Object.entries(tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: tensorByteLength(t), shards: shards[name] }));
@@ -28,6 +28,7 @@ export function inspectV41(dir: string, json: boolean): number {
   }
   const report = {
     config,
+    layout: { ...layout, description: describeLayout(layout) },
     files,
     tensors: rows,
     engramBytes: rows.reduce((n, r) => n + r.bytes, 0),
@@ -41,9 +42,10 @@ export function inspectV41(dir: string, json: boolean): number {
     console.log(`layers ${config.layerIds.join(', ')}; hidden ${config.hiddenSize} x hc ${config.hcMult}; max n-gram ${config.maxNgramSize}, ${config.nHeads} heads, head dim ${config.headDim}`);
     console.log(`tables: ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows; compressed vocab ${config.compressedVocabSize.toLocaleString()}, pad ${config.padId}, eps ${config.rmsNormEps}`);
     console.log(`gathered per token per layer: ${cols} rows x ${rowBytes} B = ${(cols * rowBytes).toLocaleString()} B`);
+    console.log(`layout: ${describeLayout(layout)}`);
     console.log('');
     const width = Math.max(...rows.map((r) => r.name.length));
-    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}${r.shards > 1 ? `  (in ${r.shards} shards)` : ''}`);
+    for (const r of rows) console.log(`${r.name.padEnd(width)}  ${r.dtype.padEnd(8)} [${r.shape.join(', ')}]  ${gib(r.bytes)}${r.shards > 1 ? `  (split over ${r.shards} rank files)` : ''}`);
     console.log(`\nEngram tensors: ${gib(report.engramBytes)} in ${files.length} file(s)`);
     console.log(`check: ${report.check}`);
     if (!problem) console.log(`resident memory with the checkpoint open (tables memory-mapped): ${gib(residentBytes)}`);
@@ -51,9 +53,9 @@ export function inspectV41(dir: string, json: boolean): number {
   return problem ? 1 : 0;
 }
 
-export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false, shards?: number): number {
-  const show = progress(shards === undefined ? 'writing layers' : 'writing shards');
-  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, shards, onProgress: show });
+export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false, mp?: number): number {
+  const show = progress(mp === undefined ? 'writing layers' : 'writing rank files');
+  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, mp, onProgress: show });
   console.log(`wrote ${dir}: tables of ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows, hidden ${config.hiddenSize}`);
   return 0;
 }

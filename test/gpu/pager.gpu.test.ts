@@ -56,9 +56,9 @@ describe.skipIf(!visible)('CUDA pager', () => {
     }
   });
 
-  it("V4.1's tables split over engram{rank}-mp3 shards: uploaded whole and through device caches, the same bits", () => {
+  it("V4.1's tables split over DeepSeek's model{rank}-mp3 rank files: uploaded whole and through device caches, the same bits", () => {
     const ckpt = path.join(dir, 'v41-mp3');
-    writeSyntheticV41Checkpoint(ckpt, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 5, shards: 3 });
+    writeSyntheticV41Checkpoint(ckpt, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 5, mp: 3 });
     const cpu = DeepseekV41EngramModel.fromCheckpoint(ckpt, { device: 'cpu' });
     expect(cpu.layers.get(1)!.table.parts.length).toBe(3);
     const r = rng(10);

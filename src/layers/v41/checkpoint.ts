@@ -1,5 +1,5 @@
 // DeepSeek-V4.1 checkpoints: the Engram fields of config.json, where the Engram tensors
-// live (model.safetensors.index.json, DeepSeek's engram{rank}-mp{world}.safetensors
+// live (model.safetensors.index.json, DeepSeek's model{rank}-mp{mp}.safetensors
 // shards, or a single model.safetensors), and a writer of synthetic checkpoints in the
 // released layout for tests and benchmarks.
 import fs from 'node:fs';
@@ -74,12 +74,37 @@ export function parseV41Config(json: unknown, file = 'config.json'): V41Checkpoi
 export const engramPrefix = (layerId: number) => `layers.${layerId}.engram.`;
 
 /**
- * Every `layers.{L}.engram.*` tensor of a checkpoint directory, memory-mapped, found
- * through model.safetensors.index.json, engram{rank}-mp{world}.safetensors shards or
- * model.safetensors.
+ * A checkpoint's Engram tensor name as this library keys it: `layers.{L}.engram.*`, with
+ * or without the Hugging Face release's leading `model.`, and `scale` for a block scale
+ * that the release calls `weight_scale_inv` (DeepSeek's convert.py renames it so).
+ * Undefined for any other tensor.
  */
-export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[]; fileOf: Record<string, string> } {
-  const isEngram = (name: string) => /^layers\.\d+\.engram\./.test(name);
+export function engramTensorKey(name: string): string | undefined {
+  const m = /^(?:model\.)?(layers\.\d+\.engram\..+)$/.exec(name);
+  if (m === null) return undefined;
+  return m[1].replace(/\.weight_scale_inv$/, '.scale');
+}
+
+/** Which of DeepSeek's layouts a checkpoint directory is in (see findEngramTensors). */
+export type V41CheckpointLayout = { kind: 'index'; shards: number } | { kind: 'model-parallel'; mp: number } | { kind: 'single' };
+
+export function describeLayout(layout: V41CheckpointLayout): string {
+  if (layout.kind === 'index') return `model.safetensors.index.json over ${layout.shards} shard file(s)`;
+  if (layout.kind === 'model-parallel') return `DeepSeek's model-parallel shards model{0..${layout.mp - 1}}-mp${layout.mp}.safetensors`;
+  return 'one model.safetensors';
+}
+
+/**
+ * Every Engram tensor of a checkpoint directory, memory-mapped, keyed `layers.{L}.engram.*`
+ * (see engramTensorKey), from the layouts DeepSeek ships:
+ *  - the Hugging Face release: model.safetensors.index.json over its shards;
+ *  - DeepSeek's convert.py output: model{i}-mp{mp}.safetensors, one file per model-parallel
+ *    rank; tensors split by rows across the ranks keep their parts where they are mapped
+ *    (the last rank's pad rows are dropped when the layer's shapes are known:
+ *    assembleV41Tensors);
+ *  - a single model.safetensors.
+ */
+export function findEngramTensors(dir: string): { tensors: Record<string, Tensor>; files: string[]; fileOf: Record<string, string>; layout: V41CheckpointLayout } {
   const tensors: Record<string, Tensor> = {};
   const files: string[] = [];
   const fileOf: Record<string, string> = {};
@@ -89,32 +114,45 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
     if (!fs.existsSync(file)) throw new Error(`checkpoint shard '${file}' is missing`);
     const st = readSafetensors(file);
     files.push(file);
-    for (const [name, t] of Object.entries(st.tensors)) {
-      if (!isEngram(name) || (names && !names.has(name))) continue;
+    for (const [stored, t] of Object.entries(st.tensors)) {
+      const name = engramTensorKey(stored);
+      if (name === undefined || (names && !names.has(stored))) continue;
       if (!parts.has(name)) parts.set(name, []);
-      parts.get(name)!.push({ tensor: t, file });
+      const list = parts.get(name)!;
+      if (list.some((p) => p.file === file)) throw new RangeError(`'${file}' holds tensor '${name}' twice (with and without 'model.', or as both scale and weight_scale_inv)`);
+      list.push({ tensor: t, file });
     }
   };
+  let layout: V41CheckpointLayout;
   const index = path.join(dir, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
     const json = JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> };
     if (!json.weight_map || typeof json.weight_map !== 'object') throw new TypeError(`${index} has no weight_map`);
     const byFile = new Map<string, Set<string>>();
     for (const [name, file] of Object.entries(json.weight_map)) {
-      if (!isEngram(name)) continue;
+      if (engramTensorKey(name) === undefined) continue;
       if (!byFile.has(file)) byFile.set(file, new Set());
       byFile.get(file)!.add(name);
     }
     for (const [file, names] of byFile) take(path.join(dir, file), names);
+    layout = { kind: 'index', shards: byFile.size };
   } else {
-    const shards = fs.readdirSync(dir).filter((f) => /^engram\d+-mp\d+\.safetensors$/.test(f)).sort();
-    if (shards.length > 0) {
-      const world = Number(/-mp(\d+)\./.exec(shards[0])![1]);
-      for (let rank = 0; rank < world; rank++) take(path.join(dir, `engram${rank}-mp${world}.safetensors`));
+    const ranks = fs.readdirSync(dir).map((f) => /^model(\d+)-mp(\d+)\.safetensors$/.exec(f)).filter((m): m is RegExpExecArray => m !== null);
+    if (ranks.length > 0) {
+      const mp = Number(ranks[0][2]);
+      const other = ranks.find((m) => Number(m[2]) !== mp);
+      if (other) throw new RangeError(`'${dir}' mixes model-parallel degrees: '${ranks[0][0]}' and '${other[0]}'`);
+      for (let rank = 0; rank < mp; rank++) {
+        const file = path.join(dir, `model${rank}-mp${mp}.safetensors`);
+        if (!fs.existsSync(file)) throw new Error(`checkpoint rank file '${file}' is missing (${mp} ranks: model0-mp${mp} to model${mp - 1}-mp${mp})`);
+        take(file);
+      }
+      layout = { kind: 'model-parallel', mp };
     } else if (fs.existsSync(path.join(dir, 'model.safetensors'))) {
       take(path.join(dir, 'model.safetensors'));
+      layout = { kind: 'single' };
     } else {
-      throw new Error(`'${dir}' has no model.safetensors.index.json, engram{rank}-mp{world}.safetensors or model.safetensors`);
+      throw new Error(`'${dir}' has no model.safetensors.index.json, model{rank}-mp{mp}.safetensors rank files or model.safetensors`);
     }
   }
   for (const [name, list] of parts) {
@@ -125,12 +163,12 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
       tensors[name] = splitTensor(name, list);
     }
   }
-  return { tensors, files, fileOf };
+  return { tensors, files, fileOf, layout };
 }
 
 /**
  * A tensor that model-parallel shards split along its first dimension (a table split by
- * rows across engram{rank}-mp{world} files): its parts stay where they are mapped
+ * rows across model{rank}-mp{mp} files): its parts stay where they are mapped
  * (rowParts, which tables read in place); `data` joins them in memory on first use (for
  * the small weights).
  */
@@ -144,6 +182,14 @@ function splitTensor(name: string, list: Array<{ tensor: Tensor; file: string }>
           `(${first.dtype} [${first.shape.join(', ')}] vs ${tensor.dtype} [${tensor.shape.join(', ')}] in '${file}')`,
       );
     }
+  }
+  // DeepSeek's layout gives every rank the same ceil(rows / mp) rows (the last padded).
+  const odd = list.find((p) => p.tensor.shape[0] !== first.shape[0]);
+  if (odd !== undefined) {
+    throw new RangeError(
+      `tensor '${name}' is split by rows over ${list.length} rank files of different sizes: '${odd.file}' holds ${odd.tensor.shape[0]} rows ` +
+        `where '${list[0].file}' holds ${first.shape[0]} (DeepSeek's layout gives every rank ceil(rows / mp), the last padded)`,
+    );
   }
   const rows = list.reduce((sum, p) => sum + p.tensor.shape[0], 0);
   const rowParts: TensorPart[] = list.map(({ tensor, file }) => ({ path: file, shape: tensor.shape, data: tensor.data, fileOffset: tensor.fileOffset }));
@@ -197,6 +243,12 @@ export function assembleShardedTensor(name: string, t: Tensor, expected: number[
   if (parts === undefined || expected === undefined || expected.length !== t.shape.length) return t;
   const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
   if (same(t.shape, expected)) return t; // split by rows
+  const pad = t.shape[0] - expected[0];
+  if (pad > 0 && pad < parts.length * Math.ceil(expected[0] / parts.length) && parts.length * Math.ceil(expected[0] / parts.length) === t.shape[0] && same(t.shape.slice(1), expected.slice(1))) {
+    // Split by rows with the last rank padded to ceil(rows / mp): the pad rows are dropped,
+    // never gathered (each part keeps its mapping; the last ones end early).
+    return withoutPadRows(t, expected);
+  }
   if (parts.every((p) => same(p.shape, expected))) {
     // Replicated in every shard (DeepSeek's converter copies unsplit weights to each rank).
     return { dtype: t.dtype, shape: expected.slice(), data: parts[0].data, fileOffset: parts[0].fileOffset, rowParts: undefined };
@@ -206,6 +258,23 @@ export function assembleShardedTensor(name: string, t: Tensor, expected: number[
     return { dtype: t.dtype, shape: expected.slice(), data: joinColumns(name, parts, DTYPE_BYTES[t.dtype]) };
   }
   return t; // the layer's shape check names it
+}
+
+/** A tensor split by rows, its parts cut to the expected rows (pad rows at the end dropped). */
+function withoutPadRows(t: Tensor, expected: number[]): Tensor {
+  let left = expected[0];
+  const rowParts: TensorPart[] = [];
+  for (const p of t.rowParts!) {
+    const rows = Math.min(left, p.shape[0]);
+    left -= rows;
+    if (rows === 0) continue;
+    const rowBytes = p.data.byteLength / p.shape[0];
+    rowParts.push({ ...p, shape: [rows, ...p.shape.slice(1)], data: { buffer: p.data.buffer, byteOffset: p.data.byteOffset, byteLength: rows * rowBytes } });
+  }
+  let joined: ByteRegion | undefined;
+  const out = { dtype: t.dtype, shape: expected.slice(), rowParts } as Tensor;
+  Object.defineProperty(out, 'data', { enumerable: true, get: () => (joined ??= joinRowParts('(trimmed)', rowParts)) });
+  return out;
 }
 
 /** Every layer's tensors found in several shards assembled as the config expects (in place). */
@@ -249,10 +318,11 @@ export interface SynthOptions {
    */
   sparseTables?: boolean;
   /**
-   * Write DeepSeek's engram{rank}-mp{world} shards instead of an index: each table split
-   * by rows across `shards` files, the other tensors whole in rank 0.
+   * Write DeepSeek's convert.py layout instead of an index: model{rank}-mp{mp}.safetensors,
+   * each table split by rows into ceil(rows / mp) rows per rank (the last rank padded:
+   * weight rows 0, scale rows code 1), every other Engram tensor copied whole into every rank.
    */
-  shards?: number;
+  mp?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -289,22 +359,28 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
     hcMult,
     rmsNormEps: 1e-20,
   };
+  // The released config's shape: the text model's fields under text_config, fp8 with 32x32
+  // UE8M0 block scales in quantization_config.
   fs.writeFileSync(
     path.join(dir, 'config.json'),
     JSON.stringify(
       {
-        architectures: ['DeepseekV4ForCausalLM'],
-        hidden_size: hiddenSize,
-        hc_mult: hcMult,
-        rms_norm_eps: config.rmsNormEps,
-        engram_layer_ids: layerIds,
-        engram_num_embeddings: config.numEmbeddings,
-        engram_max_ngram_size: maxNgramSize,
-        engram_vocab_size: vocab,
-        engram_n_heads: nHeads,
-        engram_head_dim: headDim,
-        engram_pad_token_id: 2,
-        engram_compressed_vocab_size: config.compressedVocabSize,
+        architectures: ['DeepseekV41ForCausalLM'],
+        model_type: 'deepseek_v41',
+        text_config: {
+          hidden_size: hiddenSize,
+          hc_mult: hcMult,
+          rms_norm_eps: config.rmsNormEps,
+          engram_layer_ids: layerIds,
+          engram_num_embeddings: config.numEmbeddings,
+          engram_max_ngram_size: maxNgramSize,
+          engram_vocab_size: vocab,
+          engram_n_heads: nHeads,
+          engram_head_dim: headDim,
+          engram_pad_token_id: 2,
+          engram_compressed_vocab_size: config.compressedVocabSize,
+        },
+        quantization_config: { quant_method: 'fp8', fmt: 'e4m3', scale_fmt: 'ue8m0', weight_block_size: [32, 32] },
       },
       null,
       2,
@@ -346,24 +422,29 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
     [`${engramPrefix(id)}embed.scale`]: { dtype: 'F8_E8M0', shape: [rows, headDim / 32], hole: true },
   });
   const seedOf = (id: number, rank?: number) => (rank === undefined ? (options.seed ?? 1) * 1000 + id : ((options.seed ?? 1) * 1000 + id) * 64 + rank);
-  if (options.shards !== undefined) {
-    // DeepSeek's engram{rank}-mp{world} layout: each table split by rows across the ranks
-    // (the last rank takes what is left), the other tensors whole in rank 0.
-    const world = options.shards;
-    if (!Number.isInteger(world) || world < 1 || world > 64) throw new RangeError(`options.shards must be an integer in [1, 64], got ${describe(world)}`);
-    for (let rank = 0; rank < world; rank++) {
-      const file = path.join(dir, `engram${rank}-mp${world}.safetensors`);
+  if (options.mp !== undefined) {
+    // DeepSeek's convert.py layout: model{rank}-mp{mp}.safetensors. Each table is split by
+    // rows, ceil(rows / mp) per rank, the last rank padded (weight rows 0, scale rows code
+    // 1); every other Engram tensor is copied whole into every rank.
+    const mp = options.mp;
+    if (!Number.isInteger(mp) || mp < 1 || mp > 64) throw new RangeError(`options.mp must be an integer in [1, 64], got ${describe(mp)}`);
+    const weights = layerIds.map((id) => weightsOf(id)); // the same tensors in every rank
+    for (let rank = 0; rank < mp; rank++) {
+      const file = path.join(dir, `model${rank}-mp${mp}.safetensors`);
       const tensors: Record<string, Tensor | TensorHole> = {};
       const ranges = layerIds.map((id, i) => {
-        const per = Math.ceil(config.numEmbeddings[i] / world);
+        const per = Math.ceil(config.numEmbeddings[i] / mp);
         const begin = Math.min(config.numEmbeddings[i], rank * per);
-        return { id, rows: Math.min(config.numEmbeddings[i], begin + per) - begin };
+        return { id, per, real: Math.min(config.numEmbeddings[i], begin + per) - begin };
       });
-      for (const { id, rows } of ranges) if (rows > 0) Object.assign(tensors, tableHoles(id, rows));
-      if (rank === 0) for (const id of layerIds) Object.assign(tensors, weightsOf(id));
+      for (const { id, per } of ranges) Object.assign(tensors, tableHoles(id, per));
+      for (const w of weights) Object.assign(tensors, w);
       writeSafetensors(file, tensors, { format: 'pt' });
-      if (!sparse) for (const { id, rows } of ranges) if (rows > 0) fillSyntheticTable(file, `${engramPrefix(id)}embed.`, rows, headDim, seedOf(id, rank), () => {});
-      options.onProgress?.(rank + 1, world);
+      for (const { id, per, real } of ranges) {
+        if (!sparse && real > 0) fillSyntheticTable(file, `${engramPrefix(id)}embed.`, real, headDim, seedOf(id, rank), () => {});
+        if (real < per) writePadScales(file, `${engramPrefix(id)}embed.scale`, real, per, headDim / 32);
+      }
+      options.onProgress?.(rank + 1, mp);
     }
     return config;
   }
@@ -379,6 +460,17 @@ export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions =
   });
   fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
   return config;
+}
+
+/** The scale rows [from, to) of a padded rank set to code 1, as DeepSeek's convert.py pads them. */
+function writePadScales(file: string, name: string, from: number, to: number, width: number): void {
+  const at = readSafetensors(file).tensors[name].fileOffset!;
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.writeSync(fd, new Uint8Array((to - from) * width).fill(1), 0, (to - from) * width, at + from * width);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
