@@ -26,7 +26,7 @@ namespace {
 // copies). maxSize: larger files are refused before mapping. Returns the base or null
 // for an empty file.
 void* mapPrivately(const Napi::Env& env, const std::string& path, size_t maxSize, size_t* size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -244,7 +244,7 @@ namespace engram {
 // whether the advice was taken.
 Napi::Value DropFileCache(const Napi::CallbackInfo& info) {
   const std::string path = pathArgument(info);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throwJs(info.Env(), ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
   const bool taken = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
   ::close(fd);
@@ -336,10 +336,14 @@ Napi::Value ReadFileRegion(const Napi::CallbackInfo& info) {
   const int64_t length = intField(o, "byteLength", 0, INT64_MAX / 2);
   uint8_t* dst = bufferRegion(o, "dst", "dstByteOffset", length, false);
   const int threads = static_cast<int>(intField(o, "threads", 0, 4096));
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throwJs(env, ErrorKind::Error, "cannot open '" + path + "': " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size < offset + length) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throwJs(env, ErrorKind::TypeError, "'" + path + "' is not a regular file");
+  }
+  if (st.st_size < offset + length) {
     ::close(fd);
     throwJs(env, ErrorKind::RangeError, "'" + path + "' is shorter than " + std::to_string(offset + length) + " bytes");
   }

@@ -165,11 +165,12 @@ SourceFiles::SourceFiles(const PageSource& source, const PagerGeometry& g) : g_(
   if (!source.inFiles()) return;
   try {
     for (const SourcePart& p : source.parts) {
-      const int fd = ::open(p.path.c_str(), O_RDONLY | O_CLOEXEC);
+      const int fd = ::open(p.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       EK_REQUIRE(fd >= 0, Error, "cannot open table file '" + p.path + "': " + std::strerror(errno));
       fds_.push_back(fd);
       struct stat st {};
       EK_REQUIRE(::fstat(fd, &st) == 0, Error, "cannot stat table file '" + p.path + "'");
+      EK_REQUIRE(S_ISREG(st.st_mode), TypeError, "table file '" + p.path + "' is not a regular file");
       const int64_t needData = p.dataOffset + p.rows * g.rowBytes;
       const int64_t needScales = g.scaleRowBytes > 0 ? p.scalesOffset + p.rows * g.scaleRowBytes : 0;
       const int64_t need = std::max(needData, needScales);

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { assembleV41Tensors, describeLayout, findEngramTensors, parseV41Config, writeSyntheticV41Checkpoint } from '../layers/v41/checkpoint.js';
+import { assembleV41Tensors, describeLayout, findEngramTensors, parseV41Config, readCheckpointJson, writeSyntheticV41Checkpoint } from '../layers/v41/checkpoint.js';
 import { DeepseekV41EngramModel } from '../layers/v41/model.js';
 import { tensorByteLength } from '../core/tensor.js';
 import { progress } from '../core/throughput.js';
@@ -10,7 +10,7 @@ import { progress } from '../core/throughput.js';
 const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
 export function inspectV41(dir: string, json: boolean): number {
-  const config = parseV41Config(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json'));
+  const config = parseV41Config(readCheckpointJson(path.join(dir, 'config.json')), path.join(dir, 'config.json'));
   const { tensors, files, layout } = findEngramTensors(dir);
   const shards = Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, t.rowParts?.length ?? 1]));
   assembleV41Tensors(tensors, config);

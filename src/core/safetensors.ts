@@ -8,7 +8,7 @@ import path from 'node:path';
 import { DTYPE_BYTES, elementCount, isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion, type Tensor, type TensorDtype } from './tensor.js';
 import { MappedFile, MAX_EXTERNAL_BYTES } from './mapped-file.js';
 import { native } from '../native/index.js';
-import { describe } from './validate.js';
+import { describe, requireRegularFile } from './validate.js';
 
 export interface SafetensorsFile {
   path: string;
@@ -22,8 +22,7 @@ export interface SafetensorsFile {
  * views of it, bigger ones (a 98 GB table) a region of the MappedFile itself.
  */
 export function readSafetensors(file: string): SafetensorsFile {
-  if (typeof file !== 'string') throw new TypeError(`path must be a string, got ${describe(file)}`);
-  if (!fs.existsSync(file)) throw new Error(`cannot open '${file}': no such file`);
+  requireRegularFile('path', file);
   if (MappedFile.sizeOf(file) <= MAX_EXTERNAL_BYTES) return parseSafetensors(native().mapFile(file), file);
   const mapped = MappedFile.open(file);
   return parseSource(

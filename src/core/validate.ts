@@ -1,5 +1,6 @@
 // Argument checks shared by the public API: each throws a TypeError or RangeError that
 // names the parameter and shows the value.
+import fs from 'node:fs';
 
 export function describe(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
@@ -91,4 +92,24 @@ export function requireDevice(name: string, value: unknown): Device {
     throw new RangeError(`${name} must be 'cpu', 'cuda' or 'auto', got ${describe(value)}`);
   }
   return value;
+}
+
+/**
+ * `file` as a path to a regular file (symlinks followed): a FIFO would block the read that
+ * opens it, and a directory or device is no file to read tensors or a tokenizer from.
+ */
+export function requireRegularFile(name: string, file: unknown): string {
+  if (typeof file !== 'string' || file === '') throw new TypeError(`${name} must be a non-empty path string, got ${describe(file)}`);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `cannot open '${file}': no such file` : `cannot open '${file}': ${(err as Error).message}`);
+  }
+  if (!stat.isFile()) {
+    const kind = stat.isFIFO() ? 'a FIFO' : stat.isDirectory() ? 'a directory' : stat.isCharacterDevice() || stat.isBlockDevice() ? 'a device' : stat.isSocket() ? 'a socket' : 'not a regular file';
+    throw new TypeError(`${name} '${file}' is ${kind}, not a regular file`);
+  }
+  return file;
 }

@@ -8,7 +8,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 
 import { readCache, writeCache } from '../core/cache.js';
 import { compressionKey } from './compression-key.js';
-import { describe, requireIds } from '../core/validate.js';
+import { describe, requireIds, requireRegularFile } from '../core/validate.js';
 
 // Bump when the key rule changes, so stale caches are not read.
 const KEY_RULE_VERSION = 1;
@@ -109,6 +109,8 @@ export class CompressedTokenizer {
     if (typeof filePath !== 'string' || filePath === '') {
       throw new TypeError(`path must be a non-empty string, got ${describe(filePath)}`);
     }
+    // A FIFO would block the read below; a missing file gets the read's own error.
+    if (fs.existsSync(filePath) && !fs.statSync(filePath).isFile()) requireRegularFile('path', filePath);
     let bytes: Buffer;
     try {
       bytes = fs.readFileSync(filePath);

@@ -11,7 +11,7 @@ import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { native } from '../../native/index.js';
 import { EngramTable, nativeBuffer } from '../../table/table.js';
 import { readSafetensors, writeSafetensors, type TensorHole } from '../../core/safetensors.js';
-import { describe } from '../../core/validate.js';
+import { describe, requireRegularFile } from '../../core/validate.js';
 
 export interface V41CheckpointConfig {
   layerIds: number[];
@@ -73,6 +73,32 @@ export function parseV41Config(json: unknown, file = 'config.json'): V41Checkpoi
 
 export const engramPrefix = (layerId: number) => `layers.${layerId}.engram.`;
 
+/** A checkpoint's JSON file (config.json, the index), refused by name when not a regular file or not JSON. */
+export function readCheckpointJson(file: string): unknown {
+  requireRegularFile('checkpoint file', file);
+  const text = fs.readFileSync(file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new TypeError(`'${file}' is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A shard path named by an index, resolved inside the checkpoint directory: a weight_map
+ * entry that leads outside it (`../`, an absolute path, a symlink out) is refused, so that
+ * loading a downloaded checkpoint never reads other files.
+ */
+function shardInside(dir: string, entry: string, index: string): string {
+  if (typeof entry !== 'string' || entry === '') throw new TypeError(`${index}: a weight_map entry must be a file name, got ${describe(entry)}`);
+  const root = fs.realpathSync(dir);
+  const file = path.resolve(root, entry);
+  const inside = (p: string) => p.startsWith(root + path.sep);
+  if (!inside(file)) throw new RangeError(`${index}: weight_map entry '${entry}' points outside the checkpoint directory '${dir}'`);
+  if (fs.existsSync(file) && !inside(fs.realpathSync(file))) throw new RangeError(`${index}: weight_map entry '${entry}' is a link out of the checkpoint directory '${dir}'`);
+  return file;
+}
+
 /**
  * A checkpoint's Engram tensor name as this library keys it: `layers.{L}.engram.*`, with
  * or without the Hugging Face release's leading `model.`, and `scale` for a block scale
@@ -126,15 +152,15 @@ export function findEngramTensors(dir: string): { tensors: Record<string, Tensor
   let layout: V41CheckpointLayout;
   const index = path.join(dir, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
-    const json = JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> };
-    if (!json.weight_map || typeof json.weight_map !== 'object') throw new TypeError(`${index} has no weight_map`);
+    const json = readCheckpointJson(index) as { weight_map?: Record<string, string> };
+    if (json === null || typeof json !== 'object' || !json.weight_map || typeof json.weight_map !== 'object') throw new TypeError(`${index} has no weight_map`);
     const byFile = new Map<string, Set<string>>();
     for (const [name, file] of Object.entries(json.weight_map)) {
       if (engramTensorKey(name) === undefined) continue;
       if (!byFile.has(file)) byFile.set(file, new Set());
       byFile.get(file)!.add(name);
     }
-    for (const [file, names] of byFile) take(path.join(dir, file), names);
+    for (const [file, names] of byFile) take(shardInside(dir, file, index), names);
     layout = { kind: 'index', shards: byFile.size };
   } else {
     const ranks = fs.readdirSync(dir).map((f) => /^model(\d+)-mp(\d+)\.safetensors$/.exec(f)).filter((m): m is RegExpExecArray => m !== null);

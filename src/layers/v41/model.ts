@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './layer.js';
-import { assembleV41Tensors, engramPrefix, findEngramTensors, parseV41Config, type V41CheckpointConfig } from './checkpoint.js';
+import { assembleV41Tensors, engramPrefix, findEngramTensors, parseV41Config, readCheckpointJson, type V41CheckpointConfig } from './checkpoint.js';
 import { requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
 import { Prefetch, prefetchKey } from '../../table/prefetch.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
@@ -57,7 +57,7 @@ export class DeepseekV41EngramModel {
     if (typeof dir !== 'string' || !fs.existsSync(dir)) throw new Error(`checkpoint directory ${describe(dir)} does not exist`);
     const configFile = path.join(dir, 'config.json');
     if (!fs.existsSync(configFile)) throw new Error(`'${dir}' has no config.json`);
-    const config = parseV41Config(JSON.parse(fs.readFileSync(configFile, 'utf8')), configFile);
+    const config = parseV41Config(readCheckpointJson(configFile), configFile);
     const tokenizer =
       options.tokenizer instanceof CompressedTokenizer
         ? options.tokenizer
