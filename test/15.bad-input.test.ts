@@ -169,3 +169,41 @@ describe('floats and named options', () => {
     );
   });
 });
+
+describe('hash specs are checked as the constructor would', () => {
+  it('fromSpec refuses multipliers the reference cannot draw and moduli that are not prime', async () => {
+    const { CompressedTokenizer: Tok, NgramHashMapping: Mapping } = await import('../src/index.js');
+    const tok = Tok.fromLookup([0, 1, 2, 3, 4, 5, 6, 7]);
+    const mapping = new Mapping({ engramVocabSize: 1000, maxNgramSize: 3, nHeadPerNgram: 2, layerIds: [1] }, tok);
+    const spec = mapping.toSpec();
+    const again = Mapping.fromSpec(JSON.parse(JSON.stringify(spec)), tok);
+    expect(again.primes(1)).toEqual(mapping.primes(1));
+    const negative = JSON.parse(JSON.stringify(spec));
+    negative.layers[0].multipliers[1] = '-7';
+    expect(() => Mapping.fromSpec(negative, tok)).toThrow(/spec.layers\[0\].multipliers\[1\] must be a positive odd int64 \(as the reference draws them\), got -7n/);
+    const even = JSON.parse(JSON.stringify(spec));
+    even.layers[0].multipliers[0] = '8';
+    expect(() => Mapping.fromSpec(even, tok)).toThrow(/must be a positive odd int64/);
+    const composite = JSON.parse(JSON.stringify(spec));
+    composite.layers[0].primes[0][1] = 1001; // 7 x 11 x 13
+    expect(() => Mapping.fromSpec(composite, tok)).toThrow(/spec.layers\[0\].primes\[0\]\[1\] must be a prime \(the reference's head moduli are\), got 1001/);
+  });
+});
+
+describe('token masks hold 0/1 or booleans', () => {
+  it('a Uint8Array with other values, or non-numbers, is refused, in hashing and in the V4.1 layer', async () => {
+    const { CompressedTokenizer: Tok, DeepseekV41Engram, NgramHashMapping: Mapping, DEEPSEEK_V41_NGRAM_HASH_CONFIG } = await import('../src/index.js');
+    const mapping = new Mapping({ ...DEEPSEEK_V41_NGRAM_HASH_CONFIG, engramVocabSize: 1009, compressedVocabSize: undefined }, Tok.fromLookup([0, 1, 2, 3, 4, 5, 6, 7]));
+    expect(() => mapping.hashRows([1, 2, 3], [1, 3], { tokenMask: Uint8Array.of(1, 2, 1), device: 'cpu' })).toThrow(/options.tokenMask\[1\] must be 0 or 1, got 2/);
+    expect(() => mapping.hashRows([1, 2, 3], [1, 3], { tokenMask: Uint8Array.of(255, 1, 1), device: 'cpu' })).toThrow(/must be 0 or 1, got 255/);
+    expect(() => mapping.hashRows([1, 2, 3], [1, 3], { tokenMask: ['x', 'no', 0] as never, device: 'cpu' })).toThrow(/tokenMask\[0\] must be a boolean or 0\/1, got "x"/);
+    expect(mapping.hashRows([1, 2, 3], [1, 3], { tokenMask: [true, false, 1], device: 'cpu' }).rowIds.length).toBeGreaterThan(0);
+    const layer = new DeepseekV41Engram({ hiddenSize: 32, hcMult: 1, maxNgramSize: 2, nHeads: 1, headDim: 32, numEmbeddings: 8 }, { device: 'cpu' });
+    const f32 = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape[0] * shape[1]).fill(0.5) });
+    layer.loadStateDict({ 'embed.weight': f32([8, 32]), 'wkv.weight': f32([64, 32]), q_weight: f32([1, 32]), k_weight: f32([1, 32]) });
+    const streams = new Float32Array(2 * 32);
+    expect(layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2], { tokenMask: Uint8Array.of(1, 0) }).output.length).toBe(64);
+    expect(() => layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2], { tokenMask: Uint8Array.of(1, 7) })).toThrow(/options.tokenMask\[1\] must be 0 or 1, got 7/);
+    expect(() => layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2], { tokenMask: [1, 'no'] as never })).toThrow(/options.tokenMask\[1\] must be a boolean or 0\/1, got "no"/);
+  });
+});

@@ -113,3 +113,27 @@ export function requireRegularFile(name: string, file: unknown): string {
   }
   return file;
 }
+
+/**
+ * A token mask of `length` positions: a Uint8Array of 0/1, or an array of booleans or 0/1.
+ * Anything else (2, 255, 'no') is refused rather than read by truthiness.
+ */
+export function requireTokenMask(name: string, value: unknown, length: number): Uint8Array {
+  if (value === null || typeof value !== 'object' || typeof (value as ArrayLike<unknown>).length !== 'number') {
+    throw new TypeError(`${name} must be a Uint8Array of 0/1 or an array of booleans, got ${describe(value)}`);
+  }
+  const src = value as ArrayLike<unknown>;
+  if (src.length !== length) throw new RangeError(`${name} has ${src.length} elements but the shape needs ${length}`);
+  if (src instanceof Uint8Array) {
+    const bad = src.findIndex((v) => v > 1);
+    if (bad >= 0) throw new RangeError(`${name}[${bad}] must be 0 or 1, got ${src[bad]}`);
+    return src;
+  }
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const v = src[i];
+    if (v === true || v === 1) out[i] = 1;
+    else if (v !== false && v !== 0) throw new TypeError(`${name}[${i}] must be a boolean or 0/1, got ${describe(v)}`);
+  }
+  return out;
+}

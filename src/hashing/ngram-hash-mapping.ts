@@ -5,8 +5,8 @@ import { resolveDevice } from '../core/devices.js';
 import { native, type NativeHashArgs } from '../native/index.js';
 import { defaultRng } from './numpy-random.js';
 import { resolveConfig, type NgramHashConfig, type ResolvedNgramHashConfig } from './ngram-hash-config.js';
-import { findNextPrime } from './primes.js';
-import { describe, requireDevice, requireIds, requireInteger, requireShape, type Device, type IdArray } from '../core/validate.js';
+import { findNextPrime, isPrime } from './primes.js';
+import { describe, requireDevice, requireIds, requireInteger, requireShape, type Device, type IdArray, requireTokenMask } from '../core/validate.js';
 import { newBigInt64, newInt32 } from '../core/output.js';
 
 const INT64_MAX = (1n << 63n) - 1n;
@@ -167,6 +167,8 @@ export class NgramHashMapping {
         if (typeof m !== 'bigint' || m < -INT64_MAX - 1n || m > INT64_MAX) {
           throw new RangeError(`spec.layers[${i}].multipliers[${k}] must be an int64, got ${describe(m)}`);
         }
+        // The reference draws 2 * integers(0, half_bound) + 1: positive and odd.
+        if (m <= 0n || m % 2n === 0n) throw new RangeError(`spec.layers[${i}].multipliers[${k}] must be a positive odd int64 (as the reference draws them), got ${describe(m)}`);
       });
       if (!Array.isArray(l.primes) || l.primes.length !== maxNgramSize - 1) {
         throw new RangeError(`spec.layers[${i}].primes must have ${maxNgramSize - 1} rows, got ${describe(l.primes)}`);
@@ -175,7 +177,10 @@ export class NgramHashMapping {
         if (!Array.isArray(row) || row.length !== nHeadPerNgram) {
           throw new RangeError(`spec.layers[${i}].primes[${n}] must have ${nHeadPerNgram} entries, got ${describe(row)}`);
         }
-        row.forEach((p, h) => requireInteger(`spec.layers[${i}].primes[${n}][${h}]`, p, 2, 0x7fffffff));
+        row.forEach((p, h) => {
+          requireInteger(`spec.layers[${i}].primes[${n}][${h}]`, p, 2, 0x7fffffff);
+          if (!isPrime(p)) throw new RangeError(`spec.layers[${i}].primes[${n}][${h}] must be a prime (the reference's head moduli are), got ${p}`);
+        });
       });
       this.layers.set(l.layerId, layerState(l.multipliers, l.primes.map((r) => r.slice())));
     });
@@ -420,19 +425,7 @@ function outputBuffer(out: unknown, total: number, int64: boolean): Int32Array |
 }
 
 function toMask(value: unknown, length: number): Uint8Array {
-  if (value === null || typeof value !== 'object' || typeof (value as ArrayLike<unknown>).length !== 'number') {
-    throw new TypeError(`options.tokenMask must be a Uint8Array or an array of booleans, got ${describe(value)}`);
-  }
-  const src = value as ArrayLike<unknown>;
-  if (src.length !== length) throw new RangeError(`options.tokenMask has ${src.length} elements but the shape needs ${length}`);
-  if (src instanceof Uint8Array) return src;
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) {
-    const v = src[i];
-    if (v === true || v === 1) out[i] = 1;
-    else if (v !== false && v !== 0) throw new TypeError(`options.tokenMask[${i}] must be a boolean or 0/1, got ${describe(v)}`);
-  }
-  return out;
+  return requireTokenMask('options.tokenMask', value, length);
 }
 
 function toHistory(value: unknown, length: number, compressedVocabSize: number): Int32Array {

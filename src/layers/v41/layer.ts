@@ -11,7 +11,7 @@ import type { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
-import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
+import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask } from '../../core/validate.js';
 import { newFloat32 } from '../../core/output.js';
 
 export interface DeepseekV41EngramConfig {
@@ -334,10 +334,7 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     if (rowIds.length !== tokens * idStride) throw new RangeError(`rowIds has ${rowIds.length} elements but [${batch}, ${seqLen}, ${idStride}] needs ${tokens * idStride}`);
     let tokenMask: Uint8Array | undefined;
     if (options.tokenMask !== undefined) {
-      const m = options.tokenMask as ArrayLike<unknown>;
-      if (m === null || typeof m !== 'object' || typeof m.length !== 'number') throw new TypeError(`options.tokenMask must be a Uint8Array or an array of booleans, got ${describe(m)}`);
-      if (m.length !== tokens) throw new RangeError(`options.tokenMask has ${m.length} elements but the shape needs ${tokens}`);
-      tokenMask = m instanceof Uint8Array ? m : Uint8Array.from(m as ArrayLike<number | boolean>, (v) => (v ? 1 : 0));
+      tokenMask = requireTokenMask('options.tokenMask', options.tokenMask, tokens);
     }
     if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 3)) {
       throw new TypeError(`options.stageSeconds must be a Float64Array(3), got ${describe(options.stageSeconds)}`);
