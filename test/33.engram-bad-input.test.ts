@@ -71,3 +71,20 @@ describe('Engram rejects bad input with clear errors and keeps its state', () =>
     expect(small.config.hidden_size).toBe(32);
   });
 });
+
+describe('streaming states from another layer', () => {
+  it('a state of another hcMult (same batch) is refused naming the lengths it needs, not reset', async () => {
+    const { CompressedTokenizer: Tok, Engram: Layer } = await import('../src/index.js');
+    const tokenizer = Tok.deepseekV3();
+    const base = { layerId: 1, layerIds: [1], hiddenSize: 32, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
+    const two = new Layer({ ...base, hcMult: 2 }, { tokenizer, seed: 1 });
+    const one = new Layer({ ...base, hcMult: 1 }, { tokenizer, seed: 1 });
+    const foreign = one.newState(1);
+    const before = foreign.convHistory.slice();
+    expect(() => two.forward(new Float32Array(4 * 2 * 32), [1, 2, 3, 4], [1, 4], { state: foreign })).toThrow(
+      /options.state was made for a layer of another shape: its histories hold 2 n-gram and 288 conv values, this layer's need 2 \(\[1, 2\]\) and 576 \(\[1, 9, 2, 32\]\): use this layer's newState\(1\)/,
+    );
+    expect(Array.from(foreign.convHistory)).toEqual(Array.from(before));
+    expect(() => two.forward(new Float32Array(8 * 2 * 32), [1, 2, 3, 4, 5, 6, 7, 8], [2, 4], { state: two.newState(1) })).toThrow(/options.state holds 1 sequences but the call has batch 2/);
+  });
+});

@@ -370,8 +370,13 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     const keep = this.config.maxNgramSize - 1;
     const historyLen = this.convHistoryLength;
     if (state !== undefined) {
-      if (state.batch !== batch || state.ngramHistory.length !== batch * keep || state.convHistory.length !== batch * historyLen * g.hc * g.hidden) {
-        throw new RangeError(`options.state holds ${state.batch} sequences of this layer's shape but the call has batch ${batch}`);
+      if (state.batch !== batch) throw new RangeError(`options.state holds ${state.batch} sequences but the call has batch ${batch}`);
+      const ngram = batch * keep, conv = batch * historyLen * g.hc * g.hidden;
+      if (state.ngramHistory.length !== ngram || state.convHistory.length !== conv) {
+        throw new RangeError(
+          `options.state was made for a layer of another shape: its histories hold ${state.ngramHistory.length} n-gram and ${state.convHistory.length} conv values, ` +
+            `this layer's need ${ngram} ([${batch}, ${keep}]) and ${conv} ([${batch}, ${historyLen}, ${g.hc}, ${g.hidden}]): use this layer's newState(${batch})`,
+        );
       }
     }
     let ticket = options.ticket === undefined ? undefined : this.checkTicket(options.ticket, inputIds, [batch, seqLen], state);
