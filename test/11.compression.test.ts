@@ -57,6 +57,27 @@ describe('CompressedTokenizer.deepseekV3()', () => {
     expect(ids.map((i) => tok.decode(i)).join('')).toBe('Only Alexander the Great');
   });
 
+  it('a cache file with a valid header but other ids (zeroed) fails its checksum and is rebuilt', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
+    const saved = process.env.ENGRAM_CACHE_DIR;
+    process.env.ENGRAM_CACHE_DIR = dir;
+    try {
+      const first = CompressedTokenizer.deepseekV3();
+      const [file] = fs.readdirSync(dir);
+      const bytes = fs.readFileSync(path.join(dir, file));
+      bytes.fill(0, 44); // the header and its checksum kept, every compressed id 0
+      fs.writeFileSync(path.join(dir, file), bytes);
+      const second = CompressedTokenizer.deepseekV3();
+      expect(second.compressedVocabSize).toBe(98_627);
+      expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
+      expect(fs.readFileSync(path.join(dir, file)).equals(bytes)).toBe(false); // rewritten
+    } finally {
+      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
+      else process.env.ENGRAM_CACHE_DIR = saved;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('ignores a corrupt cache file', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
     const saved = process.env.ENGRAM_CACHE_DIR;

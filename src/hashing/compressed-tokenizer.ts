@@ -12,7 +12,7 @@ import { describe, requireIds, requireRegularFile } from '../core/validate.js';
 
 // Bump when the key rule changes, so stale caches are not read.
 const KEY_RULE_VERSION = 1;
-const CACHE_MAGIC = 0x54434b45; // "EKCT"
+const CACHE_MAGIC = 0x32434b45; // "EKC2": the header, the payload's SHA-256, the lookup
 
 interface TokenizerJson {
   model: { vocab: Record<string, number> | Array<[string, number]> };
@@ -58,20 +58,36 @@ function buildLookup(hf: Tokenizer, vocabSize: number): Int32Array {
   return lookup;
 }
 
+// The cache file: [magic, key rule version, vocab size] as int32, the SHA-256 of the
+// lookup's bytes, then the lookup. A file whose checksum or content does not hold (a
+// truncated write, a disk error, a hand edit) is ignored and rebuilt.
+const CACHE_HEADER_BYTES = 12 + 32;
+
 function encodeCache(lookup: Int32Array): Uint8Array {
-  const header = new Int32Array([CACHE_MAGIC, KEY_RULE_VERSION, lookup.length]);
-  const out = new Uint8Array(header.byteLength + lookup.byteLength);
-  out.set(new Uint8Array(header.buffer), 0);
-  out.set(new Uint8Array(lookup.buffer, lookup.byteOffset, lookup.byteLength), header.byteLength);
+  const payload = new Uint8Array(lookup.buffer, lookup.byteOffset, lookup.byteLength);
+  const out = new Uint8Array(CACHE_HEADER_BYTES + lookup.byteLength);
+  out.set(new Uint8Array(new Int32Array([CACHE_MAGIC, KEY_RULE_VERSION, lookup.length]).buffer), 0);
+  out.set(createHash('sha256').update(payload).digest(), 12);
+  out.set(payload, CACHE_HEADER_BYTES);
   return out;
 }
 
 function decodeCache(buf: Buffer | undefined, vocabSize: number): Int32Array | undefined {
-  if (buf === undefined || buf.byteLength !== 12 + 4 * vocabSize) return undefined;
+  if (buf === undefined || buf.byteLength !== CACHE_HEADER_BYTES + 4 * vocabSize) return undefined;
   const copy = new Uint8Array(buf); // aligned copy
-  const words = new Int32Array(copy.buffer, 0, 3 + vocabSize);
-  if (words[0] !== CACHE_MAGIC || words[1] !== KEY_RULE_VERSION || words[2] !== vocabSize) return undefined;
-  return words.slice(3);
+  const header = new Int32Array(copy.buffer, 0, 3);
+  if (header[0] !== CACHE_MAGIC || header[1] !== KEY_RULE_VERSION || header[2] !== vocabSize) return undefined;
+  const payload = copy.subarray(CACHE_HEADER_BYTES);
+  if (!createHash('sha256').update(payload).digest().equals(Buffer.from(copy.subarray(12, CACHE_HEADER_BYTES)))) return undefined;
+  const lookup = new Int32Array(copy.buffer, CACHE_HEADER_BYTES, vocabSize).slice();
+  // Content checks as well: compressed ids in range and dense (as fromLookup requires).
+  const distinct = countDistinct(lookup);
+  const seen = new Uint8Array(Math.max(0, distinct));
+  for (let i = 0; i < lookup.length; i++) {
+    if (lookup[i] < 0 || lookup[i] >= vocabSize) return undefined;
+    seen[lookup[i]] = 1;
+  }
+  return seen.every((v) => v === 1) ? lookup : undefined;
 }
 
 function countDistinct(lookup: Int32Array): number {
