@@ -89,3 +89,26 @@ describe('safetensors', () => {
     expect(same(engram.forward(hidden, ids, shape).output, before)).toBe(true);
   });
 });
+
+describe('safetensors strictness, as the reference implementation', () => {
+  const file = (header: Record<string, unknown>, dataBytes: number): ArrayBuffer => {
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    const out = new Uint8Array(8 + json.length + dataBytes);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    return out.buffer;
+  };
+  const t = (begin: number, end: number) => ({ dtype: 'U8', shape: [end - begin], data_offsets: [begin, end] });
+
+  it('tensors tile the data exactly: overlap, gaps and trailing bytes are refused by name', async () => {
+    const { parseSafetensors: parse, writeSafetensors: write } = await import('../src/index.js');
+    expect(Object.keys(parse(file({ a: t(0, 4), b: t(4, 6) }, 6)).tensors)).toEqual(['a', 'b']);
+    expect(() => parse(file({ a: t(0, 4), b: t(2, 6) }, 6))).toThrow(/tensor 'b' data_offsets \[2, 6\] overlap the tensor before it \(which ends at 4\)/);
+    expect(() => parse(file({ a: t(0, 4), b: t(0, 4) }, 4))).toThrow(/overlap the tensor before it/);
+    expect(() => parse(file({ a: t(0, 2), b: t(4, 6) }, 6))).toThrow(/the data bytes \[2, 4\) before tensor 'b' belong to no tensor/);
+    expect(() => parse(file({ a: t(0, 4) }, 9))).toThrow(/5 bytes after the last tensor belong to no tensor \(the data section is 9 bytes\)/);
+    expect(() => write(path.join(os.tmpdir(), 'never.safetensors'), { a: { dtype: 'F32', shape: [-1, 4], data: new Float32Array(0) } })).toThrow(
+      /tensor 'a' has an invalid shape .*dimensions must be non-negative integers/,
+    );
+  });
+});

@@ -72,6 +72,7 @@ function parseSource(source: Source, name: string): SafetensorsFile {
   const dataSize = size - dataStart;
   const metadata: Record<string, string> = {};
   const tensors: Record<string, Tensor> = {};
+  const spans: Array<{ key: string; begin: number; end: number }> = [];
   for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
     if (key === '__metadata__') {
       if (value === null || typeof value !== 'object') throw bad('__metadata__ is not an object');
@@ -98,7 +99,18 @@ function parseSource(source: Source, name: string): SafetensorsFile {
     const want = elementCount(shape) * DTYPE_BYTES[dtype];
     if (end - begin !== want) throw bad(`tensor '${key}' has ${end - begin} bytes but ${dtype} [${shape.join(', ')}] needs ${want}`);
     tensors[key] = { dtype, shape: shape.slice(), data: source.region(dataStart + begin, end - begin), fileOffset: dataStart + begin };
+    spans.push({ key, begin, end });
   }
+  // As the reference implementation requires: the tensors tile the data section exactly,
+  // with no overlap (two tensors aliasing bytes), no gap and no trailing bytes.
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (const s of spans) {
+    if (s.begin < at) throw bad(`tensor '${s.key}' data_offsets [${s.begin}, ${s.end}] overlap the tensor before it (which ends at ${at})`);
+    if (s.begin > at) throw bad(`the data bytes [${at}, ${s.begin}) before tensor '${s.key}' belong to no tensor`);
+    at = s.end;
+  }
+  if (at !== dataSize) throw bad(`${dataSize - at} bytes after the last tensor belong to no tensor (the data section is ${dataSize} bytes)`);
   return { path: name, metadata, tensors };
 }
 
@@ -133,6 +145,10 @@ export function writeSafetensors(file: string, tensors: Record<string, Tensor | 
   for (const name of names) {
     const t = tensors[name];
     if (!(t.dtype in DTYPE_BYTES)) throw new TypeError(`tensor '${name}' has an unknown dtype ${describe(t.dtype)}`);
+    // The shapes the reader accepts, and no other: safe non-negative integers.
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new RangeError(`tensor '${name}' has an invalid shape ${describe(t.shape)}: dimensions must be non-negative integers`);
+    }
     const want = elementCount(t.shape) * DTYPE_BYTES[t.dtype];
     if (!isHole(t)) {
       if (!isByteRegion(t.data)) throw new TypeError(`tensor '${name}' data must be a typed array or a byte region, got ${describe(t.data)}`);
