@@ -207,3 +207,29 @@ describe('token masks hold 0/1 or booleans', () => {
     expect(() => layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2], { tokenMask: [1, 'no'] as never })).toThrow(/options.tokenMask\[1\] must be a boolean or 0\/1, got "no"/);
   });
 });
+
+describe('outputs that alias inputs', () => {
+  it('an output overlapping an input is refused (hashing, the paper layer, MoE); views of one buffer that do not overlap are fine', async () => {
+    const { CompressedTokenizer: Tok, Engram, MoE, NgramHashMapping: Mapping } = await import('../src/index.js');
+    const mapping = new Mapping({ engramVocabSize: 1009, maxNgramSize: 3, nHeadPerNgram: 2, layerIds: [1] }, Tok.fromLookup([0, 1, 2, 3, 4, 5, 6, 7]));
+    const shared = new Int32Array(64);
+    const ids = shared.subarray(0, 4);
+    ids.set([1, 2, 3, 4]);
+    expect(() => mapping.hashRows(ids, [1, 4], { output: 'int32', out: shared.subarray(0, 16) })).toThrow(/options.out overlaps inputIds \(bytes \[0, 64\) and \[0, 16\) of one buffer\)/);
+    const fine = mapping.hashRows(ids, [1, 4], { output: 'int32', out: shared.subarray(16, 32) }).rowIds;
+    expect(Array.from(fine)).toEqual(Array.from(mapping.hashRows(Int32Array.of(1, 2, 3, 4), [1, 4], { output: 'int32' }).rowIds));
+
+    const tokenizer = Tok.deepseekV3();
+    const layer = new Engram({ layerId: 1, layerIds: [1], hiddenSize: 32, hcMult: 1, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 2 }, { tokenizer, seed: 1 });
+    const big = new Float32Array(4 * 32 + 4 * 128);
+    const hidden = big.subarray(0, 4 * 32);
+    expect(() => layer.forward(hidden, [1, 2, 3, 4], [1, 4], { returnEmbeddings: big.subarray(64, 64 + 4 * 128) })).toThrow(/options.returnEmbeddings overlaps hiddenStates/);
+    expect(layer.forward(hidden, [1, 2, 3, 4], [1, 4], { returnEmbeddings: big.subarray(128, 128 + 4 * 128) }).embeddings!.length).toBe(512);
+
+    const moe = new MoE({ dim: 4, numExperts: 2, ffnDim: 2, topk: 1 }, { device: 'cpu' });
+    const f = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape[0] * shape[1]).fill(0.1) });
+    moe.loadStateDict({ 'gate.weight': f([2, 4]), ...Object.fromEntries([0, 1].flatMap((e) => [[`experts.${e}.w1.weight`, f([2, 4])], [`experts.${e}.w3.weight`, f([2, 4])], [`experts.${e}.w2.weight`, f([4, 2])]])) });
+    const xs = new Float32Array(16);
+    expect(() => moe.forward(xs.subarray(0, 8), [2, 4], { out: xs.subarray(4, 12) })).toThrow(/options.out overlaps x/);
+  });
+});

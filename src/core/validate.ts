@@ -137,3 +137,14 @@ export function requireTokenMask(name: string, value: unknown, length: number): 
   }
   return out;
 }
+
+/**
+ * Refuses an output that shares bytes with an input: the native side would read what it
+ * has just written (a silently wrong result). Views of one buffer that do not overlap are
+ * fine.
+ */
+export function refuseOverlap(outName: string, out: ArrayBufferView | undefined, inName: string, input: unknown): void {
+  if (out === undefined || !ArrayBuffer.isView(input) || out.buffer !== input.buffer) return;
+  const a0 = out.byteOffset, a1 = a0 + out.byteLength, b0 = input.byteOffset, b1 = b0 + input.byteLength;
+  if (a0 < b1 && b0 < a1) throw new RangeError(`${outName} overlaps ${inName} (bytes [${a0}, ${a1}) and [${b0}, ${b1}) of one buffer): pass a separate output`);
+}

@@ -6,7 +6,7 @@ import { native, type NativeHashArgs } from '../native/index.js';
 import { defaultRng } from './numpy-random.js';
 import { resolveConfig, type NgramHashConfig, type ResolvedNgramHashConfig } from './ngram-hash-config.js';
 import { findNextPrime, isPrime } from './primes.js';
-import { describe, requireDevice, requireIds, requireInteger, requireShape, type Device, type IdArray, requireTokenMask } from '../core/validate.js';
+import { describe, requireDevice, requireIds, requireInteger, requireShape, type Device, type IdArray, requireTokenMask, refuseOverlap } from '../core/validate.js';
 import { newBigInt64, newInt32 } from '../core/output.js';
 
 const INT64_MAX = (1n << 63n) - 1n;
@@ -311,6 +311,10 @@ export class NgramHashMapping {
       int64 = output === 'int64' || (output === 'auto' && needs64);
     }
     const { multipliers, primes, offsets } = this.nativeTables(layerIds, globalRows);
+    const out = outputBuffer(options.out, total, int64);
+    refuseOverlap('options.out', out, 'inputIds', inputIds);
+    refuseOverlap('options.out', out, 'options.tokenMask', mask);
+    refuseOverlap('options.out', out, 'options.history', history);
     return {
       batch,
       seqLen,
@@ -326,7 +330,7 @@ export class NgramHashMapping {
       multipliers,
       primes,
       offsets,
-      out: outputBuffer(options.out, total, int64),
+      out,
       historyOut: globalRows ? new Int32Array(batch * keep) : undefined,
       device,
       deviceIndex,

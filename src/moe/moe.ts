@@ -7,7 +7,7 @@ import { requireTensor } from '../layers/paper/weights.js';
 import { resolveDevice } from '../core/devices.js';
 import { native, type NativeLinearHandle, type NativeMoeCudaArgs, type NativeMoeDeviceHandle } from '../native/index.js';
 import { concatWeights, packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
-import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device } from '../core/validate.js';
+import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device, refuseOverlap } from '../core/validate.js';
 import { newFloat32 } from '../core/output.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
@@ -385,6 +385,7 @@ export class MoE {
     if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === tokens * dim)) {
       throw new RangeError(`options.out must be a Float32Array of ${tokens * dim} elements, got ${describe(options.out)}`);
     }
+    refuseOverlap('options.out', options.out, 'x', x);
     const c = this.config;
     const routeOptions: MoeRouteOptions = {
       topk: c.topk, bias: this.gate.bias, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc,

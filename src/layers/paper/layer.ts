@@ -12,7 +12,7 @@ import { layerRowIds, requireTierOptions, type TableTierOptions } from '../../ta
 import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js';
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
 import { PagedLayer } from '../shared/paged-layer.js';
-import { describe, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
+import { describe, requireInteger, requireShape, type Device, type IdArray, refuseOverlap } from '../../core/validate.js';
 import { newFloat32 } from '../../core/output.js';
 
 export interface EngramOptions {
@@ -404,6 +404,8 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     if (options.returnEmbeddings instanceof Float32Array) {
       if (options.returnEmbeddings.length !== batch * seqLen * g.features) throw new RangeError(`options.returnEmbeddings must be a Float32Array of ${batch * seqLen * g.features} elements, got ${describe(options.returnEmbeddings)}`);
       embeddings = options.returnEmbeddings;
+      refuseOverlap('options.returnEmbeddings', embeddings, 'hiddenStates', hiddenStates);
+      refuseOverlap('options.returnEmbeddings', embeddings, 'options.out', output);
     } else if (options.returnEmbeddings) {
       embeddings = newFloat32(batch * seqLen * g.features);
     }

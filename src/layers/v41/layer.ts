@@ -11,7 +11,7 @@ import type { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
-import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask } from '../../core/validate.js';
+import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask, refuseOverlap } from '../../core/validate.js';
 import { newFloat32 } from '../../core/output.js';
 
 export interface DeepseekV41EngramConfig {
@@ -343,12 +343,15 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     if (out !== undefined && !(out instanceof Float32Array && out.length === tokens * hc * D)) {
       throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
     }
+    refuseOverlap('options.out', out, 'hiddenStreams', hiddenStreams);
     out ??= newFloat32(tokens * hc * D);
     const gates = new Float32Array(tokens * hc);
     let rows: Float32Array | undefined;
     if (options.returnRows instanceof Float32Array) {
       if (options.returnRows.length !== tokens * this.rowsPerToken * headDim) throw new RangeError(`options.returnRows must be a Float32Array of ${tokens * this.rowsPerToken * headDim} elements, got ${describe(options.returnRows)}`);
       rows = options.returnRows;
+      refuseOverlap('options.returnRows', rows, 'hiddenStreams', hiddenStreams);
+      refuseOverlap('options.returnRows', rows, 'options.out', out);
     } else if (options.returnRows) {
       rows = newFloat32(tokens * this.rowsPerToken * headDim);
     }
