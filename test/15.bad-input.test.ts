@@ -217,7 +217,7 @@ describe('outputs that alias inputs', () => {
     ids.set([1, 2, 3, 4]);
     expect(() => mapping.hashRows(ids, [1, 4], { output: 'int32', out: shared.subarray(0, 16) })).toThrow(/options.out overlaps inputIds \(bytes \[0, 64\) and \[0, 16\) of one buffer\)/);
     const fine = mapping.hashRows(ids, [1, 4], { output: 'int32', out: shared.subarray(16, 32) }).rowIds;
-    expect(Array.from(fine)).toEqual(Array.from(mapping.hashRows(Int32Array.of(1, 2, 3, 4), [1, 4], { output: 'int32' }).rowIds));
+    expect(Array.from(fine as Int32Array)).toEqual(Array.from(mapping.hashRows(Int32Array.of(1, 2, 3, 4), [1, 4], { output: 'int32' }).rowIds as Int32Array));
 
     const tokenizer = Tok.deepseekV3();
     const layer = new Engram({ layerId: 1, layerIds: [1], hiddenSize: 32, hcMult: 1, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 2 }, { tokenizer, seed: 1 });

@@ -6,7 +6,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { CompressedTokenizer, DeepseekV41Engram, DeepseekV41EngramModel, Engram, EngramModel, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { CompressedTokenizer, DeepseekV41Engram, DeepseekV41EngramModel, Engram, EngramModel, findEngramTensors, writeSyntheticV41Checkpoint } from '../src/index.js';
 import { rng } from './helpers/random.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-entry-'));
@@ -79,5 +79,37 @@ describe("DeepSeek-V4.1's layer and model", () => {
     expect(() => model.forwardLayer(3, streams.get(1)!, ids, [2, 8])).toThrow(/layerId 3 is not one of the model's layers/);
     const bare = new DeepseekV41Engram({ hiddenSize: 64, hcMult: 4, numEmbeddings: 1000 });
     expect(() => bare.forward(new Float32Array(4 * 64), [1], [1, 1])).toThrow(/no hashing to take token ids/);
+  });
+});
+
+describe('weights swapped while forwards run (both Engram layers)', () => {
+  it('loadStateDict during 10 async forwards: each result is entirely the old weights or entirely the new ones', async () => {
+    const tokenizerRef = CompressedTokenizer.deepseekV3();
+    const cfg = { ...config, layerId: 1 };
+    const oldLayer = new Engram(cfg, { tokenizer: tokenizerRef, seed: 21 });
+    const newLayer = new Engram(cfg, { tokenizer: tokenizerRef, seed: 22 });
+    const r = rng(51);
+    const ids = Int32Array.from({ length: 2 * 12 }, () => Math.floor(r() * 128_000));
+    const hidden = Float32Array.from({ length: 2 * 12 * 2 * 32 }, () => r() * 2 - 1);
+    const [wantOld, wantNew] = [oldLayer, newLayer].map((l) => bits(l.forward(hidden, ids, [2, 12]).output));
+    const layer = new Engram(cfg, { tokenizer: tokenizerRef, seed: 21 });
+    const calls = Array.from({ length: 10 }, () => layer.forwardAsync(hidden, ids, [2, 12]));
+    layer.loadStateDict(newLayer.stateDict());
+    for (const got of await Promise.all(calls)) expect(bits(got.output).equals(wantOld) || bits(got.output).equals(wantNew)).toBe(true);
+    expect(bits(layer.forward(hidden, ids, [2, 12]).output).equals(wantNew)).toBe(true);
+
+    const ckpt = path.join(dir, 'v41-swap');
+    writeSyntheticV41Checkpoint(ckpt, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 8, layerIds: [1] });
+    const other = path.join(dir, 'v41-swap-other');
+    writeSyntheticV41Checkpoint(other, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 9, layerIds: [1] });
+    const v41 = DeepseekV41EngramModel.fromCheckpoint(ckpt).layers.get(1)!;
+    const next = DeepseekV41EngramModel.fromCheckpoint(other).layers.get(1)!;
+    const rows = Int32Array.from({ length: 8 * v41.rowsPerToken }, (_, i) => (i * 37) % v41.table.rows);
+    const streams = Float32Array.from({ length: 8 * 4 * 64 }, () => r() * 2 - 1);
+    const v41Old = bits(v41.forwardRows(streams, rows, [1, 8]).output);
+    const v41New = bits(next.forwardRows(streams, rows, [1, 8]).output);
+    const v41Calls = Array.from({ length: 10 }, () => v41.forwardRowsAsync(streams, rows, [1, 8]));
+    v41.loadStateDict(findEngramTensors(other).tensors); // while the calls run
+    for (const got of await Promise.all(v41Calls)) expect(bits(got.output).equals(v41Old) || bits(got.output).equals(v41New)).toBe(true);
   });
 });

@@ -37,3 +37,40 @@ describe('MoE block equals the reference (routing, SwiGLU experts, combine, shar
     }
   });
 });
+
+describe('weights swapped while forwards run', () => {
+  it('MoE.loadStateDict during 10 forwardAsync calls: each result is entirely the old block or entirely the new one', async () => {
+    const { MoE: Block } = await import('../src/index.js');
+    const config = { dim: 16, numExperts: 8, ffnDim: 8, topk: 2, routeScale: 1, scoreFunc: 'softmax' as const };
+    let s = 7;
+    const rand = (n: number, scale: number) => Float32Array.from({ length: n }, () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return ((s / 4294967296) * 2 - 1) * scale;
+    });
+    const dict = () => {
+      const d: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = { 'gate.weight': { dtype: 'F32', shape: [8, 16], data: rand(128, 1) } };
+      for (let e = 0; e < 8; e++) {
+        d[`experts.${e}.w1.weight`] = { dtype: 'F32', shape: [8, 16], data: rand(128, 0.5) };
+        d[`experts.${e}.w3.weight`] = { dtype: 'F32', shape: [8, 16], data: rand(128, 0.5) };
+        d[`experts.${e}.w2.weight`] = { dtype: 'F32', shape: [16, 8], data: rand(128, 0.5) };
+      }
+      return d;
+    };
+    const [a, b] = [dict(), dict()];
+    const x = rand(64 * 16, 1);
+    const refA = new Block(config, { device: 'cpu' });
+    refA.loadStateDict(a);
+    const refB = new Block(config, { device: 'cpu' });
+    refB.loadStateDict(b);
+    const wantA = Buffer.from(refA.forward(x, [64, 16]).output.buffer);
+    const wantB = Buffer.from(refB.forward(x, [64, 16]).output.buffer);
+    const block = new Block(config, { device: 'cpu' });
+    block.loadStateDict(a);
+    const calls = Array.from({ length: 10 }, () => block.forwardAsync(x, [64, 16]));
+    block.loadStateDict(b); // while the routing of every call is in flight
+    for (const r of await Promise.all(calls)) {
+      const got = Buffer.from(r.output.buffer);
+      expect(got.equals(wantA) || got.equals(wantB)).toBe(true);
+    }
+  });
+});

@@ -372,8 +372,11 @@ export class MoE {
       await native().moeForwardCudaAsync(args);
       return { output, route };
     }
+    // One set of weights for the whole call: a loadStateDict while the routing runs must
+    // not pair the old routing with the new experts.
+    const experts = { routed: this.experts, shared: this.shared };
     const route = await routeAsync(x, this.gate!.weight, shape, call.routeOptions, this.gate!.packed);
-    const { args, output } = this.expertsArgs(x, call.tokens, route, options);
+    const { args, output } = this.expertsArgs(x, call.tokens, route, options, experts);
     if (args) await native().moeExpertsAsync(args);
     return { output, route };
   }
@@ -412,7 +415,7 @@ export class MoE {
     return { args, output, route };
   }
 
-  private expertsArgs(x: Float32Array, tokens: number, route: MoeRoute, options: MoeForwardOptions) {
+  private expertsArgs(x: Float32Array, tokens: number, route: MoeRoute, options: MoeForwardOptions, experts = { routed: this.experts, shared: this.shared }) {
     const c = this.config;
     const dim = c.dim;
     // Reusing `out` across calls avoids fresh pages (and their faults) for every output.
@@ -422,8 +425,8 @@ export class MoE {
         ? undefined
         : {
             tokens, dim, topk: c.topk, x, indices: route.indices, weights: route.weights,
-            gateUp: this.experts.map((e) => e.gateUp!), down: this.experts.map((e) => e.down!),
-            sharedGateUp: this.shared.map((e) => e.gateUp!), sharedDown: this.shared.map((e) => e.down!),
+            gateUp: experts.routed.map((e) => e.gateUp!), down: experts.routed.map((e) => e.down!),
+            sharedGateUp: experts.shared.map((e) => e.gateUp!), sharedDown: experts.shared.map((e) => e.down!),
             swigluLimit: c.swigluLimit, out: output, stageSeconds: options.stageSeconds,
             threads: options.threads === undefined ? 0 : requireInteger('options.threads', options.threads, 1, 4096),
           };
