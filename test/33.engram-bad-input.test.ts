@@ -88,3 +88,12 @@ describe('streaming states from another layer', () => {
     expect(() => two.forward(new Float32Array(8 * 2 * 32), [1, 2, 3, 4, 5, 6, 7, 8], [2, 4], { state: two.newState(1) })).toThrow(/options.state holds 1 sequences but the call has batch 2/);
   });
 });
+
+describe('bounded memory', () => {
+  it('newState for an absurd batch is refused with the size it would take', async () => {
+    const { CompressedTokenizer: Tok, Engram: Layer } = await import('../src/index.js');
+    const layer = new Layer({ layerId: 1, layerIds: [1], hiddenSize: 64, hcMult: 2, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 }, { tokenizer: Tok.deepseekV3(), seed: 1 });
+    expect(() => layer.newState(2 ** 31 - 1)).toThrow(/newState\(2147483647\) would take [\d.]+ GiB of histories \(2147483647 x 9 x 2 x 64 conv values\): more than half of this machine's \d+ GiB/);
+    expect(layer.newState(4).convHistory.length).toBe(4 * 9 * 2 * 64);
+  });
+});

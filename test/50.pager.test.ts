@@ -313,3 +313,28 @@ describe('bad input', () => {
     ticket.release();
   });
 });
+
+describe('bounded memory', () => {
+  it('a cache whose bookkeeping alone would not fit is refused with its size, before anything is allocated', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { writeSafetensors, readSafetensors } = await import('../src/index.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-pager-bound-'));
+    try {
+      const file = path.join(dir, 'big.safetensors');
+      const rows = 384_000_000;
+      writeSafetensors(file, {
+        'embed.weight': { dtype: 'F8_E4M3', shape: [rows, 256], hole: true },
+        'embed.scale': { dtype: 'F8_E8M0', shape: [rows, 8], hole: true },
+      });
+      const st = readSafetensors(file);
+      const home = { path: file, dtype: 'f8e4m3' as const, rows, cols: 256, dataOffset: st.tensors['embed.weight'].fileOffset!, scalesOffset: st.tensors['embed.scale'].fileOffset };
+      expect(() => TablePager.create(home, { cacheBytes: 64 * 2 ** 30, pageRows: 1 })).toThrow(
+        /a cache of [\d,]+ page slots needs about [\d.]+ GiB of bookkeeping, more than a quarter of this machine's \d+ GiB: use larger pages \(pageRows\) or a smaller cacheBytes/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,6 +1,8 @@
 // The paper's Engram layer (engram_demo_v1.py's `Engram`): hashed n-gram rows gathered
 // from one concatenated table, a context-aware gate per hyper-connection branch, and a
 // ShortConv, computed by the native kernels. Also the streaming state for decode.
+import os from 'node:os';
+
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import type { Tensor } from '../../core/tensor.js';
 import { CONV_NORM_EPS, GATE_NORM_EPS, resolveEngramConfig, type EngramConfig, type ResolvedEngramConfig } from './config.js';
@@ -277,6 +279,13 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     requireInteger('batch', batch, 0, 0x7fffffff);
     const g = this.geometry;
     const keep = this.config.maxNgramSize - 1;
+    // Refused before allocating: a state larger than half this machine's memory (or than one
+    // typed array holds) is a mistake, not a request to take the process down.
+    const convValues = batch * this.convHistoryLength * g.hc * g.hidden;
+    const bytes = 4 * (batch * keep + convValues);
+    if (bytes > os.totalmem() / 2 || convValues > 2 ** 32 - 1) {
+      throw new RangeError(`newState(${batch}) would take ${(bytes / 2 ** 30).toFixed(1)} GiB of histories (${batch} x ${this.convHistoryLength} x ${g.hc} x ${g.hidden} conv values): more than half of this machine's ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`);
+    }
     return {
       batch,
       ngramHistory: new Int32Array(batch * keep).fill(-1),
