@@ -233,3 +233,49 @@ describe('outputs that alias inputs', () => {
     expect(() => moe.forward(xs.subarray(0, 8), [2, 4], { out: xs.subarray(4, 12) })).toThrow(/options.out overlaps x/);
   });
 });
+
+describe('weights must be finite; MoE state dicts are strict', () => {
+  it('a NaN or infinity in a weight is refused with its tensor and index, and the old weights stay', async () => {
+    const { DeepseekV41Engram, MoE } = await import('../src/index.js');
+    const f32 = (shape: number[], fill = 0.5) => ({ dtype: 'F32' as const, shape, data: new Float32Array(shape[0] * shape[1]).fill(fill) });
+    const layer = new DeepseekV41Engram({ hiddenSize: 32, hcMult: 1, maxNgramSize: 2, nHeads: 1, headDim: 32, numEmbeddings: 8 }, { device: 'cpu' });
+    const dict = { 'embed.weight': f32([8, 32]), 'wkv.weight': f32([64, 32]), q_weight: f32([1, 32]), k_weight: f32([1, 32]) };
+    layer.loadStateDict(dict);
+    const streams = new Float32Array(2 * 32).fill(0.25);
+    const before = layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2]).output;
+    const badQ = f32([1, 32]);
+    badQ.data[5] = NaN;
+    expect(() => layer.loadStateDict({ ...dict, q_weight: badQ })).toThrow(/tensor 'q_weight' holds NaN at index 5: weights must be finite/);
+    const badWkv = f32([64, 32]);
+    badWkv.data[70] = Infinity;
+    expect(() => layer.loadStateDict({ ...dict, 'wkv.weight': badWkv })).toThrow(/tensor 'wkv.weight' holds Infinity at index 70/);
+    // e4m3 has NaN codes (S.1111.111): a checkpoint holding one is refused, not decoded to NaN.
+    const codes = new Uint8Array(64 * 32).fill(0x38); // 1.0
+    codes[9] = 0xff;
+    const fp8 = { 'wkv.weight': { dtype: 'F8_E4M3' as const, shape: [64, 32], data: codes }, 'wkv.scale': { dtype: 'F8_E8M0' as const, shape: [2, 1], data: new Uint8Array(2).fill(127) } };
+    expect(() => layer.loadStateDict({ ...dict, ...fp8 })).toThrow(/tensor 'wkv.weight' holds the e4m3 NaN code 0xff at index 9/);
+    codes[9] = 0x38;
+    fp8['wkv.scale'].data[1] = 0xff;
+    expect(() => layer.loadStateDict({ ...dict, ...fp8 })).toThrow(/tensor 'wkv.scale' holds the e8m0 NaN code 0xff at index 1/);
+    fp8['wkv.scale'].data[1] = 127;
+    layer.loadStateDict({ ...dict, ...fp8 }); // the same tensor without the NaN code loads
+    layer.loadStateDict(dict);
+    expect(Array.from(layer.forwardRows(streams, Int32Array.of(0, 1), [1, 2]).output)).toEqual(Array.from(before));
+
+    const moe = new MoE({ dim: 4, numExperts: 2, ffnDim: 2, topk: 1 }, { device: 'cpu' });
+    const f = (shape: number[]) => f32(shape, 0.1);
+    const moeDict: Record<string, ReturnType<typeof f>> = { 'gate.weight': f([2, 4]), ...Object.fromEntries([0, 1].flatMap((e) => [[`experts.${e}.w1.weight`, f([2, 4])], [`experts.${e}.w3.weight`, f([2, 4])], [`experts.${e}.w2.weight`, f([4, 2])]])) };
+    moe.loadStateDict(moeDict);
+    const badGate = f([2, 4]);
+    badGate.data[3] = -Infinity;
+    expect(() => moe.loadStateDict({ ...moeDict, 'gate.weight': badGate })).toThrow(/tensor 'gate.weight' holds -Infinity at index 3/);
+    // An expert past numExperts (a checkpoint for a larger block) is an error unless strict is off.
+    const extra = { ...moeDict, 'experts.2.w1.weight': f([2, 4]) };
+    expect(() => moe.loadStateDict(extra)).toThrow(/unexpected tensor 'experts.2.w1.weight' \(not part of this block: 2 experts\); pass \{ strict: false \}/);
+    moe.loadStateDict(extra, { strict: false });
+    const prefixed = Object.fromEntries(Object.entries(extra).map(([k, v]) => [`layers.3.ffn.${k}`, v]));
+    expect(() => moe.loadStateDict({ ...prefixed, 'layers.3.attn.wq.weight': f([2, 4]) }, { prefix: 'layers.3.ffn.' })).toThrow(/unexpected tensor 'layers.3.ffn.experts.2.w1.weight'/);
+    delete prefixed['layers.3.ffn.experts.2.w1.weight'];
+    moe.loadStateDict({ ...prefixed, 'layers.3.attn.wq.weight': f([2, 4]) }, { prefix: 'layers.3.ffn.' }); // other blocks' tensors are not this block's business
+  });
+});

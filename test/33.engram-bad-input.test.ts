@@ -47,6 +47,9 @@ describe('Engram rejects bad input with clear errors and keeps its state', () =>
     expect(() => engram.loadStateDict({ ...dict, 'norm1.0.weight': { dtype: 'F32', shape: [32], data: new Float32Array(31) } })).toThrow(
       /tensor 'norm1.0.weight' has 124 bytes but F32 \[32\] needs 128/,
     );
+    const nanNorm = new Float32Array(32).fill(1);
+    nanNorm[7] = NaN;
+    expect(() => engram.loadStateDict({ ...dict, 'norm1.0.weight': { dtype: 'F32', shape: [32], data: nanNorm } })).toThrow(/tensor 'norm1.0.weight' holds NaN at index 7: weights must be finite/);
     const after = engram.forward(hidden, ids, shape).output;
     expect(Buffer.compare(Buffer.from(after.buffer), Buffer.from(before.buffer))).toBe(0);
   });

@@ -148,3 +148,11 @@ export function refuseOverlap(outName: string, out: ArrayBufferView | undefined,
   const a0 = out.byteOffset, a1 = a0 + out.byteLength, b0 = input.byteOffset, b1 = b0 + input.byteLength;
   if (a0 < b1 && b0 < a1) throw new RangeError(`${outName} overlaps ${inName} (bytes [${a0}, ${a1}) and [${b0}, ${b1}) of one buffer): pass a separate output`);
 }
+
+/** Weights must be finite: a NaN or infinity in a norm or a projection poisons every output. */
+export function requireFiniteValues(name: string, values: Float32Array): Float32Array {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) throw new RangeError(`tensor '${name}' holds ${values[i]} at index ${i}: weights must be finite`);
+  }
+  return values;
+}

@@ -7,7 +7,7 @@ import { requireTensor } from '../layers/paper/weights.js';
 import { resolveDevice } from '../core/devices.js';
 import { native, type NativeLinearHandle, type NativeMoeCudaArgs, type NativeMoeDeviceHandle } from '../native/index.js';
 import { concatWeights, packWeight, stackWeightRows, weightBytes, weightFromTensors, type LinearWeight } from './quantized-weights.js';
-import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device, refuseOverlap } from '../core/validate.js';
+import { describe, isOwnKey, requireDevice, requireFinite, requireInteger, requireShape, type Device, refuseOverlap, requireFiniteValues } from '../core/validate.js';
 import { newFloat32 } from '../core/output.js';
 
 export type ScoreFunc = 'softmax' | 'sigmoid' | 'sqrtsoftplus';
@@ -278,10 +278,21 @@ export class MoE {
    * [out, in/32], as V4.1's routed experts): quantised ones stay in their codes and are
    * decoded per panel slice inside the GEMM (no float copy of the weights).
    */
-  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string } = {}): void {
+  loadStateDict(record: Record<string, Tensor>, options: { prefix?: string; strict?: boolean } = {}): void {
     if (record === null || typeof record !== 'object') throw new TypeError(`state dict must be an object of tensors, got ${describe(record)}`);
     const prefix = options.prefix ?? '';
     const { dim, numExperts: E, ffnDim: F, sharedFfnDim: SF, nSharedExperts } = this.config;
+    // Strict by default, as PyTorch's load_state_dict: a tensor under the prefix that is no
+    // part of this block (an expert index past numExperts, a typo) is an error.
+    if (options.strict !== false) {
+      const expert = (base: string) => ['w1', 'w2', 'w3'].flatMap((w) => [`${base}.${w}.weight`, `${base}.${w}.scale`]);
+      const known = new Set(['gate.weight', 'gate.bias', ...Array.from({ length: E }, (_, e) => expert(`experts.${e}`)).flat(), ...(nSharedExperts > 0 ? expert('shared_experts') : [])]);
+      for (const key of Object.keys(record)) {
+        if (key.startsWith(prefix) && !known.has(key.slice(prefix.length))) {
+          throw new RangeError(`state dict has an unexpected tensor '${key}' (not part of this block: ${E} experts${nSharedExperts > 0 ? ', shared experts' : ''}); pass { strict: false } to ignore it`);
+        }
+      }
+    }
     const get = (name: string, shape: number[], optional = false): Float32Array | undefined => {
       const t = record[prefix + name];
       if (t === undefined) {
@@ -292,7 +303,7 @@ export class MoE {
       if (tensor.shape.length !== shape.length || tensor.shape.some((d, i) => d !== shape[i])) {
         throw new RangeError(`tensor '${prefix}${name}' has shape [${tensor.shape.join(', ')}] but the block expects [${shape.join(', ')}]`);
       }
-      return toFloat32(prefix + name, tensor);
+      return requireFiniteValues(prefix + name, toFloat32(prefix + name, tensor));
     };
     const weight = (name: string, shape: [number, number]): LinearWeight => {
       const full = `${prefix}${name}.weight`;

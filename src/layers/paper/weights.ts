@@ -6,7 +6,7 @@ import type { ResolvedEngramConfig } from './config.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES, type TableDtype } from '../../table/table.js';
 
 export { TABLE_TENSOR_DTYPES };
-import { describe } from '../../core/validate.js';
+import { describe, requireFiniteValues } from '../../core/validate.js';
 
 export interface EngramWeights {
   table: EngramTable;
@@ -102,7 +102,8 @@ export function weightsFromStateDict(
       throw new RangeError(`tensor '${prefix}${name}' has shape ${shapeText(t.shape)} but the layer expects ${shapeText(shape)}`);
     }
   }
-  const f32 = (name: string) => toFloat32(prefix + name, tensors.get(name)!);
+  // Every weight but the table (too large to scan at load) must be finite.
+  const f32 = (name: string) => requireFiniteValues(prefix + name, toFloat32(prefix + name, tensors.get(name)!));
   const stack = (names: string[], width: number) => {
     const out = new Float32Array(names.length * width);
     names.forEach((n, i) => out.set(f32(n), i * width));

@@ -11,7 +11,7 @@ import type { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
-import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask, refuseOverlap } from '../../core/validate.js';
+import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask, refuseOverlap, requireFiniteValues } from '../../core/validate.js';
 import { newFloat32 } from '../../core/output.js';
 
 export interface DeepseekV41EngramConfig {
@@ -220,10 +220,24 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     // Elsewhere the fp32 kernel reads the weights in their own codes (fp8: 1 byte each).
     const bf16Inputs = table.dtype === 'f8e4m3' || table.dtype === 'bf16';
     const bf16Kernel = this.wkvKernelChoice === 'auto' && bf16Inputs && native().buildInfo().cpuFeatures.includes('avx512bf16');
+    // Checked before anything is packed: a NaN or infinity in a weight poisons every output.
+    const qWeight = requireFiniteValues(prefix + 'q_weight', toFloat32(prefix + 'q_weight', q));
+    const kWeight = requireFiniteValues(prefix + 'k_weight', toFloat32(prefix + 'k_weight', k));
     let wkvFloat: Float32Array | undefined;
+    if (wkv.dtype === 'F8_E4M3') {
+      // e4m3 has no infinity; its NaN codes are S.1111.111 (0x7f, 0xff).
+      const codes = new Uint8Array(wkv.data.buffer as ArrayBuffer, wkv.data.byteOffset, wkv.data.byteLength);
+      const bad = codes.findIndex((c) => (c & 0x7f) === 0x7f);
+      if (bad >= 0) throw new RangeError(`tensor '${prefix}wkv.weight' holds the e4m3 NaN code 0x${codes[bad].toString(16)} at index ${bad}: weights must be finite`);
+      // e8m0's only NaN is 0xff.
+      const scales = wkvScale === undefined ? undefined : new Uint8Array(wkvScale.data.buffer as ArrayBuffer, wkvScale.data.byteOffset, wkvScale.data.byteLength);
+      const badScale = scales?.indexOf(0xff) ?? -1;
+      if (badScale >= 0) throw new RangeError(`tensor '${prefix}wkv.scale' holds the e8m0 NaN code 0xff at index ${badScale}: scales must be finite`);
+    } else {
+      wkvFloat = requireFiniteValues(prefix + 'wkv.weight', dequantized());
+    }
     let packed: NativeLinearHandle;
-    if (bf16Kernel && wkv.dtype !== 'F8_E4M3') {
-      wkvFloat = dequantized();
+    if (bf16Kernel && wkvFloat !== undefined) {
       packed = native().packLinear({ weight: wkvFloat, n, k: features, preferBf16: true });
     } else {
       // fp8 codes: read by the fp32 kernel as they are, or decoded once into the bf16
@@ -231,8 +245,6 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
       packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features, undefined, { preferBf16: bf16Kernel });
     }
     if (this.device === 'cuda') wkvFloat ??= dequantized();
-    const qWeight = toFloat32(prefix + 'q_weight', q);
-    const kWeight = toFloat32(prefix + 'k_weight', k);
     this.swapWeights({ table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined });
   }
 
