@@ -165,7 +165,30 @@ class CallableWorker : public Napi::AsyncWorker {
       deferred_.Resolve(Env().Undefined());
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  // A worker thread terminated while this work ran still gets its completion, but its
+  // environment can no longer run JS: every N-API call fails there, and with C++
+  // exceptions on, the failure escapes node-addon-api's own completion (std::terminate,
+  // the whole process aborts). The promise can never be observed then, so settling is
+  // attempted and any failure swallowed; the native state is freed either way.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      napi_handle_scope scope = nullptr;
+      if (napi_open_handle_scope(env, &scope) == napi_ok) {
+        try {
+          OnOK();  // Execute keeps its own errors (never SetError), so OnOK settles both ways
+        } catch (const Napi::Error& e) {
+          try {
+            deferred_.Reject(e.Value());  // a live environment still learns what failed
+          } catch (...) {
+          }
+        } catch (...) {
+          // The environment is going away; nobody is left to tell.
+        }
+        napi_close_handle_scope(env, scope);
+      }
+    }
+    Destroy();
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
