@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +72,39 @@ describe('CompressedTokenizer.deepseekV3()', () => {
       expect(second.compressedVocabSize).toBe(98_627);
       expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
       expect(fs.readFileSync(path.join(dir, file)).equals(bytes)).toBe(false); // rewritten
+    } finally {
+      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
+      else process.env.ENGRAM_CACHE_DIR = saved;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a cache directory that cannot be made (under /proc, where Node\'s recursive mkdir spins forever) means no cache and one warning, not a hang', () => {
+    const script = path.join(__dirname, 'helpers', 'cache-unwritable.ts');
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      env: { ...process.env, ENGRAM_CACHE_DIR: '/proc/engram-kernels-test/cache' },
+    });
+    expect(run.signal, run.stderr).toBeNull();
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({ compressed: 98_627, same: true });
+    expect(run.stderr.match(/EngramCacheWarning/g)?.length).toBe(1);
+    expect(run.stderr).toMatch(/cannot write '\/proc\/engram-kernels-test\/cache\/compressed-[0-9a-f]+\.bin'/);
+  });
+
+  it('a FIFO where the cache file should be is skipped (never opened) and replaced', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
+    const saved = process.env.ENGRAM_CACHE_DIR;
+    process.env.ENGRAM_CACHE_DIR = dir;
+    try {
+      const first = CompressedTokenizer.deepseekV3();
+      const [file] = fs.readdirSync(dir);
+      fs.rmSync(path.join(dir, file));
+      expect(spawnSync('mkfifo', [path.join(dir, file)]).status).toBe(0);
+      const second = CompressedTokenizer.deepseekV3();
+      expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
+      expect(fs.statSync(path.join(dir, file)).isFile()).toBe(true); // rewritten as a file
     } finally {
       if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
       else process.env.ENGRAM_CACHE_DIR = saved;
