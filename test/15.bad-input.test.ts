@@ -279,3 +279,41 @@ describe('weights must be finite; MoE state dicts are strict', () => {
     moe.loadStateDict({ ...prefixed, 'layers.3.attn.wq.weight': f([2, 4]) }, { prefix: 'layers.3.ffn.' }); // other blocks' tensors are not this block's business
   });
 });
+
+describe('SharedArrayBuffer-backed arrays', () => {
+  it('are accepted as inputs and outputs, with the bits of ordinary arrays (hashing, the paper layer, MoE, the pager)', async () => {
+    const { CompressedTokenizer: Tok, Engram, EngramTable, MoE, NgramHashMapping: Mapping, TablePager } = await import('../src/index.js');
+    const shared = <T extends Int32Array | Float32Array>(make: (b: SharedArrayBuffer) => T, values: ArrayLike<number>): T => {
+      const a = make(new SharedArrayBuffer(values.length * 4));
+      a.set(values);
+      return a;
+    };
+    const bits = (a: ArrayLike<number> | BigInt64Array) => Array.from(a as ArrayLike<number>, (v) => String(v));
+    const mapping = new Mapping({ engramVocabSize: 1009, maxNgramSize: 3, nHeadPerNgram: 2, layerIds: [1] }, Tok.fromLookup([0, 1, 2, 3, 4, 5, 6, 7]));
+    const ids = [1, 2, 3, 4, 5, 6];
+    const plain = mapping.hashRows(Int32Array.from(ids), [2, 3], { output: 'int32' }).rowIds;
+    const out = shared((b) => new Int32Array(b), new Int32Array(plain.length));
+    mapping.hashRows(shared((b) => new Int32Array(b), ids), [2, 3], { output: 'int32', out });
+    expect(bits(out)).toEqual(bits(plain));
+    expect(bits(await mapping.hashRowsAsync(shared((b) => new Int32Array(b), ids), [2, 3], { output: 'int32' }).then((r) => r.rowIds))).toEqual(bits(plain));
+
+    const layer = new Engram({ layerId: 1, layerIds: [1], hiddenSize: 32, hcMult: 1, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 2 }, { tokenizer: Tok.deepseekV3(), seed: 1 });
+    const hidden = Float32Array.from({ length: 4 * 32 }, (_, i) => Math.sin(i));
+    const expected = layer.forward(hidden, [1, 2, 3, 4], [1, 4]).output;
+    const sharedOut = shared((b) => new Float32Array(b), new Float32Array(expected.length));
+    layer.forward(shared((b) => new Float32Array(b), hidden), [1, 2, 3, 4], [1, 4], { out: sharedOut });
+    expect(bits(sharedOut)).toEqual(bits(expected));
+
+    const moe = new MoE({ dim: 4, numExperts: 2, ffnDim: 2, topk: 1 }, { device: 'cpu' });
+    const f = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => 0.1 * ((i % 5) - 2)) });
+    moe.loadStateDict({ 'gate.weight': f([2, 4]), ...Object.fromEntries([0, 1].flatMap((e) => [[`experts.${e}.w1.weight`, f([2, 4])], [`experts.${e}.w3.weight`, f([2, 4])], [`experts.${e}.w2.weight`, f([4, 2])]])) });
+    const x = Float32Array.of(0.5, -1, 0.25, 2, 1, 0, -0.5, 0.75);
+    expect(bits(moe.forward(shared((b) => new Float32Array(b), x), [2, 4]).output)).toEqual(bits(moe.forward(x, [2, 4]).output));
+
+    const pager = TablePager.create(EngramTable.random(100, 32, 'f32', { seed: 2 }), { cacheBytes: 2 ** 16, pageRows: 4 });
+    const rows = shared((b) => new Int32Array(b), [3, 50, 99]);
+    const ticket = pager.prefetch(rows);
+    expect(bits(pager.gather(rows, { ticket }))).toEqual(bits(EngramTable.random(100, 32, 'f32', { seed: 2 }).gather(Int32Array.of(3, 50, 99))));
+    expect(pager.stats().ticketsInFlight).toBe(0); // gather gave the ticket back
+  });
+});

@@ -62,6 +62,8 @@ std::string stringField(const Napi::Object& o, const char* name, const std::stri
   return v.As<Napi::String>().Utf8Value();
 }
 
+uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name);
+
 template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected, bool optional,
               std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
@@ -80,8 +82,18 @@ T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type
                 std::to_string(expected));
   }
   if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
-  auto* base = static_cast<uint8_t*>(a.ArrayBuffer().Data());
-  return reinterpret_cast<T*>(base + a.ByteOffset());
+  return reinterpret_cast<T*>(typedArrayBytes(a, name));
+}
+
+uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name) {
+  // The element pointer straight from N-API: Napi::TypedArray::ArrayBuffer() fails
+  // ("Invalid argument") for a SharedArrayBuffer-backed array, which is as good an input.
+  void* data = nullptr;
+  if (napi_get_typedarray_info(a.Env(), a, nullptr, nullptr, &data, nullptr, nullptr) != napi_ok) {
+    throwJs(a.Env(), ErrorKind::TypeError, std::string(name) + ": cannot read the typed array's memory");
+  }
+  if (data == nullptr && a.ElementLength() > 0) throwJs(a.Env(), ErrorKind::TypeError, std::string(name) + "'s buffer is detached");
+  return static_cast<uint8_t*>(data);
 }
 
 template int32_t* typedField<int32_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,

@@ -39,6 +39,10 @@ template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected,
               bool optional, std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
 
+// The first element of `a` (SharedArrayBuffer-backed arrays included); a TypeError naming
+// `name` when its buffer is detached.
+uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name);
+
 // A mapped file handle's bytes (file_map.cpp); false if `v` is not one.
 bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size);
 

@@ -160,7 +160,7 @@ Napi::Value PagerAcquire(const Napi::CallbackInfo& info) {
   const int64_t count = static_cast<int64_t>(ids.ElementLength());
   const int32_t* rows32 = nullptr;
   const int64_t* rows64 = nullptr;
-  auto* base = static_cast<uint8_t*>(ids.ArrayBuffer().Data()) + ids.ByteOffset();
+  uint8_t* base = typedArrayBytes(ids, "rowIds");
   if (ids.TypedArrayType() == napi_int32_array) rows32 = reinterpret_cast<const int32_t*>(base);
   else if (ids.TypedArrayType() == napi_bigint64_array) rows64 = reinterpret_cast<const int64_t*>(base);
   else throwJs(env, ErrorKind::TypeError, "rowIds must be an Int32Array or BigInt64Array");
@@ -171,7 +171,7 @@ Napi::Value PagerAcquire(const Napi::CallbackInfo& info) {
       throwJs(env, ErrorKind::TypeError, "translated must be an Int32Array as long as rowIds");
     }
     Napi::TypedArray t = info[2].As<Napi::TypedArray>();
-    translated = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+    translated = reinterpret_cast<int32_t*>(typedArrayBytes(t, "translated"));
   }
   uint64_t ticket = 0;
   runSync(env, [&] { ticket = h->pager->acquire(rows32, rows64, count, translated); });
@@ -205,7 +205,7 @@ Napi::Value PagerSetHotRows(const Napi::CallbackInfo& info) {
     throwJs(env, ErrorKind::TypeError, "rows must be a BigInt64Array");
   }
   Napi::TypedArray rows = info[1].As<Napi::TypedArray>();
-  const auto* data = reinterpret_cast<const int64_t*>(static_cast<uint8_t*>(rows.ArrayBuffer().Data()) + rows.ByteOffset());
+  const auto* data = reinterpret_cast<const int64_t*>(typedArrayBytes(rows, "rows"));
   runSync(env, [&] { h->pager->setHotRows(data, static_cast<int64_t>(rows.ElementLength())); });
   return env.Undefined();
 }
