@@ -317,3 +317,22 @@ describe('SharedArrayBuffer-backed arrays', () => {
     expect(pager.stats().ticketsInFlight).toBe(0); // gather gave the ticket back
   });
 });
+
+describe('prefetch tickets outliving their pager', () => {
+  it("a V4.1 ticket pinned in a pager that loadStateDict() dropped is refused with what to do; a foreign object is a TypeError", async () => {
+    const { DeepseekV41Engram } = await import('../src/index.js');
+    const f32 = (shape: number[]) => ({ dtype: 'F32' as const, shape, data: Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => ((i % 7) - 3) / 8) });
+    const layer = new DeepseekV41Engram({ hiddenSize: 32, hcMult: 1, maxNgramSize: 2, nHeads: 1, headDim: 32, numEmbeddings: 64 }, { device: 'cpu' });
+    const dict = { 'embed.weight': f32([64, 32]), 'wkv.weight': f32([64, 32]), q_weight: f32([1, 32]), k_weight: f32([1, 32]) };
+    layer.loadStateDict(dict);
+    layer.usePager({ tier: 'host', cacheBytes: 2 ** 16, pageRows: 4 });
+    const streams = new Float32Array(2 * 32).fill(0.25);
+    const rowIds = Int32Array.of(3, 40);
+    const expected = layer.forwardRows(streams, rowIds, [1, 2], { ticket: layer.prefetchRows(rowIds) }).output;
+    const stale = layer.prefetchRows(rowIds)!;
+    layer.loadStateDict(dict);
+    expect(() => layer.forwardRows(streams, rowIds, [1, 2], { ticket: stale })).toThrow(/options.ticket pinned pages of another pager .*call prefetchRows\(\) again/);
+    expect(() => layer.forwardRows(streams, rowIds, [1, 2], { ticket: {} as never })).toThrow(TypeError);
+    expect(Array.from(layer.forwardRows(streams, rowIds, [1, 2]).output)).toEqual(Array.from(expected));
+  });
+});

@@ -85,9 +85,18 @@ describe('an Engram layer through the pager', () => {
     expect(() => paged.pagerStats()).toThrow(/no pager/);
     paged.usePager({ tier: 'device' });
     expect(paged.pager).toBeUndefined();
-    paged.usePager({ tier: 'host', cacheBytes: 2 ** 20 });
+    paged.usePager({ tier: 'host', cacheBytes: 2 ** 23 });
+    const { ids: staleIds, hidden: staleHidden, shape: staleShape } = inputs(1, 1, 8);
+    const stale = paged.prefetch(staleIds, staleShape);
     paged.loadStateDict(paged.stateDict());
     expect(paged.pager).toBeUndefined();
+    // A ticket pinned in the dropped pager is refused with what to do, not a TypeError from inside.
+    expect(() => paged.forward(staleHidden, staleIds, staleShape, { ticket: stale })).toThrow(/pinned pages of a pager this layer no longer reads through .*call prefetch\(\) again/);
+    paged.usePager({ tier: 'host', cacheBytes: 2 ** 23 });
+    const stale2 = paged.prefetch(staleIds, staleShape);
+    paged.usePager({ tier: 'host', cacheBytes: 2 ** 23 });
+    expect(() => paged.forward(staleHidden, staleIds, staleShape, { ticket: stale2 })).toThrow(/no longer reads through/);
+    paged.usePager(undefined);
     // prefetch without a pager still hands over the hashed rows
     const { ids, hidden, shape } = inputs(1, 1, 8);
     const ticket = paged.prefetch(ids, shape);

@@ -182,11 +182,16 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
 
   /** Checks a ticket against the call it is used for. */
   private checkTicket(ticket: unknown, inputIds: IdArray, shape: [number, number], state: EngramState | undefined): Prefetch {
-    return Prefetch.check(ticket, this, prefetchKey(inputIds, shape, { history: state?.ngramHistory }), {
+    const checked = Prefetch.check(ticket, this, prefetchKey(inputIds, shape, { history: state?.ngramHistory }), {
       foreign: "options.ticket must come from this layer's prefetch()",
       call: 'options.ticket was prefetched for other input ids or another shape',
       context: 'options.ticket was prefetched with another streaming state',
     });
+    const paged = checked.tickets.get(this.config.layerId);
+    if (paged !== undefined && paged.pager !== this.tablePager) {
+      throw new Error('options.ticket pinned pages of a pager this layer no longer reads through (loadStateDict() or usePager() since replaced it): call prefetch() again');
+    }
+    return checked;
   }
 
   protected missingWeightsMessage(): string {

@@ -7,7 +7,7 @@ import { requireTensor } from '../paper/weights.js';
 import { packWeight, weightFromTensors } from '../../moe/quantized-weights.js';
 import { native, type NativeLinearHandle, type NativeV41DeviceHandle, type NativeV41ForwardArgs, type NativeV41UploadArgs } from '../../native/index.js';
 import { layerRowIds } from '../../table/tiers.js';
-import type { PagerTicket } from '../../table/pager.js';
+import { PagerTicket } from '../../table/pager.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
@@ -369,7 +369,10 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
     }
     let ticket = options.ticket;
     if (ticket !== undefined) {
-      if (this.tablePager === undefined || ticket.pager !== this.tablePager) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);
+      if (!(ticket instanceof PagerTicket)) throw new TypeError(`options.ticket must come from this layer's prefetchRows(), got ${describe(ticket)}`);
+      if (ticket.pager !== this.tablePager) {
+        throw new Error("options.ticket pinned pages of another pager (another layer's, or one this layer's loadStateDict() or usePager() has since replaced): call prefetchRows() again");
+      }
       if (ticket.isReleased) throw new Error('options.ticket was already used or released');
       const mine = layerRowIds(rowIds, idStride, offset, this.rowsPerToken);
       if (mine.length !== ticket.rowIds.length || mine.some((v: number | bigint, i: number) => v !== ticket!.rowIds[i])) {
