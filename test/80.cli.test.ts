@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { inspectV41, synthV41 } from '../src/cli/v41.js';
+import { CompressedTokenizer } from '../src/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cli-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -14,7 +16,7 @@ describe('engram v41 synth / inspect', () => {
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
     try {
       const dir = path.join(root, 'ckpt');
-      expect(synthV41(dir, 5e-5, 32)).toBe(0);
+      expect(synthV41(dir, { rowsScale: 5e-5, hiddenSize: 32 })).toBe(0);
       expect(inspectV41(dir, true)).toBe(0);
       const report = JSON.parse(String(log.mock.calls.at(-1)?.[0]));
       expect(report.config.layerIds).toEqual([1, 14]);
@@ -29,4 +31,53 @@ describe('engram v41 synth / inspect', () => {
       log.mockRestore();
     }
   });
+});
+
+describe('the engram command line', () => {
+  const cli = (...args: string[]) => {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '..', 'src', 'cli', 'main.ts'), ...args], { encoding: 'utf8', timeout: 120_000 });
+    return { status: run.status, out: run.stdout, err: run.stderr };
+  };
+
+  it('refuses flags a command does not read and arguments it would ignore, naming them', () => {
+    const spec = cli('spec', '--rows-scale', '3');
+    expect(spec.status).toBe(1);
+    expect(spec.err).toMatch(/engram spec: does not take --rows-scale/);
+    expect(spec.err).toMatch(/engram spec \[--v41\] \[--lookup\]/);
+    const devices = cli('devices', 'extra');
+    expect(devices.status).toBe(1);
+    expect(devices.err).toMatch(/engram devices: unexpected argument "extra"/);
+    expect(cli('v41', 'inspect', 'a', 'b').err).toMatch(/engram v41 inspect: unexpected argument "b"/);
+    expect(cli('hash').err).toMatch(/engram hash: missing argument/);
+  });
+
+  it('--help after a command prints that command\'s usage and the options it takes', () => {
+    const help = cli('v41', 'synth', '--help');
+    expect(help.status).toBe(0);
+    expect(help.out).toMatch(/^usage:\n {2}engram v41 synth <dir> .*--tokenizer file\]/);
+    expect(help.out).toMatch(/--mp n: DeepSeek's model\{rank\}-mp\{n\} files/);
+    expect(help.out).toMatch(/options:\n {2}--tokenizer {2}path of a Hugging Face tokenizer.json/);
+    expect(help.out).not.toMatch(/engram hash|engram plan/);
+  });
+
+  it('v41 synth checks its numbers before writing anything, and copies the tokenizer it is given', () => {
+    const zero = path.join(root, 'hidden-zero');
+    const r = cli('v41', 'synth', zero, '--hidden', '0');
+    expect(r.status).toBe(1);
+    expect(r.err).toMatch(/options.hiddenSize must be in \[1, 65536\], got 0/);
+    expect(fs.existsSync(zero)).toBe(false);
+    expect(cli('v41', 'synth', zero, '--mp', 'two').err).toMatch(/--mp must be an integer, got "two"/);
+    expect(cli('v41', 'synth', zero, '--tokenizer', path.join(root, 'none.json')).err).toMatch(/cannot open '.*none.json': no such file/);
+    expect(fs.existsSync(zero)).toBe(false);
+    // A tokenizer of our own, marked so the copy can be told from the default.
+    const source = CompressedTokenizer.deepseekV3Path();
+    const own = path.join(root, 'own-tokenizer.json');
+    const json = JSON.parse(fs.readFileSync(source, 'utf8'));
+    json.marker = 'engram-cli-test';
+    fs.writeFileSync(own, JSON.stringify(json));
+    const dir = path.join(root, 'own-tok');
+    const ok = cli('v41', 'synth', dir, '--rows-scale', '2e-5', '--hidden', '32', '--tokenizer', own);
+    expect(ok.status, ok.err).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).marker).toBe('engram-cli-test');
+  }, 120_000);
 });

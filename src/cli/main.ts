@@ -19,7 +19,7 @@ const USAGE = `usage:
   engram devices                        CUDA devices visible to this process
   engram spec [--v41] [--lookup]        the hash specification as JSON
   engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
-  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--mp n]
+  engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--mp n] [--tokenizer file]
                                         write a synthetic checkpoint in V4.1's layout
                                         (--sparse: tables as holes; --rows-scale 1 --sparse
                                         gives the released 2 x 98 GB geometry on little disk;
@@ -157,6 +157,44 @@ Engram layer 1 (hidden ${g.hidden}, ${g.hc} branches, ${g.rows.toLocaleString()}
   console.log(`layer forward, B x T = ${B} x ${T}: ${((B * T) / r.medianSeconds / 1e3).toFixed(1)} k tokens/s on the CPU (npm run bench:forward for the full benchmark)`);
 }
 
+// What each command takes: its flags, how many positionals, and its usage lines.
+interface CommandSpec {
+  flags: readonly string[];
+  positionals: { min: number; max: number };
+  usage: string;
+}
+/** The usage lines of the commands starting with `prefix` (continuation lines included), and the options they take. */
+function usageOf(prefix: string, flags: readonly string[] = []): string {
+  const lines: string[] = [];
+  let inside = false;
+  for (const line of USAGE.split('\n')) {
+    if (line.startsWith('  engram ')) inside = line.startsWith(`  engram ${prefix}`);
+    else if (!line.startsWith('    ')) inside = false;
+    if (inside) lines.push(line);
+  }
+  const options = USAGE.split('\n').filter((line) => flags.some((f) => line.startsWith(`  --${f} `)));
+  return options.length > 0 ? `${lines.join('\n')}\n\noptions:\n${options.join('\n')}` : lines.join('\n');
+}
+const COMMANDS: Record<string, CommandSpec> = {
+  demo: { flags: [], positionals: { min: 0, max: Infinity }, usage: usageOf('demo') },
+  hash: { flags: ['v41', 'json', 'tokenizer'], positionals: { min: 1, max: Infinity }, usage: usageOf('hash', ['v41', 'json', 'tokenizer']) },
+  devices: { flags: [], positionals: { min: 0, max: 0 }, usage: usageOf('devices') },
+  spec: { flags: ['v41', 'lookup', 'tokenizer'], positionals: { min: 0, max: 0 }, usage: usageOf('spec', ['v41', 'tokenizer']) },
+  'v41 inspect': { flags: ['json'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
+  'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
+  plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
+};
+
+/** A flag's number: finite, and an integer where asked, or a RangeError naming the flag. */
+function numberFlag(name: string, text: string | undefined, integer: boolean): number | undefined {
+  if (text === undefined) return undefined;
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+    throw new RangeError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(text)}`);
+  }
+  return v;
+}
+
 function main(argv: string[]): number {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -175,21 +213,48 @@ function main(argv: string[]): number {
     },
   });
   const [command, ...rest] = positionals;
-  if (values.help || command === undefined) {
+  if (command === undefined) {
     console.log(USAGE);
-    return command === undefined && !values.help ? 1 : 0;
+    return values.help ? 0 : 1;
   }
-  switch (command) {
+  let name = command;
+  let args = rest;
+  if (command === 'v41') {
+    if (rest[0] !== 'inspect' && rest[0] !== 'synth') {
+      console.error(`engram v41: expected 'inspect <dir>' or 'synth <dir>'\n\n${usageOf('v41')}`);
+      return values.help ? 0 : 1;
+    }
+    name = `v41 ${rest[0]}`;
+    args = rest.slice(1);
+  }
+  const spec = COMMANDS[name];
+  if (spec === undefined) {
+    console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    return 1;
+  }
+  if (values.help) {
+    console.log(`usage:\n${spec.usage}`);
+    return 0;
+  }
+  // Every flag given must be one this command reads, and the positionals must fit: a
+  // flag or argument that would be silently ignored is an error instead.
+  const stray = Object.keys(values).filter((flag) => values[flag as keyof typeof values] !== undefined && !spec.flags.includes(flag));
+  if (stray.length > 0) {
+    console.error(`engram ${name}: does not take ${stray.map((f) => `--${f}`).join(', ')}\n\nusage:\n${spec.usage}`);
+    return 1;
+  }
+  if (args.length < spec.positionals.min || args.length > spec.positionals.max) {
+    const extra = args.length > spec.positionals.max ? `unexpected argument${args.length - spec.positionals.max > 1 ? 's' : ''} ${args.slice(spec.positionals.max).map((a) => JSON.stringify(a)).join(' ')}` : 'missing argument';
+    console.error(`engram ${name}: ${extra}\n\nusage:\n${spec.usage}`);
+    return 1;
+  }
+  switch (name) {
     case 'demo':
-      demo(rest.join(' ') || DEFAULT_SENTENCE);
+      demo(args.join(' ') || DEFAULT_SENTENCE);
       return 0;
     case 'hash': {
-      if (rest.length === 0) {
-        console.error('engram hash: give the text to hash, e.g. engram hash "the horse"');
-        return 1;
-      }
       const mapping = loadMapping(values);
-      const e = explain(mapping, rest.join(' '));
+      const e = explain(mapping, args.join(' '));
       if (values.json) console.log(JSON.stringify(e, null, 1));
       else printExplained(mapping, e);
       return 0;
@@ -203,23 +268,18 @@ function main(argv: string[]): number {
     case 'spec':
       console.log(JSON.stringify(loadMapping(values).toSpec({ includeLookup: values.lookup }), null, 1));
       return 0;
-    case 'v41': {
-      const [sub, dir] = rest;
-      if (dir === undefined || (sub !== 'inspect' && sub !== 'synth')) {
-        console.error(`engram v41: expected 'inspect <dir>' or 'synth <dir>'\n\n${USAGE}`);
-        return 1;
-      }
-      if (sub === 'inspect') return inspectV41(dir, values.json === true);
-      const scale = values['rows-scale'] === undefined ? 1e-4 : Number(values['rows-scale']);
-      const hidden = values.hidden === undefined ? undefined : Number(values.hidden);
-      const mp = values.mp === undefined ? undefined : Number(values.mp);
-      return synthV41(dir, scale, hidden, values.sparse === true, mp);
-    }
-    case 'plan':
-      return planCommand(values);
+    case 'v41 inspect':
+      return inspectV41(args[0], values.json === true);
+    case 'v41 synth':
+      return synthV41(args[0], {
+        rowsScale: numberFlag('rows-scale', values['rows-scale'], false) ?? 1e-4,
+        hiddenSize: numberFlag('hidden', values.hidden, true),
+        sparseTables: values.sparse === true,
+        mp: numberFlag('mp', values.mp, true),
+        tokenizer: values.tokenizer,
+      });
     default:
-      console.error(`engram: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-      return 1;
+      return planCommand(values);
   }
 }
 

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { assembleV41Tensors, describeLayout, findEngramTensors, parseV41Config, readCheckpointJson, writeSyntheticV41Checkpoint } from '../layers/v41/checkpoint.js';
+import { assembleV41Tensors, describeLayout, findEngramTensors, parseV41Config, readCheckpointJson, writeSyntheticV41Checkpoint, type SynthOptions } from '../layers/v41/checkpoint.js';
 import { DeepseekV41EngramModel } from '../layers/v41/model.js';
 import { tensorByteLength } from '../core/tensor.js';
 import { progress } from '../core/throughput.js';
@@ -53,9 +53,9 @@ export function inspectV41(dir: string, json: boolean): number {
   return problem ? 1 : 0;
 }
 
-export function synthV41(dir: string, rowsScale: number, hiddenSize: number | undefined, sparseTables = false, mp?: number): number {
-  const show = progress(mp === undefined ? 'writing layers' : 'writing rank files');
-  const config = writeSyntheticV41Checkpoint(dir, { rowsScale, hiddenSize, sparseTables, mp, onProgress: show });
+export function synthV41(dir: string, options: Omit<SynthOptions, 'onProgress'> = {}): number {
+  const show = progress(options.mp === undefined ? 'writing layers' : 'writing rank files');
+  const config = writeSyntheticV41Checkpoint(dir, { ...options, onProgress: show });
   console.log(`wrote ${dir}: tables of ${config.numEmbeddings.map((r) => r.toLocaleString()).join(' and ')} rows, hidden ${config.hiddenSize}`);
   return 0;
 }

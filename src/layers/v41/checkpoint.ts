@@ -11,7 +11,7 @@ import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { native } from '../../native/index.js';
 import { EngramTable, nativeBuffer } from '../../table/table.js';
 import { readSafetensors, writeSafetensors, type TensorHole } from '../../core/safetensors.js';
-import { describe, requireRegularFile } from '../../core/validate.js';
+import { describe, requireInteger, requireIntegerList, requireRegularFile } from '../../core/validate.js';
 
 export interface V41CheckpointConfig {
   layerIds: number[];
@@ -360,9 +360,13 @@ export interface SynthOptions {
 export function writeSyntheticV41Checkpoint(dir: string, options: SynthOptions = {}): V41CheckpointConfig {
   const rowsScale = options.rowsScale ?? 1e-4;
   if (!(rowsScale > 0 && rowsScale <= 1)) throw new RangeError(`options.rowsScale must be in (0, 1], got ${describe(rowsScale)}`);
-  const layerIds = options.layerIds ?? [1, 14];
-  const hiddenSize = options.hiddenSize ?? 5120;
-  const hcMult = options.hcMult ?? 4;
+  // Everything is checked before the directory is touched: no half-written checkpoint.
+  const layerIds = requireIntegerList('options.layerIds', options.layerIds ?? [1, 14], 0, 1023);
+  if (layerIds.length === 0) throw new RangeError('options.layerIds must name at least one layer');
+  const hiddenSize = requireInteger('options.hiddenSize', options.hiddenSize ?? 5120, 1, 65536);
+  const hcMult = requireInteger('options.hcMult', options.hcMult ?? 4, 1, 64);
+  if (options.mp !== undefined) requireInteger('options.mp', options.mp, 1, 64);
+  if (options.tokenizer !== undefined) requireRegularFile('options.tokenizer', options.tokenizer);
   const maxNgramSize = 4;
   const nHeads = 8;
   const headDim = 256;
