@@ -66,4 +66,25 @@ describe('checkpoint directories stay closed', () => {
     expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/'.*model.safetensors.index.json' is not valid JSON/);
     fs.writeFileSync(index, original);
   });
+
+  it('config values no layer can have (max n-gram 0, no heads, no branches) are refused naming the file and field', () => {
+    const config = path.join(ckpt, 'config.json');
+    const text = fs.readFileSync(config, 'utf8');
+    const withField = (name: string, value: unknown) => {
+      const json = JSON.parse(text);
+      (json.text_config ?? json)[name] = value;
+      fs.writeFileSync(config, JSON.stringify(json));
+    };
+    try {
+      withField('engram_max_ngram_size', 0);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_max_ngram_size' must be at least 2, got 0/);
+      withField('engram_n_heads', 0);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_n_heads' must be at least 1, got 0/);
+      withField('hc_mult', 0);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'hc_mult' must be at least 1, got 0/);
+    } finally {
+      fs.writeFileSync(config, text);
+    }
+    expect(DeepseekV41EngramModel.fromCheckpoint(ckpt).config.hcMult).toBe(4);
+  });
 });
