@@ -77,11 +77,11 @@ describe('checkpoint directories stay closed', () => {
     };
     try {
       withField('engram_max_ngram_size', 0);
-      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_max_ngram_size' must be at least 2, got 0/);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_max_ngram_size' must be in \[2, 16\], got 0/);
       withField('engram_n_heads', 0);
-      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_n_heads' must be at least 1, got 0/);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'engram_n_heads' must be in \[1, 4096\], got 0/);
       withField('hc_mult', 0);
-      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'hc_mult' must be at least 1, got 0/);
+      expect(() => DeepseekV41EngramModel.fromCheckpoint(ckpt)).toThrow(/config.json: 'hc_mult' must be in \[1, 64\], got 0/);
     } finally {
       fs.writeFileSync(config, text);
     }

@@ -33,12 +33,23 @@ function parseTokenizerJson(text: string, source: string): TokenizerJson {
   return json as TokenizerJson;
 }
 
-function vocabularySize(json: TokenizerJson): number {
+/** Largest vocabulary read: 2^24 ids (today's tokenizers have under 2^18). */
+const MAX_VOCAB = 2 ** 24;
+
+function vocabularySize(json: TokenizerJson, source: string): number {
   let max = -1;
   const vocab = json.model.vocab;
   const ids = Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab);
-  for (const id of ids) if (id > max) max = id;
-  for (const t of json.added_tokens ?? []) if (t.id > max) max = t.id;
+  const requireId = (id: unknown, where: string) => {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
+      throw new TypeError(`path ${describe(source)}: ${where} must be a token id in [0, ${MAX_VOCAB}), got ${describe(id)}`);
+    }
+    if (id > max) max = id;
+  };
+  ids.forEach((id) => requireId(id, 'a model.vocab entry'));
+  const added: unknown = json.added_tokens ?? [];
+  if (!Array.isArray(added)) throw new TypeError(`path ${describe(source)}: added_tokens must be a list, got ${describe(added)}`);
+  added.forEach((t: unknown, i) => requireId(t !== null && typeof t === 'object' ? (t as { id?: unknown }).id : t, `added_tokens[${i}].id`));
   return max + 1;
 }
 
@@ -140,15 +151,23 @@ export class CompressedTokenizer {
   static fromBytes(bytes: Uint8Array, source = '<bytes>', options: FromFileOptions = {}): CompressedTokenizer {
     const text = new TextDecoder('utf-8', { ignoreBOM: false }).decode(bytes);
     const json = parseTokenizerJson(text, source);
-    const vocabSize = vocabularySize(json);
+    const vocabSize = vocabularySize(json, source);
     if (vocabSize < 1) throw new TypeError(`path ${describe(source)} has an empty vocabulary`);
     const sha = createHash('sha256').update(bytes).digest('hex');
     const cacheName = `compressed-${sha}.bin`;
     const useCache = options.cache !== false;
     const cached = useCache ? decodeCache(readCache(cacheName), vocabSize) : undefined;
     if (cached !== undefined) return new CompressedTokenizer(cached, sha, text);
-    const hf = new Tokenizer(json, {});
-    const lookup = buildLookup(hf, vocabSize);
+    // The tokenizer library reads the rest of the file (normalizer, pre-tokenizer, merges):
+    // what it cannot read is reported as this file's problem, not in its own words.
+    let hf: Tokenizer;
+    let lookup: Int32Array;
+    try {
+      hf = new Tokenizer(json, {});
+      lookup = buildLookup(hf, vocabSize);
+    } catch (err) {
+      throw new TypeError(`path ${describe(source)} is not a tokenizer.json this library can read: ${err instanceof Error ? err.message : String(err)}`);
+    }
     if (useCache) writeCache(cacheName, encodeCache(lookup));
     return new CompressedTokenizer(lookup, sha, text, hf);
   }

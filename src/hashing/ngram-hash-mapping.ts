@@ -387,6 +387,7 @@ export class NgramHashMapping {
     if (spec === null || typeof spec !== 'object' || spec.format !== 'engram-kernels/hash-spec' || spec.version !== 1) {
       throw new TypeError(`spec must be an engram-kernels/hash-spec version 1 object, got ${describe(spec)}`);
     }
+    if (spec.lookup !== undefined && !Array.isArray(spec.lookup)) throw new TypeError(`spec.lookup must be a list of compressed ids, got ${describe(spec.lookup)}`);
     const tok = tokenizer ?? (spec.lookup !== undefined ? CompressedTokenizer.fromLookup(spec.lookup) : undefined);
     if (tok === undefined) throw new TypeError('spec has no lookup: pass the tokenizer it was made with');
     if (spec.lookup !== undefined && tokenizer !== undefined) {
@@ -397,17 +398,17 @@ export class NgramHashMapping {
       throw new RangeError(`spec.compressedVocabSize is ${spec.compressedVocabSize} but the tokenizer compresses to ${tok.compressedVocabSize}`);
     }
     if (!Array.isArray(spec.layers)) throw new TypeError(`spec.layers must be an array, got ${describe(spec.layers)}`);
-    const layers: LayerHashSpec[] = spec.layers.map((l, i) => ({
-      layerId: l.layerId,
-      multipliers: (Array.isArray(l.multipliers) ? l.multipliers : []).map((m, k) => {
+    const layers: LayerHashSpec[] = spec.layers.map((l, i) => {
+      if (l === null || typeof l !== 'object') throw new TypeError(`spec.layers[${i}] must be an object with layerId, multipliers and primes, got ${describe(l)}`);
+      const multipliers = (Array.isArray(l.multipliers) ? l.multipliers : []).map((m, k) => {
         try {
           return BigInt(m);
         } catch {
           throw new TypeError(`spec.layers[${i}].multipliers[${k}] must be a decimal integer string, got ${describe(m)}`);
         }
-      }),
-      primes: l.primes,
-    }));
+      });
+      return { layerId: l.layerId, multipliers, primes: l.primes };
+    });
     const mapping = new NgramHashMapping(spec.config, tok, layers);
     if (mapping.compressedPadId !== spec.compressedPadId) {
       throw new RangeError(`spec.compressedPadId is ${spec.compressedPadId} but the tokenizer maps padId to ${mapping.compressedPadId}`);

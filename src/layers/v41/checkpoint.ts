@@ -34,9 +34,11 @@ function field(config: Record<string, unknown>, name: string, file: string): unk
   return v;
 }
 
-const intOf = (v: unknown, name: string, file: string, min = 0): number => {
+// Upper bounds far above any real model, so that a corrupt value is refused by name
+// instead of sizing an allocation (2^40 rows, 2^16 wide).
+const intOf = (v: unknown, name: string, file: string, min = 0, max = 2 ** 40): number => {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError(`${file}: '${name}' must be a non-negative integer, got ${describe(v)}`);
-  if (v < min) throw new RangeError(`${file}: '${name}' must be at least ${min}, got ${v}`);
+  if (v < min || v > max) throw new RangeError(`${file}: '${name}' must be in [${min}, ${max}], got ${v}`);
   return v;
 };
 
@@ -53,9 +55,9 @@ export function parseV41Config(json: unknown, file = 'config.json'): V41Checkpoi
   };
   const layerIdsRaw = field(c, 'engram_layer_ids', file);
   if (!Array.isArray(layerIdsRaw) || layerIdsRaw.length === 0) throw new TypeError(`${file}: 'engram_layer_ids' must be a non-empty list`);
-  const layerIds = layerIdsRaw.map((x, i) => intOf(x, `engram_layer_ids[${i}]`, file));
+  const layerIds = layerIdsRaw.map((x, i) => intOf(x, `engram_layer_ids[${i}]`, file, 0, 1023));
   // n-grams run from 2 to the maximum.
-  const maxNgramSize = intOf(field(c, 'engram_max_ngram_size', file), 'engram_max_ngram_size', file, 2);
+  const maxNgramSize = intOf(field(c, 'engram_max_ngram_size', file), 'engram_max_ngram_size', file, 2, 16);
   const eps = field(c, 'rms_norm_eps', file);
   if (typeof eps !== 'number' || !(eps >= 0)) throw new TypeError(`${file}: 'rms_norm_eps' must be a number >= 0, got ${describe(eps)}`);
   return {
@@ -63,12 +65,12 @@ export function parseV41Config(json: unknown, file = 'config.json'): V41Checkpoi
     numEmbeddings: list('engram_num_embeddings', layerIds.length),
     maxNgramSize,
     engramVocabSize: list('engram_vocab_size', maxNgramSize - 1),
-    nHeads: intOf(field(c, 'engram_n_heads', file), 'engram_n_heads', file, 1),
-    headDim: intOf(field(c, 'engram_head_dim', file), 'engram_head_dim', file, 1),
+    nHeads: intOf(field(c, 'engram_n_heads', file), 'engram_n_heads', file, 1, 4096),
+    headDim: intOf(field(c, 'engram_head_dim', file), 'engram_head_dim', file, 1, 65536),
     padId: intOf(field(c, 'engram_pad_token_id', file), 'engram_pad_token_id', file),
     compressedVocabSize: intOf(field(c, 'engram_compressed_vocab_size', file), 'engram_compressed_vocab_size', file),
-    hiddenSize: intOf(field(c, 'hidden_size', file), 'hidden_size', file, 1),
-    hcMult: intOf(field(c, 'hc_mult', file), 'hc_mult', file, 1),
+    hiddenSize: intOf(field(c, 'hidden_size', file), 'hidden_size', file, 1, 65536),
+    hcMult: intOf(field(c, 'hc_mult', file), 'hc_mult', file, 1, 64),
     rmsNormEps: eps,
   };
 }
