@@ -9,6 +9,20 @@ import { describe, expect, it } from 'vitest';
 import { CompressedTokenizer, compressionKey } from '../src/index.js';
 import { fixture } from './helpers/fixtures.js';
 
+/** Runs `f` with ENGRAM_CACHE_DIR set to a fresh directory, restored and removed after. */
+function withCacheDir(f: (dir: string) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
+  const saved = process.env.ENGRAM_CACHE_DIR;
+  process.env.ENGRAM_CACHE_DIR = dir;
+  try {
+    f(dir);
+  } finally {
+    if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
+    else process.env.ENGRAM_CACHE_DIR = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('compression key', () => {
   it('normalises like the reference', () => {
     expect(compressionKey(' Hello', 'ĠHello')).toBe('hello');
@@ -59,10 +73,7 @@ describe('CompressedTokenizer.deepseekV3()', () => {
   });
 
   it('a cache file with a valid header but other ids (zeroed) fails its checksum and is rebuilt', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
-    const saved = process.env.ENGRAM_CACHE_DIR;
-    process.env.ENGRAM_CACHE_DIR = dir;
-    try {
+    withCacheDir((dir) => {
       const first = CompressedTokenizer.deepseekV3();
       const [file] = fs.readdirSync(dir);
       const bytes = fs.readFileSync(path.join(dir, file));
@@ -72,11 +83,7 @@ describe('CompressedTokenizer.deepseekV3()', () => {
       expect(second.compressedVocabSize).toBe(98_627);
       expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
       expect(fs.readFileSync(path.join(dir, file)).equals(bytes)).toBe(false); // rewritten
-    } finally {
-      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
-      else process.env.ENGRAM_CACHE_DIR = saved;
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a cache directory that cannot be made (under /proc, where Node\'s recursive mkdir spins forever) means no cache and one warning, not a hang', () => {
@@ -94,10 +101,7 @@ describe('CompressedTokenizer.deepseekV3()', () => {
   });
 
   it('a FIFO where the cache file should be is skipped (never opened) and replaced', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
-    const saved = process.env.ENGRAM_CACHE_DIR;
-    process.env.ENGRAM_CACHE_DIR = dir;
-    try {
+    withCacheDir((dir) => {
       const first = CompressedTokenizer.deepseekV3();
       const [file] = fs.readdirSync(dir);
       fs.rmSync(path.join(dir, file));
@@ -105,29 +109,18 @@ describe('CompressedTokenizer.deepseekV3()', () => {
       const second = CompressedTokenizer.deepseekV3();
       expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
       expect(fs.statSync(path.join(dir, file)).isFile()).toBe(true); // rewritten as a file
-    } finally {
-      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
-      else process.env.ENGRAM_CACHE_DIR = saved;
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('ignores a corrupt cache file', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cache-'));
-    const saved = process.env.ENGRAM_CACHE_DIR;
-    process.env.ENGRAM_CACHE_DIR = dir;
-    try {
+    withCacheDir((dir) => {
       const first = CompressedTokenizer.deepseekV3();
       const files = fs.readdirSync(dir);
       expect(files.length).toBe(1);
       fs.writeFileSync(path.join(dir, files[0]), 'garbage');
       const second = CompressedTokenizer.deepseekV3();
       expect(Array.from(second.lookup)).toEqual(Array.from(first.lookup));
-    } finally {
-      if (saved === undefined) delete process.env.ENGRAM_CACHE_DIR;
-      else process.env.ENGRAM_CACHE_DIR = saved;
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
