@@ -93,7 +93,9 @@ uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name) {
     throwJs(a.Env(), ErrorKind::TypeError, std::string(name) + ": cannot read the typed array's memory");
   }
   if (data == nullptr && a.ElementLength() > 0) throwJs(a.Env(), ErrorKind::TypeError, std::string(name) + "'s buffer is detached");
-  return static_cast<uint8_t*>(data);
+  // An empty array may have no memory at all; it is still given (non-null), never "absent".
+  alignas(64) static uint8_t emptyArray[64];
+  return data != nullptr ? static_cast<uint8_t*>(data) : emptyArray;
 }
 
 template int32_t* typedField<int32_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
