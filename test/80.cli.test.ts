@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { inspectV41, synthV41 } from '../src/cli/v41.js';
-import { CompressedTokenizer } from '../src/index.js';
+import { CompressedTokenizer, findEngramTensors } from '../src/index.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-cli-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -79,5 +79,35 @@ describe('the engram command line', () => {
     const ok = cli('v41', 'synth', dir, '--rows-scale', '2e-5', '--hidden', '32', '--tokenizer', own);
     expect(ok.status, ok.err).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).marker).toBe('engram-cli-test');
+  }, 120_000);
+});
+
+describe('engram v41 inspect --verify', () => {
+  it('reads every table row: all finite in a synthetic checkpoint, and the first e4m3 NaN code is found', () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      const dir = path.join(root, 'verify');
+      expect(synthV41(dir, { rowsScale: 2e-5, hiddenSize: 32 })).toBe(0);
+      expect(inspectV41(dir, true, true)).toBe(0);
+      const report = JSON.parse(String(log.mock.calls.at(-1)?.[0]));
+      expect(report.verified.map((t: { layerId: number; firstBad: unknown }) => [t.layerId, t.firstBad])).toEqual([[1, null], [14, null]]);
+      // Put the NaN code 0x7f at row 5, column 3 of layer 14's table, in its file.
+      const name = 'layers.14.engram.embed.weight';
+      const file = findEngramTensors(dir).fileOf[name];
+      const bytes = fs.readFileSync(file);
+      const headerLength = Number(bytes.readBigUInt64LE(0)); // the safetensors header, read by hand
+      const entry = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'))[name];
+      const cols = entry.shape[1];
+      // One byte written in place (no truncation: the first model may still map the file).
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Uint8Array.of(0x7f), 0, 1, 8 + headerLength + entry.data_offsets[0] + 5 * cols + 3);
+      fs.closeSync(fd);
+      expect(inspectV41(dir, true, true)).toBe(1);
+      const bad = JSON.parse(String(log.mock.calls.at(-1)?.[0]));
+      expect(bad.check).toMatch(/layer 14's table holds NaN at row 5, column 3/);
+      expect(bad.verified[1].firstBad).toMatchObject({ row: 5, col: 3 });
+    } finally {
+      log.mockRestore();
+    }
   }, 120_000);
 });

@@ -18,7 +18,9 @@ const USAGE = `usage:
   engram hash "<text>" [--v41] [--json]   token, compressed id and head ids of every n-gram
   engram devices                        CUDA devices visible to this process
   engram spec [--v41] [--lookup]        the hash specification as JSON
-  engram v41 inspect <dir> [--json]     a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
+  engram v41 inspect <dir> [--json] [--verify]
+                                        a DeepSeek-V4.1 checkpoint's Engram geometry, tensors, checks
+                                        (--verify: read every table row for NaN codes, with progress)
   engram v41 synth <dir> [--rows-scale f] [--hidden n] [--sparse] [--mp n] [--tokenizer file]
                                         write a synthetic checkpoint in V4.1's layout
                                         (--sparse: tables as holes; --rows-scale 1 --sparse
@@ -180,7 +182,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   hash: { flags: ['v41', 'json', 'tokenizer'], positionals: { min: 1, max: Infinity }, usage: usageOf('hash', ['v41', 'json', 'tokenizer']) },
   devices: { flags: [], positionals: { min: 0, max: 0 }, usage: usageOf('devices') },
   spec: { flags: ['v41', 'lookup', 'tokenizer'], positionals: { min: 0, max: 0 }, usage: usageOf('spec', ['v41', 'tokenizer']) },
-  'v41 inspect': { flags: ['json'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
+  'v41 inspect': { flags: ['json', 'verify'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
   'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
   plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
 };
@@ -207,6 +209,7 @@ function main(argv: string[]): number {
       'rows-scale': { type: 'string' },
       hidden: { type: 'string' },
       sparse: { type: 'boolean' },
+      verify: { type: 'boolean' },
       mp: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...PLAN_FLAGS,
@@ -269,7 +272,7 @@ function main(argv: string[]): number {
       console.log(JSON.stringify(loadMapping(values).toSpec({ includeLookup: values.lookup }), null, 1));
       return 0;
     case 'v41 inspect':
-      return inspectV41(args[0], values.json === true);
+      return inspectV41(args[0], values.json === true, values.verify === true);
     case 'v41 synth':
       return synthV41(args[0], {
         rowsScale: numberFlag('rows-scale', values['rows-scale'], false) ?? 1e-4,
