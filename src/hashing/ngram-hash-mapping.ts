@@ -398,16 +398,21 @@ export class NgramHashMapping {
       throw new RangeError(`spec.compressedVocabSize is ${spec.compressedVocabSize} but the tokenizer compresses to ${tok.compressedVocabSize}`);
     }
     if (!Array.isArray(spec.layers)) throw new TypeError(`spec.layers must be an array, got ${describe(spec.layers)}`);
-    const layers: LayerHashSpec[] = spec.layers.map((l, i) => {
+    // Array.from throughout, not map: in a sparse list (a JS object, not parsed JSON) the
+    // holes are entries too, and are refused like any other bad entry.
+    const layers: LayerHashSpec[] = Array.from(spec.layers as unknown[] as Array<HashSpecJson['layers'][number]>, (l, i) => {
       if (l === null || typeof l !== 'object') throw new TypeError(`spec.layers[${i}] must be an object with layerId, multipliers and primes, got ${describe(l)}`);
-      const multipliers = (Array.isArray(l.multipliers) ? l.multipliers : []).map((m, k) => {
+      if (!Array.isArray(l.multipliers)) throw new TypeError(`spec.layers[${i}].multipliers must be a list of decimal integer strings, got ${describe(l.multipliers)}`);
+      const multipliers = Array.from(l.multipliers as unknown[], (m, k) => {
         try {
+          if (typeof m !== 'string' && typeof m !== 'number' && typeof m !== 'bigint') throw new TypeError('not a number');
           return BigInt(m);
         } catch {
           throw new TypeError(`spec.layers[${i}].multipliers[${k}] must be a decimal integer string, got ${describe(m)}`);
         }
       });
-      return { layerId: l.layerId, multipliers, primes: l.primes };
+      const primes = Array.isArray(l.primes) ? Array.from(l.primes as unknown[], (row) => (Array.isArray(row) ? Array.from(row as unknown[]) : row)) : l.primes;
+      return { layerId: l.layerId, multipliers, primes: primes as LayerHashSpec['primes'] };
     });
     const mapping = new NgramHashMapping(spec.config, tok, layers);
     if (mapping.compressedPadId !== spec.compressedPadId) {
