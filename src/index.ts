@@ -16,6 +16,9 @@ export {
   type ResolvedNgramHashConfig,
 } from './hashing/ngram-hash-config.js';
 export { devices, buildInfo, type DeviceInfo, type BuildInfo } from './core/devices.js';
+export type { NativeDeviceInfo } from './native/device.js';
+export type { Geometry as EngramGeometry } from './layers/paper/weights.js';
+export type { TableTier, TableTierOptions, LoadedFile } from './table/tiers.js';
 export { defaultRng, SeedSequence, Pcg64 } from './hashing/numpy-random.js';
 export { isPrime, findNextPrime } from './hashing/primes.js';
 export type { Device, IdArray } from './core/validate.js';
@@ -29,8 +32,8 @@ export {
   type ResolvedEngramConfig,
 } from './layers/paper/config.js';
 export { EngramTable, MAX_TABLE_PARTS, SCALE_BLOCK, TABLE_DTYPES, type TableDtype, type TablePart } from './table/table.js';
-export type { Tensor, TensorDtype, TensorPart } from './core/tensor.js';
-export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile } from './core/safetensors.js';
+export type { Tensor, TensorDtype, TensorPart, ByteRegion } from './core/tensor.js';
+export { readSafetensors, writeSafetensors, parseSafetensors, type SafetensorsFile, type TensorHole } from './core/safetensors.js';
 export { EngramModel, defaultLayerPrefix, type EngramModelPrefetch, type EngramModelState, type EngramRows } from './layers/paper/model.js';
 export { Prefetch, type HashedRows } from './table/prefetch.js';
 export {
@@ -41,8 +44,8 @@ export {
   type V41ForwardResult,
 } from './layers/v41/layer.js';
 export { DeepseekV41EngramModel, type V41ModelForwardOptions, type V41ModelPrefetch } from './layers/v41/model.js';
-export { parseV41Config, findEngramTensors, assembleV41Tensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type SynthOptions } from './layers/v41/checkpoint.js';
-export { MoE, moeRoute, moeRouteAsync, moeLayout, moeLayoutAsync, MOE_ROUTE_PRESETS, type MoeConfig, type MoeRoute, type MoeLayout, type MoeRouteOptions, type ScoreFunc } from './moe/moe.js';
+export { parseV41Config, findEngramTensors, assembleV41Tensors, writeSyntheticV41Checkpoint, type V41CheckpointConfig, type V41CheckpointLayout, type SynthOptions } from './layers/v41/checkpoint.js';
+export { MoE, moeRoute, moeRouteAsync, moeLayout, moeLayoutAsync, MOE_ROUTE_PRESETS, type MoeConfig, type MoeForwardOptions, type MoeRoute, type MoeLayout, type MoeRouteOptions, type ScoreFunc } from './moe/moe.js';
 export {
   TablePager,
   PagerTicket,

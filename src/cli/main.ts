@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // `engram`: demo, hash, devices, spec, v41, plan.
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { CompressedTokenizer } from '../hashing/compressed-tokenizer.js';
@@ -10,6 +12,12 @@ import { inspectV41, synthV41 } from './v41.js';
 import { PLAN_FLAGS, PLAN_USAGE, planCommand } from './plan.js';
 import { Engram } from '../layers/paper/layer.js';
 import { hashThroughput, machineFacts, progress, timeRuns } from '../core/throughput.js';
+import { packageRoot } from '../native/index.js';
+
+/** This package's version, for bug reports. */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 const DEFAULT_SENTENCE = 'Only Alexander the Great could tame the horse Bucephalus.';
 
@@ -265,7 +273,23 @@ function main(argv: string[]): number {
     case 'devices': {
       const info = buildInfo();
       const found = devices();
-      console.log(JSON.stringify({ cudaBackend: info.cuda, cpuThreads: info.cpuThreads, devices: found, reason: found.length ? undefined : info.deviceUnavailableReason }, null, 1));
+      console.log(
+        JSON.stringify(
+          {
+            package: packageVersion(),
+            node: process.versions.node,
+            platform: `${process.platform}-${process.arch}`,
+            cudaBackend: info.cuda,
+            cpuThreads: info.cpuThreads,
+            cpuKernel: info.cpuKernel,
+            cpuFeatures: info.cpuFeatures,
+            devices: found,
+            reason: found.length ? undefined : info.deviceUnavailableReason,
+          },
+          null,
+          1,
+        ),
+      );
       return 0;
     }
     case 'spec':

@@ -14,7 +14,7 @@ export const WEIGHT_SCALE_BLOCK = 32;
 /**
  * A weight matrix [n, k] as codes. `codes` is row-major: 2 bytes a weight for bf16/f16,
  * 1 for e4m3, and two e2m1 codes a byte for MXFP4 (even input in the low nibble).
- * e4m3/e2m1 carry `scales` [ceil(n / blockRows), ceil(k / 32)]: one UE8M0 code per
+ * e4m3/e2m1 carry `scales` `[ceil(n / blockRows), ceil(k / 32)]`: one UE8M0 code per
  * `blockRows` x 32 block (MXFP4: blockRows 1; DeepSeek's fp8 weights: 32).
  */
 export interface QuantizedWeight {

@@ -1,8 +1,9 @@
 // The only place that loads the native addon; its typed surface is split by capability,
 // one file per binding (a new native function: its binding .cpp and its file here).
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { loadAddon } from './load.js';
 
 import type { NativeDeviceFunctions } from './device.js';
 import type { NativeHashFunctions } from './hash.js';
@@ -42,21 +43,8 @@ export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.u
 
 let cached: NativeAddon | undefined;
 
-/** Loads the addon once (prebuild or local build, found by node-gyp-build). */
+/** Loads the addon once (a local build or the prebuild, found by node-gyp-build). */
 export function native(): NativeAddon {
-  if (cached !== undefined) return cached;
-  const require = createRequire(import.meta.url);
-  const load = require('node-gyp-build') as (dir: string) => NativeAddon;
-  try {
-    cached = load(packageRoot);
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(
-      `engram-kernels: the native addon could not be loaded (${reason}). ` +
-        `Possible causes: the install step did not build it (run \`npm rebuild engram-kernels\` ` +
-        `or \`npx cmake-js compile\` in the package folder), no prebuild matches this platform ` +
-        `(${process.platform}-${process.arch}, Node ${process.versions.node}), or a C++ toolchain/cmake is missing.`,
-    );
-  }
+  if (cached === undefined) cached = loadAddon<NativeAddon>(packageRoot);
   return cached;
 }

@@ -69,7 +69,7 @@ export type EngramRowsForwardOptions = Omit<EngramForwardOptions, 'state' | 'tic
 export interface EngramForwardResult {
   /** [B, T, hcMult, hidden] */
   output: Float32Array;
-  /** [B, T, hcMult]: the gate of each branch (what the memory contributed). */
+  /** `[B, T, hcMult]`: the gate of each branch (what the memory contributed). */
   gates: Float32Array;
   embeddings?: Float32Array;
 }

@@ -38,7 +38,7 @@ export const DEEPSEEK_V41_ENGRAM_CONFIG: Readonly<DeepseekV41EngramConfig> = Obj
 });
 
 export interface V41ForwardOptions {
-  /** [B, S]: 0/false shuts the gate of that token (output = input). */
+  /** `[B, S]`: 0/false shuts the gate of that token (output = input). */
   tokenMask?: Uint8Array | ArrayLike<number | boolean>;
   threads?: number;
   /**

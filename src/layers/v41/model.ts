@@ -13,7 +13,7 @@ import type { PagerTicket } from '../../table/pager.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray } from '../../core/validate.js';
 
 export interface V41ModelForwardOptions {
-  /** [B, S]: 0 = DEAD (image spans, pads): blocks the look-back and shuts the gate. */
+  /** `[B, S]`: 0 = DEAD (image spans, pads): blocks the look-back and shuts the gate. */
   tokenMask?: Uint8Array | ArrayLike<number | boolean>;
   /** [B, maxNgramSize - 1] n-gram history from the previous chunk. */
   history?: Int32Array;
