@@ -16,6 +16,7 @@
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/mapped_memory.hpp"
+#include "common/mapped_guard.hpp"
 
 namespace engram {
 
@@ -45,8 +46,13 @@ void* mapPrivately(const Napi::Env& env, const std::string& path, size_t maxSize
   }
   void* base = ::mmap(nullptr, *size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
   const int mapErrno = errno;
-  ::close(fd);  // the mapping keeps the file open
-  if (base == MAP_FAILED) throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
+  if (base == MAP_FAILED) {
+    ::close(fd);
+    throwJs(env, ErrorKind::Error, "cannot map '" + path + "': " + std::strerror(mapErrno));
+  }
+  // The guard keeps fd (to map the tail again after the file shrinks) and closes it when
+  // the mapping goes: a truncated file then fails the read that saw it, not the process.
+  registerFileMapping(base, *size, fd, path);
   return base;
 }
 
@@ -64,7 +70,10 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   size_t size = 0;
   void* base = mapPrivately(env, pathArgument(info), size_t{1} << 32, &size);
   if (base == nullptr) return Napi::ArrayBuffer::New(env, 0);
-  return Napi::ArrayBuffer::New(env, base, size, [size](Napi::Env, void* data) { ::munmap(data, size); });
+  return Napi::ArrayBuffer::New(env, base, size, [size](Napi::Env, void* data) {
+    unregisterFileMapping(data);
+    ::munmap(data, size);
+  });
 }
 
 }  // namespace engram

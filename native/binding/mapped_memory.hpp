@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "binding/napi_util.hpp"
+#include "common/mapped_guard.hpp"
 
 namespace engram {
 
@@ -13,7 +14,9 @@ struct MappedFile {
   void* base = nullptr;
   size_t size = 0;
   ~MappedFile() {
-    if (base != nullptr) ::munmap(base, size);
+    if (base == nullptr) return;
+    unregisterFileMapping(base);  // no-op for anonymous memory
+    ::munmap(base, size);
   }
 };
 using MappedHandle = std::shared_ptr<MappedFile>;

@@ -1,4 +1,5 @@
 #include "binding/napi_util.hpp"
+#include "common/mapped_guard.hpp"
 
 #include <cmath>
 
@@ -143,9 +144,9 @@ namespace {
 class CallableWorker : public Napi::AsyncWorker {
  public:
   CallableWorker(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keep,
-                 std::function<Napi::Value(Napi::Env)> resolve = nullptr)
+                 std::function<Napi::Value(Napi::Env)> resolve = nullptr, MappedFaults faults = MappedFaults::Check)
       : Napi::AsyncWorker(env, "engram-kernels"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), keep_(std::move(keep)), resolve_(std::move(resolve)) {}
+        work_(std::move(work)), keep_(std::move(keep)), resolve_(std::move(resolve)), faults_(faults) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
@@ -153,7 +154,10 @@ class CallableWorker : public Napi::AsyncWorker {
   // No N-API in Execute: errors are stored and settled on the main thread.
   void Execute() override {
     try {
+      const MappedReadGuard guard;
+      const uint64_t faultsBefore = mappedFaultCount();
       work_();
+      if (faults_ == MappedFaults::Check) throwIfMappingsFaulted(faultsBefore);
     } catch (const EngramError& e) {
       failed_ = true;
       kind_ = e.kind();
@@ -209,6 +213,7 @@ class CallableWorker : public Napi::AsyncWorker {
   std::function<void()> work_;
   std::vector<Napi::Reference<Napi::Value>> keep_;
   std::function<Napi::Value(Napi::Env)> resolve_;
+  MappedFaults faults_;
   bool failed_ = false;
   ErrorKind kind_ = ErrorKind::Error;
   std::string message_;
@@ -217,8 +222,8 @@ class CallableWorker : public Napi::AsyncWorker {
 }  // namespace
 
 Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
-                     std::vector<Napi::Reference<Napi::Value>> keepAlive) {
-  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive));
+                     std::vector<Napi::Reference<Napi::Value>> keepAlive, MappedFaults faults) {
+  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive), nullptr, faults);
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
@@ -232,9 +237,12 @@ Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vect
   return p;
 }
 
-void runSync(const Napi::Env& env, const std::function<void()>& work) {
+void runSync(const Napi::Env& env, const std::function<void()>& work, MappedFaults faults) {
   try {
+    const MappedReadGuard guard;
+    const uint64_t faultsBefore = mappedFaultCount();
     work();
+    if (faults == MappedFaults::Check) throwIfMappingsFaulted(faultsBefore);
   } catch (const EngramError& e) {
     throwJs(env, e.kind(), e.what());
   } catch (const Napi::Error&) {

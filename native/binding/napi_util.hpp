@@ -84,11 +84,17 @@ T& requireHandle(const Napi::Env& env, const Napi::Value& v, HandleKind kind, co
   return *data;
 }
 
+// Whether the work's result is discarded when a memory-mapped file faulted while it ran
+// (common/mapped_guard.hpp). Skip is for bookkeeping that reads no mapped memory and whose
+// effects must not be lost to a fault elsewhere (the pager's tickets: a failed copy job
+// fails its own ticket's wait).
+enum class MappedFaults { Check, Skip };
+
 // Runs `work` on libuv's pool and settles a promise; std::exception becomes the matching
 // JS error, anything else a plain Error. The typed arrays in keepAlive stay referenced
 // until the promise settles.
 Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
-                     std::vector<Napi::Reference<Napi::Value>> keepAlive);
+                     std::vector<Napi::Reference<Napi::Value>> keepAlive, MappedFaults faults = MappedFaults::Check);
 
 // As runAsync, the promise resolving with resolve(env), made on the main thread once
 // `work` is done (a handle to what the work built, say).
@@ -96,6 +102,6 @@ Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vect
                      std::function<Napi::Value(Napi::Env)> resolve);
 
 // Runs `work` now, converting C++ exceptions to JS errors.
-void runSync(const Napi::Env& env, const std::function<void()>& work);
+void runSync(const Napi::Env& env, const std::function<void()>& work, MappedFaults faults = MappedFaults::Check);
 
 }  // namespace engram

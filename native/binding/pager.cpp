@@ -174,27 +174,27 @@ Napi::Value PagerAcquire(const Napi::CallbackInfo& info) {
     translated = reinterpret_cast<int32_t*>(typedArrayBytes(t, "translated"));
   }
   uint64_t ticket = 0;
-  runSync(env, [&] { ticket = h->pager->acquire(rows32, rows64, count, translated); });
+  runSync(env, [&] { ticket = h->pager->acquire(rows32, rows64, count, translated); }, MappedFaults::Skip);
   return Napi::Number::New(env, static_cast<double>(ticket));
 }
 
 Napi::Value PagerWait(const Napi::CallbackInfo& info) {
   PagerHandle h = pagerArg(info);
   const uint64_t ticket = ticketArg(info, 1);
-  runSync(info.Env(), [&] { h->pager->wait(ticket); });
+  runSync(info.Env(), [&] { h->pager->wait(ticket); }, MappedFaults::Skip);
   return info.Env().Undefined();
 }
 
 Napi::Value PagerWaitAsync(const Napi::CallbackInfo& info) {
   PagerHandle h = pagerArg(info);
   const uint64_t ticket = ticketArg(info, 1);
-  return runAsync(info.Env(), [h, ticket] { h->pager->wait(ticket); }, {});
+  return runAsync(info.Env(), [h, ticket] { h->pager->wait(ticket); }, {}, MappedFaults::Skip);
 }
 
 Napi::Value PagerRelease(const Napi::CallbackInfo& info) {
   PagerHandle h = pagerArg(info);
   const uint64_t ticket = ticketArg(info, 1);
-  runSync(info.Env(), [&] { h->pager->release(ticket); });
+  runSync(info.Env(), [&] { h->pager->release(ticket); }, MappedFaults::Skip);
   return info.Env().Undefined();
 }
 

@@ -1,4 +1,5 @@
 #include "common/thread_pool.hpp"
+#include "common/mapped_guard.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -53,6 +54,9 @@ static void chunkRange(int64_t count, int chunks, int index, int64_t* begin, int
 }
 
 void ThreadPool::workerLoop(int index) {
+  // Every task here is the addon's native work, whose owner checks for mapped-file faults
+  // when it ends: guarded for the thread's whole life.
+  const MappedReadGuard guard;
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(int64_t, int64_t)>* body;

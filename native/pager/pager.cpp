@@ -377,9 +377,35 @@ void Pager::wait(uint64_t ticket) {
 }
 
 void Pager::release(uint64_t ticket) {
+  // A ticket released without a wait (unused, or another layer's wait failed first) still
+  // has to learn how its copies ended: pages whose copy failed must not stay resident
+  // (they would be served as hits), and a slot must not be reused while its copy runs.
+  uint64_t last = 0;
+  std::vector<uint64_t> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = tickets_.find(ticket);
+    EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
+    last = it->second.lastJob;
+    jobs = it->second.jobs;
+  }
+  bool copyFailed = false;
+  if (last != 0) {
+    try {
+      engine_->wait(last, jobs);
+    } catch (...) {
+      copyFailed = true;
+    }
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = tickets_.find(ticket);
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
+  if (copyFailed) {
+    for (int64_t s : it->second.missed) {
+      if (slotPage_[s] >= 0) pageSlot_.erase(slotPage_[s]);
+      slotPage_[s] = -1;
+    }
+  }
   for (int64_t s : it->second.slots) {
     if (--slotPins_[s] > 0) continue;
     if (slotPage_[s] < 0) {

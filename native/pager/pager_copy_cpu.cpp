@@ -1,6 +1,7 @@
 // The CPU backend's copy engine: one thread copies pages from the home tier (RAM, a
 // mapping, or a file read with pread) into the cache, job by job in submission order.
 // An optional rate cap makes it behave like a PCIe link of that bandwidth.
+#include "common/mapped_guard.hpp"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -87,6 +88,10 @@ class CpuCopyEngine final : public CopyEngine {
       std::string failure;
       int64_t bytes = 0;
       try {
+        // A host-tier table mapped from a file that shrinks: the job fails (its pages are
+        // not made resident) rather than caching zeros.
+        const MappedReadGuard guard;  // cheap when the thread holds one already
+        const uint64_t faultsBefore = mappedFaultCount();
         const std::vector<RowCopy>& copies = job.second;
         if (readerPool_ && copies.size() > 1) {
           readerPool_->parallelFor(static_cast<int64_t>(copies.size()), readers_, [&](int64_t begin, int64_t end) {
@@ -105,6 +110,7 @@ class CpuCopyEngine final : public CopyEngine {
             }
           }
         }
+        throwIfMappingsFaulted(faultsBefore);
       } catch (const std::exception& e) {
         failure = e.what();
       }
