@@ -2,6 +2,8 @@
 // the engine outside it, and a wait never holds it.
 #include "pager/pager.hpp"
 
+#include <exception>
+
 #include <algorithm>
 #include <chrono>
 
@@ -345,7 +347,10 @@ uint64_t Pager::acquire(const int32_t* rows32, const int64_t* rows64, int64_t co
   return rows64 != nullptr ? acquireRows(rows64, count, translated) : acquireRows(rows32, count, translated);
 }
 
-void Pager::wait(uint64_t ticket) {
+// Waits for the ticket's copies; the error of one that failed (null when all landed),
+// after which the pages the ticket filled are not resident any more (a failed copy must
+// never be served as a hit).
+std::exception_ptr Pager::settleCopies(uint64_t ticket, double* waitedSeconds) {
   uint64_t last = 0;
   std::vector<uint64_t> jobs;
   {
@@ -355,14 +360,13 @@ void Pager::wait(uint64_t ticket) {
     last = it->second.lastJob;
     jobs = it->second.jobs;
   }
-  if (last == 0) return;
+  if (last == 0) return nullptr;
   const double start = now();
   try {
     engine_->wait(last, jobs);
   } catch (...) {
-    // The copies did not land: the pages this ticket filled are not resident any more.
     std::lock_guard<std::mutex> lock(mutex_);
-    stats_.stallSeconds += now() - start;
+    *waitedSeconds = now() - start;
     const auto it = tickets_.find(ticket);
     if (it != tickets_.end()) {
       for (int64_t s : it->second.missed) {
@@ -370,42 +374,30 @@ void Pager::wait(uint64_t ticket) {
         slotPage_[s] = -1;
       }
     }
-    throw;
+    return std::current_exception();
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.stallSeconds += now() - start;
+  *waitedSeconds = now() - start;
+  return nullptr;
+}
+
+void Pager::wait(uint64_t ticket) {
+  double waited = 0;
+  const std::exception_ptr failure = settleCopies(ticket, &waited);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.stallSeconds += waited;
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 void Pager::release(uint64_t ticket) {
   // A ticket released without a wait (unused, or another layer's wait failed first) still
-  // has to learn how its copies ended: pages whose copy failed must not stay resident
-  // (they would be served as hits), and a slot must not be reused while its copy runs.
-  uint64_t last = 0;
-  std::vector<uint64_t> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = tickets_.find(ticket);
-    EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
-    last = it->second.lastJob;
-    jobs = it->second.jobs;
-  }
-  bool copyFailed = false;
-  if (last != 0) {
-    try {
-      engine_->wait(last, jobs);
-    } catch (...) {
-      copyFailed = true;
-    }
-  }
+  // has to learn how its copies ended, and a slot must not be reused while its copy runs.
+  double waited = 0;
+  settleCopies(ticket, &waited);
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = tickets_.find(ticket);
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
-  if (copyFailed) {
-    for (int64_t s : it->second.missed) {
-      if (slotPage_[s] >= 0) pageSlot_.erase(slotPage_[s]);
-      slotPage_[s] = -1;
-    }
-  }
   for (int64_t s : it->second.slots) {
     if (--slotPins_[s] > 0) continue;
     if (slotPage_[s] < 0) {

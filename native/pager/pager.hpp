@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -191,6 +192,7 @@ class Pager {
     uint64_t lastJob = 0;
   };
   Key keyOf(int64_t slot) const;
+  std::exception_ptr settleCopies(uint64_t ticket, double* waitedSeconds);
   void makeEvictable(int64_t slot);
   void removeEvictable(int64_t slot);
   int64_t popVictim();
