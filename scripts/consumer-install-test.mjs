@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { arm64NodeBinary, arm64Unavailable, runArm64Node } from './arm64-node.mjs';
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-consumer-'));
 const fixture = path.join(root, 'test', 'fixtures', 'hash-default.json');
@@ -60,6 +62,10 @@ try {
   check(prebuilt !== undefined, 'the tarball holds prebuilds/linux-x64/*.node', files.join('\n'));
   check(!files.some((f) => f.startsWith('build/') || f.startsWith('test/') || f.startsWith('src/')), 'the tarball holds no build/, test/ or src/');
   check(files.includes('LICENSE') && files.includes('dist/index.js') && files.includes('dist/index.d.ts'), 'the tarball holds LICENSE, dist/index.js and its types');
+  const armPrebuilt = info.files.find((f) => /^prebuilds\/linux-arm64\/.*\.node$/.test(f.path));
+  const crossCompiler = spawnSync('aarch64-linux-gnu-g++', ['--version'], { stdio: 'ignore' }).status === 0;
+  if (crossCompiler) check(armPrebuilt !== undefined, 'the tarball holds prebuilds/linux-arm64/*.node (the cross compiler is here)');
+  else console.log('note: no arm64 cross compiler here: the tarball has no linux-arm64 binary and the arm64 checks do not run');
 
   // A PATH with node and npm only: no cmake, no compiler, no nvcc.
   const bin = path.join(scratch, 'bin');
@@ -106,9 +112,29 @@ try {
     const cli = run(path.join(dir, 'node_modules', '.bin', 'engram'), ['hash', 'Only Alexander the Great could tame the horse'], { cwd: dir, env });
     check(cli.status === 0 && /Alexander|head/i.test(cli.stdout), `[${mode}] the engram CLI`, cli.output);
 
+    // The same install on Linux arm64 (the package's files are the same; the binary is the
+    // arm64 prebuild), under qemu: the exact parts of the smoke (hashes, routes, history)
+    // must equal the checkout's; its layers' floats differ from x86-64 by FMA contraction
+    // (the golden-fixture suites check them on arm64: npm run test:arm64).
+    const armWhy = armPrebuilt ? arm64Unavailable() : 'no linux-arm64 binary in the tarball';
+    if (armWhy === null) {
+      const armNode = arm64NodeBinary(root);
+      const a = runArm64Node(armNode, ['smoke.mjs', 'hash-default.json'], { cwd: dir, env });
+      if (check(a.status === 0, `[${mode}, arm64 under qemu] smoke: golden hashes, both layers, MoE`, a.stdout + a.stderr)) {
+        const got = lastJsonLine(a.stdout);
+        check(got.binary === 'prebuilds/linux-arm64/engram-kernels.glibc.node', `[${mode}, arm64] the binary loaded is the arm64 prebuild (${got.binary}, ${got.cpuKernel} kernel)`);
+        const exact = (d) => JSON.stringify([d.hashes, d.moeRoute, d.v41History]);
+        check(exact(got.digests) === exact(want.digests), `[${mode}, arm64] hashes, MoE routes and the V4.1 history have the checkout's bits`);
+      }
+      const e = runArm64Node(armNode, ['hash-sentence.mjs'], { cwd: dir, env });
+      check(e.status === 0 && e.stdout.trim() !== '', `[${mode}, arm64] examples/hash-sentence.mjs`, e.stdout + e.stderr);
+    } else {
+      console.log(`note: arm64 not run: ${armWhy}`);
+    }
+
     // A platform with no prebuild (node-gyp-build honours npm_config_arch).
     const other = run(process.execPath, ['-e', "import('engram-kernels').then((m) => m.buildInfo())"], { cwd: dir, env: { ...env, npm_config_arch: 'riscv64' } });
-    const expected = ['could not be loaded on linux-riscv64', 'prebuilt binaries in this package: linux-x64', 'no prebuilt binary ships for linux-riscv64', 'npm install --save-dev cmake-js node-addon-api', 'build-native.mjs'];
+    const expected = ['could not be loaded on linux-riscv64', `prebuilt binaries in this package: ${armPrebuilt ? 'linux-arm64, ' : ''}linux-x64`, 'no prebuilt binary ships for linux-riscv64', 'npm install --save-dev cmake-js node-addon-api', 'build-native.mjs'];
     check(other.status !== 0 && expected.every((t) => other.stderr.includes(t)), `[${mode}] no prebuild for the platform: the error names it and the source build`, other.output);
   }
 
@@ -116,7 +142,8 @@ try {
   const binMiB = prebuilt ? prebuilt.size / MiB : NaN;
   console.log(
     `\npackage: ${info.filename}, ${tarMiB.toFixed(2)} MiB packed, ${(info.unpackedSize / MiB).toFixed(2)} MiB unpacked, ${info.entryCount} files; ` +
-      `prebuilt binary ${binMiB.toFixed(2)} MiB (stripped; CUDA sm_80/sm_90 + PTX, CUDA runtime static)\n` +
+      `prebuilt binary ${binMiB.toFixed(2)} MiB (stripped; CUDA sm_80/sm_90 + PTX, CUDA runtime static)` +
+      (armPrebuilt ? `, linux-arm64 ${(armPrebuilt.size / MiB).toFixed(2)} MiB (CPU)\n` : '\n') +
       rows.map((r) => `install (${r.mode}, npm cache warm): ${r.installSeconds.toFixed(1)} s`).join('\n'),
   );
 } finally {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// npm run prebuild (and prepack): the binary that ships in the tarball.
+// npm run prebuild (and prepack): the binaries that ship in the tarball (this machine's,
+// and linux-arm64 cross-compiled by scripts/build-arm64.mjs when the cross compiler is here).
 // prebuildify builds it through cmake-js (scripts/prebuild-gyp.mjs), strips it and names it
 // for node-gyp-build: prebuilds/<platform>-<arch>/engram-kernels.glibc.node (N-API, so one
 // file serves every Node >= 20.17). Then it is checked the way a user meets it: loaded in a
@@ -49,3 +50,16 @@ if (cudaWanted && info.cuda !== true) {
 }
 const mib = (fs.statSync(file).size / 2 ** 20).toFixed(2);
 console.log(`prebuild: ${path.relative(root, file)} (${mib} MiB, cuda ${info.cuda}, loads here with the ${info.cpuKernel} CPU kernel)`);
+
+// Linux arm64, cross-compiled, when this machine has the cross compiler (and always when
+// ENGRAM_PREBUILD_ARM64=1 asks for it; =0 skips it).
+if (process.arch === 'x64' && process.env.ENGRAM_PREBUILD_ARM64 !== '0') {
+  const arm = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-arm64.mjs')], { cwd: root, stdio: 'inherit' });
+  if (arm.status === 3 && process.env.ENGRAM_PREBUILD_ARM64 !== '1') {
+    fs.rmSync(path.join(root, 'prebuilds', 'linux-arm64'), { recursive: true, force: true });
+    console.warn('prebuild: no arm64 cross compiler here, so the package holds no linux-arm64 binary (apt-get install g++-aarch64-linux-gnu)');
+  } else if (arm.status !== 0) {
+    console.error('prebuild: the linux-arm64 build failed');
+    process.exit(1);
+  }
+}

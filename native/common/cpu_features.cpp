@@ -8,7 +8,7 @@ namespace engram {
 namespace {
 // ENGRAM_CPU_KERNEL=baseline|avx2 caps the builds picked at run time below what the CPU
 // runs (to test or compare the narrower loops on a wider machine); unset: no cap.
-bool capAllows(const char* build) {
+[[maybe_unused]] bool capAllows(const char* build) {
   static const char* cap = std::getenv("ENGRAM_CPU_KERNEL");
   if (cap == nullptr || *cap == '\0' || std::strcmp(cap, "avx512") == 0) return true;
   if (std::strcmp(cap, "baseline") == 0) return false;

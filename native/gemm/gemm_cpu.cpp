@@ -43,7 +43,7 @@ LinearBuild linearBuild(const std::string& name) {
 }  // namespace
 
 // Every weight survives a round trip through bf16 unchanged.
-static bool exactlyBf16(const float* w, int64_t count) {
+[[maybe_unused]] static bool exactlyBf16(const float* w, int64_t count) {
   for (int64_t i = 0; i < count; ++i) {
     uint32_t u;
     std::memcpy(&u, &w[i], 4);

@@ -41,7 +41,7 @@ export function loadFailureMessage(root: string, cause: unknown): string {
     `  looked for: ${path.join(root, 'build', 'Release', '*.node')} (a local build), ` +
       `${path.join(root, 'prebuilds', tuple, '*.node')} (a prebuilt binary)`,
     `  prebuilt binaries in this package: ${shipped.length > 0 ? shipped.join(', ') : 'none'}` +
-      ' (N-API, glibc >= 2.36, x86-64 with AVX2/AVX-512 picked at run time, CUDA 13 runtime linked in)',
+      ' (N-API, glibc >= 2.36; linux-x64 with the CUDA backend and AVX2/AVX-512 loops picked at run time, linux-arm64 CPU only)',
   ];
   if (/GLIBC_\d|GLIBCXX_\d/.test(reason)) {
     lines.push(`  this system's C library is older than the prebuilt binary needs; build from source (below), or use a distribution with glibc >= 2.36 (Debian 12, Ubuntu 24.04).`);
