@@ -49,6 +49,11 @@ const pager = read('pager.json');
 for (const r of pager?.file?.rows ?? []) {
   if (r.loss !== null && r.loss !== undefined) add('pager', pager, `pager ${r.mode}, ${r.phase}`, r.tokensPerSecond, 'tokens/s', 'tables in RAM, same run', r.tokensPerSecond / (1 - r.loss));
 }
+const bookkeeping = read('pager-bookkeeping.json');
+for (const r of bookkeeping?.results ?? []) {
+  add('pager-bookkeeping', bookkeeping, `pager bookkeeping per looked-up row, one-row pages, ${r.eviction} (no copies)`, r.nsPerRow, 'ns', 'the target per row, not a measurement', bookkeeping.targetNsPerRow, true);
+}
+if (bookkeeping) add('pager-bookkeeping', bookkeeping, 'pager bookkeeping memory per cache slot', bookkeeping.bytesPerSlot, 'bytes', '', undefined, true);
 
 const fmt = (x) => (x === undefined || x === null ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3));
 const md = [
@@ -73,7 +78,7 @@ const SECTIONS = [
   ["DeepSeek-V4.1's Engram layer", ['v41', 'v41-avx2'], 'v41.md', 'The layer at the released dimensions (hidden 5120, hc 4) against numpy + OpenBLAS running the same computation in the same session; the `wkv` projection against the measured peak of the kernel it runs on.'],
   ['Mixture-of-Experts', ['moe', 'moe-avx2'], 'moe.md', 'The expert GEMMs reading quantised codes against F32 experts in the same run (above 1: the quantised format is faster).'],
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],
-  ['The table pager', ['pager'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
+  ['The table pager', ['pager', 'pager-bookkeeping'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
 ];
 const rel = (f) => `../bench/results/${f}`;
 const doc = [

@@ -22,7 +22,7 @@ describe('npm run bench:smoke', () => {
         encoding: 'utf8',
       });
       expect(r.status, r.stdout + r.stderr).toBe(0);
-      expect(r.stdout.match(/: ok \(/g)?.length).toBe(7);
+      expect(r.stdout.match(/: ok \(/g)?.length).toBe(8);
     }, 900_000);
   }
 });
@@ -34,7 +34,7 @@ describe('npm run bench:summary', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-summary-'));
     try {
       fs.cpSync(path.join(root, 'bench', 'results'), dir, { recursive: true });
-      const r = spawnSync(process.execPath, [path.join(root, 'scripts/bench-summary.mjs')], { env: { ...process.env, BENCH_RESULTS_DIR: dir }, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [path.join(root, 'scripts/bench-summary.mjs')], { env: { ...process.env, BENCH_RESULTS_DIR: dir, DOCS_DIR: path.join(dir, 'docs') }, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       const rows = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8')) as Array<{ figure: string; value: number; ratio: number | null }>;
       expect(rows.length).toBeGreaterThanOrEqual(30);

@@ -4,6 +4,8 @@
 
 #include <exception>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -11,6 +13,22 @@
 #include "pager/pager.cuh"
 
 namespace engram {
+
+void* allocateHugePageBacked(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < 2 * kHuge) {
+    void* p = std::malloc(bytes == 0 ? 1 : bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // best effort
+#endif
+  return p;
+}
 
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -44,10 +62,10 @@ uint32_t PageCounts::get(int64_t page) const {
   return least;
 }
 
-void PageCounts::add(int64_t page, uint64_t n) {
+uint32_t PageCounts::add(int64_t page, uint64_t n) {
   if (!exact_.empty()) {
     exact_[page] = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, exact_[page] + n));
-    return;
+    return exact_[page];
   }
   // Conservative update: raise only the cells below the new estimate.
   const uint32_t target = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, get(page) + n));
@@ -55,6 +73,15 @@ void PageCounts::add(int64_t page, uint64_t n) {
     uint32_t& c = sketch_[cell(r, page)];
     c = std::max(c, target);
   }
+  return target;
+}
+
+void PageCounts::prefetch(int64_t page) const {
+  if (!exact_.empty()) {
+    __builtin_prefetch(&exact_[page]);
+    return;
+  }
+  for (int r = 0; r < kDepth; ++r) __builtin_prefetch(&sketch_[cell(r, page)]);
 }
 
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
@@ -66,16 +93,9 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
   // Lookup counts per page only where LFU ranks by them.
   if (eviction == Eviction::Lfu) pageFreq_.reset(pages, g.slots);
-  slotPage_.assign(g.slots, -1);
-  slotPins_.assign(g.slots, 0);
-  slotLastUse_.assign(g.slots, 0);
-  slotJob_.assign(g.slots, 0);
-  slotKey_.assign(g.slots, Key{});
-  lruPrev_.assign(g.slots, -1);
-  lfuPos_.assign(g.slots, -1);
-  lruNext_.assign(g.slots, -1);
-  freeSlots_.reserve(g.slots);
-  for (int64_t s = g.slots - 1; s >= 0; --s) freeSlots_.push_back(s);  // slot 0 first
+  slots_.assign(static_cast<size_t>(g.slots), Slot{});
+  freeSlots_.reserve(static_cast<size_t>(g.slots));
+  for (int64_t s = g.slots - 1; s >= 0; --s) freeSlots_.push_back(static_cast<int32_t>(s));  // slot 0 first
 }
 
 Pager::~Pager() {
@@ -89,126 +109,151 @@ PageMap::PageMap(int64_t entries) {
     capacity <<= 1;
     ++bits;
   }
-  keys_.assign(capacity, -1);
-  values_.assign(capacity, -1);
+  entries_.assign(capacity, Entry{});
   mask_ = capacity - 1;
   shift_ = 64 - bits;
 }
 
 int32_t PageMap::find(int64_t page) const {
   for (size_t i = home(page);; i = (i + 1) & mask_) {
-    if (keys_[i] == page) return values_[i];
-    if (keys_[i] < 0) return -1;
+    if (entries_[i].key == page) return entries_[i].value;
+    if (entries_[i].key < 0) return -1;
   }
 }
 
 void PageMap::insert(int64_t page, int32_t slot) {
   size_t i = home(page);
-  while (keys_[i] >= 0 && keys_[i] != page) i = (i + 1) & mask_;
-  keys_[i] = page;
-  values_[i] = slot;
+  while (entries_[i].key >= 0 && entries_[i].key != page) i = (i + 1) & mask_;
+  entries_[i] = Entry{page, slot};
 }
 
 void PageMap::erase(int64_t page) {
   size_t i = home(page);
-  while (keys_[i] != page) {
-    if (keys_[i] < 0) return;
+  while (entries_[i].key != page) {
+    if (entries_[i].key < 0) return;
     i = (i + 1) & mask_;
   }
   // Backward shift: move later entries of the probe run into the hole when their home
   // position does not lie cyclically in (hole, entry].
-  for (size_t j = (i + 1) & mask_; keys_[j] >= 0; j = (j + 1) & mask_) {
-    const size_t h = home(keys_[j]);
+  for (size_t j = (i + 1) & mask_; entries_[j].key >= 0; j = (j + 1) & mask_) {
+    const size_t h = home(entries_[j].key);
     const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
     if (stays) continue;
-    keys_[i] = keys_[j];
-    values_[i] = values_[j];
+    entries_[i] = entries_[j];
     i = j;
   }
-  keys_[i] = -1;
-  values_[i] = -1;
+  entries_[i] = Entry{};
 }
 
-Pager::Key Pager::keyOf(int64_t slot) const {
-  const uint64_t last = slotLastUse_[slot];
-  if (eviction_ == Eviction::Lfu) return Key{pageFreq_.get(slotPage_[slot]), last, slot};
-  return Key{last, 0, slot};
-}
-
-void Pager::makeEvictable(int64_t slot) {
-  slotKey_[slot] = keyOf(slot);
-  if (eviction_ == Eviction::Lfu) {
-    lfuPos_[slot] = static_cast<int64_t>(lfuHeap_.size());
-    lfuHeap_.push_back(slot);
-    lfuSiftUp(lfuHeap_.size() - 1);
-    return;
+void BatchSet::reset(int64_t count) {
+  size_t capacity = 16;
+  int bits = 4;
+  while (capacity < static_cast<size_t>(2 * std::max<int64_t>(count, 1))) {
+    capacity <<= 1;
+    ++bits;
   }
-  // Tickets are usually released in the order they were taken: walking back from the
-  // tail finds the place in a step or two.
-  int64_t after = lruTail_;
-  while (after >= 0 && slotKey_[after] > slotKey_[slot]) after = lruPrev_[after];
-  const int64_t before = after >= 0 ? lruNext_[after] : lruHead_;
-  lruPrev_[slot] = after;
-  lruNext_[slot] = before;
-  if (after >= 0) lruNext_[after] = slot;
-  else lruHead_ = slot;
-  if (before >= 0) lruPrev_[before] = slot;
-  else lruTail_ = slot;
-  ++lruCount_;
+  // The buffers grow to the largest batch seen; a batch uses (and clears) only the part
+  // its own size needs.
+  if (keys_.size() < capacity) {
+    keys_.resize(capacity);
+    index_.resize(capacity);
+  }
+  std::fill(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(capacity), -1);
+  mask_ = capacity - 1;
+  shift_ = 64 - bits;
+  values_.clear();
+  counts_.clear();
 }
 
-void Pager::removeEvictable(int64_t slot) {
+int32_t BatchSet::add(int64_t value) {
+  for (size_t i = home(value);; i = (i + 1) & mask_) {
+    if (keys_[i] == value) {
+      ++counts_[static_cast<size_t>(index_[i])];
+      return index_[i];
+    }
+    if (keys_[i] < 0) {
+      keys_[i] = value;
+      index_[i] = static_cast<int32_t>(values_.size());
+      values_.push_back(value);
+      counts_.push_back(1);
+      return index_[i];
+    }
+  }
+}
+
+int32_t BatchSet::indexOf(int64_t value) const {
+  for (size_t i = home(value);; i = (i + 1) & mask_) {
+    if (keys_[i] == value) return index_[i];
+  }
+}
+
+namespace {
+// std heap functions build a max-heap: greater<> puts the least entry at the front.
+struct HeapAfter {
+  template <typename E>
+  bool operator()(const E& a, const E& b) const { return b < a; }
+};
+}  // namespace
+
+void Pager::makeEvictable(int32_t slot) {
+  Slot& sl = slots_[static_cast<size_t>(slot)];
+  ++sl.stamp;
+  ++evictable_;
   if (eviction_ == Eviction::Lfu) {
-    const size_t i = static_cast<size_t>(lfuPos_[slot]);
-    const int64_t last = lfuHeap_.back();
-    lfuHeap_.pop_back();
-    lfuPos_[slot] = -1;
-    if (last != slot) {
-      lfuHeap_[i] = last;
-      lfuPos_[last] = static_cast<int64_t>(i);
-      lfuSiftUp(i);
-      lfuSiftDown(static_cast<size_t>(lfuPos_[last]));
+    lfuHeap_.push_back(HeapEntry{sl.lastUse, sl.lfuCount, slot, sl.stamp});
+    std::push_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
+  } else {
+    lruQueue_.push_back(QueueEntry{slot, sl.stamp});
+  }
+  compactEvictable();
+}
+
+void Pager::removeEvictable(int32_t slot) {
+  ++slots_[static_cast<size_t>(slot)].stamp;  // its entry goes stale where it stands
+  --evictable_;
+}
+
+// Stale entries are dropped once they outnumber the live ones (amortised O(1) per change).
+void Pager::compactEvictable() {
+  const size_t entries = eviction_ == Eviction::Lfu ? lfuHeap_.size() : lruQueue_.size() - lruFront_;
+  if (entries < 1024 || entries < 2 * static_cast<size_t>(evictable_)) {
+    if (lruFront_ > 4096 && lruFront_ * 2 > lruQueue_.size()) {
+      lruQueue_.erase(lruQueue_.begin(), lruQueue_.begin() + static_cast<std::ptrdiff_t>(lruFront_));
+      lruFront_ = 0;
     }
     return;
   }
-  const int64_t p = lruPrev_[slot], n = lruNext_[slot];
-  if (p >= 0) lruNext_[p] = n;
-  else lruHead_ = n;
-  if (n >= 0) lruPrev_[n] = p;
-  else lruTail_ = p;
-  lruPrev_[slot] = lruNext_[slot] = -1;
-  --lruCount_;
-}
-
-void Pager::lfuSiftUp(size_t i) {
-  while (i > 0) {
-    const size_t parent = (i - 1) / 2;
-    if (!lfuLess(lfuHeap_[i], lfuHeap_[parent])) break;
-    std::swap(lfuHeap_[i], lfuHeap_[parent]);
-    lfuPos_[lfuHeap_[i]] = static_cast<int64_t>(i);
-    lfuPos_[lfuHeap_[parent]] = static_cast<int64_t>(parent);
-    i = parent;
+  if (eviction_ == Eviction::Lfu) {
+    lfuHeap_.erase(std::remove_if(lfuHeap_.begin(), lfuHeap_.end(), [&](const HeapEntry& e) { return !live(e.slot, e.stamp); }), lfuHeap_.end());
+    std::make_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
+  } else {
+    size_t out = 0;
+    for (size_t i = lruFront_; i < lruQueue_.size(); ++i) {
+      if (live(lruQueue_[i].slot, lruQueue_[i].stamp)) lruQueue_[out++] = lruQueue_[i];
+    }
+    lruQueue_.resize(out);
+    lruFront_ = 0;
   }
 }
 
-void Pager::lfuSiftDown(size_t i) {
+int32_t Pager::popVictim() {
   for (;;) {
-    const size_t l = 2 * i + 1, r = l + 1;
-    size_t best = i;
-    if (l < lfuHeap_.size() && lfuLess(lfuHeap_[l], lfuHeap_[best])) best = l;
-    if (r < lfuHeap_.size() && lfuLess(lfuHeap_[r], lfuHeap_[best])) best = r;
-    if (best == i) return;
-    std::swap(lfuHeap_[i], lfuHeap_[best]);
-    lfuPos_[lfuHeap_[i]] = static_cast<int64_t>(i);
-    lfuPos_[lfuHeap_[best]] = static_cast<int64_t>(best);
-    i = best;
+    int32_t slot;
+    uint32_t stamp;
+    if (eviction_ == Eviction::Lfu) {
+      std::pop_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
+      slot = lfuHeap_.back().slot;
+      stamp = lfuHeap_.back().stamp;
+      lfuHeap_.pop_back();
+    } else {
+      slot = lruQueue_[lruFront_].slot;
+      stamp = lruQueue_[lruFront_].stamp;
+      ++lruFront_;
+    }
+    if (!live(slot, stamp)) continue;
+    removeEvictable(slot);
+    return slot;
   }
-}
-
-int64_t Pager::popVictim() {
-  const int64_t slot = eviction_ == Eviction::Lfu ? lfuHeap_.front() : lruHead_;
-  removeEvictable(slot);
-  return slot;
 }
 
 int64_t Pager::hotIndex(int64_t row) const {
@@ -220,8 +265,8 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   std::lock_guard<std::mutex> lock(mutex_);
   const BatchPlan plan = planBatch(rows, count);  // throws before anything changes
   admit(plan);                                     // likewise
-  Ticket t = assignSlots(plan);
-  if (translated != nullptr) translate(rows, count, plan, t, translated);
+  Ticket t = assignSlots();
+  if (translated != nullptr) translate(rows, count, t, translated);
   return record(plan, count, std::move(t));
 }
 
@@ -235,28 +280,37 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
     }
   }
   BatchPlan plan;
-  std::vector<int64_t>& paged = scratch_;  // the rows the hot region does not serve
-  paged.clear();
+  // The batch's distinct pages (and rows, where a page holds several), first seen first.
+  batchPages_.reset(count);
+  const bool rowPages = g_.pageRows == 1;
+  if (!rowPages) batchRows_.reset(count);
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (!hotKeys_.empty() && hotIndex(r) >= 0) {
       ++plan.hotHits;
       continue;
     }
-    paged.push_back(r);
+    batchPages_.add(r / g_.pageRows);
+    if (!rowPages) batchRows_.add(r);
   }
-  std::sort(paged.begin(), paged.end());
-  for (size_t i = 0; i < paged.size(); ++i) plan.uniqueRows += i == 0 || paged[i] != paged[i - 1];
-  // Rows sorted -> pages sorted; run lengths give lookups per page.
-  for (int64_t r : paged) {
-    const int64_t page = r / g_.pageRows;
-    if (plan.pageLookups.empty() || plan.pageLookups.back().first != page) plan.pageLookups.emplace_back(page, 0);
-    ++plan.pageLookups.back().second;
+  const size_t pages = batchPages_.size();
+  plan.uniqueRows = static_cast<int64_t>(rowPages ? pages : batchRows_.size());
+  // The page table and then the slots, each loaded for the whole batch before it is read,
+  // so the batch's cache misses overlap instead of following one another.
+  for (size_t i = 0; i < pages; ++i) {
+    pageSlot_.prefetch(batchPages_.value(i));
+    if (!pageFreq_.empty()) pageFreq_.prefetch(batchPages_.value(i));
   }
-  for (const auto& [page, lookups] : plan.pageLookups) {
-    const int32_t s = slotOf(page);
+  batchSlot_.resize(pages);
+  for (size_t i = 0; i < pages; ++i) {
+    const int32_t s = slotOf(batchPages_.value(i));
+    batchSlot_[i] = s;
+    if (s >= 0) __builtin_prefetch(&slots_[static_cast<size_t>(s)], 1);
+  }
+  for (size_t i = 0; i < pages; ++i) {
+    const int32_t s = batchSlot_[i];
     if (s < 0) ++plan.missingPages;
-    else if (slotPins_[s] == 0) ++plan.residentIdle;
+    else if (slots_[static_cast<size_t>(s)].pins == 0) ++plan.residentIdle;
   }
   return plan;
 }
@@ -265,50 +319,93 @@ void Pager::admit(const BatchPlan& plan) const {
   const int64_t freeable = static_cast<int64_t>(freeSlots_.size()) + evictableCount() - plan.residentIdle;
   if (plan.missingPages > freeable) {
     EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " +
-                             std::to_string(plan.pageLookups.size()) + " pages (" + std::to_string(plan.missingPages) + " missing, " +
+                             std::to_string(batchPages_.size()) + " pages (" + std::to_string(plan.missingPages) + " missing, " +
                              std::to_string(freeable) +
                              " slots free or evictable while other tickets are in flight): raise cacheBytes, use smaller pages, or split the batch");
   }
 }
 
-Pager::Ticket Pager::assignSlots(const BatchPlan& plan) {
+Pager::Ticket Pager::newTicket() {
+  if (spareTickets_.empty()) return Ticket{};
+  Ticket t = std::move(spareTickets_.back());
+  spareTickets_.pop_back();
+  t.slots.clear();
+  t.missed.clear();
+  t.jobs.clear();
+  t.lastJob = 0;
+  return t;
+}
+
+Pager::Ticket Pager::assignSlots() {
   ++tick_;
-  Ticket t;
+  Ticket t = newTicket();
   std::vector<RowCopy> copies;
-  for (const auto& [page, lookups] : plan.pageLookups) {
-    if (!pageFreq_.empty()) pageFreq_.add(page, lookups);
-    int64_t s = slotOf(page);
-    if (s >= 0) {
-      stats_.pageHits += 1;
-      stats_.rowHits += static_cast<double>(lookups);
-      if (slotPins_[s] == 0) removeEvictable(s);
-      if (slotJob_[s] != 0) t.jobs.push_back(slotJob_[s]);  // may still be in flight
-    } else {
-      stats_.pageMisses += 1;
-      stats_.rowMisses += static_cast<double>(lookups);
-      if (!freeSlots_.empty()) {
-        s = freeSlots_.back();
-        freeSlots_.pop_back();
-      } else {
-        s = popVictim();
-        pageSlot_.erase(slotPage_[s]);
-        stats_.evictions += 1;
-      }
-      pageSlot_.insert(page, static_cast<int32_t>(s));
-      slotPage_[s] = page;
-      const int64_t first = page * g_.pageRows;
-      const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
-      copies.push_back(RowCopy{first, s * g_.pageRows, rowsInPage});
-      stats_.bytesCopied += static_cast<double>(rowsInPage * (g_.rowBytes + g_.scaleRowBytes));
-      t.missed.push_back(s);
+  const size_t pages = batchPages_.size();
+  t.slots.assign(pages, -1);  // one slot per batch page, in batchPages_ order
+  // The batch's resident pages are pinned first, so that no slot a later page of the same
+  // batch lives in is taken as a victim for one of its missing pages.
+  for (size_t i = 0; i < pages; ++i) {
+    const int32_t s = batchSlot_[i];
+    if (s < 0) continue;
+    Slot& sl = slots_[static_cast<size_t>(s)];
+    stats_.pageHits += 1;
+    stats_.rowHits += static_cast<double>(batchPages_.count(i));
+    if (sl.pins == 0) removeEvictable(s);
+    if (sl.job != 0) t.jobs.push_back(sl.job);  // may still be in flight
+    ++sl.pins;
+    sl.lastUse = tick_;
+    t.slots[i] = s;
+  }
+  // The slots the missing pages will take: free ones, then victims. The victims' slots
+  // and page-table entries are loaded for all of them before any is changed.
+  int64_t missing = 0;
+  for (size_t i = 0; i < pages; ++i) missing += batchSlot_[i] < 0;
+  const int64_t fromFree = std::min<int64_t>(missing, static_cast<int64_t>(freeSlots_.size()));
+  victims_.clear();
+  if (missing > fromFree && eviction_ != Eviction::Lfu) {
+    for (size_t k = lruFront_, end = std::min(lruQueue_.size(), lruFront_ + 2 * static_cast<size_t>(missing - fromFree)); k < end; ++k) {
+      __builtin_prefetch(&slots_[static_cast<size_t>(lruQueue_[k].slot)]);
     }
-    ++slotPins_[s];
-    slotLastUse_[s] = tick_;
-    t.slots.push_back(s);  // one slot per page, in page order
+  }
+  for (int64_t v = fromFree; v < missing; ++v) victims_.push_back(popVictim());
+  for (int32_t v : victims_) pageSlot_.prefetch(slots_[static_cast<size_t>(v)].page);
+  for (int32_t v : victims_) pageSlot_.erase(slots_[static_cast<size_t>(v)].page);
+  stats_.evictions += static_cast<double>(victims_.size());
+  size_t nextVictim = 0;
+  for (size_t i = 0; i < pages; ++i) {
+    const int64_t page = batchPages_.value(i);
+    const int64_t lookups = batchPages_.count(i);
+    uint32_t count = 0;
+    if (!pageFreq_.empty()) count = pageFreq_.add(page, static_cast<uint64_t>(lookups));
+    if (batchSlot_[i] >= 0) {
+      slots_[static_cast<size_t>(batchSlot_[i])].lfuCount = count;
+      continue;
+    }
+    stats_.pageMisses += 1;
+    stats_.rowMisses += static_cast<double>(lookups);
+    int32_t s;
+    if (!freeSlots_.empty()) {
+      s = freeSlots_.back();
+      freeSlots_.pop_back();
+    } else {
+      s = victims_[nextVictim++];
+    }
+    pageSlot_.insert(page, s);
+    Slot& sl = slots_[static_cast<size_t>(s)];
+    sl.page = page;
+    sl.lfuCount = count;
+    ++sl.pins;
+    sl.lastUse = tick_;
+    const int64_t first = page * g_.pageRows;
+    const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
+    copies.push_back(RowCopy{first, static_cast<int64_t>(s) * g_.pageRows, rowsInPage});
+    stats_.bytesCopied += static_cast<double>(rowsInPage * (g_.rowBytes + g_.scaleRowBytes));
+    t.missed.push_back(s);
+    t.slots[i] = s;
   }
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
-    for (int64_t s : t.missed) slotJob_[s] = job;
+    for (int32_t s : t.missed) slots_[static_cast<size_t>(s)].job = job;
     t.jobs.push_back(job);
   }
   for (uint64_t j : t.jobs) t.lastJob = std::max(t.lastJob, j);
@@ -316,25 +413,20 @@ Pager::Ticket Pager::assignSlots(const BatchPlan& plan) {
 }
 
 template <typename T>
-void Pager::translate(const T* rows, int64_t count, const BatchPlan& plan, const Ticket& t, int32_t* translated) const {
-  const auto& pages = plan.pageLookups;
+void Pager::translate(const T* rows, int64_t count, const Ticket& t, int32_t* translated) const {
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     const int64_t hot = hotKeys_.empty() ? -1 : hotIndex(r);
-    int64_t slot = -1;
-    if (hot < 0) {  // the row's page is in the plan, which is sorted: its index is its slot's
-      const int64_t page = r / g_.pageRows;
-      const auto it = std::lower_bound(pages.begin(), pages.end(), page, [](const std::pair<int64_t, int64_t>& a, int64_t b) { return a.first < b; });
-      slot = t.slots[static_cast<size_t>(it - pages.begin())];
-    }
-    translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, static_cast<int32_t>(slot), g_.slots, hot));
+    int32_t slot = -1;
+    if (hot < 0) slot = t.slots[static_cast<size_t>(batchPages_.indexOf(r / g_.pageRows))];
+    translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, slot, g_.slots, hot));
   }
 }
 
 uint64_t Pager::record(const BatchPlan& plan, int64_t count, Ticket t) {
   stats_.lookups += static_cast<double>(count);
   stats_.uniqueRows += static_cast<double>(plan.uniqueRows);
-  stats_.uniquePages += static_cast<double>(plan.pageLookups.size());
+  stats_.uniquePages += static_cast<double>(batchPages_.size());
   stats_.hotRowHits += static_cast<double>(plan.hotHits);
   stats_.rowHits += static_cast<double>(plan.hotHits);
   stats_.tickets += 1;
@@ -369,9 +461,10 @@ std::exception_ptr Pager::settleCopies(uint64_t ticket, double* waitedSeconds) {
     *waitedSeconds = now() - start;
     const auto it = tickets_.find(ticket);
     if (it != tickets_.end()) {
-      for (int64_t s : it->second.missed) {
-        if (slotPage_[s] >= 0) pageSlot_.erase(slotPage_[s]);
-        slotPage_[s] = -1;
+      for (int32_t s : it->second.missed) {
+        Slot& sl = slots_[static_cast<size_t>(s)];
+        if (sl.page >= 0) pageSlot_.erase(sl.page);
+        sl.page = -1;
       }
     }
     return std::current_exception();
@@ -398,18 +491,20 @@ void Pager::release(uint64_t ticket) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = tickets_.find(ticket);
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
-  for (int64_t s : it->second.slots) {
-    if (--slotPins_[s] > 0) continue;
-    if (slotPage_[s] < 0) {
+  for (int32_t s : it->second.slots) {
+    Slot& sl = slots_[static_cast<size_t>(s)];
+    if (--sl.pins > 0) continue;
+    if (sl.page < 0) {
       freeSlots_.push_back(s);  // a failed copy
     } else if (eviction_ == Eviction::Direct) {
-      pageSlot_.erase(slotPage_[s]);  // no reuse across batches
-      slotPage_[s] = -1;
+      pageSlot_.erase(sl.page);  // no reuse across batches
+      sl.page = -1;
       freeSlots_.push_back(s);
     } else {
       makeEvictable(s);
     }
   }
+  if (spareTickets_.size() < 8) spareTickets_.push_back(std::move(it->second));  // its vectors' capacity serves the next one
   tickets_.erase(it);
 }
 

@@ -5,11 +5,12 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
+#include <new>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -17,20 +18,71 @@ namespace engram {
 
 enum class Eviction : int { Lru = 0, Lfu = 1, Direct = 2 };
 
+// Memory for the pager's large per-slot arrays, read at random: 2 MiB-aligned and advised
+// onto transparent huge pages where it is large, so a random slot costs a cache miss
+// rather than a cache miss and a page walk.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n);
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+void* allocateHugePageBacked(size_t bytes);
+template <typename T>
+T* HugePageAllocator<T>::allocate(size_t n) {
+  return static_cast<T*>(allocateHugePageBacked(n * sizeof(T)));
+}
+
 // page -> slot for the resident pages: open addressing (linear probing, backward-shift
 // deletion) sized by the cache, so its memory follows the cache, not the table, and a
-// lookup costs no allocation.
+// lookup costs no allocation. Key and value share an entry: one cache miss per probe.
 class PageMap {
  public:
   explicit PageMap(int64_t entries);
   int32_t find(int64_t page) const;  // -1: absent
   void insert(int64_t page, int32_t slot);
   void erase(int64_t page);
+  // Starts loading the entry a lookup of `page` reads first (batches issue these ahead).
+  void prefetch(int64_t page) const { __builtin_prefetch(&entries_[home(page)]); }
 
  private:
+  struct Entry {
+    int64_t key = -1;  // -1: empty
+    int32_t value = -1;
+  };
   size_t home(int64_t page) const { return static_cast<size_t>((static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull) >> shift_); }
+  std::vector<Entry, HugePageAllocator<Entry>> entries_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+};
+
+// The distinct values of one batch (pages, or rows) and how often each occurs, in the
+// order first seen: an open-addressed table sized per batch and reused across batches, so
+// deduplication costs no sort and no allocation once the largest batch has been seen.
+class BatchSet {
+ public:
+  // Starts a batch of at most `count` values.
+  void reset(int64_t count);
+  // The value's index among the distinct values (new ones are appended).
+  int32_t add(int64_t value);
+  // The index of a value added before (it must have been).
+  int32_t indexOf(int64_t value) const;
+  size_t size() const { return values_.size(); }
+  int64_t value(size_t i) const { return values_[i]; }
+  int64_t count(size_t i) const { return counts_[i]; }
+
+ private:
+  size_t home(int64_t v) const { return static_cast<size_t>((static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull) >> shift_); }
   std::vector<int64_t> keys_;  // -1: empty
-  std::vector<int32_t> values_;
+  std::vector<int32_t> index_;
+  std::vector<int64_t> values_, counts_;
   size_t mask_ = 0;
   int shift_ = 64;
 };
@@ -150,7 +202,10 @@ class PageCounts {
   void reset(int64_t pages, int64_t slots);
   bool empty() const { return exact_.empty() && sketch_.empty(); }
   uint32_t get(int64_t page) const;
-  void add(int64_t page, uint64_t n);
+  // Adds n lookups; returns the page's new count (estimate).
+  uint32_t add(int64_t page, uint64_t n);
+  // Starts loading the counters of `page` (a batch issues these for all its pages first).
+  void prefetch(int64_t page) const;
 
  private:
   static constexpr int kDepth = 4;
@@ -184,30 +239,57 @@ class Pager {
   const PagerGeometry& geometry() const { return g_; }
 
  private:
-  using Key = std::tuple<uint64_t, uint64_t, int64_t>;
+  // Everything the pager keeps per cache slot, in one cache line's worth: a batch touches
+  // a slot once, at one miss, rather than once per field array.
+  struct Slot {
+    int64_t page = -1;      // -1: free
+    uint64_t lastUse = 0;   // batch tick of the last use (LRU order, LFU tie-break)
+    uint64_t job = 0;       // copy job that filled it (0: none pending)
+    int32_t pins = 0;       // tickets holding it
+    uint32_t stamp = 0;     // bumped whenever it stops or starts being evictable
+    uint32_t lfuCount = 0;  // LFU: lookups of its page (the sketch's estimate at its last use)
+  };
+  // Evictable slots wait in a queue (LRU: oldest release first) or a heap (LFU: fewest
+  // lookups first). Pinning a slot again does not search for its entry: the slot's stamp
+  // moves on and the old entry, now stale, is skipped when it surfaces. Entries are
+  // contiguous, so a batch's victims are found without chasing pointers and their slots
+  // can be loaded ahead.
+  struct QueueEntry {
+    int32_t slot;
+    uint32_t stamp;
+  };
+  struct HeapEntry {
+    uint64_t lastUse;
+    uint32_t count;
+    int32_t slot;
+    uint32_t stamp;
+    bool operator<(const HeapEntry& o) const {
+      if (count != o.count) return count < o.count;
+      if (lastUse != o.lastUse) return lastUse < o.lastUse;
+      return slot < o.slot;
+    }
+  };
   struct Ticket {
-    std::vector<int64_t> slots;   // pinned
-    std::vector<int64_t> missed;  // slots filled by this ticket's job
+    std::vector<int32_t> slots;   // pinned
+    std::vector<int32_t> missed;  // slots filled by this ticket's job
     std::vector<uint64_t> jobs;   // copies it waits for
     uint64_t lastJob = 0;
   };
-  Key keyOf(int64_t slot) const;
   std::exception_ptr settleCopies(uint64_t ticket, double* waitedSeconds);
-  void makeEvictable(int64_t slot);
-  void removeEvictable(int64_t slot);
-  int64_t popVictim();
-  int64_t evictableCount() const { return eviction_ == Eviction::Lfu ? static_cast<int64_t>(lfuHeap_.size()) : lruCount_; }
-  bool lfuLess(int64_t a, int64_t b) const { return slotKey_[a] < slotKey_[b]; }
-  void lfuSiftUp(size_t i);
-  void lfuSiftDown(size_t i);
+  void makeEvictable(int32_t slot);
+  void removeEvictable(int32_t slot);
+  int32_t popVictim();
+  int64_t evictableCount() const { return evictable_; }
+  bool live(int32_t slot, uint32_t stamp) const { return slots_[static_cast<size_t>(slot)].stamp == stamp; }
+  void compactEvictable();
   int64_t hotIndex(int64_t row) const;
 
   // acquire() in steps, all under the lock: planBatch reads the batch and the page table
   // (changing nothing; throws on a bad row), admit refuses a batch the cache cannot hold,
   // assignSlots pins, evicts and submits the copies, translate writes each row's cache row,
-  // record counts the batch and files its ticket.
+  // record counts the batch and files its ticket. The plan lives in the pager's batch
+  // scratch (batchPages_, batchSlot_): no allocation per batch.
   struct BatchPlan {
-    std::vector<std::pair<int64_t, int64_t>> pageLookups;  // (page, lookups), pages ascending
     int64_t uniqueRows = 0;
     int64_t hotHits = 0;       // lookups served by the hot rows
     int64_t missingPages = 0;  // pages not resident
@@ -218,10 +300,11 @@ class Pager {
   template <typename T>
   BatchPlan planBatch(const T* rows, int64_t count);
   void admit(const BatchPlan& plan) const;
-  Ticket assignSlots(const BatchPlan& plan);
+  Ticket assignSlots();
   template <typename T>
-  void translate(const T* rows, int64_t count, const BatchPlan& plan, const Ticket& t, int32_t* translated) const;
+  void translate(const T* rows, int64_t count, const Ticket& t, int32_t* translated) const;
   uint64_t record(const BatchPlan& plan, int64_t count, Ticket t);
+  Ticket newTicket();
 
   PagerGeometry g_;
   Eviction eviction_;
@@ -229,25 +312,24 @@ class Pager {
   mutable std::mutex mutex_;
   PageMap pageSlot_;  // resident pages only (a dense array would be 1.5 GB for 384 M rows)
   int32_t slotOf(int64_t page) const { return pageSlot_.find(page); }
-  PageCounts pageFreq_;             // lookups per page (LFU)
-  std::vector<int64_t> slotPage_;   // slot -> page, -1 free
-  std::vector<int32_t> slotPins_;
-  std::vector<uint64_t> slotLastUse_;
-  std::vector<uint64_t> slotJob_;   // job that filled the slot
-  std::vector<Key> slotKey_;        // its eviction order key (LRU list, LFU heap)
-  std::vector<int64_t> freeSlots_;
-  // LFU: unpinned resident slots in an indexed min-heap by key (no allocation per change).
-  std::vector<int64_t> lfuHeap_, lfuPos_;
-  // LRU: the same order as an intrusive list (no allocation): ascending (last use, slot).
-  std::vector<int64_t> lruPrev_, lruNext_;
-  int64_t lruHead_ = -1, lruTail_ = -1, lruCount_ = 0;
+  PageCounts pageFreq_;  // lookups per page (LFU)
+  std::vector<Slot, HugePageAllocator<Slot>> slots_;
+  std::vector<int32_t> freeSlots_;
+  std::vector<QueueEntry> lruQueue_;  // LRU: [lruFront_, end) in release order
+  size_t lruFront_ = 0;
+  std::vector<HeapEntry> lfuHeap_;    // LFU: a min-heap (std::push_heap with greater)
+  int64_t evictable_ = 0;             // live entries: unpinned resident slots
+  std::vector<int32_t> victims_;      // this batch's victims
+  BatchSet batchPages_;              // this batch's pages, first seen first
+  BatchSet batchRows_;               // its rows (counted only when pages hold several)
+  std::vector<int32_t> batchSlot_;   // the slot of each batch page (-1: not resident)
+  std::vector<Ticket> spareTickets_; // released tickets' vectors, kept for their capacity
   std::vector<int64_t> hotKeys_;
   std::vector<int32_t> hotValues_;
   std::unordered_map<uint64_t, Ticket> tickets_;
   uint64_t nextTicket_ = 1;
   uint64_t tick_ = 0;
   PagerStats stats_;
-  std::vector<int64_t> scratch_;
 };
 
 }  // namespace engram
