@@ -1,6 +1,13 @@
 // npm run bench:hash — hashing throughput for B x T = 8 x 4096 Brown Corpus tokens with
 // the reference's default config (2 layers x 16 heads), against the machine's
-// memory-write bound for the same output measured in the same process.
+// memory-write bound for the same output measured in the same process; and the call a user
+// writes (hash() per layer, fresh outputs) against numpy running the reference's hashing.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 import { CompressedTokenizer, NgramHashMapping, buildInfo, devices } from '../src/index.js';
 import { hashThroughput, machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
@@ -34,6 +41,32 @@ if (devices().length > 0) {
   rows.push({ label: `cuda ${devices()[0].name} (incl. copies)`, threads: 'all', tokensPerSecond: r.tokensPerSecond, medianSeconds: r.medianSeconds, samples: r.samples });
 }
 
+// The call a user writes: hash() for each layer, per-head ids into fresh outputs (the
+// library's own allocation), against numpy running the reference's hashing on the same ids
+// in the same session (bench/numpy_hash.py; it checks it gets the same ids first).
+const layerIds = mapping.config.layerIds;
+const defaultCall = () => layerIds.map((layer) => mapping.hash(ids, [B, T], layer));
+defaultCall();
+const defaultRuns = timeRuns(defaultCall, RUNS);
+const defaultTokensPerSecond = (B * T) / defaultRuns.medianSeconds;
+let numpyPeer: { numpy: string; tokensPerSecond: number; medianSeconds: number } | undefined;
+{
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-bench-hash-'));
+  try {
+    const expected = path.join(dir, 'expected.i32');
+    const outs = defaultCall();
+    fs.writeFileSync(expected, Buffer.concat(outs.map((o) => Buffer.from(o.buffer, o.byteOffset, o.byteLength))));
+    const job = path.join(dir, 'job.json');
+    fs.writeFileSync(job, JSON.stringify({ spec: mapping.toSpec(), lookup: Array.from(tokenizer.lookup), ids: Array.from(ids), batch: B, seqLen: T, runs: RUNS, expected }));
+    const py = spawnSync('python3', [path.join(path.dirname(fileURLToPath(import.meta.url)), 'numpy_hash.py'), job], { encoding: 'utf8', maxBuffer: 2 ** 26 });
+    const line = py.status === 0 ? py.stdout.trim().split('\n').pop() : undefined;
+    if (line) numpyPeer = JSON.parse(line);
+    else process.stderr.write(`numpy peer not run: ${py.error?.message ?? py.stderr.slice(-400)}\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const table = markdownTable(
   ['backend', 'M tokens/s', 'median ms', 'vs write bound'],
   [
@@ -46,5 +79,30 @@ const header =
   `(layers [${mapping.config.layerIds}], ${mapping.headsPerLayer} heads each), int32 global row ids, median of ${RUNS} runs after 2 warm-ups.\n\n` +
   `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, ${facts.platform}, Node ${facts.node}; CPU loop: ${info.cpuKernel}; ` +
   `CUDA: ${devices().length ? devices()[0].name : `none (${info.deviceUnavailableReason})`}.\n\n`;
-console.log(header + table);
-writeResults('hash', { benchmark: 'hash', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, batch: B, seqLen: T, runs: RUNS, writeBoundTokensPerSecond: writeBound, writeBoundSamples: fill.samples, medianOfFill: median(fill.samples), results: rows }, header + table);
+const userCall =
+  `\nThe call a user writes: \`hash(ids, [${B}, ${T}], layer)\` for each of the ${layerIds.length} layers, per-head ids into fresh outputs: ` +
+  `${(defaultTokensPerSecond / 1e6).toFixed(1)} M tokens/s (median of ${RUNS}, ${info.cpuThreads} threads). ` +
+  (numpyPeer
+    ? `numpy ${numpyPeer.numpy} running the reference's hashing on the same ids, same session (bench/numpy_hash.py, ids checked equal): ` +
+      `${(numpyPeer.tokensPerSecond / 1e6).toFixed(2)} M tokens/s, so **${(defaultTokensPerSecond / numpyPeer.tokensPerSecond).toFixed(1)}x** numpy.\n`
+    : 'numpy peer not run (python3 with numpy not found).\n');
+console.log(header + table + userCall);
+writeResults(
+  'hash',
+  {
+    benchmark: 'hash',
+    date: new Date().toISOString(),
+    machine: facts,
+    cpuKernel: info.cpuKernel,
+    batch: B,
+    seqLen: T,
+    runs: RUNS,
+    writeBoundTokensPerSecond: writeBound,
+    writeBoundSamples: fill.samples,
+    medianOfFill: median(fill.samples),
+    results: rows,
+    defaultCall: { call: 'hash(ids, [B, T], layer) for each layer', tokensPerSecond: defaultTokensPerSecond, samples: defaultRuns.samples },
+    numpy: numpyPeer ?? null,
+  },
+  header + table + userCall,
+);

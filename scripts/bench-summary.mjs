@@ -24,6 +24,7 @@ const add = (source, d, figure, value, unit, peer, peerValue, lowerIsBetter = fa
 
 const hash = read('hash.json');
 for (const r of hash?.results ?? []) add('hash', hash, `hashRows ${hash.batch} x ${hash.seqLen}, ${r.label}`, r.tokensPerSecond / 1e6, 'M tokens/s', 'write bound of the same output', hash.writeBoundTokensPerSecond / 1e6);
+if (hash?.defaultCall) add('hash', hash, `the call a user writes: hash() per layer, ${hash.batch} x ${hash.seqLen}, fresh outputs`, hash.defaultCall.tokensPerSecond / 1e6, 'M tokens/s', hash.numpy ? `numpy ${hash.numpy.numpy}, the reference's hashing` : 'numpy (not run)', hash.numpy ? hash.numpy.tokensPerSecond / 1e6 : undefined);
 const forward = read('forward.json');
 for (const r of forward?.results ?? []) {
   add('forward', forward, `paper layer ${forward.batch} x ${forward.seqLen}, ${r.table} table`, r.tokensPerSecond, 'tokens/s', 'onnxruntime-node, same layer', r.ortTokensPerSecond);

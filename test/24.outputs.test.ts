@@ -1,5 +1,6 @@
 // Large outputs come from the addon's pool (allocateOutput): exact length, zeroed, zeroed
-// again when recycled, and a default call gives the bits of the same call into `out`.
+// again when recycled (except for hashing, which writes every element and takes recycled
+// memory as it is), and a default call gives the bits of the same call into `out`.
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
@@ -58,5 +59,37 @@ describe('outputs the library allocates', () => {
     const into = new Int32Array(rows.length);
     mapping.hashRows(many, [8, 4096], { output: 'int32', out: into });
     expect(Buffer.from(rows.buffer).equals(Buffer.from(into.buffer))).toBe(true);
+  });
+
+  it('hashing takes recycled memory without zeroing it (it writes every element): garbage there never shows', async () => {
+    const mapping = new NgramHashMapping({}, CompressedTokenizer.deepseekV3());
+    const many = Int32Array.from({ length: 8 * 4096 }, (_, i) => (i * 104729) % 128_000);
+    const want = new Int32Array(8 * 4096 * 16);
+    mapping.hash(many, [8, 4096], 1, { out: want });
+    const wantRows = new Int32Array(8 * 4096 * 32);
+    mapping.hashRows(many, [8, 4096], { output: 'int32', out: wantRows });
+    for (let round = 0; round < 3; round++) {
+      // Pool memory full of garbage: outputs of the same sizes, filled and let go.
+      for (const bytes of [want.byteLength, wantRows.byteLength]) {
+        let junk: Uint8Array | undefined = new Uint8Array(native().allocateOutput(bytes));
+        junk.fill(0x7f);
+        junk = undefined;
+      }
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await turn();
+      }
+      expect(Buffer.from(mapping.hash(many, [8, 4096], 1).buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      expect(Buffer.from(mapping.hashRows(many, [8, 4096], { output: 'int32' }).rowIds.buffer).equals(Buffer.from(wantRows.buffer))).toBe(true);
+    }
+    // Asked for unzeroed memory, the pool hands back what was there (the point of it).
+    let filled: Uint8Array | undefined = new Uint8Array(native().allocateOutput(2 ** 21));
+    filled.fill(0x7f);
+    filled = undefined;
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await turn();
+    }
+    expect(new Uint8Array(native().allocateOutput(2 ** 21, false)).some((v) => v !== 0)).toBe(true);
   });
 });

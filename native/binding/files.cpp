@@ -156,9 +156,12 @@ Napi::Value AllocateOutput(const Napi::CallbackInfo& info) {
   const size_t bytes = static_cast<size_t>(requested);
   if (bytes == 0) return Napi::ArrayBuffer::New(env, 0);
   const size_t mapped = (bytes + OutputPool::kGranule - 1) / OutputPool::kGranule * OutputPool::kGranule;
+  // zeroed = false: the caller's kernel writes every byte (hashing), so recycled memory
+  // need not be cleared first.
+  const bool zeroed = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
   void* data = outputPool().take(mapped);
   if (data != nullptr) {
-    std::memset(data, 0, bytes);  // the bytes past `bytes` are never seen
+    if (zeroed) std::memset(data, 0, bytes);  // the bytes past `bytes` are never seen
   } else {
     data = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (data == MAP_FAILED) throwJs(env, ErrorKind::RangeError, "cannot allocate " + std::to_string(bytes) + " bytes for an output: " + std::strerror(errno));

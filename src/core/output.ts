@@ -7,21 +7,29 @@ import { native } from '../native/index.js';
 /** Outputs of at least this many bytes come from the addon's output pool. */
 export const NATIVE_OUTPUT_BYTES = 1 << 20;
 
-function buffer(bytes: number): ArrayBuffer | undefined {
-  return bytes >= NATIVE_OUTPUT_BYTES ? native().allocateOutput(bytes) : undefined;
+/**
+ * overwritten: the native call that fills the output writes every element (hashing), so
+ * recycled memory is handed over without being zeroed first. Anything else gets zeros.
+ */
+export interface OutputOptions {
+  overwritten?: boolean;
 }
 
-export function newFloat32(length: number): Float32Array {
-  const b = buffer(length * 4);
+function buffer(bytes: number, options: OutputOptions): ArrayBuffer | undefined {
+  return bytes >= NATIVE_OUTPUT_BYTES ? native().allocateOutput(bytes, options.overwritten !== true) : undefined;
+}
+
+export function newFloat32(length: number, options: OutputOptions = {}): Float32Array {
+  const b = buffer(length * 4, options);
   return b === undefined ? new Float32Array(length) : new Float32Array(b);
 }
 
-export function newInt32(length: number): Int32Array {
-  const b = buffer(length * 4);
+export function newInt32(length: number, options: OutputOptions = {}): Int32Array {
+  const b = buffer(length * 4, options);
   return b === undefined ? new Int32Array(length) : new Int32Array(b);
 }
 
-export function newBigInt64(length: number): BigInt64Array {
-  const b = buffer(length * 8);
+export function newBigInt64(length: number, options: OutputOptions = {}): BigInt64Array {
+  const b = buffer(length * 8, options);
   return b === undefined ? new BigInt64Array(length) : new BigInt64Array(b);
 }

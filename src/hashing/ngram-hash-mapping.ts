@@ -423,7 +423,8 @@ export class NgramHashMapping {
 }
 
 function outputBuffer(out: unknown, total: number, int64: boolean): Int32Array | BigInt64Array {
-  if (out === undefined) return int64 ? newBigInt64(total) : newInt32(total);
+  // The kernel writes every element of the output: recycled memory needs no zeroing.
+  if (out === undefined) return int64 ? newBigInt64(total, { overwritten: true }) : newInt32(total, { overwritten: true });
   const want = int64 ? 'BigInt64Array' : 'Int32Array';
   if (!(int64 ? out instanceof BigInt64Array : out instanceof Int32Array)) {
     throw new TypeError(`options.out must be a ${want} here, got ${describe(out)}`);

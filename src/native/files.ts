@@ -6,7 +6,8 @@ export interface NativeFilesFunctions {
   /** madvise(MADV_HUGEPAGE) on the buffer's 2 MiB-aligned interior; whether it was taken. */
   adviseHugePages(buffer: ArrayBuffer): boolean;
   /** A zeroed ArrayBuffer for a large output: memory of outputs JS let go, recycled (no page faults), else fresh. */
-  allocateOutput(byteLength: number): ArrayBuffer;
+  /** zeroed false: recycled memory comes back as it was (for outputs a kernel writes whole). */
+  allocateOutput(byteLength: number, zeroed?: boolean): ArrayBuffer;
   adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
   /** A file of any size mapped privately; see mapped-file.ts. */
   mapFileHandle(path: string): NativeMappedFile;
