@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { CompressedTokenizer, NgramHashMapping, buildInfo, devices } from '../src/index.js';
 import { hashThroughput, machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
-import { markdownTable, smokeOr, writeResults } from './harness.js';
+import { markdownTable, SMOKE, smokeOr, writeResults } from './harness.js';
 
 const B = smokeOr(8, 1);
 const T = smokeOr(4096, 256);
@@ -50,7 +50,8 @@ defaultCall();
 const defaultRuns = timeRuns(defaultCall, RUNS);
 const defaultTokensPerSecond = (B * T) / defaultRuns.medianSeconds;
 let numpyPeer: { numpy: string; tokensPerSecond: number; medianSeconds: number } | undefined;
-{
+// Not in smoke mode: the test suite runs the smoke benchmarks, and Python stays out of it.
+if (!SMOKE) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-bench-hash-'));
   try {
     const expected = path.join(dir, 'expected.i32');
@@ -85,7 +86,7 @@ const userCall =
   (numpyPeer
     ? `numpy ${numpyPeer.numpy} running the reference's hashing on the same ids, same session (bench/numpy_hash.py, ids checked equal): ` +
       `${(numpyPeer.tokensPerSecond / 1e6).toFixed(2)} M tokens/s, so **${(defaultTokensPerSecond / numpyPeer.tokensPerSecond).toFixed(1)}x** numpy.\n`
-    : 'numpy peer not run (python3 with numpy not found).\n');
+    : `numpy peer not run (${SMOKE ? 'smoke mode' : 'python3 with numpy not found'}).\n`);
 console.log(header + table + userCall);
 writeResults(
   'hash',
