@@ -105,10 +105,13 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
       show(i + 1, 4);
     }
     ramPasses.get(phase.phase)!.push(...ram);
+    const tps = median(paged.map((x) => x.tps));
+    if (!pagedModel(model)) {
+      return { tokensPerSecond: tps, loss: 1 - tps / median(ram), stallShare: null, uniqueShare: null, rowHitRate: null, bytesCopiedPerToken: null };
+    }
     const stats = [...model.layers.values()].map((l) => l.pagerStats()); // the last pass
     const lookups = stats.reduce((n, s) => n + s.lookups, 0);
     const tokensPerPass = stepsOf(phase) * phase.B * phase.S;
-    const tps = median(paged.map((x) => x.tps));
     return {
       tokensPerSecond: tps,
       loss: 1 - tps / median(ram),
@@ -135,7 +138,9 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   }
   const hostRowReadNs = median(readTimes);
 
-  type Mode = { mode: string; tier: 'host' | 'file'; pageRows?: number; eviction: Eviction; cold: boolean };
+  // tier 'mapped': no pager at all, the layers gathering straight from the checkpoint's
+  // file mapping (what fromCheckpoint does by default), for the warm-cache comparison.
+  type Mode = { mode: string; tier: 'host' | 'file' | 'mapped'; pageRows?: number; eviction?: Eviction; cold: boolean };
   const modes: Mode[] =
     device === 'cuda'
       ? [
@@ -144,16 +149,20 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
           { mode: 'CUDA: device cache, one-row pages, LRU, from the file', tier: 'file', pageRows: 1, eviction: 'lru', cold: false },
         ]
       : [
+          { mode: 'tables mapped from the files (no pager), warm OS cache', tier: 'mapped', cold: false },
           { mode: 'file tier, one-row pages, LRU, warm OS cache', tier: 'file', pageRows: 1, eviction: 'lru', cold: false },
           { mode: 'file tier, one-row pages, direct (no reuse)', tier: 'file', pageRows: 1, eviction: 'direct', cold: false },
           { mode: 'file tier, 64 KiB pages, LRU, warm OS cache', tier: 'file', eviction: 'lru', cold: false },
           { mode: 'file tier, one-row pages, LRU, cold (disk)', tier: 'file', pageRows: 1, eviction: 'lru', cold: true },
         ];
   for (const m of modes) {
-    const model = DeepseekV41EngramModel.fromCheckpoint(dir, {
-      device,
-      table: { tier: m.tier, cacheBytes: options.cacheBytesPerLayer, pageRows: m.pageRows, eviction: m.eviction },
-    });
+    const model =
+      m.tier === 'mapped'
+        ? DeepseekV41EngramModel.fromCheckpoint(dir, { device })
+        : DeepseekV41EngramModel.fromCheckpoint(dir, {
+            device,
+            table: { tier: m.tier, cacheBytes: options.cacheBytesPerLayer, pageRows: m.pageRows, eviction: m.eviction },
+          });
     for (const phase of phases) {
       // Cold: the OS forgets the table files before every pass of this mode.
       const drop = m.cold ? () => files.forEach((f) => MappedFile.dropPageCache(f)) : undefined;
