@@ -1,4 +1,5 @@
 // Shared by the benchmarks: results as JSON + Markdown in bench/results/.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,4 +49,17 @@ export function coldRowReads(fn: () => void, runs: number): number {
   }
   samples.sort((a, b) => a - b);
   return samples[Math.floor(samples.length / 2)];
+}
+
+/**
+ * Writes a synthetic V4.1 checkpoint in a child process (`engram v41 synth`, progress on a
+ * TTY): writing gigabytes of tables leaves this much garbage behind in the writing process
+ * that a benchmark copying the tables into RAM afterwards ran a 24 GiB machine out of memory.
+ */
+export function synthCheckpointInChild(dir: string, options: { rowsScale: number; hiddenSize?: number }): void {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const args = ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'v41', 'synth', dir, '--rows-scale', String(options.rowsScale)];
+  if (options.hiddenSize !== undefined) args.push('--hidden', String(options.hiddenSize));
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`engram v41 synth ${dir} failed (${r.signal ?? `exit ${r.status}`})`);
 }

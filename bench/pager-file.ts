@@ -7,10 +7,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DeepseekV41EngramModel, MappedFile, writeSyntheticV41Checkpoint, type Eviction } from '../src/index.js';
+import { DeepseekV41EngramModel, MappedFile, type Eviction } from '../src/index.js';
 import { native } from '../src/native/index.js';
 import { median, progress } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
+import { synthCheckpointInChild } from './harness.js';
 
 export interface FileTierRow {
   mode: string;
@@ -36,7 +37,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   const dir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${options.rowsScale}${options.hiddenSize ? `-d${options.hiddenSize}` : ''}`);
   if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
     log(`writing a synthetic V4.1 checkpoint (rows x ${options.rowsScale}) to ${dir}...`);
-    writeSyntheticV41Checkpoint(dir, { rowsScale: options.rowsScale, hiddenSize: options.hiddenSize, onProgress: progress('  layers') });
+    synthCheckpointInChild(dir, { rowsScale: options.rowsScale, hiddenSize: options.hiddenSize });
   }
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).map((f) => path.join(dir, f));
   const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);

@@ -14,10 +14,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { buildInfo, devices, writeSyntheticV41Checkpoint } from '../src/index.js';
+import { buildInfo, devices } from '../src/index.js';
 import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/table/plan.js';
 import { machineFacts } from '../src/core/throughput.js';
-import { markdownTable, resultsDir, smokeOr, writeResults } from './harness.js';
+import { markdownTable, resultsDir, smokeOr, synthCheckpointInChild, writeResults } from './harness.js';
 import { fileTierBenchmark } from './pager-file.js';
 import { sharedCopyBenchmark } from './pager-shared.js';
 import { CACHE_SHARES, hitRateBenchmark } from './pager-hits.js';
@@ -41,7 +41,7 @@ log('0. one host copy for two processes...');
 // A checkpoint of 1 GiB tables (files under 4 GiB) for this part.
 const sharedScale = smokeOr(0.01, 2e-5);
 const sharedDir = path.join(process.env.ENGRAM_CACHE_DIR ?? '.cache', `bench-pager-v41-${sharedScale}`);
-if (parts.has('shared') && !fs.existsSync(path.join(sharedDir, 'model.safetensors.index.json'))) writeSyntheticV41Checkpoint(sharedDir, { rowsScale: sharedScale, hiddenSize: smokeOr<number | undefined>(undefined, 256) });
+if (parts.has('shared') && !fs.existsSync(path.join(sharedDir, 'model.safetensors.index.json'))) synthCheckpointInChild(sharedDir, { rowsScale: sharedScale, hiddenSize: smokeOr<number | undefined>(undefined, 256) });
 const shared = parts.has('shared') ? await sharedCopyBenchmark(sharedDir, 2) : reuse<Awaited<ReturnType<typeof sharedCopyBenchmark>>>('shared');
 
 log('1-2. access stream and hit rates (Brown Corpus, reference default config)...');
@@ -191,5 +191,5 @@ const md = [
   '',
   ...plans.map((p) => formatPlan(p)),
 ].join('\n');
-writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: facts, hits, file, gpu, shared, calibration, plans }, md);
+writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: { ...facts, cpuKernel: buildInfo().cpuKernel }, hits, file, gpu, shared, calibration, plans }, md);
 log(md);

@@ -121,9 +121,25 @@ class OutputPool {
     pooled_ -= bytes;
     return p;
   }
+  // Outputs handed out and not yet finalized. Node runs these finalizers from the event
+  // loop, not during GC: a synchronous loop (a decode loop, a batch job) never lets them
+  // run, so nothing comes back until it yields. Past kOutstandingBytes the outputs are
+  // plain V8 ArrayBuffers, which GC frees by itself: memory stays bounded either way.
+  static constexpr size_t kOutstandingBytes = size_t{512} << 20;
+  bool admit(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (outstanding_ + bytes > kOutstandingBytes) return false;
+    outstanding_ += bytes;
+    return true;
+  }
+  void unadmit(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    outstanding_ -= bytes;
+  }
   void give(void* p, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      outstanding_ -= bytes;
       if (pooled_ + bytes <= kPoolBytes) {
         free_.emplace(bytes, p);
         pooled_ += bytes;
@@ -137,6 +153,7 @@ class OutputPool {
   std::mutex mutex_;
   std::multimap<size_t, void*> free_;
   size_t pooled_ = 0;
+  size_t outstanding_ = 0;
 };
 
 OutputPool& outputPool() {
@@ -159,12 +176,16 @@ Napi::Value AllocateOutput(const Napi::CallbackInfo& info) {
   // zeroed = false: the caller's kernel writes every byte (hashing), so recycled memory
   // need not be cleared first.
   const bool zeroed = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
+  if (!outputPool().admit(mapped)) return Napi::ArrayBuffer::New(env, bytes);  // V8's own (zeroed)
   void* data = outputPool().take(mapped);
   if (data != nullptr) {
     if (zeroed) std::memset(data, 0, bytes);  // the bytes past `bytes` are never seen
   } else {
     data = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (data == MAP_FAILED) throwJs(env, ErrorKind::RangeError, "cannot allocate " + std::to_string(bytes) + " bytes for an output: " + std::strerror(errno));
+    if (data == MAP_FAILED) {
+      outputPool().unadmit(mapped);
+      throwJs(env, ErrorKind::RangeError, "cannot allocate " + std::to_string(bytes) + " bytes for an output: " + std::strerror(errno));
+    }
   }
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(mapped));
   auto* length = new size_t(mapped);
@@ -195,8 +216,10 @@ Napi::Value MapFileHandle(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value wrapMapping(const Napi::Env& env, MappedHandle mapped) {
+  // Anonymous memory is the process's own (a file's pages the OS can drop): V8 hears of it.
+  const int64_t bytes = mapped && mapped->anonymous ? static_cast<int64_t>(mapped->size) : 0;
   auto* holder = new MappedHandle(std::move(mapped));
-  return makeHandle(env, HandleKind::MappedFile, holder);
+  return makeHandle(env, HandleKind::MappedFile, holder, bytes);
 }
 
 MappedHandle mapAnonymous(size_t bytes) {
@@ -208,6 +231,7 @@ MappedHandle mapAnonymous(size_t bytes) {
 #endif
   mapped->base = base;
   mapped->size = bytes;
+  mapped->anonymous = true;
   return mapped;
 }
 

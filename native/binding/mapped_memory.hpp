@@ -13,6 +13,7 @@ namespace engram {
 struct MappedFile {
   void* base = nullptr;
   size_t size = 0;
+  bool anonymous = false;  // process memory (a cache, a copied table), not a file's pages
   ~MappedFile() {
     if (base == nullptr) return;
     unregisterFileMapping(base);  // no-op for anonymous memory

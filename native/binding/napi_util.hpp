@@ -62,8 +62,15 @@ std::string describeHandleValue(const Napi::Value& v);
 
 // Wraps `value` (heap-allocated; deleted when JS collects the handle) as a tagged handle.
 template <typename T>
-Napi::External<T> makeHandle(const Napi::Env& env, HandleKind kind, T* value) {
-  auto ext = Napi::External<T>::New(env, value, [](Napi::Env, T* h) { delete h; });
+Napi::External<T> makeHandle(const Napi::Env& env, HandleKind kind, T* value, int64_t externalBytes = 0) {
+  // Host memory the handle owns is reported to V8, so that a dropped handle (a model
+  // loaded again, say) is collected before the process runs out of memory rather than
+  // whenever the JS heap itself happens to fill.
+  if (externalBytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes);
+  auto ext = Napi::External<T>::New(env, value, [externalBytes](Napi::Env finalizing, T* h) {
+    delete h;
+    if (externalBytes > 0) Napi::MemoryManagement::AdjustExternalMemory(finalizing, -externalBytes);
+  });
   ext.TypeTag(&handleTag(kind));
   return ext;
 }

@@ -5,8 +5,11 @@
 namespace engram {
 
 Napi::Value wrapLinear(const Napi::Env& env, LinearHandle w) {
+  const int64_t bytes = w ? static_cast<int64_t>(w->panels.size() * sizeof(float) + w->panelsBf16.size() * sizeof(uint16_t) +
+                                                 w->bias.size() * sizeof(float) + w->codePanels.size() + w->scalePanels.size())
+                          : 0;
   auto* holder = new LinearHandle(std::move(w));
-  return makeHandle(env, HandleKind::PackedLinear, holder);
+  return makeHandle(env, HandleKind::PackedLinear, holder, bytes);
 }
 
 LinearHandle linearField(const Napi::Object& o, const char* name) {
