@@ -273,6 +273,14 @@ describe('bad input', () => {
     expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, bandwidthGBps: -1 })).toThrow(/bandwidthGBps/);
     expect(() => TablePager.create(t, { cacheBytes: 1000, hotRows: 100 })).toThrow(/does not fit/);
     expect(() => TablePager.create(t, { cacheBytes: 2 ** 20, readThreads: 0 })).toThrow(/options.readThreads/);
+    // The page table keys pages in 32 bits: a table of more pages asks for larger ones.
+    const huge = { path: '-', dtype: 'bf16' as const, rows: 2 ** 32 + 6, cols: 64, dataOffset: 0 };
+    expect(() => TablePager.create(huge, { cacheBytes: 2 ** 20, pageRows: 1, simulate: true })).toThrow(
+      /4294967302 pages of 1 row\(s\), more than the page table's 2\^32 - 2: use larger pages \(options.pageRows\)/,
+    );
+    const paged = TablePager.create(huge, { cacheBytes: 2 ** 20, pageRows: 2, simulate: true });
+    paged.prefetch(BigInt64Array.of(0n, 2n ** 32n + 5n)).release();
+    expect(paged.stats().pageMisses).toBe(2);
   });
 
   it('a row beyond the table or a batch larger than the cache throws and changes nothing', () => {

@@ -90,6 +90,8 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   EK_REQUIRE(g.slots > 0 || g.hotRows > 0, RangeError, "a pager needs at least one page slot or hot row");
   const int64_t pages = g.pages();
   EK_REQUIRE(g.slots <= pages || g.slots == 0, RangeError, "more page slots than the table has pages");
+  EK_REQUIRE(pages < int64_t{UINT32_MAX}, RangeError,
+             "the table has " + std::to_string(pages) + " pages, more than the page table's 2^32 - 2: use larger pages (pageRows)");
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
   // Lookup counts per page only where LFU ranks by them.
   if (eviction == Eviction::Lfu) pageFreq_.reset(pages, g.slots);
@@ -115,28 +117,31 @@ PageMap::PageMap(int64_t entries) {
 }
 
 int32_t PageMap::find(int64_t page) const {
+  const uint32_t key = static_cast<uint32_t>(page) + 1;
   for (size_t i = home(page);; i = (i + 1) & mask_) {
-    if (entries_[i].key == page) return entries_[i].value;
-    if (entries_[i].key < 0) return -1;
+    if (entries_[i].key == key) return entries_[i].value;
+    if (entries_[i].key == 0) return -1;
   }
 }
 
 void PageMap::insert(int64_t page, int32_t slot) {
+  const uint32_t key = static_cast<uint32_t>(page) + 1;
   size_t i = home(page);
-  while (entries_[i].key >= 0 && entries_[i].key != page) i = (i + 1) & mask_;
-  entries_[i] = Entry{page, slot};
+  while (entries_[i].key != 0 && entries_[i].key != key) i = (i + 1) & mask_;
+  entries_[i] = Entry{key, slot};
 }
 
 void PageMap::erase(int64_t page) {
+  const uint32_t key = static_cast<uint32_t>(page) + 1;
   size_t i = home(page);
-  while (entries_[i].key != page) {
-    if (entries_[i].key < 0) return;
+  while (entries_[i].key != key) {
+    if (entries_[i].key == 0) return;
     i = (i + 1) & mask_;
   }
   // Backward shift: move later entries of the probe run into the hole when their home
   // position does not lie cyclically in (hole, entry].
-  for (size_t j = (i + 1) & mask_; entries_[j].key >= 0; j = (j + 1) & mask_) {
-    const size_t h = home(entries_[j].key);
+  for (size_t j = (i + 1) & mask_; entries_[j].key != 0; j = (j + 1) & mask_) {
+    const size_t h = home(static_cast<int64_t>(entries_[j].key) - 1);
     const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
     if (stays) continue;
     entries_[i] = entries_[j];

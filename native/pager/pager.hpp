@@ -42,7 +42,8 @@ T* HugePageAllocator<T>::allocate(size_t n) {
 
 // page -> slot for the resident pages: open addressing (linear probing, backward-shift
 // deletion) sized by the cache, so its memory follows the cache, not the table, and a
-// lookup costs no allocation. Key and value share an entry: one cache miss per probe.
+// lookup costs no allocation. Key and value share an 8-byte entry (pages below 2^32 - 1,
+// which the pager checks): one cache miss per probe, eight entries a line.
 class PageMap {
  public:
   explicit PageMap(int64_t entries);
@@ -54,7 +55,7 @@ class PageMap {
 
  private:
   struct Entry {
-    int64_t key = -1;  // -1: empty
+    uint32_t key = 0;  // page + 1; 0: empty
     int32_t value = -1;
   };
   size_t home(int64_t page) const { return static_cast<size_t>((static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull) >> shift_); }

@@ -208,6 +208,9 @@ export class TablePager {
       throw new RangeError(`options.hotRows (${hotRows} rows of ${fullRow} bytes) does not fit in options.cacheBytes (${cacheBytes})`);
     }
     const pages = Math.ceil(rows / pageRows);
+    if (pages >= 2 ** 32 - 1) {
+      throw new RangeError(`the table's ${rows} rows make ${pages} pages of ${pageRows} row(s), more than the page table's 2^32 - 2: use larger pages (options.pageRows)`);
+    }
     const slots = Math.min(pages, Math.floor((cacheBytes - hotRows * fullRow) / (pageRows * fullRow)));
     if (slots < 1 && hotRows === 0) {
       throw new RangeError(`options.cacheBytes (${cacheBytes}) is smaller than one page (${pageRows} rows x ${fullRow} bytes = ${pageRows * fullRow})`);
