@@ -43,7 +43,13 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   const fileBytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
   // The baseline: the tables copied into this process's memory (not the page cache).
   log('  copying the tables into RAM...');
-  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, { device, table: { tier: 'host', copy: true } });
+  const copying = progress('  copying a table into RAM');
+  const copyStart = Date.now();
+  const probe = DeepseekV41EngramModel.fromCheckpoint(dir, {
+    device,
+    table: { tier: 'host', copy: true, onProgress: (done, total) => copying(done === total ? 1 : done / total, 1) },
+  });
+  log(`  copied in ${((Date.now() - copyStart) / 1000).toFixed(0)} s`);
   const tableBytes = [...probe.layers.values()].reduce((n, l) => n + l.table.byteLength, 0);
   const { hiddenSize: D, hcMult: hc } = probe.layers.get(1)!.config;
   const tokenizer = probe.hashMapping.tokenizer;

@@ -92,6 +92,15 @@ describe('tables split by rows', () => {
       }
     }
     expect(sameBits(EngramTable.readFile(files).toFloat32(), whole.toFloat32())).toBe(true);
+    // with progress: every byte of codes and scales counted once, the last call at the total
+    const seen: Array<[number, number]> = [];
+    const withProgress = EngramTable.readFile(files, { onProgress: (done, total) => seen.push([done, total]) });
+    expect(sameBits(withProgress.toFloat32(), whole.toFloat32())).toBe(true);
+    const totalBytes = files.reduce((n, f) => n + f.rows * (cols + cols / 32), 0);
+    expect(seen.length).toBeGreaterThanOrEqual(2 * files.length);
+    expect(seen.at(-1)).toEqual([totalBytes, totalBytes]);
+    expect(seen.every(([d], i) => i === 0 || d > seen[i - 1][0])).toBe(true);
+    expect(() => EngramTable.readFile(files, { onProgress: 'yes' as unknown as () => void })).toThrow(/options.onProgress must be a function, got "yes"/);
     // files that do not make one table, or are missing, are refused naming them
     expect(() => TablePager.create([files[0], { ...files[1], cols: 32 }], { cacheBytes: 1 << 16 })).toThrow(/home\[1\] is f8e4m3 x 32 but home\[0\] is f8e4m3 x 64/);
     expect(() => TablePager.create([files[0], { ...files[1], path: path.join(root, 'nope.safetensors') }], { cacheBytes: 1 << 16 })).toThrow(/nope.safetensors' does not exist/);

@@ -22,6 +22,8 @@ export interface TableTierOptions extends Partial<PagerOptions> {
    * (its bytes of RAM per process; reads no longer depend on the OS page cache).
    */
   copy?: boolean;
+  /** With copy: called as the copy proceeds (bytes read so far, bytes in all). */
+  onProgress?: (bytesRead: number, totalBytes: number) => void;
 }
 
 /** Default cache of a file-tier table: 1 GiB, or the whole table when smaller. */
@@ -117,7 +119,7 @@ export function tableTier(
 ): { table: EngramTable; pager: TablePager | undefined } {
   if (options === undefined) return { table, pager: undefined };
   if (requireTierOptions('options', options).copy === true) {
-    return { table: file === undefined ? table.copy() : EngramTable.readFile(tableFileOf(table, file)), pager: undefined };
+    return { table: file === undefined ? table.copy() : EngramTable.readFile(tableFileOf(table, file), { onProgress: options.onProgress }), pager: undefined };
   }
   return { table, pager: layerPager(table, options, file, device, deviceIndex) };
 }
