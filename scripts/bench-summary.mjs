@@ -46,6 +46,8 @@ for (const [name, label] of [['moe.json', ''], ['moe-avx2.json', ' (AVX2 build f
 }
 const outputs = read('outputs.json');
 for (const r of outputs?.rows ?? []) add('outputs', outputs, r.call, r.defaultMs, 'ms', 'same call into a reused output', r.reusedMs, true);
+const staging = read('async-staging.json');
+for (const r of staging?.rows ?? []) add('async-staging', staging, `${r.call}, plain JS inputs (copied)`, r.userMs, 'ms', 'same call, inputs in the addon\'s memory (pinned)', r.pinnedMs, true);
 const pager = read('pager.json');
 for (const r of pager?.file?.rows ?? []) {
   if (r.loss !== null && r.loss !== undefined) add('pager', pager, `pager ${r.mode}, ${r.phase}`, r.tokensPerSecond, 'tokens/s', 'tables in RAM, same run', r.tokensPerSecond / (1 - r.loss));
@@ -79,6 +81,7 @@ const SECTIONS = [
   ["DeepSeek-V4.1's Engram layer", ['v41', 'v41-avx2'], 'v41.md', 'The layer at the released dimensions (hidden 5120, hc 4) against numpy + OpenBLAS running the same computation in the same session; the `wkv` projection against the measured peak of the kernel it runs on.'],
   ['Mixture-of-Experts', ['moe', 'moe-avx2'], 'moe.md', 'The expert GEMMs reading quantised codes against F32 experts in the same run (above 1: the quantised format is faster).'],
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],
+  ['Async calls: copies of what JS owns', ['async-staging'], 'async-staging.md', 'Async calls copy the plain typed arrays JS owns (JS could detach them mid-call); the same call with its inputs in the addon\'s memory pins them instead. Below 1: what the copies cost (the report also gives their measured time).'],
   ['The table pager', ['pager', 'pager-bookkeeping'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
 ];
 const rel = (f) => `../bench/results/${f}`;
@@ -101,7 +104,7 @@ for (const [title, sources, report, about] of SECTIONS) {
   doc.push('');
   if (sources.includes('pager') && fs.existsSync(path.join(dir, 'pager-hit-rate.svg'))) doc.push('![Hit rate of a row cache against its size](../bench/results/pager-hit-rate.svg)', '');
 }
-doc.push('## Reproducing', '', '`npm run bench` runs every benchmark on this machine and rewrites `bench/results/` and this page; `npm run bench:<name>` runs one (`hash`, `forward`, `v41`, `moe`, `pager`, `outputs`, `gpu`). Each report names its machine, CPU kernel and peers.', '');
+doc.push('## Reproducing', '', '`npm run bench` runs every benchmark on this machine and rewrites `bench/results/` and this page; `npm run bench:<name>` runs one (`hash`, `forward`, `v41`, `moe`, `pager`, `outputs`, `async`, `gpu`). Each report names its machine, CPU kernel and peers.', '');
 fs.mkdirSync(docsDir, { recursive: true });
 fs.writeFileSync(path.join(docsDir, 'performance.md'), doc.join('\n'));
 fs.writeFileSync(path.join(docsDir, 'performance-ratios.svg'), ratioChart(rows.filter((r) => r.ratio !== null && r.ratio > 0)));

@@ -57,6 +57,7 @@ export {
   type TableFile,
 } from './table/pager.js';
 export { MappedFile } from './core/mapped-file.js';
+export { allocateFloat32, allocateInt32 } from './core/output.js';
 export {
   quantizeWeight,
   dequantizeWeight,

@@ -33,7 +33,17 @@ Napi::Value ReadRows(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(fold & 0xffffffffu));
 }
 
+// What async calls have copied (CallHold::stage): bytes copied in, and the seconds spent
+// allocating, copying in and copying results back. For tests and bench:async.
+Napi::Value StagingStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(stagedBytesTotal())));
+  o.Set("seconds", Napi::Number::New(info.Env(), static_cast<double>(stagingNanosTotal()) * 1e-9));
+  return o;
+}
+
 EK_EXPORT_FUNCTIONS(
+    {"stagingStats", StagingStats},
     {"peakGflops", PeakGflops},
     {"readRows", ReadRows});
 

@@ -51,11 +51,11 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   r.gateEps = static_cast<float>(floatField(o, "gateEps", 0, std::numeric_limits<float>::max()));
   r.convEps = static_cast<float>(floatField(o, "convEps", 0, std::numeric_limits<float>::max()));
   r.convHistory = typedField<float>(o, "convHistory", napi_float32_array, historyRows * branchWidth, true, keep);
-  r.out = typedField<float>(o, "out", napi_float32_array, streams, false, keep);
-  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
-  r.embeddings = typedField<float>(o, "embeddings", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep);
-  r.convHistoryOut = typedField<float>(o, "convHistoryOut", napi_float32_array, historyRows * branchWidth, true, keep);
-  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 4, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, streams, false, keep, Access::Write);
+  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep, Access::Write);
+  r.embeddings = typedField<float>(o, "embeddings", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep, Access::Write);
+  r.convHistoryOut = typedField<float>(o, "convHistoryOut", napi_float32_array, historyRows * branchWidth, true, keep, Access::Write);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 4, true, keep, Access::Write);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   const Napi::Value dw = o.Get("deviceWeights");
   if (!dw.IsUndefined()) {

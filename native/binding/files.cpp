@@ -8,14 +8,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
 #include "binding/mapped_memory.hpp"
+#include "binding/output_pool.hpp"
+#include "binding/owned_buffers.hpp"
 #include "common/mapped_guard.hpp"
 
 namespace engram {
@@ -70,10 +75,11 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   size_t size = 0;
   void* base = mapPrivately(env, pathArgument(info), size_t{1} << 32, &size);
   if (base == nullptr) return Napi::ArrayBuffer::New(env, 0);
-  return Napi::ArrayBuffer::New(env, base, size, [size](Napi::Env, void* data) {
-    unregisterFileMapping(data);
-    ::munmap(data, size);
+  OwnedMemory owner(base, [size](const void* data) {
+    unregisterFileMapping(const_cast<void*>(data));
+    ::munmap(const_cast<void*>(data), size);
   });
+  return newOwnedArrayBuffer(env, base, size, std::move(owner));
 }
 
 }  // namespace engram
@@ -100,103 +106,65 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, taken);
 }
 
-// Memory of large outputs that JS has let go, kept for the next call's output: a fresh
-// buffer's first write faults its pages in 4 KiB at a time (a 64 MB Float32Array costs
-// 16k faults, 3-10 us each on a VM), a recycled one is already mapped and only zeroed.
-// Sizes are rounded to 2 MiB so that a loop's same-shape outputs find each other; at most
-// kPoolBytes wait here (the rest goes back to the system). Transparent huge pages were
-// measured and left out: once free huge pages run short, each fault compacts memory
-// synchronously and a fresh 64 MB output took 140 ms instead of 26.
-class OutputPool {
- public:
-  static constexpr size_t kGranule = size_t{2} << 20;
-  static constexpr size_t kPoolBytes = size_t{1} << 30;
-
-  void* take(size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
-    void* p = it->second;
-    free_.erase(it);
-    pooled_ -= bytes;
-    return p;
+// The first argument: a byte count in [0, 2^maxLog2].
+size_t byteLengthArgument(const Napi::CallbackInfo& info, int maxLog2) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throwJs(info.Env(), ErrorKind::TypeError, "byteLength must be a number");
+  const double requested = info[0].As<Napi::Number>().DoubleValue();
+  if (!(requested >= 0 && requested <= std::ldexp(1.0, maxLog2) && requested == static_cast<double>(static_cast<uint64_t>(requested)))) {
+    throwJs(info.Env(), ErrorKind::RangeError, "byteLength must be an integer in [0, 2^" + std::to_string(maxLog2) + "], got " + std::to_string(requested));
   }
-  // Outputs handed out and not yet finalized. Node runs these finalizers from the event
-  // loop, not during GC: a synchronous loop (a decode loop, a batch job) never lets them
-  // run, so nothing comes back until it yields. Past kOutstandingBytes the outputs are
-  // plain V8 ArrayBuffers, which GC frees by itself: memory stays bounded either way.
-  static constexpr size_t kOutstandingBytes = size_t{512} << 20;
-  bool admit(size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (outstanding_ + bytes > kOutstandingBytes) return false;
-    outstanding_ += bytes;
-    return true;
-  }
-  void unadmit(size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    outstanding_ -= bytes;
-  }
-  void give(void* p, size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      outstanding_ -= bytes;
-      if (pooled_ + bytes <= kPoolBytes) {
-        free_.emplace(bytes, p);
-        pooled_ += bytes;
-        return;
-      }
-    }
-    ::munmap(p, bytes);
-  }
-
- private:
-  std::mutex mutex_;
-  std::multimap<size_t, void*> free_;
-  size_t pooled_ = 0;
-  size_t outstanding_ = 0;
-};
-
-OutputPool& outputPool() {
-  static OutputPool* pool = new OutputPool();  // never destroyed: finalizers may run after static teardown
-  return *pool;
+  return static_cast<size_t>(requested);
 }
 
 // A zeroed ArrayBuffer for a large output: recycled memory (zeroed here) or a fresh
 // anonymous mapping. Reported to V8 as external memory; back to the pool when collected.
 Napi::Value AllocateOutput(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throwJs(env, ErrorKind::TypeError, "byteLength must be a number");
-  const double requested = info[0].As<Napi::Number>().DoubleValue();
-  if (!(requested >= 0 && requested <= 70368744177664.0 && requested == static_cast<double>(static_cast<uint64_t>(requested)))) {
-    throwJs(env, ErrorKind::RangeError, "byteLength must be an integer in [0, 2^46], got " + std::to_string(requested));
-  }
-  const size_t bytes = static_cast<size_t>(requested);
+  const size_t bytes = byteLengthArgument(info, 46);
   if (bytes == 0) return Napi::ArrayBuffer::New(env, 0);
-  const size_t mapped = (bytes + OutputPool::kGranule - 1) / OutputPool::kGranule * OutputPool::kGranule;
   // zeroed = false: the caller's kernel writes every byte (hashing), so recycled memory
   // need not be cleared first.
   const bool zeroed = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
-  if (!outputPool().admit(mapped)) return Napi::ArrayBuffer::New(env, bytes);  // V8's own (zeroed)
-  void* data = outputPool().take(mapped);
-  if (data != nullptr) {
-    if (zeroed) std::memset(data, 0, bytes);  // the bytes past `bytes` are never seen
-  } else {
-    data = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (data == MAP_FAILED) {
-      outputPool().unadmit(mapped);
-      throwJs(env, ErrorKind::RangeError, "cannot allocate " + std::to_string(bytes) + " bytes for an output: " + std::strerror(errno));
-    }
+  PooledMemory m;
+  try {
+    m = takePooled(bytes);
+  } catch (const EngramError& e) {
+    throwJs(env, e.kind(), std::string("cannot allocate an output: ") + e.what());
   }
-  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(mapped));
-  auto* length = new size_t(mapped);
-  return Napi::ArrayBuffer::New(
-      env, data, bytes,
-      [](Napi::Env finalizing, void* p, size_t* mappedBytes) {
-        outputPool().give(p, *mappedBytes);
-        Napi::MemoryManagement::AdjustExternalMemory(finalizing, -static_cast<int64_t>(*mappedBytes));
-        delete mappedBytes;
-      },
-      length);
+  if (m.data == nullptr) return Napi::ArrayBuffer::New(env, bytes);  // past the cap: V8's own (zeroed)
+  if (zeroed && m.recycled) std::memset(m.data, 0, bytes);  // the bytes past `bytes` are never seen
+  void* data = m.data;
+  const size_t mapped = m.mapped;
+  // Back to the pool when JS has collected the buffer and no call in flight holds it.
+  OwnedMemory owner(data, [mapped](const void* p) { givePooled(const_cast<void*>(p), mapped); });
+  return newOwnedArrayBuffer(env, data, bytes, std::move(owner), static_cast<int64_t>(mapped));
+}
+
+// Memory for a long-lived array the library keeps and passes to many calls (a
+// tokenizer's lookup, say): owned here, so an async call pins it instead of copying it
+// (see CallHold in napi_util.hpp). Zeroed.
+Napi::Value AllocateOwned(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const size_t bytes = byteLengthArgument(info, 32);
+  if (bytes == 0) return Napi::ArrayBuffer::New(env, 0);
+  // As with the pool: finalizers run only from the event loop, so a synchronous loop gets
+  // nothing back; past the cap the arrays are V8's own (correct, only copied by async calls).
+  static std::atomic<size_t> outstanding{0};
+  constexpr size_t kOutstandingBytes = size_t{256} << 20;
+  if (outstanding.fetch_add(bytes) + bytes > kOutstandingBytes) {
+    outstanding.fetch_sub(bytes);
+    return Napi::ArrayBuffer::New(env, bytes);
+  }
+  void* data = std::calloc(1, bytes);
+  if (data == nullptr) {
+    outstanding.fetch_sub(bytes);
+    throwJs(env, ErrorKind::RangeError, "cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  OwnedMemory owner(data, [bytes](const void* p) {
+    std::free(const_cast<void*>(p));
+    outstanding.fetch_sub(bytes);
+  });
+  return newOwnedArrayBuffer(env, data, bytes, std::move(owner), static_cast<int64_t>(bytes));
 }
 
 }  // namespace engram
@@ -260,9 +228,8 @@ Napi::Value MappedFileView(const Napi::CallbackInfo& info) {
     throwJs(env, ErrorKind::RangeError, "view out of range or over 4 GiB");
   }
   if (length == 0) return Napi::ArrayBuffer::New(env, 0);
-  auto* holder = new MappedHandle(keep);  // the view keeps the mapping alive
-  return Napi::ArrayBuffer::New(env, static_cast<uint8_t*>(keep->base) + static_cast<size_t>(offset), static_cast<size_t>(length),
-                                [](Napi::Env, void*, MappedHandle* h) { delete h; }, holder);
+  // The view (and any call in flight over it) keeps the mapping alive.
+  return newOwnedArrayBuffer(env, static_cast<uint8_t*>(keep->base) + static_cast<size_t>(offset), static_cast<size_t>(length), keep);
 }
 
 Napi::Value MappedFileSize(const Napi::CallbackInfo& info) {
@@ -415,6 +382,7 @@ EK_EXPORT_FUNCTIONS(
     {"mappedFileView", MappedFileView},
     {"mappedFileSize", MappedFileSize},
     {"mapFile", MapFile},
+    {"allocateOwned", AllocateOwned},
     {"prefaultRegion", PrefaultRegion},
     {"readFileRegion", ReadFileRegion},
     {"copyRegion", CopyRegion},

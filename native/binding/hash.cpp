@@ -14,7 +14,7 @@ struct HashCall {
   int deviceIndex = 0;
   int threads = 0;
   std::string cpuKernel;
-  std::vector<Napi::Reference<Napi::Value>> keep;
+  Keep keep;
 };
 
 HashCall readHashCall(const Napi::CallbackInfo& info, bool keepAlive) {
@@ -46,11 +46,11 @@ HashCall readHashCall(const Napi::CallbackInfo& info, bool keepAlive) {
   const Napi::Value out = o.Get("out");
   r.int64Output = out.IsTypedArray() && out.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array;
   if (r.int64Output) {
-    r.out = typedField<int64_t>(o, "out", napi_bigint64_array, positions * cells, false, keep);
+    r.out = typedField<int64_t>(o, "out", napi_bigint64_array, positions * cells, false, keep, Access::Write);
   } else {
-    r.out = typedField<int32_t>(o, "out", napi_int32_array, positions * cells, false, keep);
+    r.out = typedField<int32_t>(o, "out", napi_int32_array, positions * cells, false, keep, Access::Write);
   }
-  r.historyOut = typedField<int32_t>(o, "historyOut", napi_int32_array, static_cast<int64_t>(g.batch) * (g.maxNgram - 1), true, keep);
+  r.historyOut = typedField<int32_t>(o, "historyOut", napi_int32_array, static_cast<int64_t>(g.batch) * (g.maxNgram - 1), true, keep, Access::Write);
   call.device = stringField(o, "device", "cpu");
   if (call.device != "cpu" && call.device != "cuda") {
     throwJs(info.Env(), ErrorKind::RangeError, "device must be 'cpu' or 'cuda', got '" + call.device + "'");

@@ -69,10 +69,11 @@ RouteCall readRoute(const Napi::CallbackInfo& info, bool keepAlive) {
     if (c.gate->n != p.experts) throwJs(o.Env(), ErrorKind::RangeError, "gate has " + std::to_string(c.gate->n) + " rows, not one per expert");
     c.x = typedField<float>(o, "x", napi_float32_array, c.tokens * c.gate->k, false, keep);
   }
-  c.logits = typedField<float>(o, "logits", napi_float32_array, c.tokens * p.experts, false, keep);
+  c.logits = typedField<float>(o, "logits", napi_float32_array, c.tokens * p.experts, false, keep,
+                                c.gate || !o.Get("cudaDevice").IsUndefined() ? Access::Write : Access::Read);
   readSelectionInputs(o, c.tokens, keep, &p, &c.bias, &c.biasVl, &c.imageMask);
-  c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * p.topk, false, keep);
-  c.weights = typedField<float>(o, "weights", napi_float32_array, c.tokens * p.topk, false, keep);
+  c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * p.topk, false, keep, Access::Write);
+  c.weights = typedField<float>(o, "weights", napi_float32_array, c.tokens * p.topk, false, keep, Access::Write);
   c.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   if (!o.Get("cudaDevice").IsUndefined()) {
     c.cudaDevice = static_cast<int>(intField(o, "cudaDevice", 0, 1024));
@@ -125,11 +126,11 @@ LayoutCall readLayout(const Napi::CallbackInfo& info, bool keepAlive) {
   c.ranks = static_cast<int>(intField(o, "ranks", 1, 1 << 16));
   c.indices = typedField<int32_t>(o, "indices", napi_int32_array, c.tokens * c.topk, false, keep);
   c.expertToRank = typedField<int32_t>(o, "expertToRank", napi_int32_array, c.experts, true, keep);
-  c.counts = typedField<int32_t>(o, "counts", napi_int32_array, c.experts, false, keep);
-  c.offsets = typedField<int32_t>(o, "offsets", napi_int32_array, c.experts, false, keep);
-  c.permutation = typedField<int32_t>(o, "permutation", napi_int32_array, c.tokens * c.topk, false, keep);
-  c.countsPerRank = typedField<int32_t>(o, "countsPerRank", napi_int32_array, c.ranks, c.expertToRank == nullptr, keep);
-  c.tokenInRank = typedField<uint8_t>(o, "tokenInRank", napi_uint8_array, c.tokens * c.ranks, c.expertToRank == nullptr, keep);
+  c.counts = typedField<int32_t>(o, "counts", napi_int32_array, c.experts, false, keep, Access::Write);
+  c.offsets = typedField<int32_t>(o, "offsets", napi_int32_array, c.experts, false, keep, Access::Write);
+  c.permutation = typedField<int32_t>(o, "permutation", napi_int32_array, c.tokens * c.topk, false, keep, Access::Write);
+  c.countsPerRank = typedField<int32_t>(o, "countsPerRank", napi_int32_array, c.ranks, c.expertToRank == nullptr, keep, Access::Write);
+  c.tokenInRank = typedField<uint8_t>(o, "tokenInRank", napi_uint8_array, c.tokens * c.ranks, c.expertToRank == nullptr, keep, Access::Write);
   return c;
 }
 
@@ -208,8 +209,8 @@ std::shared_ptr<ExpertsCall> readExperts(const Napi::CallbackInfo& info, bool ke
   r.experts = expertList(o, "gateUp", "down");  // handles hold their weights alive
   r.shared = expertList(o, "sharedGateUp", "sharedDown");
   r.swigluLimit = static_cast<float>(floatField(o, "swigluLimit", 0, std::numeric_limits<float>::max()));
-  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false, keep);
-  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * r.dim, false, keep, Access::Write);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep, Access::Write);
   call->threads = static_cast<int>(intField(o, "threads", 0, 4096));
   return call;
 }
@@ -272,10 +273,10 @@ std::shared_ptr<MoeCudaCall> readMoeCuda(const Napi::CallbackInfo& info, bool ke
   r.x = typedField<float>(o, "x", napi_float32_array, r.tokens * dim, false, keep);
   readSelectionInputs(o, r.tokens, keep, &r.route, &r.bias, &r.biasVl, &r.imageMask);
   r.swigluLimit = static_cast<float>(floatField(o, "swigluLimit", 0, std::numeric_limits<float>::max()));
-  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * dim, false, keep);
-  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.route.topk, false, keep);
-  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.route.topk, false, keep);
-  r.logits = typedField<float>(o, "logits", napi_float32_array, r.tokens * r.route.experts, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, r.tokens * dim, false, keep, Access::Write);
+  r.indices = typedField<int32_t>(o, "indices", napi_int32_array, r.tokens * r.route.topk, false, keep, Access::Write);
+  r.weights = typedField<float>(o, "weights", napi_float32_array, r.tokens * r.route.topk, false, keep, Access::Write);
+  r.logits = typedField<float>(o, "logits", napi_float32_array, r.tokens * r.route.experts, true, keep, Access::Write);
   return call;
 }
 

@@ -1,7 +1,12 @@
 #include "binding/napi_util.hpp"
 #include "common/mapped_guard.hpp"
+#include "binding/output_pool.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include <limits>
 
@@ -67,7 +72,7 @@ uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name);
 
 template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected, bool optional,
-              std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
+              CallHold* hold, Access access) {
   const Napi::Value v = o.Get(name);
   if (v.IsUndefined() || v.IsNull()) {
     if (optional) return nullptr;
@@ -82,8 +87,86 @@ T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type
             std::string(name) + " has " + std::to_string(a.ElementLength()) + " elements, expected " +
                 std::to_string(expected));
   }
-  if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
-  return reinterpret_cast<T*>(typedArrayBytes(a, name));
+  uint8_t* bytes = typedArrayBytes(a, name);
+  if (hold == nullptr || a.ByteLength() == 0) return reinterpret_cast<T*>(bytes);
+  hold->reference(v);
+  napi_value buffer = nullptr;
+  bool isArrayBuffer = false;
+  void* bufferData = nullptr;
+  size_t bufferBytes = 0;
+  if (napi_get_typedarray_info(o.Env(), a, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok ||
+      napi_is_arraybuffer(o.Env(), buffer, &isArrayBuffer) != napi_ok) {
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + ": cannot read the typed array's buffer");
+  }
+  if (!isArrayBuffer) return reinterpret_cast<T*>(bytes);  // a SharedArrayBuffer: never detached
+  if (napi_get_arraybuffer_info(o.Env(), buffer, &bufferData, &bufferBytes) != napi_ok) {
+    throwJs(o.Env(), ErrorKind::TypeError, std::string(name) + ": cannot read the typed array's buffer");
+  }
+  if (OwnedMemory pin = ownedBufferPin(bufferData, bufferBytes)) {
+    hold->pin(std::move(pin));
+    return reinterpret_cast<T*>(bytes);
+  }
+  return reinterpret_cast<T*>(hold->stage(v, name, bytes, a.ByteLength(), access == Access::Write));
+}
+
+namespace {
+std::atomic<uint64_t> stagedBytes{0};
+std::atomic<uint64_t> stagingNanos{0};  // allocating, copying in and copying back
+uint64_t nowNanos() { return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()); }
+// Copies from 64 KiB up go to the output pool's recycled pages: into fresh memory (glibc
+// maps blocks this large anew each time) page
+// faults would cost more than the copy itself (16 MB: 7 ms against about 1.5 ms).
+constexpr size_t kPooledStageBytes = size_t{64} << 10;
+}  // namespace
+
+uint64_t stagedBytesTotal() { return stagedBytes.load(std::memory_order_relaxed); }
+uint64_t stagingNanosTotal() { return stagingNanos.load(std::memory_order_relaxed); }
+
+uint8_t* CallHold::stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes) {
+  const uint64_t t0 = nowNanos();
+  std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> copy;
+  PooledMemory pooled;
+  if (bytes >= kPooledStageBytes) {
+    try {
+      pooled = takePooled(bytes, false);
+    } catch (const EngramError&) {
+      pooled = PooledMemory{};  // the heap below may still have it
+    }
+  }
+  if (pooled.data != nullptr) {
+    copy = {static_cast<uint8_t*>(pooled.data), [mapped = pooled.mapped](uint8_t* p) { givePooled(p, mapped); }};
+  } else {
+    // Cache-line aligned, as the kernels' own buffers are (aligned_alloc wants a multiple).
+    copy = {static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)), [](uint8_t* p) { std::free(p); }};
+  }
+  if (copy == nullptr) throwJs(v.Env(), ErrorKind::RangeError, std::string(name) + ": cannot allocate " + std::to_string(bytes) + " bytes to stage it");
+  std::memcpy(copy.get(), user, bytes);
+  stagedBytes.fetch_add(bytes, std::memory_order_relaxed);
+  stagingNanos.fetch_add(nowNanos() - t0, std::memory_order_relaxed);
+  Staged s{name, Napi::Persistent(v), user, bytes, std::move(copy), writes};
+  staged_.push_back(std::move(s));
+  return staged_.back().copy.get();
+}
+
+std::string CallHold::writeBack(const Napi::Env& env) {
+  if (staged_.empty()) return "";
+  const uint64_t t0 = nowNanos();
+  std::string lost;
+  for (Staged& s : staged_) {
+    if (!s.writes) continue;
+    void* data = nullptr;
+    size_t length = 0;
+    napi_typedarray_type type;
+    const bool ok = napi_get_typedarray_info(env, s.target.Value(), &type, &length, &data, nullptr, nullptr) == napi_ok;
+    const size_t bytes = ok ? s.target.Value().As<Napi::TypedArray>().ByteLength() : 0;
+    if (ok && data == s.user && bytes == s.bytes) {
+      std::memcpy(data, s.copy.get(), s.bytes);
+    } else if (lost.empty()) {
+      lost = s.name + "'s buffer was detached (transferred) while the call ran, so its result was discarded";
+    }
+  }
+  stagingNanos.fetch_add(nowNanos() - t0, std::memory_order_relaxed);
+  return lost;
 }
 
 uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name) {
@@ -99,21 +182,15 @@ uint8_t* typedArrayBytes(const Napi::TypedArray& a, const char* name) {
   return data != nullptr ? static_cast<uint8_t*>(data) : emptyArray;
 }
 
-template int32_t* typedField<int32_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                      std::vector<Napi::Reference<Napi::Value>>*);
-template uint8_t* typedField<uint8_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                      std::vector<Napi::Reference<Napi::Value>>*);
-template int64_t* typedField<int64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                      std::vector<Napi::Reference<Napi::Value>>*);
-template float* typedField<float>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                  std::vector<Napi::Reference<Napi::Value>>*);
-template double* typedField<double>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                    std::vector<Napi::Reference<Napi::Value>>*);
-template uint64_t* typedField<uint64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool,
-                                        std::vector<Napi::Reference<Napi::Value>>*);
+template int32_t* typedField<int32_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
+template uint8_t* typedField<uint8_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
+template int64_t* typedField<int64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
+template float* typedField<float>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
+template double* typedField<double>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
+template uint64_t* typedField<uint64_t>(const Napi::Object&, const char*, napi_typedarray_type, int64_t, bool, CallHold*, Access);
 
 uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
-                      std::vector<Napi::Reference<Napi::Value>>* keepAlive) {
+                      CallHold* hold) {
   const Napi::Value v = o.Get(name);
   if (v.IsUndefined() || v.IsNull()) {
     if (optional) return nullptr;
@@ -135,7 +212,12 @@ uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offse
             std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
                 " run past its " + std::to_string(length) + " bytes");
   }
-  if (keepAlive != nullptr) keepAlive->push_back(Napi::Persistent(v));
+  if (hold != nullptr) {
+    hold->reference(v);  // a mapped file handle stays alive with it; an ArrayBuffer is pinned too when the addon owns it
+    if (!mapped) {
+      if (OwnedMemory pin = ownedBufferPin(base, mappedSize)) hold->pin(std::move(pin));
+    }
+  }
   return base + offset;
 }
 
@@ -143,7 +225,7 @@ namespace {
 
 class CallableWorker : public Napi::AsyncWorker {
  public:
-  CallableWorker(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keep,
+  CallableWorker(const Napi::Env& env, std::function<void()> work, CallHold keep,
                  std::function<Napi::Value(Napi::Env)> resolve = nullptr, MappedFaults faults = MappedFaults::Check)
       : Napi::AsyncWorker(env, "engram-kernels"), deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)), keep_(std::move(keep)), resolve_(std::move(resolve)), faults_(faults) {}
@@ -173,6 +255,11 @@ class CallableWorker : public Napi::AsyncWorker {
   void OnOK() override {
     if (failed_) {
       deferred_.Reject(makeJsError(Env(), kind_, message_).Value());
+      return;
+    }
+    const std::string lost = keep_.writeBack(Env());
+    if (!lost.empty()) {
+      deferred_.Reject(makeJsError(Env(), ErrorKind::Error, lost).Value());
     } else if (resolve_) {
       try {
         deferred_.Resolve(resolve_(Env()));
@@ -211,7 +298,7 @@ class CallableWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::function<void()> work_;
-  std::vector<Napi::Reference<Napi::Value>> keep_;
+  CallHold keep_;
   std::function<Napi::Value(Napi::Env)> resolve_;
   MappedFaults faults_;
   bool failed_ = false;
@@ -221,17 +308,16 @@ class CallableWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
-                     std::vector<Napi::Reference<Napi::Value>> keepAlive, MappedFaults faults) {
-  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive), nullptr, faults);
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold hold, MappedFaults faults) {
+  auto* worker = new CallableWorker(env, std::move(work), std::move(hold), nullptr, faults);
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
 }
 
-Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keepAlive,
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold hold,
                      std::function<Napi::Value(Napi::Env)> resolve) {
-  auto* worker = new CallableWorker(env, std::move(work), std::move(keepAlive), std::move(resolve));
+  auto* worker = new CallableWorker(env, std::move(work), std::move(hold), std::move(resolve));
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;

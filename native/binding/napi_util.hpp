@@ -11,6 +11,7 @@
 
 #include "common/common.hpp"
 #include "common/thread_pool.hpp"
+#include "binding/owned_buffers.hpp"
 
 namespace engram {
 
@@ -33,11 +34,63 @@ double floatField(const Napi::Object& o, const char* name, double min, double ma
 bool boolField(const Napi::Object& o, const char* name, bool fallback);
 std::string stringField(const Napi::Object& o, const char* name, const std::string& fallback);
 
+// What an async call holds so that none of its memory can go away under the worker.
+// JS can detach any plain ArrayBuffer while the call runs (postMessage or structuredClone
+// with a transfer list, ArrayBuffer.prototype.transfer), and N-API cannot prevent it, so
+// a worker never touches memory JS owns:
+// - memory the addon owns (owned_buffers.hpp: pool outputs, mappings, allocateOwned) is
+//   pinned: the call holds a share of it, at no copy;
+// - a SharedArrayBuffer cannot be detached: referencing it is enough;
+// - any other typed array is staged: copied into native memory at call time, and, when the
+//   call writes it, copied back when the call completes, if it is still attached there.
+// Table regions (bufferRegion) are never staged: TypeScript marks a JS-owned table's
+// buffer untransferable when the table is made (see EngramTable).
+class CallHold {
+ public:
+  CallHold() = default;
+  CallHold(CallHold&&) = default;
+  CallHold& operator=(CallHold&&) = default;
+
+  void reference(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v)); }
+  void pin(OwnedMemory share) { pins_.push_back(std::move(share)); }
+  // A native copy of `bytes` bytes at `user` (typed array `v`, field `name`), for the
+  // worker to use instead; written back on completion when `writes`.
+  uint8_t* stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes);
+  // Copies written stages back into their typed arrays. Returns "" or, when a written
+  // array was detached (or resized) meanwhile, a message naming it; its result is then
+  // discarded, the others are still written.
+  std::string writeBack(const Napi::Env& env);
+
+ private:
+  struct Staged {
+    std::string name;
+    Napi::Reference<Napi::Value> target;
+    uint8_t* user;
+    size_t bytes;
+    std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> copy;
+    bool writes;
+  };
+  std::vector<Napi::Reference<Napi::Value>> refs_;
+  std::vector<OwnedMemory> pins_;
+  std::vector<Staged> staged_;
+};
+using Keep = CallHold;
+
+// Bytes staged (copied in at call time) by async calls in this process, for tests and
+// benchmarks of what the copies cost.
+uint64_t stagedBytesTotal();
+// Nanoseconds they spent allocating those copies, copying in and copying results back.
+uint64_t stagingNanosTotal();
+
+// Whether the native call reads a typed array only, or (also) writes it.
+enum class Access { Read, Write };
+
 // A typed array field of exactly `expected` elements (or any length if expected < 0).
-// Absent/null gives nullptr when optional.
+// Absent/null gives nullptr when optional. With `hold` (an async call), the pointer is
+// one the worker may use until the call completes (see CallHold).
 template <typename T>
 T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t expected,
-              bool optional, std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
+              bool optional, CallHold* hold = nullptr, Access access = Access::Read);
 
 // The first element of `a` (SharedArrayBuffer-backed arrays included); a TypeError naming
 // `name` when its buffer is detached.
@@ -50,7 +103,7 @@ bool mappedRegion(const Napi::Value& v, uint8_t** base, size_t* size);
 // `offsetName` (regions may exceed what a typed array can view). Absent gives nullptr
 // when optional.
 uint8_t* bufferRegion(const Napi::Object& o, const char* name, const char* offsetName, int64_t bytes, bool optional,
-                      std::vector<Napi::Reference<Napi::Value>>* keepAlive = nullptr);
+                      CallHold* hold = nullptr);
 
 // Native objects JS holds as opaque handles (Napi::External<T>). Every kind carries its
 // own type tag, so a handle of one kind passed where another is expected is a TypeError
@@ -99,13 +152,12 @@ enum class MappedFaults { Check, Skip };
 
 // Runs `work` on libuv's pool and settles a promise; std::exception becomes the matching
 // JS error, anything else a plain Error. The typed arrays in keepAlive stay referenced
-// until the promise settles.
-Napi::Value runAsync(const Napi::Env& env, std::function<void()> work,
-                     std::vector<Napi::Reference<Napi::Value>> keepAlive, MappedFaults faults = MappedFaults::Check);
+// until the promise settles; staged copies are written back before it resolves.
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold hold, MappedFaults faults = MappedFaults::Check);
 
 // As runAsync, the promise resolving with resolve(env), made on the main thread once
 // `work` is done (a handle to what the work built, say).
-Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, std::vector<Napi::Reference<Napi::Value>> keepAlive,
+Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold hold,
                      std::function<Napi::Value(Napi::Env)> resolve);
 
 // Runs `work` now, converting C++ exceptions to JS errors.

@@ -9,8 +9,6 @@
 
 namespace engram {
 
-using Keep = std::vector<Napi::Reference<Napi::Value>>;
-
 // JS holds packed projections as an External; the shared_ptr keeps them alive while an
 // async call still uses them after JS dropped the handle.
 using LinearHandle = std::shared_ptr<const PackedLinear>;

@@ -51,10 +51,10 @@ V41Call readV41(const Napi::CallbackInfo& info, bool keepAlive) {
   r.kWeight = typedField<float>(o, "kWeight", napi_float32_array, static_cast<int64_t>(r.hc) * r.hidden, false, keep);
   r.eps = static_cast<float>(floatField(o, "eps", 0, std::numeric_limits<float>::max()));
   r.tokenMask = typedField<uint8_t>(o, "tokenMask", napi_uint8_array, tokens, true, keep);
-  r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep);
-  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep);
-  r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep);
-  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep);
+  r.out = typedField<float>(o, "out", napi_float32_array, tokens * r.hc * r.hidden, false, keep, Access::Write);
+  r.gates = typedField<float>(o, "gates", napi_float32_array, tokens * r.hc, true, keep, Access::Write);
+  r.rows = typedField<float>(o, "rows", napi_float32_array, tokens * r.rowsPerToken * r.table.cols, true, keep, Access::Write);
+  r.stageSeconds = typedField<double>(o, "stageSeconds", napi_float64_array, 3, true, keep, Access::Write);
   call.threads = static_cast<int>(intField(o, "threads", 0, 4096));
   const Napi::Value dw = o.Get("deviceWeights");
   if (!dw.IsUndefined()) {

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { Tokenizer } from '@huggingface/tokenizers';
+import { ownedCopy } from '../core/output.js';
 
 import { readCache, writeCache } from '../core/cache.js';
 import { compressionKey } from './compression-key.js';
@@ -123,7 +124,8 @@ export class CompressedTokenizer {
   private hf?: Tokenizer;
 
   private constructor(lookup: Int32Array, sourceSha256?: string, tokenizerText?: string, hf?: Tokenizer) {
-    this.lookup = lookup;
+    // Every hashing call reads it: held in the addon's memory, async calls never copy it.
+    this.lookup = ownedCopy(lookup);
     this.vocabSize = lookup.length;
     this.compressedVocabSize = countDistinct(lookup);
     this.sourceSha256 = sourceSha256;

@@ -387,6 +387,11 @@ export class MoE {
     // not pair the old routing with the new experts.
     const experts = { routed: this.experts, shared: this.shared };
     const route = await routeAsync(x, this.gate!.weight, shape, call.routeOptions, this.gate!.packed);
+    // JS ran while the routing did: an input or output transferred away meanwhile (its
+    // buffer detached) is named, not met as a wrong length.
+    for (const [name, a] of [['input', x], ['options.out', options.out]] as const) {
+      if (a !== undefined && a.length === 0 && call.tokens > 0) throw new TypeError(`${name}'s buffer was detached (transferred) while forwardAsync ran`);
+    }
     const { args, output } = this.expertsArgs(x, call.tokens, route, options, experts);
     if (args) await native().moeExpertsAsync(args);
     return { output, route };

@@ -8,6 +8,8 @@ export interface NativeFilesFunctions {
   /** A zeroed ArrayBuffer for a large output: memory of outputs JS let go, recycled (no page faults), else fresh. */
   /** zeroed false: recycled memory comes back as it was (for outputs a kernel writes whole). */
   allocateOutput(byteLength: number, zeroed?: boolean): ArrayBuffer;
+  /** Zeroed memory the addon owns, for a long-lived array the library passes to many async calls (pinned, never copied). */
+  allocateOwned(byteLength: number): ArrayBuffer;
   adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
   /** A file of any size mapped privately; see mapped-file.ts. */
   mapFileHandle(path: string): NativeMappedFile;

@@ -4,6 +4,7 @@
 // The bytes are a region of an ArrayBuffer (not a typed array), so a table may exceed
 // the 2^32 elements a typed array can hold.
 import { isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion, type Tensor } from '../core/tensor.js';
+import { markAsUntransferable } from 'node:worker_threads';
 import { MappedFile } from '../core/mapped-file.js';
 import { native, TABLE_DTYPE_CODES, type NativeTableArgs } from '../native/index.js';
 import { describe, requireInteger } from '../core/validate.js';
@@ -66,7 +67,18 @@ export class EngramTable {
      * split by rows (each read where it lies; no copy joins them).
      */
     readonly parts: readonly TablePart[],
-  ) {}
+  ) {
+    // Async forwards and the pager's copy thread read the rows while JS runs on. A table
+    // is too large to copy per call (as async calls do with other arrays JS owns), so its
+    // buffer is made untransferable instead: postMessage or structuredClone with a
+    // transfer list then cannot detach it under them (Node 20 copies it; later versions
+    // refuse the transfer). SharedArrayBuffers cannot be detached at all.
+    for (const p of parts) {
+      for (const r of [p.region, p.scaleRegion]) {
+        if (r !== undefined && r.buffer instanceof ArrayBuffer) markAsUntransferable(r.buffer);
+      }
+    }
+  }
 
   /** Channels per row (the same as cols). */
   get rowWidth(): number {
@@ -108,7 +120,11 @@ export class EngramTable {
     return new EngramTable(dtype, rows, cols, [{ rows, region, scaleRegion: scales }]);
   }
 
-  /** Wraps existing bytes (a typed array or a region, e.g. of a memory-mapped checkpoint); no copy. */
+  /**
+   * Wraps existing bytes (a typed array or a region, e.g. of a memory-mapped checkpoint);
+   * no copy. An ArrayBuffer given here is marked untransferable (see worker_threads'
+   * markAsUntransferable): native work reads it while JS runs.
+   */
   static fromBytes(data: ByteRegion, rows: number, cols: number, dtype: TableDtype, scales?: ByteRegion): EngramTable {
     checkGeometry(rows, cols, dtype);
     return new EngramTable(dtype, rows, cols, [checkedPart(data, scales, rows, cols, dtype, 'table')]);

@@ -15,7 +15,7 @@ import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js'
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
 import { PagedLayer } from '../shared/paged-layer.js';
 import { describe, requireInteger, requireShape, type Device, type IdArray, refuseOverlap } from '../../core/validate.js';
-import { newFloat32 } from '../../core/output.js';
+import { newFloat32, newInt32, ownedCopy } from '../../core/output.js';
 
 export interface EngramOptions {
   /** 'auto' (default): CUDA when a device is visible, else the CPU. */
@@ -149,7 +149,10 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     const g = this.geometry;
     // Pack first: if it throws, the previous weights stay.
     const handle = native().packLinear({ weight: w.keyValueWeight, bias: w.keyValueBias, n: (g.hc + 1) * g.hidden, k: g.features });
-    this.swapWeights(w); // drops the pager of the previous table and its device copy
+    // The small weights every call reads, in the addon's memory: async calls pin them
+    // rather than copy them (the caller's arrays stay the caller's).
+    const owned = { norm1: ownedCopy(w.norm1), norm2: ownedCopy(w.norm2), convNorm: ownedCopy(w.convNorm), convWeight: ownedCopy(w.convWeight) };
+    this.swapWeights({ ...w, ...owned }); // drops the pager of the previous table and its device copy
     this.keyValue = handle;
   }
 
@@ -293,8 +296,8 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     }
     return {
       batch,
-      ngramHistory: new Int32Array(batch * keep).fill(-1),
-      convHistory: new Float32Array(batch * this.convHistoryLength * g.hc * g.hidden),
+      ngramHistory: newInt32(batch * keep).fill(-1),
+      convHistory: newFloat32(batch * this.convHistoryLength * g.hc * g.hidden),
     };
   }
 
@@ -423,7 +426,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     } else if (options.returnEmbeddings) {
       embeddings = newFloat32(batch * seqLen * g.features);
     }
-    const convHistoryOut = state ? new Float32Array(state.convHistory.length) : undefined;
+    const convHistoryOut = state ? newFloat32(state.convHistory.length) : undefined;
     if (options.stageSeconds !== undefined && !(options.stageSeconds instanceof Float64Array && options.stageSeconds.length === 4)) {
       throw new TypeError(`options.stageSeconds must be a Float64Array(4), got ${describe(options.stageSeconds)}`);
     }

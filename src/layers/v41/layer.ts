@@ -12,7 +12,7 @@ import { PagedLayer } from '../shared/paged-layer.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { EngramTable, SCALE_BLOCK, TABLE_TENSOR_DTYPES } from '../../table/table.js';
 import { describe, requireFinite, requireInteger, requireShape, type Device, type IdArray, requireTokenMask, refuseOverlap, requireFiniteValues } from '../../core/validate.js';
-import { newFloat32 } from '../../core/output.js';
+import { newFloat32, ownedCopy } from '../../core/output.js';
 
 export interface DeepseekV41EngramConfig {
   hiddenSize: number;
@@ -245,7 +245,8 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
       packed = packWeight(weightFromTensors(prefix + 'wkv.weight', wkv, prefix + 'wkv.scale', wkvScale, [n, features]), n, features, undefined, { preferBf16: bf16Kernel });
     }
     if (this.device === 'cuda') wkvFloat ??= dequantized();
-    this.swapWeights({ table, wkv: packed, qWeight, kWeight, wkvFloat: this.device === 'cuda' ? wkvFloat : undefined });
+    // q/k weights in the addon's memory: async calls pin them rather than copy them.
+    this.swapWeights({ table, wkv: packed, qWeight: ownedCopy(qWeight), kWeight: ownedCopy(kWeight), wkvFloat: this.device === 'cuda' ? wkvFloat : undefined });
   }
 
   /**

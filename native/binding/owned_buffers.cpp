@@ -1,0 +1,84 @@
+#include "binding/owned_buffers.hpp"
+
+#include <map>
+#include <mutex>
+
+namespace engram {
+
+namespace {
+
+struct Registration {
+  uint64_t id;
+  size_t bytes;
+  OwnedMemory owner;
+};
+
+// Keyed by the ArrayBuffer's first byte. Two views of one mapping may start at the same
+// byte (each holds the same owner), hence a multimap and an id per registration.
+class OwnedRegistry {
+ public:
+  uint64_t add(const void* data, size_t bytes, OwnedMemory owner) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const uint64_t id = ++lastId_;
+    entries_.emplace(reinterpret_cast<uintptr_t>(data), Registration{id, bytes, std::move(owner)});
+    return id;
+  }
+  // The registry's share, handed to the caller so that the memory is freed (possibly
+  // now) outside the lock.
+  OwnedMemory remove(const void* data, uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [first, last] = entries_.equal_range(reinterpret_cast<uintptr_t>(data));
+    for (auto it = first; it != last; ++it) {
+      if (it->second.id != id) continue;
+      OwnedMemory owner = std::move(it->second.owner);
+      entries_.erase(it);
+      return owner;
+    }
+    return nullptr;
+  }
+  OwnedMemory find(const void* data, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [first, last] = entries_.equal_range(reinterpret_cast<uintptr_t>(data));
+    for (auto it = first; it != last; ++it) {
+      if (it->second.bytes == bytes) return it->second.owner;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<uintptr_t, Registration> entries_;
+  uint64_t lastId_ = 0;
+};
+
+OwnedRegistry& registry() {
+  static OwnedRegistry* r = new OwnedRegistry();  // never destroyed: finalizers may run after static teardown
+  return *r;
+}
+
+struct FinalizeHint {
+  uint64_t id;
+  int64_t externalBytes;
+};
+
+}  // namespace
+
+Napi::ArrayBuffer newOwnedArrayBuffer(const Napi::Env& env, void* data, size_t bytes, OwnedMemory owner, int64_t externalBytes) {
+  auto* hint = new FinalizeHint{registry().add(data, bytes, std::move(owner)), externalBytes};
+  if (externalBytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, externalBytes);
+  // The finalizer runs on the thread of whichever environment holds the buffer last (a
+  // worker's, after a transfer): it only drops the registry's share.
+  return Napi::ArrayBuffer::New(
+      env, data, bytes,
+      [](Napi::Env finalizing, void* p, FinalizeHint* h) {
+        OwnedMemory last = registry().remove(p, h->id);
+        if (h->externalBytes > 0) Napi::MemoryManagement::AdjustExternalMemory(finalizing, -h->externalBytes);
+        delete h;
+        last.reset();  // frees the memory unless a call in flight still holds it
+      },
+      hint);
+}
+
+OwnedMemory ownedBufferPin(const void* data, size_t bytes) { return registry().find(data, bytes); }
+
+}  // namespace engram
