@@ -69,3 +69,8 @@ export {
   type LinearWeight,
 } from './moe/quantized-weights.js';
 export { planOffload, formatPlan, OFFLOAD_PRESETS, OFFLOAD_DEFAULTS, type OffloadPlan, type OffloadPlanInput, type OffloadModePlan } from './table/plan.js';
+export { RemoteStore, type RemoteStoreOptions } from './table/remote/store.js';
+export { pushTable, defaultPageRows, type PushOptions, type PushResult } from './table/remote/push.js';
+export { pushCheckpoint } from './table/remote/push-checkpoint.js';
+export { tableIdentity, tableId, type TableIdentity, type RemoteManifest } from './table/remote/identity.js';
+export { RemoteTable, type RemoteStats } from './table/remote/remote-source.js';

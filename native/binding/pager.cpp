@@ -1,5 +1,6 @@
 // The table pager (cuda/pager.hpp) for JS: a handle owning the pager, its cache memory
 // and references to the home tier's buffers; tickets are plain numbers.
+#include <algorithm>
 #include <cstring>
 
 #include "binding/napi_util.hpp"
@@ -7,6 +8,7 @@
 #include "common/device.hpp"
 #include "binding/mapped_memory.hpp"
 #include "pager/pager.hpp"
+#include "pager/pager_copy_remote.hpp"
 #include "binding/table_args.hpp"
 
 namespace engram {
@@ -19,6 +21,7 @@ struct PagerHolder {
   std::shared_ptr<uint8_t> deviceCache;  // CUDA backend: the same layout in device memory
   TableView deviceTable{};               // the device cache as the gather kernels read it
   int device = -1;                       // the CUDA device of deviceCache
+  RemoteCopyEngine* remote = nullptr;    // the remote tier's engine (owned by pager)
   std::unique_ptr<Pager> pager;  // declared last: destroyed (copy stream drained) first
   ~PagerHolder() { pager.reset(); }
 };
@@ -119,7 +122,8 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
       holder->pager = std::make_unique<Pager>(g, eviction, makeNullCopyEngine());
       return;
     }
-    const PageSource source = readPageSource(o, g, &holder->sourceRefs);
+    const bool remote = boolField(o, "remote", false);
+    const PageSource source = remote ? PageSource{} : readPageSource(o, g, &holder->sourceRefs);
     const int64_t dataBytes = (g.cacheRows() * g.rowBytes + kCacheAlign - 1) / kCacheAlign * kCacheAlign;
     const size_t cacheBytes = static_cast<size_t>(std::max<int64_t>(1, dataBytes + g.cacheRows() * g.scaleRowBytes));
     if (device >= 0) {
@@ -138,6 +142,13 @@ Napi::Value PagerCreate(const Napi::CallbackInfo& info) {
     }
     holder->cache = mapAnonymous(cacheBytes);
     auto* base = static_cast<uint8_t*>(holder->cache->base);
+    if (remote) {
+      EK_REQUIRE(device < 0, TypeError, "the remote tier fills a host cache: a CUDA cache behind it is not supported yet");
+      auto engine = std::make_unique<RemoteCopyEngine>(g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr);
+      holder->remote = engine.get();
+      holder->pager = std::make_unique<Pager>(g, eviction, std::move(engine));
+      return;
+    }
     holder->pager = std::make_unique<Pager>(g, eviction, makeCpuCopyEngine(source, g, base, g.scaleRowBytes > 0 ? base + dataBytes : nullptr, rate, readers));
   });
   Napi::Object out = Napi::Object::New(env);
@@ -240,7 +251,66 @@ Napi::Value PagerResetStats(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+RemoteCopyEngine& remoteArg(const Napi::CallbackInfo& info, const PagerHandle& h) {
+  if (h->remote == nullptr) throwJs(info.Env(), ErrorKind::TypeError, "this pager has no remote tier");
+  return *h->remote;
+}
+
+// pagerRemoteJobs(pager) -> [{ job, copies: Float64Array [srcRow, dstRow, rows] x n }]
+Napi::Value PagerRemoteJobs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  std::vector<RemoteCopyEngine::Job> jobs = remoteArg(info, h).takeJobs();
+  Napi::Array out = Napi::Array::New(env, jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Napi::Float64Array copies = Napi::Float64Array::New(env, jobs[i].copies.size() * 3);
+    for (size_t c = 0; c < jobs[i].copies.size(); ++c) {
+      copies[3 * c] = static_cast<double>(jobs[i].copies[c].srcRow);
+      copies[3 * c + 1] = static_cast<double>(jobs[i].copies[c].dstRow);
+      copies[3 * c + 2] = static_cast<double>(jobs[i].copies[c].rows);
+    }
+    Napi::Object job = Napi::Object::New(env);
+    job.Set("job", static_cast<double>(jobs[i].id));
+    job.Set("copies", copies);
+    out.Set(static_cast<uint32_t>(i), job);
+  }
+  return out;
+}
+
+// pagerRemoteFill(pager, { job, dstRow, rows, data: Uint8Array, scales?: Uint8Array }) -> written
+Napi::Value PagerRemoteFill(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  RemoteCopyEngine& engine = remoteArg(info, h);
+  if (info.Length() < 2 || !info[1].IsObject()) throwJs(env, ErrorKind::TypeError, "expected { job, dstRow, rows, data, scales? }");
+  const Napi::Object o = info[1].As<Napi::Object>();
+  const auto job = static_cast<uint64_t>(intField(o, "job", 1, INT64_MAX / 2));
+  const int64_t dstRow = intField(o, "dstRow", 0, INT32_MAX);
+  const int64_t rows = intField(o, "rows", 1, INT32_MAX);
+  const uint8_t* data = typedField<uint8_t>(o, "data", napi_uint8_array, -1, false);
+  const size_t dataBytes = o.Get("data").As<Napi::TypedArray>().ByteLength();
+  const uint8_t* scales = typedField<uint8_t>(o, "scales", napi_uint8_array, -1, true);
+  const size_t scaleBytes = scales == nullptr ? 0 : o.Get("scales").As<Napi::TypedArray>().ByteLength();
+  bool written = false;
+  runSync(env, [&] { written = engine.fill(job, dstRow, rows, data, dataBytes, scales, scaleBytes); }, MappedFaults::Skip);
+  return Napi::Boolean::New(env, written);
+}
+
+// pagerRemoteComplete(pager, job, failure: string ('' when every page arrived), seconds)
+Napi::Value PagerRemoteComplete(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  RemoteCopyEngine& engine = remoteArg(info, h);
+  const uint64_t job = ticketArg(info, 1);
+  if (info.Length() < 4 || !info[2].IsString() || !info[3].IsNumber()) throwJs(env, ErrorKind::TypeError, "expected (pager, job, failure, seconds)");
+  engine.complete(job, info[2].As<Napi::String>().Utf8Value(), std::max(0.0, info[3].As<Napi::Number>().DoubleValue()));
+  return env.Undefined();
+}
+
 EK_EXPORT_FUNCTIONS(
+    {"pagerRemoteJobs", PagerRemoteJobs},
+    {"pagerRemoteFill", PagerRemoteFill},
+    {"pagerRemoteComplete", PagerRemoteComplete},
     {"pagerCreate", PagerCreate},
     {"pagerAcquire", PagerAcquire},
     {"pagerWait", PagerWait},

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `engram`: demo, hash, devices, spec, v41, plan.
+// `engram`: demo, hash, devices, spec, v41, store, plan.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,6 +10,7 @@ import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from '../hashing/ngram-hash-config.js'
 import { NgramHashMapping } from '../hashing/ngram-hash-mapping.js';
 import { inspectV41, synthV41 } from './v41.js';
 import { PLAN_FLAGS, PLAN_USAGE, planCommand } from './plan.js';
+import { storePush } from './store.js';
 import { Engram } from '../layers/paper/layer.js';
 import { hashThroughput, machineFacts, progress, timeRuns } from '../core/throughput.js';
 import { packageRoot } from '../native/index.js';
@@ -34,6 +35,12 @@ const USAGE = `usage:
                                         (--sparse: tables as holes; --rows-scale 1 --sparse
                                         gives the released 2 x 98 GB geometry on little disk;
                                         --mp n: DeepSeek's model{rank}-mp{n} files, tables split by rows, the last rank padded)
+  engram store push <checkpoint-dir|layer.safetensors> --url redis://host:port [--user u] [--password p]
+                   [--tls] [--ca file] [--page-rows n] [--repair] [--json]
+                                        upload every Engram table's pages to a Redis Cluster (the
+                                        remote tier); resumes an interrupted push, verifies at the end
+                                        (the password may come from ENGRAM_REDIS_PASSWORD instead;
+                                        --repair: read every stored page whole, re-send corrupt ones)
 ${PLAN_USAGE}
 
 options:
@@ -193,6 +200,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   'v41 inspect': { flags: ['json', 'verify'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
   'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
   plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
+  'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
 };
 
 /** A flag's number: finite, and an integer where asked, or a RangeError naming the flag. */
@@ -205,7 +213,7 @@ function numberFlag(name: string, text: string | undefined, integer: boolean): n
   return v;
 }
 
-function main(argv: string[]): number {
+function main(argv: string[]): number | Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -219,6 +227,12 @@ function main(argv: string[]): number {
       sparse: { type: 'boolean' },
       verify: { type: 'boolean' },
       mp: { type: 'string' },
+      url: { type: 'string' },
+      user: { type: 'string' },
+      password: { type: 'string' },
+      tls: { type: 'boolean' },
+      ca: { type: 'string' },
+      repair: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       ...PLAN_FLAGS,
     },
@@ -236,6 +250,14 @@ function main(argv: string[]): number {
       return values.help ? 0 : 1;
     }
     name = `v41 ${rest[0]}`;
+    args = rest.slice(1);
+  }
+  if (command === 'store') {
+    if (rest[0] !== 'push') {
+      console.error(`engram store: expected 'push <checkpoint>'\n\n${usageOf('store')}`);
+      return values.help ? 0 : 1;
+    }
+    name = 'store push';
     args = rest.slice(1);
   }
   const spec = COMMANDS[name];
@@ -305,13 +327,24 @@ function main(argv: string[]): number {
         mp: numberFlag('mp', values.mp, true),
         tokenizer: values.tokenizer,
       });
+    case 'store push':
+      return storePush(args[0], {
+        url: values.url,
+        user: values.user,
+        password: values.password,
+        tls: values.tls,
+        ca: values.ca,
+        pageRows: numberFlag('page-rows', values['page-rows'], true),
+        repair: values.repair === true,
+        json: values.json === true,
+      });
     default:
       return planCommand(values);
   }
 }
 
 try {
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
   console.error(`engram: ${err instanceof Error ? err.message : String(err)}`);
   process.exitCode = 1;

@@ -28,6 +28,8 @@ export interface NativePagerArgs {
   path?: string;
   dataOffset?: number;
   scalesOffset?: number;
+  /** The remote tier: JS fetches the pages (pagerRemoteJobs / Fill / Complete). */
+  remote?: boolean;
 }
 
 export interface NativePagerStats {
@@ -57,4 +59,10 @@ export interface NativePagerFunctions {
   pagerSetHotRows(pager: NativePagerHandle, rows: BigInt64Array): void;
   pagerStats(pager: NativePagerHandle): NativePagerStats;
   pagerResetStats(pager: NativePagerHandle): void;
+  /** Remote tier: the copy jobs submitted since the last call; copies are [srcRow, dstRow, rows] triples. */
+  pagerRemoteJobs(pager: NativePagerHandle): Array<{ job: number; copies: Float64Array }>;
+  /** Remote tier: rows of a job into the cache; false when the job was abandoned (nothing written). */
+  pagerRemoteFill(pager: NativePagerHandle, args: { job: number; dstRow: number; rows: number; data: Uint8Array; scales?: Uint8Array }): boolean;
+  /** Remote tier: ends a job ('' when every page arrived intact, else the error its waiters get). */
+  pagerRemoteComplete(pager: NativePagerHandle, job: number, failure: string, seconds: number): void;
 }

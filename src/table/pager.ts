@@ -10,6 +10,7 @@ import { MappedFile } from '../core/mapped-file.js';
 import { native, TABLE_DTYPE_CODES, type NativePagerHandle, type NativePagerStats, type NativeTableSource } from '../native/index.js';
 import { bytesPerElement, EngramTable, requireTableDtype, SCALE_BLOCK, type TableDtype } from './table.js';
 import { describe, isOwnKey, requireInteger } from '../core/validate.js';
+import { RemotePageSource, RemoteTable, type RemoteStats } from './remote/remote-source.js';
 
 export type Eviction = 'lru' | 'lfu' | 'direct';
 const EVICTION_CODES: Record<Eviction, number> = { lru: 0, lfu: 1, direct: 2 };
@@ -126,8 +127,8 @@ export class TablePager {
     readonly eviction: Eviction,
     /** The cache as a table of slots * pageRows + hotRows rows (undefined when simulating). */
     readonly cache: EngramTable | undefined,
-    /** What the pager reads from: the table in memory, or its file (files, for a table split by rows). */
-    readonly home: EngramTable | TableFile | readonly TableFile[],
+    /** What the pager reads from: the table in memory, its file (files, for a table split by rows), or a remote store. */
+    readonly home: EngramTable | TableFile | readonly TableFile[] | RemoteTable,
     /** 'cuda': the cache is in device memory (read by the layers' CUDA forward). */
     readonly device: 'cpu' | 'cuda' = 'cpu',
   ) {}
@@ -154,11 +155,11 @@ export class TablePager {
    * A pager over a table in memory (home tier RAM) or in a file (home tier file); an
    * array of files: a table split by rows across them, in row order.
    */
-  static create(home: EngramTable | TableFile | readonly TableFile[], options: PagerOptions): TablePager {
+  static create(home: EngramTable | TableFile | readonly TableFile[] | RemoteTable, options: PagerOptions): TablePager {
     if (options === null || typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
     let dtype: TableDtype, rows: number, cols: number;
     let files: readonly TableFile[] | undefined;
-    if (home instanceof EngramTable) {
+    if (home instanceof EngramTable || home instanceof RemoteTable) {
       ({ dtype, rows, cols } = home);
     } else if (Array.isArray(home) || (home !== null && typeof home === 'object' && typeof (home as TableFile).path === 'string')) {
       files = Array.isArray(home) ? home : [home as TableFile];
@@ -231,7 +232,11 @@ export class TablePager {
     const deviceIndex = requireInteger('options.deviceIndex', options.deviceIndex ?? 0, 0, 1024);
     const readThreads = requireInteger('options.readThreads', options.readThreads ?? (files === undefined ? 1 : 4), 1, 256);
     let source: Record<string, unknown> = {};
-    if (!simulate) {
+    if (home instanceof RemoteTable) {
+      if (simulate) throw new TypeError('options.simulate counts hits of a table in memory or a file, not of the remote tier');
+      if (device === 'cuda') throw new TypeError("the remote tier fills a host cache: options.device 'cuda' is not supported with it yet");
+      source = { remote: true };
+    } else if (!simulate) {
       if (files === undefined) {
         source = { ...(home as EngramTable).nativeArgs() };
       } else {
@@ -265,7 +270,30 @@ export class TablePager {
         scaleRowBytes ? { buffer: memory, byteOffset: created.cacheScalesByteOffset!, byteLength: cacheRows * scaleRowBytes } : undefined,
       );
     }
-    return new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home as EngramTable | TableFile | readonly TableFile[], simulate ? 'cpu' : device);
+    const pager = new TablePager(created.pager, dtype, rows, cols, pageRows, Math.max(0, slots), hotRows, eviction, cache, home, simulate ? 'cpu' : device);
+    if (home instanceof RemoteTable) pager.remote = new RemotePageSource(home, { pageRows, rowBytes, scaleRowBytes, rows });
+    return pager;
+  }
+
+  /** The remote tier's fetcher (undefined for a table in memory or a file). */
+  private remote: RemotePageSource | undefined;
+
+  /**
+   * Remote tier: resolves once the store is reached, authenticated and holds this table
+   * (its manifest matches); rejects with why not. Other tiers: resolves at once.
+   */
+  ready(): Promise<void> {
+    return this.remote?.ready ?? Promise.resolve();
+  }
+
+  /** Remote tier: what has been fetched (jobs, pages, bytes, latencies). */
+  remoteStats(): RemoteStats | undefined {
+    return this.remote?.stats;
+  }
+
+  /** Remote tier: closes the store connection (a process with one open does not exit). Other tiers: nothing to do. */
+  async close(): Promise<void> {
+    await this.remote?.close();
   }
 
   /**
@@ -279,6 +307,7 @@ export class TablePager {
     const cacheRows = new Int32Array(rowIds.length);
     const translate = this.cache !== undefined || this.device === 'cuda';
     const id = native().pagerAcquire(this.handle, rowIds, translate ? cacheRows : undefined);
+    this.remote?.pump(this.handle); // the remote tier's fetches start now
     const ticket = new PagerTicket(this, id, rowIds, cacheRows);
     unreleased.register(ticket, { handle: this.handle, id }, ticket);
     return ticket;
@@ -325,6 +354,7 @@ export class TablePager {
   setHotRows(rows: BigInt64Array | Int32Array | readonly number[]): void {
     const list = rows instanceof BigInt64Array ? rows : BigInt64Array.from(Array.from(rows as ArrayLike<number>, (r) => BigInt(r)));
     native().pagerSetHotRows(this.handle, list);
+    this.remote?.pump(this.handle);
   }
 
   stats(): PagerStats {

@@ -4,9 +4,12 @@ import type { Tensor } from '../core/tensor.js';
 import { TablePager, type PagerOptions, type PagerStats, type TableFile } from './pager.js';
 import { EngramTable } from './table.js';
 import { describe } from '../core/validate.js';
+import { tableIdentity, type TableIdentity } from './remote/identity.js';
+import { RemoteTable } from './remote/remote-source.js';
+import type { RemoteStoreOptions } from './remote/store.js';
 
-export type TableTier = 'device' | 'host' | 'file';
-const TIERS: readonly TableTier[] = ['device', 'host', 'file'];
+export type TableTier = 'device' | 'host' | 'file' | 'remote';
+const TIERS: readonly TableTier[] = ['device', 'host', 'file', 'remote'];
 
 /**
  * Where the table lives and what caches it. 'device' and 'host' without cacheBytes: the
@@ -14,8 +17,11 @@ const TIERS: readonly TableTier[] = ['device', 'host', 'file'];
  * and a cache of cacheBytes serves the gather (on CUDA that is the device cache; on the
  * CPU backend it emulates one, bandwidthGBps capping the copy rate like a PCIe link).
  * 'file': the table stays in its file and only cacheBytes of pages are held in memory.
+ * 'remote': the table's pages live in a Redis Cluster (pushed there with `engram store
+ * push`); cacheBytes of them are held here, fetched as prefetches ask (url, credentials,
+ * tls and timeoutMs: see RemoteStoreOptions). Forwards must then be async.
  */
-export interface TableTierOptions extends Partial<PagerOptions> {
+export interface TableTierOptions extends Partial<PagerOptions>, Partial<RemoteStoreOptions> {
   tier: TableTier;
   /**
    * 'host' only: copy the table out of its file mapping into this process's memory
@@ -32,7 +38,8 @@ export const DEFAULT_FILE_CACHE_BYTES = 2 ** 30;
 export function requireTierOptions(name: string, value: unknown): TableTierOptions {
   if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object { tier, cacheBytes, ... }, got ${describe(value)}`);
   const o = value as TableTierOptions;
-  if (!TIERS.includes(o.tier)) throw new RangeError(`${name}.tier must be 'device', 'host' or 'file', got ${describe(o.tier)}`);
+  if (!TIERS.includes(o.tier)) throw new RangeError(`${name}.tier must be 'device', 'host', 'file' or 'remote', got ${describe(o.tier)}`);
+  if (o.tier === 'remote' && o.url === undefined) throw new TypeError(`${name}.url is required for tier 'remote' (redis://host:port or rediss://host:port)`);
   if (o.copy !== undefined && typeof o.copy !== 'boolean') throw new TypeError(`${name}.copy must be a boolean, got ${describe(o.copy)}`);
   if (o.copy === true && (o.tier !== 'host' || o.cacheBytes !== undefined)) throw new RangeError(`${name}.copy goes with tier 'host' and no cacheBytes`);
   return o;
@@ -46,6 +53,8 @@ export interface LoadedFile {
   scales?: Tensor;
   /** The file of the scales, when not `path`. */
   scalesPath?: string;
+  /** The table tensor's name in the file (what the remote tier's identity records). */
+  tensor?: string;
 }
 
 /**
@@ -102,7 +111,14 @@ export function layerPager(table: EngramTable, options: unknown, file: LoadedFil
   // On CUDA the cache is device memory: pages come from the table pinned in host memory
   // (the paper's setting) or, for tier 'file', through pinned staging from the file.
   const options_ = device === 'cuda' ? { ...tier, device: 'cuda' as const, deviceIndex } : tier;
+  if (tier.tier === 'remote') return pagerFor(table, options_, undefined, file);
   return pagerFor(table, options_, file === undefined ? undefined : tableFileOf(table, file));
+}
+
+/** The identity a remote table is stored under: the tensor, the headers of the files holding it. */
+export function remoteIdentity(table: EngramTable, file: LoadedFile): TableIdentity {
+  const paths = file.data.rowParts?.map((p) => p.path) ?? [file.path];
+  return tableIdentity(table, file.tensor ?? 'table', paths);
 }
 
 /**
@@ -131,7 +147,13 @@ export function pagerStatsOf(pager: TablePager | undefined): PagerStats {
 }
 
 /** A pager for `table` as the tier options ask, or undefined when it is read directly. */
-function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | TableFile[] | undefined): TablePager | undefined {
+function pagerFor(table: EngramTable, options: TableTierOptions, file: TableFile | TableFile[] | undefined, loaded?: LoadedFile): TablePager | undefined {
+  if (options.tier === 'remote') {
+    if (loaded === undefined) throw new TypeError("tier 'remote' needs a table loaded from its checkpoint (fromSafetensors / fromCheckpoint): its identity comes from there");
+    const full = table.rows * TablePager.rowBytes(table.dtype, table.cols);
+    const remote = new RemoteTable(options as RemoteStoreOptions, remoteIdentity(table, loaded));
+    return TablePager.create(remote, { ...options, cacheBytes: options.cacheBytes ?? Math.min(full, DEFAULT_FILE_CACHE_BYTES) });
+  }
   if (options.tier !== 'file' && options.cacheBytes === undefined) return undefined;
   if (options.tier === 'file') {
     if (file === undefined) throw new TypeError("tier 'file' needs a table stored in a file: load the layer with fromSafetensors()");

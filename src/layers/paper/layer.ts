@@ -273,7 +273,8 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     }
     const engram = new Engram(config, { ...options, init: 'none', tableDtype });
     engram.loadStateDict(st.tensors, { prefix });
-    if (tier !== undefined) engram.usePager(tier, { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME] });
+    engram.tableSource = { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME], tensor: prefix + TABLE_NAME };
+    if (tier !== undefined) engram.usePager(tier);
     return engram;
   }
 

@@ -56,6 +56,19 @@ export class EngramModel {
     return l;
   }
 
+  /**
+   * Remote tier: resolves once every layer's store is reached and holds its table;
+   * rejects with the first reason one does not. Other tiers: resolves at once.
+   */
+  async remoteReady(): Promise<void> {
+    await Promise.all([...this.layers.values()].map((l) => l.remoteReady()));
+  }
+
+  /** Closes every layer's remote-tier connection (a process with one open does not exit). */
+  async close(): Promise<void> {
+    await Promise.all([...this.layers.values()].map((l) => l.close()));
+  }
+
   newState(batch: number): EngramModelState {
     return new Map([...this.layers].map(([id, l]) => [id, l.newState(batch)]));
   }
@@ -173,7 +186,8 @@ export class EngramModel {
     const model = new EngramModel(config, { ...options, init: 'none', tableDtype: options.tableDtype ?? stored });
     for (const [id, layer] of model.layers) {
       layer.loadStateDict(st.tensors, { prefix: prefix(id) });
-      if (tier !== undefined) layer.usePager(tier, { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME] });
+      layer.tableSource = { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME], tensor: prefix(id) + TABLE_NAME };
+      if (tier !== undefined) layer.usePager(tier);
     }
     return model;
   }

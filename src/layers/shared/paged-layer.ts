@@ -22,6 +22,8 @@ export abstract class PagedLayer<W extends { table: EngramTable }, H, UploadArgs
   readonly deviceIndex: number;
   protected weights: W | undefined;
   protected tablePager: TablePager | undefined;
+  /** @internal Where the current table was loaded from (set by the loaders; what `engram store push` reads). */
+  tableSource: LoadedFile | undefined;
   private deviceUpload: DeviceUpload<H> | undefined;
 
   protected constructor(options: { device?: Device; deviceIndex?: number }) {
@@ -45,6 +47,7 @@ export abstract class PagedLayer<W extends { table: EngramTable }, H, UploadArgs
   /** Swaps in new weights (checked and built by the caller); a pager of the old table is dropped. */
   protected swapWeights(w: W): void {
     this.weights = w;
+    this.tableSource = undefined;
     this.tablePager = undefined;
     this.deviceUpload = undefined;
   }
@@ -59,13 +62,28 @@ export abstract class PagedLayer<W extends { table: EngramTable }, H, UploadArgs
    * stays in RAM behind a cache; 'file': it stays in its file), or directly again
    * (undefined). Loading other weights detaches it.
    */
-  usePager(options: TableTierOptions | undefined, file?: LoadedFile): TablePager | undefined {
+  usePager(options: TableTierOptions | undefined, file: LoadedFile | undefined = this.tableSource): TablePager | undefined {
     const w = this.requireWeights();
     const { table, pager } = tableTier(w.table, options, file, this.device, this.deviceIndex);
     this.weights = { ...w, table };
     this.tablePager = pager;
     this.deviceUpload = undefined; // uploaded again: with the table, or without it for a CUDA pager
     return pager;
+  }
+
+  /**
+   * Remote tier: resolves once the store is reached, authenticated and holds this
+   * layer's table; rejects with why not (a wrong password, TLS settings, a table pushed
+   * from another checkpoint). Await it before the first forward to fail early. Other
+   * tiers: resolves at once.
+   */
+  remoteReady(): Promise<void> {
+    return this.tablePager?.ready() ?? Promise.resolve();
+  }
+
+  /** Closes the remote tier's connection, if any (a process with one open does not exit). */
+  async close(): Promise<void> {
+    await this.tablePager?.close();
   }
 
   /** The pager the gather reads through (undefined: the table is read directly). */

@@ -99,12 +99,11 @@ export class DeepseekV41EngramModel {
       );
       const prefix = engramPrefix(id);
       layer.loadStateDict(Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix))), { prefix });
-      if (tier !== undefined) {
-        const embed = prefix + 'embed.weight';
-        const scale = prefix + 'embed.scale';
-        // A table split by rows across shards: each shard's file holds a row range (rowParts).
-        layer.usePager(tier, { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale], scalesPath: tableFile[scale] });
-      }
+      const embed = prefix + 'embed.weight';
+      const scale = prefix + 'embed.scale';
+      // A table split by rows across shards: each shard's file holds a row range (rowParts).
+      layer.tableSource = { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale], scalesPath: tableFile[scale], tensor: embed };
+      if (tier !== undefined) layer.usePager(tier);
       layers.set(id, layer);
     });
     return new DeepseekV41EngramModel(config, mapping, layers, files);
@@ -131,6 +130,19 @@ export class DeepseekV41EngramModel {
   }
 
   /** A decode state for `batch` sequences: the n-gram history carried between steps. */
+  /**
+   * Remote tier: resolves once every layer's store is reached and holds its table;
+   * rejects with the first reason one does not. Other tiers: resolves at once.
+   */
+  async remoteReady(): Promise<void> {
+    await Promise.all([...this.layers.values()].map((l) => l.remoteReady()));
+  }
+
+  /** Closes every layer's remote-tier connection (a process with one open does not exit). */
+  async close(): Promise<void> {
+    await Promise.all([...this.layers.values()].map((l) => l.close()));
+  }
+
   newState(batch: number): { history: Int32Array } {
     return { history: new Int32Array(requireInteger('batch', batch, 0, 0x7fffffff) * (this.config.maxNgramSize - 1)).fill(-1) };
   }

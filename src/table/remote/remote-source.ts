@@ -1,0 +1,167 @@
+// The remote tier behind a pager: the pager's copy jobs (pages to fetch, and the cache
+// rows they go to) are read from the store in one batch per job, every page checked
+// (header and CRC32C) before any of the job's rows are written to the cache. A job fails
+// as a whole: its ticket's wait throws, and nothing of it is ever read as table rows.
+import { native } from '../../native/index.js';
+import type { NativePagerHandle } from '../../native/pager.js';
+import { decodePage } from './page-format.js';
+import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from './identity.js';
+import { RemoteStore, withTimeout, type RemoteStoreOptions } from './store.js';
+
+/** What a remote-tier layer reads: the store and the table's identity in it. */
+export class RemoteTable {
+  constructor(
+    readonly store: RemoteStoreOptions,
+    readonly identity: TableIdentity,
+  ) {}
+
+  get dtype() {
+    return this.identity.dtype;
+  }
+
+  get rows() {
+    return this.identity.rows;
+  }
+
+  get cols() {
+    return this.identity.cols;
+  }
+
+  get tableId(): string {
+    return tableId(this.identity);
+  }
+}
+
+export interface RemoteStats {
+  /** Jobs fetched (one per prefetch that missed pages), pages and bytes read from the store. */
+  jobs: number;
+  pages: number;
+  bytes: number;
+  failedJobs: number;
+  /** Seconds from a job's submission to its rows in the cache, the most recent jobs (up to 10,000). */
+  jobSeconds: number[];
+}
+
+interface Geometry {
+  pageRows: number;
+  rowBytes: number;
+  scaleRowBytes: number;
+  rows: number;
+}
+
+export class RemotePageSource {
+  readonly tableId: string;
+  /** Resolves once the store is connected and holds this table; rejects with why not. */
+  readonly ready: Promise<void>;
+  private store: RemoteStore | undefined;
+  private closed = false;
+  readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [] };
+
+  constructor(
+    readonly table: RemoteTable,
+    private readonly g: Geometry,
+  ) {
+    this.tableId = table.tableId;
+    this.ready = this.connect();
+    this.ready.catch(() => undefined); // awaited by every job and by remoteReady(); never unhandled
+  }
+
+  private async connect(): Promise<void> {
+    const store = await RemoteStore.connect(this.table.store);
+    if (this.closed) {
+      await store.close();
+      throw new Error('remote tier: the pager was closed');
+    }
+    this.store = store;
+    const key = store.manifestKey(this.tableId);
+    const raw = await withTimeout(store.get(key), store.timeoutMs, () => new Error(`remote tier: reading the manifest '${key}' (${store.whereIs(key)}) took over ${store.timeoutMs} ms`));
+    if (raw === null) throw new Error(`remote tier: ${store.endpoint} holds no table '${this.tableId}' (tensor '${this.table.identity.tensor}'): push it first with \`engram store push\``);
+    let manifest: RemoteManifest;
+    try {
+      manifest = JSON.parse(raw.toString('utf8')) as RemoteManifest;
+    } catch {
+      throw new Error(`remote tier: the manifest '${key}' is not JSON`);
+    }
+    const why = manifestMismatch(manifest, this.table.identity, this.g.pageRows);
+    if (why !== undefined) throw new Error(`remote tier: the manifest '${key}' does not match this layer's table: ${why}`);
+  }
+
+  private pageRowsOf(page: number): number {
+    return Math.min(this.g.pageRows, this.g.rows - page * this.g.pageRows);
+  }
+
+  /** Starts fetching every job the pager submitted since the last call. */
+  pump(handle: NativePagerHandle): void {
+    for (const { job, copies } of native().pagerRemoteJobs(handle)) void this.runJob(handle, job, copies);
+  }
+
+  private async runJob(handle: NativePagerHandle, job: number, copies: Float64Array): Promise<void> {
+    const t0 = performance.now();
+    let failure = '';
+    try {
+      await this.ready;
+      const store = this.store;
+      if (store === undefined) throw new Error('remote tier: the pager was closed');
+      const { pageRows, rowBytes, scaleRowBytes } = this.g;
+      const pages: number[] = [];
+      const seen = new Set<number>();
+      for (let c = 0; c < copies.length; c += 3) {
+        const [src, rows] = [copies[c], copies[c + 2]];
+        for (let p = Math.floor(src / pageRows); p <= Math.floor((src + rows - 1) / pageRows); p++) {
+          if (!seen.has(p)) {
+            seen.add(p);
+            pages.push(p);
+          }
+        }
+      }
+      const keys = pages.map((p) => store.pageKey(this.tableId, p));
+      const values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
+      // Every page is checked before any row is written.
+      const payloads = new Map<number, Buffer>();
+      let bytes = 0;
+      pages.forEach((p, i) => {
+        const rows = this.pageRowsOf(p);
+        payloads.set(p, decodePage(values[i], keys[i], this.tableId, p, rows, rows * (rowBytes + scaleRowBytes)));
+        bytes += values[i]!.byteLength;
+      });
+      for (let c = 0; c < copies.length; c += 3) {
+        const [src, dst, rows] = [copies[c], copies[c + 1], copies[c + 2]];
+        for (let r = src; r < src + rows; ) {
+          const p = Math.floor(r / pageRows);
+          const within = r - p * pageRows;
+          const inPage = this.pageRowsOf(p);
+          const n = Math.min(src + rows - r, inPage - within);
+          const payload = payloads.get(p)!;
+          const written = native().pagerRemoteFill(handle, {
+            job,
+            dstRow: dst + (r - src),
+            rows: n,
+            data: payload.subarray(within * rowBytes, (within + n) * rowBytes),
+            scales: scaleRowBytes > 0 ? payload.subarray(inPage * rowBytes + within * scaleRowBytes, inPage * rowBytes + (within + n) * scaleRowBytes) : undefined,
+          });
+          if (!written) return; // abandoned: its ticket has moved on
+          r += n;
+        }
+      }
+      this.stats.pages += pages.length;
+      this.stats.bytes += bytes;
+    } catch (e) {
+      failure = e instanceof Error ? e.message : String(e);
+      if (this.store !== undefined) failure = this.store.scrub(failure);
+      this.stats.failedJobs++;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    this.stats.jobs++;
+    if (this.stats.jobSeconds.length >= 10_000) this.stats.jobSeconds.shift();
+    this.stats.jobSeconds.push(seconds);
+    native().pagerRemoteComplete(handle, job, failure, seconds);
+  }
+
+  /** Closes the connection (the process can then exit); later fetches fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const s = this.store;
+    this.store = undefined;
+    await s?.close();
+  }
+}

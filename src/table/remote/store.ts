@@ -1,0 +1,273 @@
+// The remote tier's store: a Redis Cluster (or one Redis server) reached with ioredis.
+// ioredis was chosen over node-redis for two things this tier leans on: its cluster
+// client follows a failover by itself (MOVED/ASK redirections, slot-map refreshes,
+// retries while a replica is promoted, all with documented knobs), and with
+// enableAutoPipelining the reads a batch issues together leave as one pipeline per node
+// whatever slots their keys hash to. Keys carry no hash tag, so a table's pages spread
+// over every slot and node.
+import { createRequire } from 'node:module';
+
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+
+import { describe, requireInteger } from '../../core/validate.js';
+
+export interface RemoteStoreOptions {
+  /** `redis://host:port` or `rediss://host:port` (TLS); several seeds of a cluster as an array. Credentials in the URL are accepted. */
+  url: string | readonly string[];
+  /** ACL user (default: the URL's, else `default`). */
+  username?: string;
+  /** AUTH password (default: the URL's). Never printed. */
+  password?: string;
+  /** TLS settings (implied by `rediss://`): a CA for a self-signed server certificate, client certificates, SNI name. */
+  tls?: boolean | { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; servername?: string; rejectUnauthorized?: boolean };
+  /**
+   * The most a read of one batch's pages may take, retries and failover included (ms,
+   * default 5000): past it the batch's ticket fails naming the key's slot and node.
+   */
+  timeoutMs?: number;
+  /** Key prefix (default `ek`). */
+  keyPrefix?: string;
+}
+
+interface Seed {
+  host: string;
+  port: number;
+  tls: boolean;
+  username?: string;
+  password?: string;
+}
+
+function parseUrl(url: unknown, name: string): Seed {
+  if (typeof url !== 'string') throw new TypeError(`${name} must be a redis:// or rediss:// URL, got ${describe(url)}`);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`${name} is not a URL (expected redis://host:port or rediss://host:port)`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new TypeError(`${name} must use redis:// or rediss://, got ${u.protocol}//`);
+  const port = u.port === '' ? 6379 : Number(u.port);
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    tls: u.protocol === 'rediss:',
+    username: u.username === '' ? undefined : decodeURIComponent(u.username),
+    password: u.password === '' ? undefined : decodeURIComponent(u.password),
+  };
+}
+
+/** An Error whose message never holds a credential (ioredis errors can quote the URL or AUTH arguments). */
+function scrubbed(message: string, secrets: ReadonlyArray<string | undefined>): string {
+  let out = message;
+  for (const s of secrets) if (s) out = out.split(s).join('***');
+  return out;
+}
+
+// ioredis and cluster-key-slot are loaded on the first connection: importing the library
+// does not load a Redis client nobody asked for.
+const requireLazily = createRequire(import.meta.url);
+const ioredis = () => requireLazily('ioredis') as typeof import('ioredis');
+const calculateSlot = (key: string) => (requireLazily('cluster-key-slot') as (key: string) => number)(key);
+
+export class RemoteStore {
+  private constructor(
+    private readonly client: Redis | Cluster,
+    readonly cluster: boolean,
+    readonly timeoutMs: number,
+    readonly keyPrefix: string,
+    private readonly secrets: ReadonlyArray<string | undefined>,
+    /** host:port of the seed, for errors. */
+    readonly endpoint: string,
+  ) {}
+
+  /**
+   * Connects and authenticates (a clear error, with no credential in it, for a refused
+   * password, a TLS mismatch or an unreachable server), and finds out whether the server
+   * is a cluster node: a cluster is then used through all its nodes.
+   */
+  static async connect(options: RemoteStoreOptions): Promise<RemoteStore> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options must be { url, ... }, got ${describe(options)}`);
+    const urls = Array.isArray(options.url) ? options.url : [options.url];
+    if (urls.length === 0) throw new TypeError('options.url must name at least one server');
+    const seeds = urls.map((u, i) => parseUrl(u, urls.length === 1 ? 'options.url' : `options.url[${i}]`));
+    const timeoutMs = requireInteger('options.timeoutMs', options.timeoutMs ?? 5000, 1, 3_600_000);
+    const keyPrefix = options.keyPrefix ?? 'ek';
+    if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || /[\s{}]/.test(keyPrefix)) throw new TypeError(`options.keyPrefix must be a non-empty string without spaces or braces, got ${describe(keyPrefix)}`);
+    const username = options.username ?? seeds[0].username;
+    const password = options.password ?? seeds[0].password;
+    const secrets = [password, seeds[0].password];
+    const wantTls = options.tls !== undefined && options.tls !== false ? true : seeds[0].tls;
+    const tls = wantTls ? { ...(typeof options.tls === 'object' ? options.tls : {}) } : undefined;
+    const endpoint = `${seeds[0].host}:${seeds[0].port}`;
+    const common: RedisOptions = {
+      username,
+      password,
+      tls,
+      connectTimeout: timeoutMs,
+      commandTimeout: timeoutMs,
+      enableAutoPipelining: true,
+      // Reconnects are bounded: a few tries, then commands fail instead of waiting.
+      retryStrategy: (times) => (times > 20 ? null : Math.min(50 * times, 500)),
+      maxRetriesPerRequest: 2,
+    };
+    const fail = (e: unknown, what: string) => {
+      const msg = scrubbed(e instanceof Error ? e.message : String(e), secrets);
+      if (/WRONGPASS|NOAUTH|invalid password|AUTH/i.test(msg)) return new Error(`remote tier: authentication to ${endpoint} failed (${msg}): check the username and password`);
+      if (/certificate|SSL|TLS|EPROTO|wrong version/i.test(msg) || (wantTls && /ECONNRESET|socket hang up/i.test(msg))) {
+        return new Error(`remote tier: the TLS handshake with ${endpoint} failed (${msg}): check rediss:// and the tls options (a self-signed server needs tls.ca)`);
+      }
+      return new Error(`remote tier: ${what} ${endpoint} failed: ${msg}`);
+    };
+    // First one server, to authenticate and learn whether it is a cluster node.
+    const { Redis, Cluster } = ioredis();
+    const probe = new Redis({ ...common, host: seeds[0].host, port: seeds[0].port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    // The connection's own error (a refused password, a TLS alert) says more than the
+    // "Connection is closed." the connect promise then rejects with.
+    let cause: unknown;
+    probe.on('error', (e: unknown) => (cause ??= e));
+    let clustered = false;
+    try {
+      await withTimeout(probe.connect(), timeoutMs, () => new Error(`remote tier: cannot connect to ${endpoint} within ${timeoutMs} ms`));
+      const info = (await probe.info('cluster')) as string;
+      clustered = /cluster_enabled:1/.test(info);
+    } catch (e) {
+      probe.disconnect();
+      if (e instanceof Error && e.message.startsWith('remote tier:') && cause === undefined) throw e;
+      throw fail(cause ?? e, 'connecting to');
+    }
+    if (!clustered) return new RemoteStore(probe, false, timeoutMs, keyPrefix, secrets, endpoint);
+    probe.disconnect();
+    const clusterOptions: ClusterOptions = {
+      redisOptions: common,
+      enableAutoPipelining: true,
+      scaleReads: 'master',
+      // A killed master: retried while its replica is promoted (bounded by timeoutMs per batch).
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      maxRedirections: 16,
+      slotsRefreshTimeout: Math.min(timeoutMs, 2000),
+      clusterRetryStrategy: (times) => (times > 20 ? null : Math.min(100 * times, 1000)),
+      dnsLookup: (address, callback) => callback(null, address),
+    };
+    const cluster = new Cluster(seeds.map((s) => ({ host: s.host, port: s.port })), clusterOptions);
+    cluster.on('error', () => undefined); // errors reach the commands that meet them
+    try {
+      await withTimeout(
+        new Promise<void>((resolve, reject) => {
+          cluster.once('ready', () => resolve());
+          cluster.once('end', () => reject(new Error('the cluster connection ended')));
+        }),
+        timeoutMs,
+        () => new Error(`remote tier: the cluster behind ${endpoint} was not ready within ${timeoutMs} ms`),
+      );
+    } catch (e) {
+      cluster.disconnect();
+      throw e instanceof Error && e.message.startsWith('remote tier:') ? e : fail(e, 'connecting to the cluster at');
+    }
+    return new RemoteStore(cluster, true, timeoutMs, keyPrefix, secrets, endpoint);
+  }
+
+  pageKey(tableId: string, page: number): string {
+    return `${this.keyPrefix}:${tableId}:${page}`;
+  }
+
+  manifestKey(tableId: string): string {
+    return `${this.keyPrefix}:${tableId}:manifest`;
+  }
+
+  /** Where `key` lives, for errors: "slot 1234 on 127.0.0.1:7001". */
+  whereIs(key: string): string {
+    if (!this.cluster) return `on ${this.endpoint}`;
+    const slot = calculateSlot(key);
+    const nodes = (this.client as Cluster).slots[slot] as string[] | undefined;
+    return `slot ${slot} on ${nodes?.[0] ?? 'no reachable node'}`;
+  }
+
+  /** An error message with any credential taken out. */
+  scrub(message: string): string {
+    return scrubbed(message, this.secrets);
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    return this.client.getBuffer(key);
+  }
+
+  /** The values of `keys`, read together (one pipeline per node); null for a missing key. */
+  async getMany(keys: readonly string[]): Promise<Array<Buffer | null>> {
+    return Promise.all(keys.map((k) => this.client.getBuffer(k)));
+  }
+
+  /**
+   * getMany through faults: the reads that fail (a node's connection closed as it died, a
+   * cluster still promoting a replica) are tried again, with backoff, until timeoutMs has
+   * passed since the call; then an Error naming the first key still unread, its slot and
+   * node, and the last failure. `what(i)` names key i for that error.
+   */
+  async getManyRetrying(keys: readonly string[], what: (i: number) => string): Promise<Array<Buffer | null>> {
+    const deadline = performance.now() + this.timeoutMs;
+    const values = new Array<Buffer | null>(keys.length).fill(null);
+    let todo = keys.map((_, i) => i);
+    let lastError: unknown;
+    let timedOut = false;
+    const work = (async () => {
+      for (let attempt = 0; ; attempt++) {
+        const settled = await Promise.allSettled(todo.map((i) => this.client.getBuffer(keys[i])));
+        const failed: number[] = [];
+        settled.forEach((r, j) => {
+          if (r.status === 'fulfilled') values[todo[j]] = r.value;
+          else {
+            failed.push(todo[j]);
+            lastError = r.reason;
+          }
+        });
+        todo = failed;
+        if (todo.length === 0 || timedOut) return;
+        const delay = Math.min(50 * 2 ** attempt, 500);
+        if (performance.now() + delay >= deadline) return;
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    })();
+    try {
+      await withTimeout(work, Math.max(1, deadline - performance.now()), () => new Error('timed out'));
+    } catch {
+      timedOut = true; // the loop stops at its next turn
+    }
+    if (todo.length > 0) {
+      const i = todo[0];
+      const why = lastError === undefined ? `no answer within ${this.timeoutMs} ms` : `${this.scrub(lastError instanceof Error ? lastError.message : String(lastError))} (retried for ${this.timeoutMs} ms)`;
+      throw new Error(`remote tier: reading ${what(i)} ('${keys[i]}', ${this.whereIs(keys[i])}) failed: ${why}${todo.length > 1 ? `; ${todo.length - 1} more page(s) unread` : ''}`);
+    }
+    return values;
+  }
+
+  /** The first `bytes` bytes of each value (GETRANGE), or null for a missing key. */
+  async headers(keys: readonly string[], bytes: number): Promise<Array<Buffer | null>> {
+    return Promise.all(keys.map(async (k) => {
+      const v = await this.client.getrangeBuffer(k, 0, bytes - 1);
+      return v.byteLength === 0 ? null : v;
+    }));
+  }
+
+  async setMany(entries: ReadonlyArray<readonly [string, Buffer | string]>): Promise<void> {
+    await Promise.all(entries.map(([k, v]) => this.client.set(k, v)));
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
+
+/** `p`, or the error `onTimeout()` makes once `ms` have passed. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

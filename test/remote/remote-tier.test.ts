@@ -1,0 +1,224 @@
+// The remote tier against real Redis servers, started here and torn down after: a cluster
+// of 3 masters + 3 replicas for the bits and the faults, single servers for AUTH and TLS.
+// Run by `npm run test:remote` (needs Debian's redis-server; .ci/run installs it).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { DeepseekV41EngramModel, Engram, writeSyntheticV41Checkpoint } from '../../src/index.js';
+import { pushCheckpoint } from '../../src/table/remote/push-checkpoint.js';
+import { makeTlsFiles, startRedis, type RedisSetup } from './cluster.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-remote-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+const same = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+let seed = 7;
+const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+
+function paperLayer(dtype: 'f32' | 'bf16', name: string): string {
+  const file = path.join(root, `${name}.safetensors`);
+  new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 64 }, { seed: 3, tableDtype: dtype }).saveSafetensors(file);
+  return file;
+}
+const paperBatch = (B: number, S: number) => ({
+  ids: Int32Array.from({ length: B * S }, () => Math.floor(rand() * 120_000)),
+  hidden: Float32Array.from({ length: B * S * 4 * 32 }, () => rand() * 2 - 1),
+});
+
+describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
+  let redis: RedisSetup;
+  beforeAll(async () => {
+    redis = await startRedis();
+  }, 60_000);
+  afterAll(async () => redis?.stop());
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`the paper's layer (${dtype}): pushed, then read through a cache smaller than the table, gives the in-memory bits batch after batch`, async () => {
+      const file = paperLayer(dtype, `paper-${dtype}`);
+      const [pushed] = await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 });
+      expect(pushed.sent).toBe(pushed.pages);
+      // A second push finds every page intact and sends nothing.
+      expect((await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 }))[0].sent).toBe(0);
+      const mem = Engram.fromSafetensors(file);
+      const rowBytes = mem.table.rowBytes;
+      const rows = mem.table.rows;
+      const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * rowBytes) / 3), pageRows: 8 } });
+      await remote.remoteReady();
+      expect(remote.pager!.slots * 8).toBeLessThan(rows / 2);
+      for (let b = 0; b < 8; b++) {
+        const { ids, hidden } = paperBatch(2, 64);
+        const want = mem.forward(hidden, ids, [2, 64]).output;
+        // Half the batches prefetch first, as a pipeline does one layer ahead.
+        const prefetch = b % 2 ? remote.prefetch(ids, [2, 64]) : undefined;
+        const got = (await remote.forwardAsync(hidden, ids, [2, 64], prefetch ? { ticket: prefetch } : {})).output;
+        expect(same(got, want)).toBe(true);
+      }
+      const stats = remote.pager!.remoteStats()!;
+      expect(stats.failedJobs).toBe(0);
+      expect(stats.pages).toBeGreaterThan(0);
+      await remote.close();
+    });
+  }
+
+  it("DeepSeek-V4.1's fp8 tables (model{rank}-mp2 shards): both layers give the in-memory bits; `engram store push` uploads them", async () => {
+    const dir = path.join(root, 'v41');
+    writeSyntheticV41Checkpoint(dir, { rowsScale: 2e-5, hiddenSize: 64, hcMult: 4, seed: 5, mp: 2 });
+    const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '../../src/cli/main.ts'), 'store', 'push', dir, '--url', redis.url, '--page-rows', '4', '--json'], { encoding: 'utf8' });
+    const results = JSON.parse(out) as Array<{ layerId: number; pages: number; sent: number }>;
+    expect(results.map((r) => r.layerId).sort((a, b) => a - b)).toEqual([1, 14]);
+    for (const r of results) expect(r.sent).toBe(r.pages);
+    const mem = DeepseekV41EngramModel.fromCheckpoint(dir);
+    const rows = mem.layers.get(1)!.table.rows;
+    const remote = DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * 264) / 2), pageRows: 4 } });
+    await remote.remoteReady();
+    const [B, S] = [2, 8];
+    for (let b = 0; b < 6; b++) {
+      const ids = Int32Array.from({ length: B * S }, () => Math.floor(rand() * 128_000));
+      const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: B * S * 4 * 64 }, () => rand() * 4 - 2)]));
+      const want = mem.forward(streams, ids, [B, S]);
+      const got = await remote.forwardAsync(streams, ids, [B, S]);
+      for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+    }
+    await remote.close();
+  });
+
+  it('a corrupt value is a checksum error naming the key, never wrong bits; the next batch after a re-push works', async () => {
+    const file = paperLayer('bf16', 'corrupt');
+    const [pushed] = await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 });
+    const mem = Engram.fromSafetensors(file);
+    const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: mem.table.rows * 128, pageRows: 8 } });
+    await remote.remoteReady();
+    const { ids, hidden } = paperBatch(1, 16);
+    const rowsOf = remote.hashMapping.hashRows(ids, [1, 16], { layers: [1] }).rowIds;
+    const page = Number(rowsOf[0]) >> 3;
+    const key = `ek:${pushed.tableId}:${page}`;
+    // One payload byte changed in place, on whichever node holds the key.
+    const before = redis.cliCluster(redis.ports[0], 'GETRANGE', key, '40', '40');
+    redis.cliCluster(redis.ports[0], 'SETRANGE', key, '40', before === 'X\n' ? 'Y' : 'X');
+    await expect(remote.forwardAsync(hidden, ids, [1, 16])).rejects.toThrow(new RegExp(`'${key}' \\(page ${page}\\) fails its CRC32C checksum`));
+    // A plain resume compares headers, which the altered value kept; a repair reads the
+    // pages whole and re-sends the one that fails. Nothing of the failed batch stayed in
+    // the cache: the same batch then gives the in-memory bits.
+    expect((await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 }))[0].sent).toBe(0);
+    expect((await pushCheckpoint(file, { url: redis.url }, { pageRows: 8, repair: true }))[0].sent).toBe(1);
+    expect(same((await remote.forwardAsync(hidden, ids, [1, 16])).output, mem.forward(hidden, ids, [1, 16]).output)).toBe(true);
+    await remote.close();
+  });
+
+  it('a manifest for another checkpoint is refused before any forward', async () => {
+    const a = paperLayer('bf16', 'mine');
+    await pushCheckpoint(a, { url: redis.url }, { pageRows: 8 });
+    // Same tensor name and geometry, other weights (another seed): another checkpoint.
+    const b = path.join(root, 'other.safetensors');
+    new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 64 }, { seed: 99, tableDtype: 'bf16' }).saveSafetensors(b);
+    const remote = Engram.fromSafetensors(b, { table: { tier: 'remote', url: redis.url, cacheBytes: 1 << 20, pageRows: 8 } });
+    await expect(remote.remoteReady()).rejects.toThrow(/holds no table .* push it first/);
+    await remote.close();
+    const wrongPages = Engram.fromSafetensors(a, { table: { tier: 'remote', url: redis.url, cacheBytes: 1 << 20, pageRows: 16 } });
+    await expect(wrongPages.remoteReady()).rejects.toThrow(/does not match this layer's table: its pages hold 8 rows, this pager's 16 \(pass pageRows: 8\)/);
+    await wrongPages.close();
+  });
+
+  it('a master killed mid-run: the client follows the failover to its replica and every batch keeps the in-memory bits', async () => {
+    const file = paperLayer('bf16', 'failover');
+    await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 });
+    const mem = Engram.fromSafetensors(file);
+    // Direct eviction: every batch reads its pages from the store again.
+    const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: mem.table.rows * 128, pageRows: 8, eviction: 'direct', timeoutMs: 15_000 } });
+    await remote.remoteReady();
+    const masters = redis.ports.filter((p) => /role:master/.test(redis.cli(p, 'INFO', 'replication')));
+    const victim = masters.find((p) => p !== redis.ports[0])!;
+    for (let b = 0; b < 10; b++) {
+      if (b === 3) redis.kill(victim);
+      const { ids, hidden } = paperBatch(2, 32);
+      const got = (await remote.forwardAsync(hidden, ids, [2, 32])).output;
+      expect(same(got, mem.forward(hidden, ids, [2, 32]).output)).toBe(true);
+    }
+    await remote.close();
+    await redis.restart(victim); // back as a replica, for the tests after
+  }, 120_000);
+
+  it('a slot with no reachable node (a master and its replica killed): the batch fails naming the slot and node; once they are back, the next batch gives the in-memory bits', async () => {
+    const file = paperLayer('bf16', 'slot-down');
+    await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 });
+    const mem = Engram.fromSafetensors(file);
+    const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: 1 << 22, pageRows: 8, eviction: 'direct', timeoutMs: 2000 } });
+    await remote.remoteReady();
+    const master = redis.ports.find((p) => p !== redis.ports[0] && /role:master/.test(redis.cli(p, 'INFO', 'replication')))!;
+    const replica = redis.replicaOf(master);
+    redis.kill(master);
+    redis.kill(replica);
+    const { ids, hidden } = paperBatch(2, 64);
+    const t0 = performance.now();
+    await expect(remote.forwardAsync(hidden, ids, [2, 64])).rejects.toThrow(/remote tier: reading page \d+ \('ek:[0-9a-f]+:\d+', slot \d+ on [^)]+\) failed: .*\(retried for 2000 ms\)/);
+    expect(performance.now() - t0).toBeLessThan(6000);
+    expect(remote.pager!.stats().ticketsInFlight).toBe(0);
+    await redis.restart(master);
+    await redis.restart(replica);
+    await redis.waitHealthy();
+    expect(same((await remote.forwardAsync(hidden, ids, [2, 64])).output, mem.forward(hidden, ids, [2, 64]).output)).toBe(true);
+    await remote.close();
+  }, 120_000);
+
+  it('the whole cluster stopped: the batch fails within the timeout with an error naming the slot and node; nothing partial is cached', async () => {
+    const file = paperLayer('bf16', 'down');
+    await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 });
+    const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: 1 << 22, pageRows: 8, timeoutMs: 1500 } });
+    await remote.remoteReady();
+    redis.killAll();
+    const { ids, hidden } = paperBatch(1, 16);
+    const t0 = performance.now();
+    await expect(remote.forwardAsync(hidden, ids, [1, 16])).rejects.toThrow(/remote tier: reading .*(slot \d+ on 127\.0\.0\.1:\d+|took over 1500 ms)/);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(remote.pager!.stats().ticketsInFlight).toBe(0);
+    await remote.close();
+  }, 60_000);
+});
+
+describe('the remote tier on single servers: AUTH and TLS', () => {
+  it('a wrong password is a clear error before any forward, with no credential in it; the right one works', async () => {
+    const redis = await startRedis({ cluster: false, password: 'right-horse-battery' });
+    try {
+      const file = paperLayer('bf16', 'auth');
+      await expect(pushCheckpoint(file, { url: redis.url, password: 'wrong-staple' })).rejects.toThrow(/authentication to 127\.0\.0\.1:\d+ failed/);
+      const err = await pushCheckpoint(file, { url: redis.url.replace('redis://', 'redis://default:wrong-staple@') }).catch((e: Error) => e);
+      expect(String(err)).toMatch(/authentication .* failed/);
+      expect(String(err)).not.toMatch(/wrong-staple|right-horse/);
+      await pushCheckpoint(file, { url: redis.url, password: 'right-horse-battery' }, { pageRows: 8 });
+      const bad = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, password: 'nope-nope', cacheBytes: 1 << 20, pageRows: 8 } });
+      const e2 = await bad.remoteReady().catch((e: Error) => e);
+      expect(String(e2)).toMatch(/authentication .* failed/);
+      expect(String(e2)).not.toMatch(/nope-nope/);
+      await bad.close();
+      const good = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, password: 'right-horse-battery', cacheBytes: 1 << 20, pageRows: 8 } });
+      await good.remoteReady();
+      const { ids, hidden } = paperBatch(1, 32);
+      expect(same((await good.forwardAsync(hidden, ids, [1, 32])).output, Engram.fromSafetensors(file).forward(hidden, ids, [1, 32]).output)).toBe(true);
+      await good.close();
+    } finally {
+      await redis.stop();
+    }
+  }, 60_000);
+
+  it('TLS (rediss://) with a CA made for the test works; without the CA, or over plain redis://, it is a clear error', async () => {
+    const tls = makeTlsFiles();
+    const redis = await startRedis({ cluster: false, tls });
+    try {
+      const file = paperLayer('f32', 'tls');
+      await expect(pushCheckpoint(file, { url: redis.url, timeoutMs: 3000 })).rejects.toThrow(/TLS handshake .* failed|certificate/);
+      await expect(pushCheckpoint(file, { url: redis.url.replace('rediss://', 'redis://'), timeoutMs: 3000 })).rejects.toThrow(/remote tier: /);
+      await pushCheckpoint(file, { url: redis.url, tls: { ca: fs.readFileSync(tls.ca) } }, { pageRows: 8 });
+      const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, tls: { ca: fs.readFileSync(tls.ca) }, cacheBytes: 1 << 21, pageRows: 8 } });
+      await remote.remoteReady();
+      const { ids, hidden } = paperBatch(1, 32);
+      expect(same((await remote.forwardAsync(hidden, ids, [1, 32])).output, Engram.fromSafetensors(file).forward(hidden, ids, [1, 32]).output)).toBe(true);
+      await remote.close();
+    } finally {
+      await redis.stop();
+      fs.rmSync(tls.dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
