@@ -48,6 +48,12 @@ const outputs = read('outputs.json');
 for (const r of outputs?.rows ?? []) add('outputs', outputs, r.call, r.defaultMs, 'ms', 'same call into a reused output', r.reusedMs, true);
 const staging = read('async-staging.json');
 for (const r of staging?.rows ?? []) add('async-staging', staging, `${r.call}, plain JS inputs (copied)`, r.userMs, 'ms', 'same call, inputs in the addon\'s memory (pinned)', r.pinnedMs, true);
+const remote = read('remote.json');
+for (const r of remote?.rows ?? []) {
+  if (r.tier === 'ram') continue;
+  const ram = remote.rows.find((x) => x.tier === 'ram' && x.phase === r.phase && x.leadMs === r.leadMs);
+  add('remote', remote, `V4.1 layer ${r.phase}, table ${r.tier === 'remote' ? 'in a Redis Cluster' : 'in its file'}, prefetch ${r.leadMs} ms ahead`, r.tokensPerSecond, 'tokens/s', 'same layer, table in RAM, same rounds', ram?.tokensPerSecond);
+}
 const pager = read('pager.json');
 for (const r of pager?.file?.rows ?? []) {
   if (r.loss !== null && r.loss !== undefined) add('pager', pager, `pager ${r.mode}, ${r.phase}`, r.tokensPerSecond, 'tokens/s', 'tables in RAM, same run', r.tokensPerSecond / (1 - r.loss));
@@ -82,6 +88,7 @@ const SECTIONS = [
   ['Mixture-of-Experts', ['moe', 'moe-avx2'], 'moe.md', 'The expert GEMMs reading quantised codes against F32 experts in the same run (above 1: the quantised format is faster).'],
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],
   ['Async calls: copies of what JS owns', ['async-staging'], 'async-staging.md', 'Async calls copy the plain typed arrays JS owns (JS could detach them mid-call); the same call with its inputs in the addon\'s memory pins them instead. Below 1: what the copies cost (the report also gives their measured time).'],
+  ['The remote tier (Redis Cluster)', ['remote'], 'remote.md', 'DeepSeek-V4.1\'s layer with its table in a Redis Cluster on loopback (and in its file), against the table in RAM in the same rounds (below 1: the loss).'],
   ['The table pager', ['pager', 'pager-bookkeeping'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
 ];
 const rel = (f) => `../bench/results/${f}`;
@@ -104,7 +111,7 @@ for (const [title, sources, report, about] of SECTIONS) {
   doc.push('');
   if (sources.includes('pager') && fs.existsSync(path.join(dir, 'pager-hit-rate.svg'))) doc.push('![Hit rate of a row cache against its size](../bench/results/pager-hit-rate.svg)', '');
 }
-doc.push('## Reproducing', '', '`npm run bench` runs every benchmark on this machine and rewrites `bench/results/` and this page; `npm run bench:<name>` runs one (`hash`, `forward`, `v41`, `moe`, `pager`, `outputs`, `async`, `gpu`). Each report names its machine, CPU kernel and peers.', '');
+doc.push('## Reproducing', '', '`npm run bench` runs every benchmark on this machine and rewrites `bench/results/` and this page; `npm run bench:<name>` runs one (`hash`, `forward`, `v41`, `moe`, `pager`, `outputs`, `async`, `remote`, `gpu`). Each report names its machine, CPU kernel and peers.', '');
 fs.mkdirSync(docsDir, { recursive: true });
 fs.writeFileSync(path.join(docsDir, 'performance.md'), doc.join('\n'));
 fs.writeFileSync(path.join(docsDir, 'performance-ratios.svg'), ratioChart(rows.filter((r) => r.ratio !== null && r.ratio > 0)));

@@ -46,6 +46,16 @@ describe('the offload model', () => {
     expect(tight.overhead).toBeCloseTo(exposed / (0.01 + exposed), 12);
   });
 
+  it('remote mode by hand: the cached mode plus the missed pages over the network and a round trip per layer', () => {
+    const [, cached, remote] = planOffload({ ...base, networkGBps: 1.25, networkRttUs: 100 }).modes;
+    expect(remote.mode).toBe('remote');
+    expect(remote.bytesPerToken).toBeCloseTo(cached.bytesPerToken, 9);
+    // 2400 unique rows, 25% hits: 1800 missed one-row pages of 264 bytes + 32 header bytes each.
+    expect(remote.networkSeconds).toBeCloseTo((1800 * (264 + 32)) / 1.25e9 + 2 * 100e-6, 12);
+    const exposed = remote.networkSeconds + remote.hostGatherSeconds + remote.pcieSeconds + 20e-6 - 0.05 * 0.01;
+    expect(remote.exposedSeconds).toBeCloseTo(Math.max(0, exposed) + remote.deviceGatherSeconds, 12);
+  });
+
   it('pages of many rows copy a page per missed row', () => {
     const [, rows] = planOffload(base).modes;
     const [, pages] = planOffload({ ...base, cachePageRows: 248 }).modes;
@@ -72,6 +82,7 @@ describe('the offload model', () => {
       expect(text).toMatch(/PCIe 50 GB\/s/);
       expect(text).toMatch(/\| direct \|/);
       expect(text).toMatch(/\| cached \|/);
+      expect(text).toMatch(/\| remote \|/);
       const file = path.join(dir, 'pager.json');
       fs.writeFileSync(file, JSON.stringify({ calibration: { cacheHitRate: 0.5, uniqueShare: 0.9 } }));
       expect(planCommand({ calibration: file, json: true, batch: '8' })).toBe(0);

@@ -32,7 +32,7 @@ describe('the stored page format', () => {
 
   it('a manifest is checked against the table: tensor, checkpoint headers, geometry, page rows, completeness', () => {
     const identity: TableIdentity = { tensor: 't', headerSha256: ['aa'], sampleSha256: 'cc', dtype: 'bf16', rows: 100, cols: 64 };
-    const m: RemoteManifest = { format: 'engram-kernels remote table', version: 1, tableId: tableId(identity), identity, rowBytes: 128, scaleRowBytes: 0, pageRows: 8, pages: 13, checksum: 'crc32c', complete: true };
+    const m: RemoteManifest = { format: 'engram-kernels remote table', version: 1, tableId: tableId(identity), identity, rowBytes: 128, scaleRowBytes: 0, pageRows: 8, pages: 13, buckets: 1024, checksum: 'crc32c', complete: true };
     expect(manifestMismatch(m, identity, 8)).toBeUndefined();
     expect(manifestMismatch(m, { ...identity, headerSha256: ['bb'] }, 8)).toMatch(/another checkpoint/);
     expect(manifestMismatch(m, { ...identity, sampleSha256: 'dd' }, 8)).toMatch(/the table rows differ/);

@@ -36,11 +36,12 @@ const USAGE = `usage:
                                         gives the released 2 x 98 GB geometry on little disk;
                                         --mp n: DeepSeek's model{rank}-mp{n} files, tables split by rows, the last rank padded)
   engram store push <checkpoint-dir|layer.safetensors> --url redis://host:port [--user u] [--password p]
-                   [--tls] [--ca file] [--page-rows n] [--repair] [--json]
+                   [--tls] [--ca file] [--page-rows n] [--buckets n] [--repair] [--json]
                                         upload every Engram table's pages to a Redis Cluster (the
                                         remote tier); resumes an interrupted push, verifies at the end
                                         (the password may come from ENGRAM_REDIS_PASSWORD instead;
-                                        --repair: read every stored page whole, re-send corrupt ones)
+                                        --repair: read every stored page whole, re-send corrupt ones;
+                                        --buckets: hash-tag groups of the keys, default 128)
 ${PLAN_USAGE}
 
 options:
@@ -200,7 +201,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   'v41 inspect': { flags: ['json', 'verify'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
   'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
   plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
-  'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
+  'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'buckets', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
 };
 
 /** A flag's number: finite, and an integer where asked, or a RangeError naming the flag. */
@@ -233,6 +234,7 @@ function main(argv: string[]): number | Promise<number> {
       tls: { type: 'boolean' },
       ca: { type: 'string' },
       repair: { type: 'boolean' },
+      buckets: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...PLAN_FLAGS,
     },
@@ -336,6 +338,7 @@ function main(argv: string[]): number | Promise<number> {
         ca: values.ca,
         pageRows: numberFlag('page-rows', values['page-rows'], true),
         repair: values.repair === true,
+        buckets: numberFlag('buckets', values.buckets, true),
         json: values.json === true,
       });
     default:

@@ -21,20 +21,24 @@ export const PLAN_FLAGS = {
   'page-rows': { type: 'string' },
   'host-row-ns': { type: 'string' },
   'latency-us': { type: 'string' },
+  'network-gbps': { type: 'string' },
+  'rtt-us': { type: 'string' },
   calibration: { type: 'string' },
 } as const;
 
 export const PLAN_USAGE = `  engram plan [--preset v41-flash|paper-100b] [--pcie GB/s] [--hbm GB/s] [--tokens-per-second n]
               [--batch n] [--window share] [--hit-rate share] [--page-rows n] [--unique-share share]
               [--layers n] [--rows-per-token n] [--row-bytes n] [--table-gib n]
-              [--host-row-ns ns] [--latency-us µs] [--calibration bench/results/pager.json] [--json]
+              [--host-row-ns ns] [--latency-us µs] [--network-gbps GB/s] [--rtt-us µs]
+              [--calibration bench/results/pager.json|remote.json] [--json]
                                         predicted PCIe bytes per token and throughput lost with the
-                                        tables in host memory, direct (no cache) and cached`;
+                                        tables in host memory, direct (no cache) and cached, and
+                                        in a remote store (Redis Cluster) behind the cache`;
 
 /** Measured inputs from a bench:pager result file. */
 function calibration(file: string): Partial<OffloadPlanInput> {
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { calibration?: Partial<OffloadPlanInput> };
-  if (json.calibration === undefined || typeof json.calibration !== 'object') throw new TypeError(`'${file}' has no calibration entry (write it with npm run bench:pager)`);
+  if (json.calibration === undefined || typeof json.calibration !== 'object') throw new TypeError(`'${file}' has no calibration entry (write it with npm run bench:pager or bench:remote)`);
   return json.calibration;
 }
 
@@ -63,6 +67,8 @@ export function planCommand(values: Record<string, string | boolean | undefined>
     cachePageRows: number('page-rows'),
     hostRowReadNs: number('host-row-ns'),
     perStepLatencyUs: number('latency-us'),
+    networkGBps: number('network-gbps'),
+    networkRttUs: number('rtt-us'),
   };
   const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
   const measured = typeof values.calibration === 'string' ? calibration(values.calibration) : {};

@@ -32,11 +32,17 @@ export interface OffloadPlanInput {
   hostRowReadNs: number;
   /** Fixed cost per step per layer (launch, event, copy command), µs. */
   perStepLatencyUs: number;
+  /** Remote tier: bandwidth between the host and the store (Redis Cluster), GB/s (10 GbE: 1.25). */
+  networkGBps: number;
+  /** Remote tier: one pipelined round trip to the store per step and layer, µs. */
+  networkRttUs: number;
 }
 
 export interface OffloadModePlan {
-  mode: 'direct' | 'cached';
+  mode: 'direct' | 'cached' | 'remote';
   bytesPerToken: number;
+  /** Remote: seconds per step reading the missed pages from the store (bandwidth and round trip). */
+  networkSeconds: number;
   /** Seconds per step: host gather, PCIe copy, device gather. */
   hostGatherSeconds: number;
   pcieSeconds: number;
@@ -77,6 +83,8 @@ export const OFFLOAD_DEFAULTS: Omit<OffloadPlanInput, 'name'> = {
   cachePageRows: 1,
   hostRowReadNs: 100,
   perStepLatencyUs: 10,
+  networkGBps: 1.25,
+  networkRttUs: 100,
 };
 
 export function planOffload(input: OffloadPlanInput): OffloadPlan {
@@ -90,21 +98,25 @@ export function planOffload(input: OffloadPlanInput): OffloadPlan {
   const step = input.batchTokens / input.tokensPerSecond;
   const lookups = input.batchTokens * input.layers * input.rowsPerToken;
   const unique = lookups * input.uniqueShare;
-  const mode = (m: 'direct' | 'cached'): OffloadModePlan => {
+  const mode = (m: 'direct' | 'cached' | 'remote'): OffloadModePlan => {
     // Direct: every unique row of the step crosses PCIe. Cached: only the misses, a
-    // page per missed row (one-row pages: the row).
+    // page per missed row (one-row pages: the row). Remote: the misses' pages come from
+    // the store over the network first (plus a 32-byte header each), then as cached.
     const copiedRows = m === 'direct' ? unique : unique * (1 - input.cacheHitRate) * Math.max(1, input.cachePageRows);
     const bytesPerStep = copiedRows * input.rowBytes;
+    const missedPages = m === 'remote' ? unique * (1 - input.cacheHitRate) : 0;
+    const networkSeconds = m === 'remote' ? (bytesPerStep + 32 * missedPages) / (input.networkGBps * 1e9) + input.layers * input.networkRttUs * 1e-6 : 0;
     const hostGatherSeconds = (m === 'direct' ? unique : unique * (1 - input.cacheHitRate)) * input.hostRowReadNs * 1e-9;
     const pcieSeconds = bytesPerStep / (input.pcieGBps * 1e9);
     const deviceGatherSeconds = (lookups * input.rowBytes) / (input.hbmGBps * 1e9);
     const latency = input.layers * input.perStepLatencyUs * 1e-6;
-    // Host gather, copy and latency hide behind the window; the device gather does not.
+    // Network, host gather, copy and latency hide behind the window; the device gather does not.
     const hidden = input.prefetchWindow * step;
-    const exposedSeconds = Math.max(0, hostGatherSeconds + pcieSeconds + latency - hidden) + deviceGatherSeconds;
+    const exposedSeconds = Math.max(0, networkSeconds + hostGatherSeconds + pcieSeconds + latency - hidden) + deviceGatherSeconds;
     return {
       mode: m,
       bytesPerToken: bytesPerStep / input.batchTokens,
+      networkSeconds,
       hostGatherSeconds,
       pcieSeconds,
       deviceGatherSeconds,
@@ -113,7 +125,7 @@ export function planOffload(input: OffloadPlanInput): OffloadPlan {
       overhead: exposedSeconds / (step + exposedSeconds),
     };
   };
-  return { input, modes: [mode('direct'), mode('cached')] };
+  return { input, modes: [mode('direct'), mode('cached'), mode('remote')] };
 }
 
 export function formatPlan(plan: OffloadPlan): string {
@@ -122,11 +134,12 @@ export function formatPlan(plan: OffloadPlan): string {
     `${i.name}: ${i.layers} Engram layer(s) x ${i.rowsPerToken} rows x ${i.rowBytes} B = ${(i.layers * i.rowsPerToken * i.rowBytes).toLocaleString()} B looked up per token; tables ${(i.tableBytes / 2 ** 30).toFixed(1)} GiB in host memory`,
     `GPU: PCIe ${i.pcieGBps} GB/s, HBM ${i.hbmGBps} GB/s; model ${i.tokensPerSecond.toLocaleString()} tokens/s in steps of ${i.batchTokens} tokens (${((i.batchTokens / i.tokensPerSecond) * 1e3).toFixed(2)} ms), prefetch window ${(100 * i.prefetchWindow).toFixed(1)}% of a step`,
     `calibration: unique share ${(100 * i.uniqueShare).toFixed(0)}%, cache hit rate ${(100 * i.cacheHitRate).toFixed(0)}% (pages of ${i.cachePageRows} row(s)), host row read ${i.hostRowReadNs} ns, ${i.perStepLatencyUs} µs per layer per step`,
+    `remote tier: network ${i.networkGBps} GB/s, round trip ${i.networkRttUs} µs per layer per step (cache as above; the store holds the tables)`,
     '',
-    '| mode | bytes/token over PCIe | host gather µs/step | PCIe µs/step | device gather µs/step | exposed µs/step | throughput lost |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| mode | bytes/token over PCIe (remote: also over the network) | network µs/step | host gather µs/step | PCIe µs/step | device gather µs/step | exposed µs/step | throughput lost |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...plan.modes.map((m) =>
-      `| ${m.mode} | ${Math.round(m.bytesPerToken).toLocaleString()} | ${(m.hostGatherSeconds * 1e6).toFixed(1)} | ${(m.pcieSeconds * 1e6).toFixed(1)} | ${(m.deviceGatherSeconds * 1e6).toFixed(1)} | ${(m.exposedSeconds * 1e6).toFixed(1)} | ${(100 * m.overhead).toFixed(2)}% |`),
+      `| ${m.mode} | ${Math.round(m.bytesPerToken).toLocaleString()} | ${(m.networkSeconds * 1e6).toFixed(1)} | ${(m.hostGatherSeconds * 1e6).toFixed(1)} | ${(m.pcieSeconds * 1e6).toFixed(1)} | ${(m.deviceGatherSeconds * 1e6).toFixed(1)} | ${(m.exposedSeconds * 1e6).toFixed(1)} | ${(100 * m.overhead).toFixed(2)}% |`),
   ];
   return lines.join('\n') + '\n';
 }

@@ -61,7 +61,7 @@ export interface RedisSetup {
 
 export const redisAvailable = () => spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 
-export async function startRedis(options: { cluster?: boolean; password?: string; tls?: TlsFiles } = {}): Promise<RedisSetup> {
+export async function startRedis(options: { cluster?: boolean; password?: string; tls?: TlsFiles; persist?: boolean } = {}): Promise<RedisSetup> {
   const cluster = options.cluster !== false;
   const count = cluster ? 6 : 1;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-redis-'));
@@ -70,7 +70,9 @@ export async function startRedis(options: { cluster?: boolean; password?: string
   const procs = new Map<number, ChildProcess>();
   const args = (port: number) => {
     // Append-only with fsync per write: a node killed and started again comes back with its keys.
-    const a = ['--bind', '127.0.0.1', '--dir', path.join(dir, String(port)), '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'no', '--loglevel', 'warning'];
+    // (persist: false, for benchmarks: memory only, so pushes run at memory speed.)
+    const persist = options.persist === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always'];
+    const a = ['--bind', '127.0.0.1', '--dir', path.join(dir, String(port)), '--save', '', ...persist, '--protected-mode', 'no', '--loglevel', 'warning'];
     if (options.tls) {
       a.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key, '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no');
       if (cluster) a.push('--tls-cluster', 'yes', '--tls-replication', 'yes');

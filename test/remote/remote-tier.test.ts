@@ -94,11 +94,11 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     const { ids, hidden } = paperBatch(1, 16);
     const rowsOf = remote.hashMapping.hashRows(ids, [1, 16], { layers: [1] }).rowIds;
     const page = Number(rowsOf[0]) >> 3;
-    const key = `ek:${pushed.tableId}:${page}`;
+    const key = `ek:${pushed.tableId}:{${pushed.tableId.slice(0, 8)}.${page % pushed.buckets}}:${page}`;
     // One payload byte changed in place, on whichever node holds the key.
     const before = redis.cliCluster(redis.ports[0], 'GETRANGE', key, '40', '40');
     redis.cliCluster(redis.ports[0], 'SETRANGE', key, '40', before === 'X\n' ? 'Y' : 'X');
-    await expect(remote.forwardAsync(hidden, ids, [1, 16])).rejects.toThrow(new RegExp(`'${key}' \\(page ${page}\\) fails its CRC32C checksum`));
+    await expect(remote.forwardAsync(hidden, ids, [1, 16])).rejects.toThrow(`'${key}' (page ${page}) fails its CRC32C checksum`);
     // A plain resume compares headers, which the altered value kept; a repair reads the
     // pages whole and re-sends the one that fails. Nothing of the failed batch stayed in
     // the cache: the same batch then gives the in-memory bits.
@@ -153,7 +153,7 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     redis.kill(replica);
     const { ids, hidden } = paperBatch(2, 64);
     const t0 = performance.now();
-    await expect(remote.forwardAsync(hidden, ids, [2, 64])).rejects.toThrow(/remote tier: reading page \d+ \('ek:[0-9a-f]+:\d+', slot \d+ on [^)]+\) failed: .*\(retried for 2000 ms\)/);
+    await expect(remote.forwardAsync(hidden, ids, [2, 64])).rejects.toThrow(/remote tier: reading page \d+ \('ek:[0-9a-f]+:\{[0-9a-f]+\.\d+\}:\d+', slot \d+ on [^)]+\) failed: .*\(retried for 2000 ms\)/);
     expect(performance.now() - t0).toBeLessThan(6000);
     expect(remote.pager!.stats().ticketsInFlight).toBe(0);
     await redis.restart(master);
@@ -196,8 +196,17 @@ describe('the remote tier on single servers: AUTH and TLS', () => {
       const good = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, password: 'right-horse-battery', cacheBytes: 1 << 20, pageRows: 8 } });
       await good.remoteReady();
       const { ids, hidden } = paperBatch(1, 32);
-      expect(same((await good.forwardAsync(hidden, ids, [1, 32])).output, Engram.fromSafetensors(file).forward(hidden, ids, [1, 32]).output)).toBe(true);
+      const want = Engram.fromSafetensors(file).forward(hidden, ids, [1, 32]).output;
+      expect(same((await good.forwardAsync(hidden, ids, [1, 32])).output, want)).toBe(true);
       await good.close();
+      // An ACL user that may only read the table's keys: the tier needs no more.
+      redis.cli(redis.ports[0], 'ACL', 'SETUSER', 'engram-reader', 'on', '>reader-pass', '~ek:*', '+get', '+mget', '+info', '+ping', '+hello', '+cluster|slots', '+cluster|shards', '+command');
+      const reader = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, username: 'engram-reader', password: 'reader-pass', cacheBytes: 1 << 20, pageRows: 8 } });
+      await reader.remoteReady();
+      expect(same((await reader.forwardAsync(hidden, ids, [1, 32])).output, want)).toBe(true);
+      await reader.close();
+      // The same user cannot push (no SET): refused by the server, said clearly.
+      await expect(pushCheckpoint(file, { url: redis.url, username: 'engram-reader', password: 'reader-pass' }, { pageRows: 8 })).rejects.toThrow(/NOPERM|no permissions/i);
     } finally {
       await redis.stop();
     }

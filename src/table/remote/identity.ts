@@ -86,6 +86,8 @@ export interface RemoteManifest {
   scaleRowBytes: number;
   pageRows: number;
   pages: number;
+  /** Hash-tag groups the page keys fall in (see RemoteStore.pageKey). */
+  buckets: number;
   checksum: 'crc32c';
   complete: boolean;
 }
@@ -100,6 +102,7 @@ export function manifestMismatch(m: RemoteManifest, want: TableIdentity, pageRow
   if (id.dtype !== want.dtype || id.rows !== want.rows || id.cols !== want.cols) {
     return `it holds a ${id.dtype} table of ${id.rows} x ${id.cols}, this layer's is ${want.dtype} ${want.rows} x ${want.cols}`;
   }
+  if (!(Number.isInteger(m.buckets) && m.buckets >= 1)) return 'it names no key groups (buckets)';
   if (m.pageRows !== pageRows) return `its pages hold ${m.pageRows} rows, this pager's ${pageRows} (pass pageRows: ${m.pageRows})`;
   if (!m.complete) return 'its push has not finished (run `engram store push` again to resume it)';
   return undefined;

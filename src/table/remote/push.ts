@@ -16,11 +16,20 @@ export function defaultPageRows(table: { rows: number; cols: number; rowBytes: n
   return Math.min(table.rows, Math.max(1, Math.floor(DEFAULT_PAGE_BYTES / full)));
 }
 
+/** Hash-tag groups of a pushed table's keys unless PushOptions.buckets says otherwise. */
+export const DEFAULT_BUCKETS = 128;
+
 export interface PushOptions {
   /** Rows per page (default: as the pager's default, about 64 KiB a page). */
   pageRows?: number;
   /** Pages compared and sent together (default 256). */
   batchPages?: number;
+  /**
+   * Hash-tag groups of the page keys (default 128): a batch reads each group it touches
+   * with one MGET. More groups spread a table over more slots (and so more evenly over
+   * many nodes); fewer make fewer, larger reads (a client's cost is per command).
+   */
+  buckets?: number;
   /**
    * Read every stored page whole and check its payload's CRC32C, re-sending the ones that
    * fail (a value altered in the store keeps its header, which a plain resume compares).
@@ -33,6 +42,8 @@ export interface PushOptions {
 
 export interface PushResult {
   tableId: string;
+  /** The hash-tag groups of its keys. */
+  buckets: number;
   pages: number;
   /** Pages sent now; the others were in the store already, intact. */
   sent: number;
@@ -75,6 +86,7 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   const t0 = performance.now();
   const pageRows = requireInteger('options.pageRows', options.pageRows ?? defaultPageRows(table), 1, table.rows);
   const batch = requireInteger('options.batchPages', options.batchPages ?? 256, 1, 1 << 20);
+  const buckets = requireInteger('options.buckets', options.buckets ?? DEFAULT_BUCKETS, 1, 16384);
   const id = idOf(identity);
   const pages = Math.ceil(table.rows / pageRows);
   const scaleRowBytes = table.dtype === 'f8e4m3' ? table.cols / SCALE_BLOCK : 0;
@@ -88,13 +100,14 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
     scaleRowBytes,
     pageRows,
     pages,
+    buckets,
     checksum: 'crc32c',
     complete: false,
   };
   const existing = await store.get(manifestKey);
   if (existing !== null) {
     const m = JSON.parse(existing.toString('utf8')) as RemoteManifest;
-    const why = manifestMismatch({ ...m, complete: true }, identity, pageRows);
+    const why = manifestMismatch({ ...m, complete: true }, identity, pageRows) ?? (m.buckets !== buckets ? `its keys fall in ${m.buckets} groups, not ${buckets}` : undefined);
     if (why !== undefined) throw new Error(`remote tier: '${manifestKey}' already holds this table differently: ${why}`);
   }
   await store.setMany([[manifestKey, JSON.stringify(manifest)]]);
@@ -104,7 +117,7 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   let bytesSent = 0;
   for (let first = 0; first < pages; first += batch) {
     const list = Array.from({ length: Math.min(batch, pages - first) }, (_, i) => first + i);
-    const keys = list.map((p) => store.pageKey(id, p));
+    const keys = list.map((p) => store.pageKey(id, p, buckets));
     const payloads = list.map((p) => pagePayload(table, p, pageRows));
     list.forEach((p, i) => (crcs[p] = crc32c(payloads[i])));
     const stored = options.repair === true ? await store.getMany(keys) : await store.headers(keys, PAGE_HEADER_BYTES);
@@ -120,7 +133,7 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
       }
       if (!ok) send.push([keys[i], encodePage(id, p, rowsOf(p), payloads[i])]);
     });
-    await store.setMany(send);
+    await store.setManyGrouped(send);
     sent += send.length;
     bytesSent += send.reduce((s, [, v]) => s + v.byteLength, 0);
     options.onProgress?.(first + list.length, pages, 'push');
@@ -128,13 +141,13 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   // Verify: every page's header as stored, against the checksums just computed.
   for (let first = 0; first < pages; first += batch) {
     const list = Array.from({ length: Math.min(batch, pages - first) }, (_, i) => first + i);
-    const headers = await store.headers(list.map((p) => store.pageKey(id, p)), PAGE_HEADER_BYTES);
+    const headers = await store.headers(list.map((p) => store.pageKey(id, p, buckets)), PAGE_HEADER_BYTES);
     list.forEach((p, i) => {
       const payloadBytes = rowsOf(p) * (table.rowBytes + scaleRowBytes);
-      if (!headerMatches(headers[i], p, rowsOf(p), payloadBytes, crcs[p])) throw new Error(`remote tier: page ${p} ('${store.pageKey(id, p)}') did not verify after the push; run the push again`);
+      if (!headerMatches(headers[i], p, rowsOf(p), payloadBytes, crcs[p])) throw new Error(`remote tier: page ${p} ('${store.pageKey(id, p, buckets)}') did not verify after the push; run the push again`);
     });
     options.onProgress?.(first + list.length, pages, 'verify');
   }
   await store.setMany([[manifestKey, JSON.stringify({ ...manifest, complete: true })]]);
-  return { tableId: id, pages, sent, bytesSent, seconds: (performance.now() - t0) / 1000 };
+  return { tableId: id, buckets, pages, sent, bytesSent, seconds: (performance.now() - t0) / 1000 };
 }

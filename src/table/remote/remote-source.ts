@@ -40,6 +40,8 @@ export interface RemoteStats {
   failedJobs: number;
   /** Seconds from a job's submission to its rows in the cache, the most recent jobs (up to 10,000). */
   jobSeconds: number[];
+  /** The pages each of those jobs read (0 for a failed one). */
+  jobPages: number[];
 }
 
 interface Geometry {
@@ -54,8 +56,9 @@ export class RemotePageSource {
   /** Resolves once the store is connected and holds this table; rejects with why not. */
   readonly ready: Promise<void>;
   private store: RemoteStore | undefined;
+  private buckets = 1; // from the manifest
   private closed = false;
-  readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [] };
+  readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [], jobPages: [] };
 
   constructor(
     readonly table: RemoteTable,
@@ -84,6 +87,7 @@ export class RemotePageSource {
     }
     const why = manifestMismatch(manifest, this.table.identity, this.g.pageRows);
     if (why !== undefined) throw new Error(`remote tier: the manifest '${key}' does not match this layer's table: ${why}`);
+    this.buckets = manifest.buckets;
   }
 
   private pageRowsOf(page: number): number {
@@ -98,6 +102,7 @@ export class RemotePageSource {
   private async runJob(handle: NativePagerHandle, job: number, copies: Float64Array): Promise<void> {
     const t0 = performance.now();
     let failure = '';
+    let pagesRead = 0;
     try {
       await this.ready;
       const store = this.store;
@@ -114,7 +119,7 @@ export class RemotePageSource {
           }
         }
       }
-      const keys = pages.map((p) => store.pageKey(this.tableId, p));
+      const keys = pages.map((p) => store.pageKey(this.tableId, p, this.buckets));
       const values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
       // Every page is checked before any row is written.
       const payloads = new Map<number, Buffer>();
@@ -144,6 +149,7 @@ export class RemotePageSource {
         }
       }
       this.stats.pages += pages.length;
+      pagesRead = pages.length;
       this.stats.bytes += bytes;
     } catch (e) {
       failure = e instanceof Error ? e.message : String(e);
@@ -152,9 +158,17 @@ export class RemotePageSource {
     }
     const seconds = (performance.now() - t0) / 1000;
     this.stats.jobs++;
-    if (this.stats.jobSeconds.length >= 10_000) this.stats.jobSeconds.shift();
+    if (this.stats.jobSeconds.length >= 10_000) {
+      this.stats.jobSeconds.shift();
+      this.stats.jobPages.shift();
+    }
     this.stats.jobSeconds.push(seconds);
-    native().pagerRemoteComplete(handle, job, failure, seconds);
+    this.stats.jobPages.push(pagesRead);
+    try {
+      native().pagerRemoteComplete(handle, job, failure, seconds);
+    } catch {
+      // Only a bad handle could throw here; a fetch runs detached, so nothing may escape it.
+    }
   }
 
   /** Closes the connection (the process can then exit); later fetches fail. */

@@ -168,8 +168,14 @@ export class RemoteStore {
     return new RemoteStore(cluster, true, timeoutMs, keyPrefix, secrets, endpoint);
   }
 
-  pageKey(tableId: string, page: number): string {
-    return `${this.keyPrefix}:${tableId}:${page}`;
+  /**
+   * The key of page `page` of a table stored in `buckets` hash-tag groups: pages of one
+   * group share a slot, so a batch reads each group it touches with one MGET (per-command
+   * cost, not bytes, bounds a client's rate on small pages); the groups spread over the
+   * slots, and so over the nodes.
+   */
+  pageKey(tableId: string, page: number, buckets: number): string {
+    return `${this.keyPrefix}:${tableId}:{${tableId.slice(0, 8)}.${page % buckets}}:${page}`;
   }
 
   manifestKey(tableId: string): string {
@@ -207,15 +213,23 @@ export class RemoteStore {
   async getManyRetrying(keys: readonly string[], what: (i: number) => string): Promise<Array<Buffer | null>> {
     const deadline = performance.now() + this.timeoutMs;
     const values = new Array<Buffer | null>(keys.length).fill(null);
-    let todo = keys.map((_, i) => i);
+    // Keys of one slot go in one MGET (a cluster refuses MGET across slots); one server: all together.
+    const groups = new Map<number, number[]>();
+    keys.forEach((k, i) => {
+      const slot = this.cluster ? calculateSlot(k) : 0;
+      const g = groups.get(slot);
+      if (g === undefined) groups.set(slot, [i]);
+      else g.push(i);
+    });
+    let todo = [...groups.values()];
     let lastError: unknown;
     let timedOut = false;
     const work = (async () => {
       for (let attempt = 0; ; attempt++) {
-        const settled = await Promise.allSettled(todo.map((i) => this.client.getBuffer(keys[i])));
-        const failed: number[] = [];
+        const settled = await Promise.allSettled(todo.map((g) => this.client.mgetBuffer(...g.map((i) => keys[i]))));
+        const failed: number[][] = [];
         settled.forEach((r, j) => {
-          if (r.status === 'fulfilled') values[todo[j]] = r.value;
+          if (r.status === 'fulfilled') todo[j].forEach((i, n) => (values[i] = r.value[n]));
           else {
             failed.push(todo[j]);
             lastError = r.reason;
@@ -234,11 +248,24 @@ export class RemoteStore {
       timedOut = true; // the loop stops at its next turn
     }
     if (todo.length > 0) {
-      const i = todo[0];
+      const i = todo[0][0];
+      const unread = todo.reduce((n, g) => n + g.length, 0);
       const why = lastError === undefined ? `no answer within ${this.timeoutMs} ms` : `${this.scrub(lastError instanceof Error ? lastError.message : String(lastError))} (retried for ${this.timeoutMs} ms)`;
-      throw new Error(`remote tier: reading ${what(i)} ('${keys[i]}', ${this.whereIs(keys[i])}) failed: ${why}${todo.length > 1 ? `; ${todo.length - 1} more page(s) unread` : ''}`);
+      throw new Error(`remote tier: reading ${what(i)} ('${keys[i]}', ${this.whereIs(keys[i])}) failed: ${why}${unread > 1 ? `; ${unread - 1} more page(s) unread` : ''}`);
     }
     return values;
+  }
+
+  /** Sets key-value pairs, one MSET per slot. */
+  async setManyGrouped(entries: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {
+    const groups = new Map<number, Array<string | Buffer>>();
+    for (const [k, v] of entries) {
+      const slot = this.cluster ? calculateSlot(k) : 0;
+      const g = groups.get(slot);
+      if (g === undefined) groups.set(slot, [k, v]);
+      else g.push(k, v);
+    }
+    await Promise.all([...groups.values()].map((g) => this.client.mset(...g)));
   }
 
   /** The first `bytes` bytes of each value (GETRANGE), or null for a missing key. */
