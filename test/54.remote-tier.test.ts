@@ -101,6 +101,42 @@ describe("the remote tier's native engine", () => {
     native().pagerRelease(pager, t3);
   });
 
+  it('fillMany writes a job\'s pieces in one call, all checked before any is written', async () => {
+    const { pager, cache } = create();
+    const ids = Int32Array.from([3, 30, 50]);
+    const translated = new Int32Array(3);
+    const ticket = native().pagerAcquire(pager, ids, translated);
+    const [j] = native().pagerRemoteJobs(pager);
+    const c = j.copies;
+    const n = c.length / 3;
+    const rowBytes = cols * 4;
+    const dstRows = Float64Array.from({ length: n }, (_, i) => c[3 * i + 1]);
+    const rowsOf = Float64Array.from({ length: n }, (_, i) => c[3 * i + 2]);
+    const offsets = new Float64Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      offsets[i] = total;
+      total += rowsOf[i] * rowBytes;
+    }
+    const data = new Uint8Array(total);
+    for (let i = 0; i < n; i++) data.set(tableBytes().subarray(c[3 * i] * rowBytes, (c[3 * i] + rowsOf[i]) * rowBytes), offsets[i]);
+    const view = () => new Uint8Array(native().mappedFileView(cache!, 0, 8 * 4 * rowBytes));
+    const before = view().slice();
+    // One piece outside the job: refused, and nothing of the others written either.
+    const bad = Float64Array.from(dstRows);
+    bad[n - 1] = 31;
+    expect(() => native().pagerRemoteFillMany(pager, { job: j.job, dstRows: bad, rows: rowsOf, dataOffsets: offsets, data })).toThrow(/piece \d+: cache rows 31/);
+    expect(Buffer.compare(Buffer.from(view()), Buffer.from(before))).toBe(0);
+    expect(() => native().pagerRemoteFillMany(pager, { job: j.job, dstRows, rows: rowsOf, dataOffsets: offsets, data: data.subarray(1) })).toThrow(/runs past data/);
+    expect(native().pagerRemoteFillMany(pager, { job: j.job, dstRows, rows: rowsOf, dataOffsets: offsets, data })).toBe(true);
+    native().pagerRemoteComplete(pager, j.job, '', 0);
+    await native().pagerWaitAsync(pager, ticket);
+    const got = new Float32Array(native().mappedFileView(cache!, 0, 8 * 4 * rowBytes));
+    const want = new Float32Array(table.region.buffer as ArrayBuffer, table.region.byteOffset, rows * cols);
+    for (let t = 0; t < 3; t++) for (let k = 0; k < cols; k++) expect(got[translated[t] * cols + k]).toBe(want[ids[t] * cols + k]);
+    native().pagerRelease(pager, ticket);
+  });
+
   it('a pager without the remote tier refuses the remote calls', () => {
     const { pager } = native().pagerCreate({ rows, rowBytes: cols * 4, scaleRowBytes: 0, pageRows: 4, slots: 8, hotRows: 0, eviction: 0, simulate: true, bytesPerSecond: 0 });
     expect(() => native().pagerRemoteJobs(pager)).toThrow(/no remote tier/);

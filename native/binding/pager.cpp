@@ -296,6 +296,28 @@ Napi::Value PagerRemoteFill(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, written);
 }
 
+// pagerRemoteFillMany(pager, { job, dstRows, rows, dataOffsets, scaleOffsets?: Float64Array, data: Uint8Array, scales?: Uint8Array }) -> written
+Napi::Value PagerRemoteFillMany(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  PagerHandle h = pagerArg(info);
+  RemoteCopyEngine& engine = remoteArg(info, h);
+  if (info.Length() < 2 || !info[1].IsObject()) throwJs(env, ErrorKind::TypeError, "expected { job, dstRows, rows, dataOffsets, scaleOffsets?, data, scales? }");
+  const Napi::Object o = info[1].As<Napi::Object>();
+  const auto job = static_cast<uint64_t>(intField(o, "job", 1, INT64_MAX / 2));
+  const double* dstRows = typedField<double>(o, "dstRows", napi_float64_array, -1, false);
+  const auto count = static_cast<int64_t>(o.Get("dstRows").As<Napi::TypedArray>().ElementLength());
+  const double* rows = typedField<double>(o, "rows", napi_float64_array, count, false);
+  const double* dataOffsets = typedField<double>(o, "dataOffsets", napi_float64_array, count, false);
+  const double* scaleOffsets = typedField<double>(o, "scaleOffsets", napi_float64_array, count, true);
+  const uint8_t* data = typedField<uint8_t>(o, "data", napi_uint8_array, -1, false);
+  const size_t dataBytes = o.Get("data").As<Napi::TypedArray>().ByteLength();
+  const uint8_t* scales = typedField<uint8_t>(o, "scales", napi_uint8_array, -1, true);
+  const size_t scaleBytes = scales == nullptr ? 0 : o.Get("scales").As<Napi::TypedArray>().ByteLength();
+  bool written = false;
+  runSync(env, [&] { written = engine.fillMany(job, static_cast<size_t>(count), dstRows, rows, dataOffsets, scaleOffsets, data, dataBytes, scales, scaleBytes); }, MappedFaults::Skip);
+  return Napi::Boolean::New(env, written);
+}
+
 // pagerRemoteComplete(pager, job, failure: string ('' when every page arrived), seconds)
 Napi::Value PagerRemoteComplete(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -310,6 +332,7 @@ Napi::Value PagerRemoteComplete(const Napi::CallbackInfo& info) {
 EK_EXPORT_FUNCTIONS(
     {"pagerRemoteJobs", PagerRemoteJobs},
     {"pagerRemoteFill", PagerRemoteFill},
+    {"pagerRemoteFillMany", PagerRemoteFillMany},
     {"pagerRemoteComplete", PagerRemoteComplete},
     {"pagerCreate", PagerCreate},
     {"pagerAcquire", PagerAcquire},

@@ -21,8 +21,20 @@ std::vector<RemoteCopyEngine::Job> RemoteCopyEngine::takeJobs() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<Job> out;
   out.swap(pending_);
-  for (const Job& j : out) inFlight_.emplace(j.id, j.copies);
+  for (const Job& j : out) {
+    std::vector<RowCopy> sorted = j.copies;
+    std::sort(sorted.begin(), sorted.end(), [](const RowCopy& a, const RowCopy& b) { return a.dstRow < b.dstRow; });
+    inFlight_.emplace(j.id, std::move(sorted));
+  }
   return out;
+}
+
+bool RemoteCopyEngine::insideJob(const std::vector<RowCopy>& sorted, int64_t dstRow, int64_t rows) const {
+  // The last copy starting at or before dstRow must hold the whole piece.
+  auto it = std::upper_bound(sorted.begin(), sorted.end(), dstRow, [](int64_t r, const RowCopy& c) { return r < c.dstRow; });
+  if (it == sorted.begin()) return false;
+  --it;
+  return rows > 0 && dstRow + rows <= it->dstRow + it->rows;
 }
 
 void RemoteCopyEngine::wait(uint64_t, const std::vector<uint64_t>& jobs) {
@@ -69,20 +81,43 @@ bool RemoteCopyEngine::fill(uint64_t job, int64_t dstRow, int64_t rows, const ui
   }
   // Only rows this job is to fill: a store answering with the wrong rows cannot write
   // anywhere else in the cache.
-  bool inside = false;
-  for (const RowCopy& c : it->second) {
-    if (dstRow >= c.dstRow && dstRow + rows <= c.dstRow + c.rows) {
-      inside = true;
-      break;
-    }
-  }
-  EK_REQUIRE(inside && rows > 0, RangeError, "cache rows " + std::to_string(dstRow) + ".." + std::to_string(dstRow + rows - 1) + " are not job " + std::to_string(job) + "'s");
+  EK_REQUIRE(insideJob(it->second, dstRow, rows), RangeError, "cache rows " + std::to_string(dstRow) + ".." + std::to_string(dstRow + rows - 1) + " are not job " + std::to_string(job) + "'s");
   EK_REQUIRE(dataBytes == static_cast<size_t>(rows * g_.rowBytes), RangeError,
              "data holds " + std::to_string(dataBytes) + " bytes, " + std::to_string(rows) + " rows need " + std::to_string(rows * g_.rowBytes));
   EK_REQUIRE(scaleBytes == static_cast<size_t>(rows * g_.scaleRowBytes), RangeError,
              "scales hold " + std::to_string(scaleBytes) + " bytes, " + std::to_string(rows) + " rows need " + std::to_string(rows * g_.scaleRowBytes));
   std::memcpy(cacheData_ + dstRow * g_.rowBytes, data, dataBytes);
   if (scaleBytes > 0) std::memcpy(cacheScales_ + dstRow * g_.scaleRowBytes, scales, scaleBytes);
+  return true;
+}
+
+bool RemoteCopyEngine::fillMany(uint64_t job, size_t count, const double* dstRows, const double* rows, const double* dataOffsets,
+                                const double* scaleOffsets, const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = inFlight_.find(job);
+  if (it == inFlight_.end()) {
+    EK_REQUIRE(job <= submitted_, RangeError, "job " + std::to_string(job) + " was never submitted");
+    return false;
+  }
+  const auto whole = [](double v) { return v >= 0 && v <= 9007199254740991.0 && v == static_cast<double>(static_cast<int64_t>(v)); };
+  for (size_t i = 0; i < count; ++i) {
+    EK_REQUIRE(whole(dstRows[i]) && whole(rows[i]) && whole(dataOffsets[i]) && (scaleOffsets == nullptr || whole(scaleOffsets[i])), RangeError,
+               "piece " + std::to_string(i) + ": rows and offsets must be integers >= 0");
+    const auto dst = static_cast<int64_t>(dstRows[i]);
+    const auto n = static_cast<int64_t>(rows[i]);
+    EK_REQUIRE(insideJob(it->second, dst, n), RangeError, "piece " + std::to_string(i) + ": cache rows " + std::to_string(dst) + ".." + std::to_string(dst + n - 1) + " are not job " + std::to_string(job) + "'s");
+    EK_REQUIRE(static_cast<uint64_t>(dataOffsets[i]) + static_cast<uint64_t>(n * g_.rowBytes) <= dataBytes, RangeError, "piece " + std::to_string(i) + " runs past data");
+    if (g_.scaleRowBytes > 0) {
+      EK_REQUIRE(scales != nullptr && scaleOffsets != nullptr && static_cast<uint64_t>(scaleOffsets[i]) + static_cast<uint64_t>(n * g_.scaleRowBytes) <= scaleBytes, RangeError,
+                 "piece " + std::to_string(i) + " runs past scales");
+    }
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const auto dst = static_cast<int64_t>(dstRows[i]);
+    const auto n = static_cast<int64_t>(rows[i]);
+    std::memcpy(cacheData_ + dst * g_.rowBytes, data + static_cast<size_t>(dataOffsets[i]), static_cast<size_t>(n * g_.rowBytes));
+    if (g_.scaleRowBytes > 0) std::memcpy(cacheScales_ + dst * g_.scaleRowBytes, scales + static_cast<size_t>(scaleOffsets[i]), static_cast<size_t>(n * g_.scaleRowBytes));
+  }
   return true;
 }
 

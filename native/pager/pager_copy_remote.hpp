@@ -35,6 +35,11 @@ class RemoteCopyEngine final : public CopyEngine {
   // when the job is no longer wanted (abandoned: its ticket was released or waited on the
   // JS thread first): nothing is written then. Throws on rows outside the job's copies.
   bool fill(uint64_t job, int64_t dstRow, int64_t rows, const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes);
+  // fill() for many pieces of one job at once: piece i is `rows[i]` rows to cache row
+  // dstRows[i], their bytes at dataOffsets[i] of `data` (and scales at scaleOffsets[i] of
+  // `scales`). All pieces are checked before any is written.
+  bool fillMany(uint64_t job, size_t count, const double* dstRows, const double* rows, const double* dataOffsets, const double* scaleOffsets,
+                const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes);
   // Ends a job: failure empty when every page arrived intact, else the error its waiters get.
   void complete(uint64_t job, const std::string& failure, double seconds);
 
@@ -47,7 +52,10 @@ class RemoteCopyEngine final : public CopyEngine {
   mutable std::mutex mutex_;
   std::condition_variable doneCv_;
   std::vector<Job> pending_;                   // submitted, not yet taken by JS
-  std::map<uint64_t, std::vector<RowCopy>> inFlight_;  // taken, not yet complete
+  // Taken, not yet complete: each job's copies sorted by cache row (a fill is checked
+  // against them with a binary search).
+  std::map<uint64_t, std::vector<RowCopy>> inFlight_;
+  bool insideJob(const std::vector<RowCopy>& sorted, int64_t dstRow, int64_t rows) const;
   std::set<uint64_t> done_;                    // ended (ok or failed) after settledUpTo_
   std::map<uint64_t, std::string> failures_;
   uint64_t submitted_ = 0;

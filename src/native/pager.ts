@@ -63,6 +63,11 @@ export interface NativePagerFunctions {
   pagerRemoteJobs(pager: NativePagerHandle): Array<{ job: number; copies: Float64Array }>;
   /** Remote tier: rows of a job into the cache; false when the job was abandoned (nothing written). */
   pagerRemoteFill(pager: NativePagerHandle, args: { job: number; dstRow: number; rows: number; data: Uint8Array; scales?: Uint8Array }): boolean;
+  /** Remote tier: many pieces of a job at once (piece i: rows[i] rows to dstRows[i], bytes at dataOffsets[i] / scaleOffsets[i]); all checked before any is written. */
+  pagerRemoteFillMany(
+    pager: NativePagerHandle,
+    args: { job: number; dstRows: Float64Array; rows: Float64Array; dataOffsets: Float64Array; scaleOffsets?: Float64Array; data: Uint8Array; scales?: Uint8Array },
+  ): boolean;
   /** Remote tier: ends a job ('' when every page arrived intact, else the error its waiters get). */
   pagerRemoteComplete(pager: NativePagerHandle, job: number, failure: string, seconds: number): void;
 }

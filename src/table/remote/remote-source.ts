@@ -129,6 +129,15 @@ export class RemotePageSource {
         payloads.set(p, decodePage(values[i], keys[i], this.tableId, p, rows, rows * (rowBytes + scaleRowBytes)));
         bytes += values[i]!.byteLength;
       });
+      // The job's pieces (a copy cut at page boundaries) gathered into one buffer each for
+      // rows and scales, written to the cache by one native call.
+      const dstRows: number[] = [];
+      const counts: number[] = [];
+      const dataOffsets: number[] = [];
+      const scaleOffsets: number[] = [];
+      const pieces: Array<[Buffer, number, number, number]> = []; // payload, first row in it, rows, rows in its page
+      let dataBytes = 0;
+      let scaleBytes = 0;
       for (let c = 0; c < copies.length; c += 3) {
         const [src, dst, rows] = [copies[c], copies[c + 1], copies[c + 2]];
         for (let r = src; r < src + rows; ) {
@@ -136,18 +145,32 @@ export class RemotePageSource {
           const within = r - p * pageRows;
           const inPage = this.pageRowsOf(p);
           const n = Math.min(src + rows - r, inPage - within);
-          const payload = payloads.get(p)!;
-          const written = native().pagerRemoteFill(handle, {
-            job,
-            dstRow: dst + (r - src),
-            rows: n,
-            data: payload.subarray(within * rowBytes, (within + n) * rowBytes),
-            scales: scaleRowBytes > 0 ? payload.subarray(inPage * rowBytes + within * scaleRowBytes, inPage * rowBytes + (within + n) * scaleRowBytes) : undefined,
-          });
-          if (!written) return; // abandoned: its ticket has moved on
+          dstRows.push(dst + (r - src));
+          counts.push(n);
+          dataOffsets.push(dataBytes);
+          scaleOffsets.push(scaleBytes);
+          pieces.push([payloads.get(p)!, within, n, inPage]);
+          dataBytes += n * rowBytes;
+          scaleBytes += n * scaleRowBytes;
           r += n;
         }
       }
+      const data = new Uint8Array(dataBytes);
+      const scales = scaleRowBytes > 0 ? new Uint8Array(scaleBytes) : undefined;
+      pieces.forEach(([payload, within, n, inPage], i) => {
+        data.set(payload.subarray(within * rowBytes, (within + n) * rowBytes), dataOffsets[i]);
+        if (scales) scales.set(payload.subarray(inPage * rowBytes + within * scaleRowBytes, inPage * rowBytes + (within + n) * scaleRowBytes), scaleOffsets[i]);
+      });
+      const written = native().pagerRemoteFillMany(handle, {
+        job,
+        dstRows: Float64Array.from(dstRows),
+        rows: Float64Array.from(counts),
+        dataOffsets: Float64Array.from(dataOffsets),
+        scaleOffsets: scales ? Float64Array.from(scaleOffsets) : undefined,
+        data,
+        scales,
+      });
+      if (!written) return; // abandoned: its ticket has moved on
       this.stats.pages += pages.length;
       pagesRead = pages.length;
       this.stats.bytes += bytes;

@@ -3,8 +3,8 @@
 // client follows a failover by itself (MOVED/ASK redirections, slot-map refreshes,
 // retries while a replica is promoted, all with documented knobs), and with
 // enableAutoPipelining the reads a batch issues together leave as one pipeline per node
-// whatever slots their keys hash to. Keys carry no hash tag, so a table's pages spread
-// over every slot and node.
+// whatever slots their keys hash to. Page keys carry a hash tag per group of pages (see
+// pageKey): a batch reads each group with one MGET, and the groups spread over the nodes.
 import { createRequire } from 'node:module';
 
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
@@ -68,6 +68,19 @@ function scrubbed(message: string, secrets: ReadonlyArray<string | undefined>): 
 const requireLazily = createRequire(import.meta.url);
 const ioredis = () => requireLazily('ioredis') as typeof import('ioredis');
 const calculateSlot = (key: string) => (requireLazily('cluster-key-slot') as (key: string) => number)(key);
+
+/**
+ * A name shared by keys of one slot: the hash tag when the key has one (Redis hashes only
+ * it, and reading it costs far less than a CRC16 per key), else the slot number.
+ */
+function slotGroup(key: string): string {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) return key.slice(open + 1, close);
+  }
+  return `#${calculateSlot(key)}`;
+}
 
 export class RemoteStore {
   private constructor(
@@ -214,9 +227,9 @@ export class RemoteStore {
     const deadline = performance.now() + this.timeoutMs;
     const values = new Array<Buffer | null>(keys.length).fill(null);
     // Keys of one slot go in one MGET (a cluster refuses MGET across slots); one server: all together.
-    const groups = new Map<number, number[]>();
+    const groups = new Map<string, number[]>();
     keys.forEach((k, i) => {
-      const slot = this.cluster ? calculateSlot(k) : 0;
+      const slot = this.cluster ? slotGroup(k) : '';
       const g = groups.get(slot);
       if (g === undefined) groups.set(slot, [i]);
       else g.push(i);
@@ -258,9 +271,9 @@ export class RemoteStore {
 
   /** Sets key-value pairs, one MSET per slot. */
   async setManyGrouped(entries: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {
-    const groups = new Map<number, Array<string | Buffer>>();
+    const groups = new Map<string, Array<string | Buffer>>();
     for (const [k, v] of entries) {
-      const slot = this.cluster ? calculateSlot(k) : 0;
+      const slot = this.cluster ? slotGroup(k) : '';
       const g = groups.get(slot);
       if (g === undefined) groups.set(slot, [k, v]);
       else g.push(k, v);
