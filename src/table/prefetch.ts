@@ -49,6 +49,16 @@ export class Prefetch {
   }
 
   /**
+   * Resolves once every layer's pages are in its cache (off the event loop); rejects with
+   * the copy's or fetch's error. For the remote tier: after it, a synchronous forward with
+   * this ticket needs no wait. (The time spent here counts as the pager's stall.)
+   */
+  async arrived(): Promise<void> {
+    if (this.used) throw new Error('this prefetch ticket was already used or released');
+    await Promise.all([...this.tickets.values()].map((t) => (t === undefined ? undefined : t.pager.waitAsync(t))));
+  }
+
+  /**
    * @internal That `ticket` may serve this call of `owner`: a TypeError for a foreign one,
    * a RangeError naming what differs, an Error for one used already.
    */

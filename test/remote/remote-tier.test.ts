@@ -56,6 +56,14 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
         const got = (await remote.forwardAsync(hidden, ids, [2, 64], prefetch ? { ticket: prefetch } : {})).output;
         expect(same(got, want)).toBe(true);
       }
+      // A prefetch awaited (pages arrived) serves a synchronous forward; without the
+      // await, a synchronous forward on pages in flight fails at once (never hangs).
+      const { ids, hidden } = paperBatch(2, 64);
+      const prefetch = remote.prefetch(ids, [2, 64]);
+      await prefetch.arrived();
+      expect(same(remote.forward(hidden, ids, [2, 64], { ticket: prefetch }).output, mem.forward(hidden, ids, [2, 64]).output)).toBe(true);
+      const next = paperBatch(2, 64);
+      expect(() => remote.forward(next.hidden, next.ids, [2, 64])).toThrow(/still fetching .*use forwardAsync/);
       const stats = remote.pager!.remoteStats()!;
       expect(stats.failedJobs).toBe(0);
       expect(stats.pages).toBeGreaterThan(0);
