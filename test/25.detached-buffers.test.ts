@@ -48,6 +48,23 @@ describe('buffers detached during async calls', () => {
     expect(Buffer.compare(Buffer.from(got.rowIds.buffer, got.rowIds.byteOffset, got.rowIds.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
   });
 
+  it('the paper layer copies its hidden states while its worker gathers and projects: the copy is complete when forwardAsync returns', async () => {
+    const layer = new Engram({ engramVocabSize: [1009, 1009], hiddenSize: 32, nEmbedPerNgram: 32 }, { seed: 1 });
+    const T = 64;
+    const ids = new Int32Array(T).map((_, i) => (i * 13) % 1000);
+    const hidden = Float32Array.from({ length: T * 4 * 32 }, (_, i) => Math.sin(i * 0.1));
+    const want = layer.forward(hidden, ids, [1, T]).output;
+    const before = native().stagingStats();
+    const pending = layer.forwardAsync(hidden, ids, [1, T]);
+    // Whatever JS does to the array from here on, the worker reads its own copy.
+    hidden.fill(Number.NaN);
+    const got = (await pending).output;
+    const after = native().stagingStats();
+    expect(after.lateSeconds).toBeGreaterThan(before.lateSeconds);
+    expect(after.bytes - before.bytes).toBeGreaterThanOrEqual(hidden.byteLength);
+    expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
+  });
+
   it('a written array is copied back only when the call succeeds: a failed async forward leaves `out` as it was', async () => {
     const layer = new Engram({ engramVocabSize: [1009, 1009], hiddenSize: 32, nEmbedPerNgram: 32 }, { seed: 1 });
     const hidden = new Float32Array(1 * 8 * 4 * 32).fill(0.5);

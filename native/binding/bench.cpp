@@ -34,11 +34,13 @@ Napi::Value ReadRows(const Napi::CallbackInfo& info) {
 }
 
 // What async calls have copied (CallHold::stage): bytes copied in, and the seconds spent
-// allocating, copying in and copying results back. For tests and bench:async.
+// allocating, copying in and copying results back (lateSeconds: the late copies among
+// them, made while the worker runs). For tests and bench:async.
 Napi::Value StagingStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(stagedBytesTotal())));
   o.Set("seconds", Napi::Number::New(info.Env(), static_cast<double>(stagingNanosTotal()) * 1e-9));
+  o.Set("lateSeconds", Napi::Number::New(info.Env(), static_cast<double>(lateStagingNanosTotal()) * 1e-9));
   return o;
 }
 

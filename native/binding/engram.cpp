@@ -39,7 +39,10 @@ ForwardCall readForward(const Napi::CallbackInfo& info, bool keepAlive) {
   const int64_t streams = tokens * r.hc * r.hidden;
   const int64_t branchWidth = static_cast<int64_t>(r.hc) * r.hidden;
   const int64_t historyRows = static_cast<int64_t>(r.batch) * (r.kernelSize - 1) * r.dilation;
-  r.hiddenStates = typedField<float>(o, "hiddenStates", napi_float32_array, streams, false, keep);
+  // Only the gates read the hidden states, after the gather and the projections: an async
+  // call copies them in while those run.
+  r.hiddenStates = typedField<float>(o, "hiddenStates", napi_float32_array, streams, false, keep, Access::ReadLater);
+  if (keep != nullptr) r.hiddenReady = keep->lateInputs();
   r.rowIdsStride = intField(o, "rowIdsStride", r.rowsPerToken, INT32_MAX);
   r.rowIdsOffset = intField(o, "rowIdsOffset", 0, r.rowIdsStride - r.rowsPerToken);
   r.rowIds = rowIdsField(o, tokens * r.rowIdsStride, &r.rowIds64, keep);

@@ -1,6 +1,7 @@
 #include "binding/napi_util.hpp"
 #include "common/mapped_guard.hpp"
 #include "binding/output_pool.hpp"
+#include "binding/staging_copy.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -106,7 +107,7 @@ T* typedField(const Napi::Object& o, const char* name, napi_typedarray_type type
     hold->pin(std::move(pin));
     return reinterpret_cast<T*>(bytes);
   }
-  return reinterpret_cast<T*>(hold->stage(v, name, bytes, a.ByteLength(), access == Access::Write));
+  return reinterpret_cast<T*>(hold->stage(v, name, bytes, a.ByteLength(), access == Access::Write, access == Access::ReadLater));
 }
 
 namespace {
@@ -117,35 +118,60 @@ uint64_t nowNanos() { return static_cast<uint64_t>(std::chrono::duration_cast<st
 // maps blocks this large anew each time) page
 // faults would cost more than the copy itself (16 MB: 7 ms against about 1.5 ms).
 constexpr size_t kPooledStageBytes = size_t{64} << 10;
+
 }  // namespace
 
 uint64_t stagedBytesTotal() { return stagedBytes.load(std::memory_order_relaxed); }
 uint64_t stagingNanosTotal() { return stagingNanos.load(std::memory_order_relaxed); }
 
-uint8_t* CallHold::stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes) {
+uint8_t* CallHold::stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes, bool late) {
   const uint64_t t0 = nowNanos();
   std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> copy;
   PooledMemory pooled;
   if (bytes >= kPooledStageBytes) {
     try {
-      pooled = takePooled(bytes, false);
+      pooled = takePooled(bytes, false, true);
     } catch (const EngramError&) {
       pooled = PooledMemory{};  // the heap below may still have it
     }
   }
   if (pooled.data != nullptr) {
-    copy = {static_cast<uint8_t*>(pooled.data), [mapped = pooled.mapped](uint8_t* p) { givePooled(p, mapped); }};
+    copy = {static_cast<uint8_t*>(pooled.data), [mapped = pooled.mapped](uint8_t* p) { givePooled(p, mapped, true); }};
   } else {
     // Cache-line aligned, as the kernels' own buffers are (aligned_alloc wants a multiple).
     copy = {static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)), [](uint8_t* p) { std::free(p); }};
   }
   if (copy == nullptr) throwJs(v.Env(), ErrorKind::RangeError, std::string(name) + ": cannot allocate " + std::to_string(bytes) + " bytes to stage it");
-  std::memcpy(copy.get(), user, bytes);
+  if (late && !writes) {
+    if (!lateLatch_) lateLatch_ = std::make_unique<InputLatch>();
+  } else {
+    late = false;
+    copyStaged(copy.get(), user, bytes);
+  }
   stagedBytes.fetch_add(bytes, std::memory_order_relaxed);
   stagingNanos.fetch_add(nowNanos() - t0, std::memory_order_relaxed);
-  Staged s{name, Napi::Persistent(v), user, bytes, std::move(copy), writes};
+  Staged s{name, Napi::Persistent(v), user, bytes, std::move(copy), writes, late};
   staged_.push_back(std::move(s));
   return staged_.back().copy.get();
+}
+
+namespace {
+std::atomic<uint64_t> lateNanos{0};
+}
+
+uint64_t lateStagingNanosTotal() { return lateNanos.load(std::memory_order_relaxed); }
+
+void CallHold::copyLateInputs() {
+  if (!lateLatch_) return;
+  const uint64_t t0 = nowNanos();
+  // Nothing between the call's start and here ran JS, so the arrays are as validated.
+  for (Staged& s : staged_) {
+    if (s.late) copyStaged(s.copy.get(), s.user, s.bytes);
+  }
+  lateLatch_->open();
+  const uint64_t spent = nowNanos() - t0;
+  stagingNanos.fetch_add(spent, std::memory_order_relaxed);
+  lateNanos.fetch_add(spent, std::memory_order_relaxed);
 }
 
 std::string CallHold::writeBack(const Napi::Env& env) {
@@ -160,7 +186,7 @@ std::string CallHold::writeBack(const Napi::Env& env) {
     const bool ok = napi_get_typedarray_info(env, s.target.Value(), &type, &length, &data, nullptr, nullptr) == napi_ok;
     const size_t bytes = ok ? s.target.Value().As<Napi::TypedArray>().ByteLength() : 0;
     if (ok && data == s.user && bytes == s.bytes) {
-      std::memcpy(data, s.copy.get(), s.bytes);
+      copyStaged(data, s.copy.get(), s.bytes);
     } else if (lost.empty()) {
       lost = s.name + "'s buffer was detached (transferred) while the call ran, so its result was discarded";
     }
@@ -231,6 +257,7 @@ class CallableWorker : public Napi::AsyncWorker {
         work_(std::move(work)), keep_(std::move(keep)), resolve_(std::move(resolve)), faults_(faults) {}
 
   Napi::Promise promise() const { return deferred_.Promise(); }
+  void copyLateInputs() { keep_.copyLateInputs(); }
 
  protected:
   // No N-API in Execute: errors are stored and settled on the main thread.
@@ -312,6 +339,7 @@ Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold 
   auto* worker = new CallableWorker(env, std::move(work), std::move(hold), nullptr, faults);
   Napi::Promise p = worker->promise();
   worker->Queue();
+  worker->copyLateInputs();  // the worker cannot complete (OnOK) before this returns to JS
   return p;
 }
 
@@ -320,6 +348,7 @@ Napi::Value runAsync(const Napi::Env& env, std::function<void()> work, CallHold 
   auto* worker = new CallableWorker(env, std::move(work), std::move(hold), std::move(resolve));
   Napi::Promise p = worker->promise();
   worker->Queue();
+  worker->copyLateInputs();
   return p;
 }
 

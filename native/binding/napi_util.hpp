@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/common.hpp"
+#include "common/input_latch.hpp"
 #include "common/thread_pool.hpp"
 #include "binding/owned_buffers.hpp"
 
@@ -55,7 +56,15 @@ class CallHold {
   void pin(OwnedMemory share) { pins_.push_back(std::move(share)); }
   // A native copy of `bytes` bytes at `user` (typed array `v`, field `name`), for the
   // worker to use instead; written back on completion when `writes`.
-  uint8_t* stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes);
+  // late: the copy is made by copyLateInputs() after the worker is queued, and the worker
+  // waits on lateInputs() before reading it (it runs the work that does not need it
+  // meanwhile: a prefill's hidden states are megabytes, and copying them first cost
+  // 2-3% of the paper layer's forward).
+  uint8_t* stage(const Napi::Value& v, const char* name, uint8_t* user, size_t bytes, bool writes, bool late = false);
+  // The latch the worker waits on, or nullptr when no input was staged late.
+  const InputLatch* lateInputs() const { return lateLatch_.get(); }
+  // Makes the late copies and opens the latch (the JS thread, right after queueing).
+  void copyLateInputs();
   // Copies written stages back into their typed arrays. Returns "" or, when a written
   // array was detached (or resized) meanwhile, a message naming it; its result is then
   // discarded, the others are still written.
@@ -69,10 +78,12 @@ class CallHold {
     size_t bytes;
     std::unique_ptr<uint8_t, std::function<void(uint8_t*)>> copy;
     bool writes;
+    bool late;
   };
   std::vector<Napi::Reference<Napi::Value>> refs_;
   std::vector<OwnedMemory> pins_;
   std::vector<Staged> staged_;
+  std::unique_ptr<InputLatch> lateLatch_;  // a stable address across moves of the hold
 };
 using Keep = CallHold;
 
@@ -81,9 +92,12 @@ using Keep = CallHold;
 uint64_t stagedBytesTotal();
 // Nanoseconds they spent allocating those copies, copying in and copying results back.
 uint64_t stagingNanosTotal();
+// The part of it spent on late copies (CallHold::copyLateInputs), which overlap the work.
+uint64_t lateStagingNanosTotal();
 
 // Whether the native call reads a typed array only, or (also) writes it.
-enum class Access { Read, Write };
+// ReadLater: read only after the worker waits on the hold's lateInputs() (see CallHold).
+enum class Access { Read, Write, ReadLater };
 
 // A typed array field of exactly `expected` elements (or any length if expected < 0).
 // Absent/null gives nullptr when optional. With `hold` (an async call), the pointer is

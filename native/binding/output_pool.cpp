@@ -26,12 +26,13 @@ class OutputPool {
   static constexpr size_t kGranule = size_t{2} << 20;
   static constexpr size_t kPoolBytes = size_t{1} << 30;
 
-  void* take(size_t bytes) {
+  void* take(size_t bytes, bool staging) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
+    std::multimap<size_t, void*>& list = staging ? freeStaging_ : free_;
+    const auto it = list.find(bytes);
+    if (it == list.end()) return nullptr;
     void* p = it->second;
-    free_.erase(it);
+    list.erase(it);
     pooled_ -= bytes;
     return p;
   }
@@ -50,12 +51,12 @@ class OutputPool {
     std::lock_guard<std::mutex> lock(mutex_);
     outstanding_ -= bytes;
   }
-  void give(void* p, size_t bytes) {
+  void give(void* p, size_t bytes, bool staging) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       outstanding_ -= bytes;
       if (pooled_ + bytes <= kPoolBytes) {
-        free_.emplace(bytes, p);
+        (staging ? freeStaging_ : free_).emplace(bytes, p);
         pooled_ += bytes;
         return;
       }
@@ -66,6 +67,7 @@ class OutputPool {
  private:
   std::mutex mutex_;
   std::multimap<size_t, void*> free_;
+  std::multimap<size_t, void*> freeStaging_;
   size_t pooled_ = 0;
   size_t outstanding_ = 0;
 };
@@ -77,11 +79,11 @@ OutputPool& outputPool() {
 
 }  // namespace
 
-PooledMemory takePooled(size_t bytes, bool capped) {
+PooledMemory takePooled(size_t bytes, bool capped, bool staging) {
   PooledMemory m;
   m.mapped = (bytes + OutputPool::kGranule - 1) / OutputPool::kGranule * OutputPool::kGranule;
   if (!outputPool().admit(m.mapped, capped)) return PooledMemory{};
-  m.data = outputPool().take(m.mapped);
+  m.data = outputPool().take(m.mapped, staging);
   m.recycled = m.data != nullptr;
   if (m.data == nullptr) {
     void* fresh = ::mmap(nullptr, m.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -95,6 +97,6 @@ PooledMemory takePooled(size_t bytes, bool capped) {
   return m;
 }
 
-void givePooled(void* data, size_t mapped) { outputPool().give(data, mapped); }
+void givePooled(void* data, size_t mapped, bool staging) { outputPool().give(data, mapped, staging); }
 
 }  // namespace engram

@@ -138,12 +138,15 @@ void engramForwardCuda(const EngramForwardRequest& r, const DeviceEngramWeights&
       out(streams, s), gates(tokens * hc, s), history(r.convHistory ? historyElems : 0, s),
       historyOut(r.convHistoryOut ? historyElems : 0, s);
   DeviceBuffer<uint8_t> ids(tokens * idStride * (r.rowIds64 ? 8 : 4), s);
-  hiddenDev.upload(r.hiddenStates);
   ids.upload(static_cast<const uint8_t*>(r.rowIds));
   history.upload(r.convHistory);
 
   launchGather(table, ids.get(), r.rowIds64, idStride, r.rowIdsOffset, r.rowsPerToken, tokens, e.get(), s);
   launchLinear(e.get(), tokens, w.k, w.kvWeight->as<float>(), w.kvBias->as<float>(), w.n, kv.get(), s);
+  // Queued behind the gather and the projection: an async call's hidden states may still
+  // be on their way into native memory (see InputLatch).
+  waitForInput(r.hiddenReady);
+  hiddenDev.upload(r.hiddenStates);
   gateKernel<<<static_cast<unsigned>(tokens * hc), kThreads, 0, s>>>(kv.get(), w.n, hiddenDev.get(), w.norm1->as<float>(),
                                                                     w.norm2->as<float>(), hc, hidden, r.gateEps, r.convEps,
                                                                     gates.get(), rms.get());

@@ -202,6 +202,7 @@ void engramForwardCpu(const EngramForwardRequest& r, ThreadPool& pool, int threa
   // 3. Gates; each branch's key slot is overwritten with its gated value, and the
   //    inverse RMS of that value (the conv norm) is kept per (token, branch).
   t0 = std::chrono::steady_clock::now();
+  waitForInput(r.hiddenReady);
   pool.parallelFor(tokens, threads, [&](int64_t begin, int64_t end) { kernels.gate(a, begin, end); });
   if (stage) stage[2] = secondsSince(t0);
 

@@ -6,6 +6,7 @@
 
 #include "table/gather.cuh"
 #include "gemm/gemm_ops.hpp"
+#include "common/input_latch.hpp"
 #include "common/thread_pool.hpp"
 
 namespace engram {
@@ -17,6 +18,7 @@ struct EngramForwardRequest {
   int hidden = 0;  // hidden size
   int rowsPerToken = 0;   // (maxNgram - 1) * nHeadPerNgram row ids per token
   const float* hiddenStates = nullptr;  // [B, T, hc, hidden]
+  const InputLatch* hiddenReady = nullptr;  // set: wait on it before reading hiddenStates
   const void* rowIds = nullptr;         // [B, T, rowIdsStride] global rows, int32 or int64
   bool rowIds64 = false;
   int64_t rowIdsStride = 0;             // ids per token in rowIds (0: rowsPerToken); > rowsPerToken when

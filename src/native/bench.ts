@@ -3,7 +3,7 @@ import type { NativeTableArgs } from './table.js';
 
 export interface NativeBenchFunctions {
   /** What async calls have copied so far (the arrays JS owns; see CallHold): bytes copied in, seconds spent allocating, copying in and back. */
-  stagingStats(): { bytes: number; seconds: number };
+  stagingStats(): { bytes: number; seconds: number; lateSeconds: number };
   /** GFLOP/s of an FMA loop on `threads` threads (0: all) for about `seconds`. */
   peakGflops(args: { threads: number; seconds: number }): number;
   /** Reads the table rows `rowIds` (a bandwidth yardstick); returns a fold of the bytes. */
