@@ -283,6 +283,17 @@ describe('bad input', () => {
     expect(paged.stats().pageMisses).toBe(2);
   });
 
+  it('a page held by 65,535 tickets in flight (the most a slot counts) refuses one more, naming the page, and works again once they are released', () => {
+    const pager = TablePager.create(t, { cacheBytes: 2 * page, pageRows: 50, simulate: true });
+    const held = Array.from({ length: 65_535 }, () => pager.prefetch(Int32Array.of(120)));
+    expect(() => pager.prefetch(Int32Array.of(0, 120))).toThrow(/page 2 is held by 65535 tickets in flight/);
+    // Nothing changed: page 0 was not made resident by the refused batch.
+    expect(pager.stats().residentPages).toBe(1);
+    for (const h of held) h.release();
+    pager.prefetch(Int32Array.of(0, 120)).release();
+    expect(pager.stats().residentPages).toBe(2);
+  });
+
   it('a row beyond the table or a batch larger than the cache throws and changes nothing', () => {
     const pager = TablePager.create(t, { cacheBytes: 3 * page, pageRows: 50 });
     pager.gather(Int32Array.of(0, 60));

@@ -95,9 +95,9 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
   // Lookup counts per page only where LFU ranks by them.
   if (eviction == Eviction::Lfu) pageFreq_.reset(pages, g.slots);
+  static_assert(sizeof(Slot) == 16, "a slot's bookkeeping is 16 bytes");
   slots_.assign(static_cast<size_t>(g.slots), Slot{});
-  freeSlots_.reserve(static_cast<size_t>(g.slots));
-  for (int64_t s = g.slots - 1; s >= 0; --s) freeSlots_.push_back(static_cast<int32_t>(s));  // slot 0 first
+  if (eviction == Eviction::Lfu) lfu_.assign(static_cast<size_t>(g.slots), LfuSlot{});
 }
 
 Pager::~Pager() {
@@ -105,20 +105,16 @@ Pager::~Pager() {
 }
 
 PageMap::PageMap(int64_t entries) {
-  size_t capacity = 16;
-  int bits = 4;
-  while (capacity < static_cast<size_t>(2 * std::max<int64_t>(entries, 1))) {
-    capacity <<= 1;
-    ++bits;
-  }
-  entries_.assign(capacity, Entry{});
-  mask_ = capacity - 1;
-  shift_ = 64 - bits;
+  // Two entries a slot (load at most 1/2), exactly: 16 bytes a slot, where rounding the
+  // capacity up to a power of two took up to 32. A load of 2/3 (12 bytes) made LRU's
+  // bookkeeping 15% slower (more probes for the misses, which are most lookups).
+  capacity_ = std::max<size_t>(16, static_cast<size_t>(std::max<int64_t>(entries, 1)) * 2);
+  entries_.assign(capacity_, Entry{});
 }
 
 int32_t PageMap::find(int64_t page) const {
   const uint32_t key = static_cast<uint32_t>(page) + 1;
-  for (size_t i = home(page);; i = (i + 1) & mask_) {
+  for (size_t i = home(page);; i = next(i)) {
     if (entries_[i].key == key) return entries_[i].value;
     if (entries_[i].key == 0) return -1;
   }
@@ -127,7 +123,7 @@ int32_t PageMap::find(int64_t page) const {
 void PageMap::insert(int64_t page, int32_t slot) {
   const uint32_t key = static_cast<uint32_t>(page) + 1;
   size_t i = home(page);
-  while (entries_[i].key != 0 && entries_[i].key != key) i = (i + 1) & mask_;
+  while (entries_[i].key != 0 && entries_[i].key != key) i = next(i);
   entries_[i] = Entry{key, slot};
 }
 
@@ -136,11 +132,11 @@ void PageMap::erase(int64_t page) {
   size_t i = home(page);
   while (entries_[i].key != key) {
     if (entries_[i].key == 0) return;
-    i = (i + 1) & mask_;
+    i = next(i);
   }
   // Backward shift: move later entries of the probe run into the hole when their home
   // position does not lie cyclically in (hole, entry].
-  for (size_t j = (i + 1) & mask_; entries_[j].key != 0; j = (j + 1) & mask_) {
+  for (size_t j = next(i); entries_[j].key != 0; j = next(j)) {
     const size_t h = home(static_cast<int64_t>(entries_[j].key) - 1);
     const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
     if (stays) continue;
@@ -200,12 +196,22 @@ struct HeapAfter {
 };
 }  // namespace
 
+int32_t Pager::takeFreeSlot() {
+  if (!freeSlots_.empty()) {
+    const int32_t s = freeSlots_.back();
+    freeSlots_.pop_back();
+    return s;
+  }
+  return static_cast<int32_t>(fresh_++);  // slot 0 first
+}
+
 void Pager::makeEvictable(int32_t slot) {
   Slot& sl = slots_[static_cast<size_t>(slot)];
   ++sl.stamp;
   ++evictable_;
   if (eviction_ == Eviction::Lfu) {
-    lfuHeap_.push_back(HeapEntry{sl.lastUse, sl.lfuCount, slot, sl.stamp});
+    const LfuSlot& f = lfu_[static_cast<size_t>(slot)];
+    lfuHeap_.push_back(HeapEntry{f.lastUse, f.count, slot, sl.stamp});
     std::push_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
   } else {
     lruQueue_.push_back(QueueEntry{slot, sl.stamp});
@@ -218,7 +224,8 @@ void Pager::removeEvictable(int32_t slot) {
   --evictable_;
 }
 
-// Stale entries are dropped once they outnumber the live ones (amortised O(1) per change).
+// Stale entries are dropped once they make up a fifth of the queue (amortised O(1) per
+// change, about five entries moved each): the queue stays near 8 bytes a slot.
 void Pager::compactEvictable() {
   const size_t entries = eviction_ == Eviction::Lfu ? lfuHeap_.size() : lruQueue_.size() - lruFront_;
   if (entries < 1024 || entries < 2 * static_cast<size_t>(evictable_)) {
@@ -315,13 +322,17 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   for (size_t i = 0; i < pages; ++i) {
     const int32_t s = batchSlot_[i];
     if (s < 0) ++plan.missingPages;
-    else if (slots_[static_cast<size_t>(s)].pins == 0) ++plan.residentIdle;
+    else if (const uint32_t pins = slots_[static_cast<size_t>(s)].pins(); pins == 0) ++plan.residentIdle;
+    else if (pins == kMaxPins) {
+      EK_THROW(RangeError, "page " + std::to_string(batchPages_.value(i)) + " is held by " + std::to_string(kMaxPins) +
+                               " tickets in flight, the most one page can have: release tickets before prefetching more");
+    }
   }
   return plan;
 }
 
 void Pager::admit(const BatchPlan& plan) const {
-  const int64_t freeable = static_cast<int64_t>(freeSlots_.size()) + evictableCount() - plan.residentIdle;
+  const int64_t freeable = freeCount() + evictableCount() - plan.residentIdle;
   if (plan.missingPages > freeable) {
     EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " +
                              std::to_string(batchPages_.size()) + " pages (" + std::to_string(plan.missingPages) + " missing, " +
@@ -355,17 +366,17 @@ Pager::Ticket Pager::assignSlots() {
     Slot& sl = slots_[static_cast<size_t>(s)];
     stats_.pageHits += 1;
     stats_.rowHits += static_cast<double>(batchPages_.count(i));
-    if (sl.pins == 0) removeEvictable(s);
-    if (sl.job != 0) t.jobs.push_back(sl.job);  // may still be in flight
-    ++sl.pins;
-    sl.lastUse = tick_;
+    if (sl.pins() == 0) removeEvictable(s);
+    if (sl.job() != 0) t.jobs.push_back(sl.job());  // may still be in flight
+    sl.pin();
+    if (!lfu_.empty()) lfu_[static_cast<size_t>(s)].lastUse = static_cast<uint32_t>(tick_);
     t.slots[i] = s;
   }
   // The slots the missing pages will take: free ones, then victims. The victims' slots
   // and page-table entries are loaded for all of them before any is changed.
   int64_t missing = 0;
   for (size_t i = 0; i < pages; ++i) missing += batchSlot_[i] < 0;
-  const int64_t fromFree = std::min<int64_t>(missing, static_cast<int64_t>(freeSlots_.size()));
+  const int64_t fromFree = std::min<int64_t>(missing, freeCount());
   victims_.clear();
   if (missing > fromFree && eviction_ != Eviction::Lfu) {
     for (size_t k = lruFront_, end = std::min(lruQueue_.size(), lruFront_ + 2 * static_cast<size_t>(missing - fromFree)); k < end; ++k) {
@@ -373,34 +384,34 @@ Pager::Ticket Pager::assignSlots() {
     }
   }
   for (int64_t v = fromFree; v < missing; ++v) victims_.push_back(popVictim());
-  for (int32_t v : victims_) pageSlot_.prefetch(slots_[static_cast<size_t>(v)].page);
-  for (int32_t v : victims_) pageSlot_.erase(slots_[static_cast<size_t>(v)].page);
+  for (int32_t v : victims_) pageSlot_.prefetch(slots_[static_cast<size_t>(v)].page());
+  for (int32_t v : victims_) pageSlot_.erase(slots_[static_cast<size_t>(v)].page());
   stats_.evictions += static_cast<double>(victims_.size());
   size_t nextVictim = 0;
+  int64_t freeLeft = fromFree;
   for (size_t i = 0; i < pages; ++i) {
     const int64_t page = batchPages_.value(i);
     const int64_t lookups = batchPages_.count(i);
     uint32_t count = 0;
     if (!pageFreq_.empty()) count = pageFreq_.add(page, static_cast<uint64_t>(lookups));
     if (batchSlot_[i] >= 0) {
-      slots_[static_cast<size_t>(batchSlot_[i])].lfuCount = count;
+      if (!lfu_.empty()) lfu_[static_cast<size_t>(batchSlot_[i])].count = count;
       continue;
     }
     stats_.pageMisses += 1;
     stats_.rowMisses += static_cast<double>(lookups);
     int32_t s;
-    if (!freeSlots_.empty()) {
-      s = freeSlots_.back();
-      freeSlots_.pop_back();
+    if (freeLeft > 0) {
+      --freeLeft;
+      s = takeFreeSlot();
     } else {
       s = victims_[nextVictim++];
     }
     pageSlot_.insert(page, s);
     Slot& sl = slots_[static_cast<size_t>(s)];
-    sl.page = page;
-    sl.lfuCount = count;
-    ++sl.pins;
-    sl.lastUse = tick_;
+    sl.setPage(page);
+    sl.pin();
+    if (!lfu_.empty()) lfu_[static_cast<size_t>(s)] = LfuSlot{count, static_cast<uint32_t>(tick_)};
     const int64_t first = page * g_.pageRows;
     const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
     copies.push_back(RowCopy{first, static_cast<int64_t>(s) * g_.pageRows, rowsInPage});
@@ -410,7 +421,8 @@ Pager::Ticket Pager::assignSlots() {
   }
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
-    for (int32_t s : t.missed) slots_[static_cast<size_t>(s)].job = job;
+    if (job > kJobMask) EK_THROW(Error, "the pager has run 2^48 copy jobs, the most its slots can name: make a new pager");
+    for (int32_t s : t.missed) slots_[static_cast<size_t>(s)].setJob(job);
     t.jobs.push_back(job);
   }
   for (uint64_t j : t.jobs) t.lastJob = std::max(t.lastJob, j);
@@ -468,8 +480,8 @@ std::exception_ptr Pager::settleCopies(uint64_t ticket, double* waitedSeconds) {
     if (it != tickets_.end()) {
       for (int32_t s : it->second.missed) {
         Slot& sl = slots_[static_cast<size_t>(s)];
-        if (sl.page >= 0) pageSlot_.erase(sl.page);
-        sl.page = -1;
+        if (sl.resident()) pageSlot_.erase(sl.page());
+        sl.clearPage();
       }
     }
     return std::current_exception();
@@ -498,12 +510,12 @@ void Pager::release(uint64_t ticket) {
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
   for (int32_t s : it->second.slots) {
     Slot& sl = slots_[static_cast<size_t>(s)];
-    if (--sl.pins > 0) continue;
-    if (sl.page < 0) {
+    if (sl.unpin() > 0) continue;
+    if (!sl.resident()) {
       freeSlots_.push_back(s);  // a failed copy
     } else if (eviction_ == Eviction::Direct) {
-      pageSlot_.erase(sl.page);  // no reuse across batches
-      sl.page = -1;
+      pageSlot_.erase(sl.page());  // no reuse across batches
+      sl.clearPage();
       freeSlots_.push_back(s);
     } else {
       makeEvictable(s);
@@ -566,7 +578,7 @@ void Pager::resetStats() {
 
 int64_t Pager::residentPages() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return g_.slots - static_cast<int64_t>(freeSlots_.size());
+  return g_.slots - freeCount();
 }
 
 int64_t Pager::ticketsInFlight() const {

@@ -58,10 +58,15 @@ class PageMap {
     uint32_t key = 0;  // page + 1; 0: empty
     int32_t value = -1;
   };
-  size_t home(int64_t page) const { return static_cast<size_t>((static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull) >> shift_); }
+  // A multiplicative hash mapped onto [0, capacity) by a multiply and a shift, so the
+  // capacity need not be a power of two.
+  size_t home(int64_t page) const {
+    const uint64_t h = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull;
+    return static_cast<size_t>((static_cast<unsigned __int128>(h) * capacity_) >> 64);
+  }
+  size_t next(size_t i) const { return i + 1 == capacity_ ? 0 : i + 1; }
   std::vector<Entry, HugePageAllocator<Entry>> entries_;
-  size_t mask_ = 0;
-  int shift_ = 64;
+  size_t capacity_ = 0;
 };
 
 // The distinct values of one batch (pages, or rows) and how often each occurs, in the
@@ -240,15 +245,40 @@ class Pager {
   const PagerGeometry& geometry() const { return g_; }
 
  private:
-  // Everything the pager keeps per cache slot, in one cache line's worth: a batch touches
-  // a slot once, at one miss, rather than once per field array.
+  // Everything the pager keeps per cache slot, 16 bytes: a batch touches a slot once, at
+  // one miss, rather than once per field array, and a cache of millions of one-row slots
+  // keeps its bookkeeping small (with the page table and the LRU queue, about 36 bytes a
+  // slot where it took 75). LFU's counts live beside it (lfu_), only for LFU.
   struct Slot {
-    int64_t page = -1;      // -1: free
-    uint64_t lastUse = 0;   // batch tick of the last use (LRU order, LFU tie-break)
-    uint64_t job = 0;       // copy job that filled it (0: none pending)
-    int32_t pins = 0;       // tickets holding it
-    uint32_t stamp = 0;     // bumped whenever it stops or starts being evictable
-    uint32_t lfuCount = 0;  // LFU: lookups of its page (the sketch's estimate at its last use)
+    uint32_t page1 = 0;  // page + 1 (the pager refuses tables of 2^32 - 1 pages or more); 0: free
+    uint32_t stamp = 0;  // bumped whenever it stops or starts being evictable
+    // The copy job that filled it (48 bits: 2.8e14 jobs, years at a million a second; the
+    // pager refuses to go past them) and the tickets holding it (16 bits; a batch that
+    // would pin a page 65,536 times is refused).
+    uint64_t jobAndPins = 0;
+
+    int64_t page() const { return static_cast<int64_t>(page1) - 1; }
+    void setPage(int64_t page) { page1 = static_cast<uint32_t>(page + 1); }
+    void clearPage() { page1 = 0; }
+    bool resident() const { return page1 != 0; }
+    uint64_t job() const { return jobAndPins & kJobMask; }
+    void setJob(uint64_t job) { jobAndPins = (jobAndPins & ~kJobMask) | job; }
+    uint32_t pins() const { return static_cast<uint32_t>(jobAndPins >> kJobBits); }
+    void pin() { jobAndPins += uint64_t{1} << kJobBits; }
+    uint32_t unpin() {
+      jobAndPins -= uint64_t{1} << kJobBits;
+      return pins();
+    }
+  };
+  static constexpr int kJobBits = 48;
+  static constexpr uint64_t kJobMask = (uint64_t{1} << kJobBits) - 1;
+  static constexpr uint32_t kMaxPins = 0xffff;
+  // LFU's per-slot fields: lookups of its page (the sketch's estimate at its last use) and
+  // the low 32 bits of that use's batch tick (the tie-break: wraps after 4e9 batches, which
+  // changes which of two equally counted pages goes first, never the bits served).
+  struct LfuSlot {
+    uint32_t count = 0;
+    uint32_t lastUse = 0;
   };
   // Evictable slots wait in a queue (LRU: oldest release first) or a heap (LFU: fewest
   // lookups first). Pinning a slot again does not search for its entry: the slot's stamp
@@ -260,7 +290,7 @@ class Pager {
     uint32_t stamp;
   };
   struct HeapEntry {
-    uint64_t lastUse;
+    uint32_t lastUse;
     uint32_t count;
     int32_t slot;
     uint32_t stamp;
@@ -315,7 +345,13 @@ class Pager {
   int32_t slotOf(int64_t page) const { return pageSlot_.find(page); }
   PageCounts pageFreq_;  // lookups per page (LFU)
   std::vector<Slot, HugePageAllocator<Slot>> slots_;
+  std::vector<LfuSlot, HugePageAllocator<LfuSlot>> lfu_;  // LFU only
+  // Free slots: those never used yet are [fresh_, slots); freeSlots_ holds the ones given
+  // back (a failed copy, direct mode), taken first. No list of every slot up front.
+  int64_t fresh_ = 0;
   std::vector<int32_t> freeSlots_;
+  int64_t freeCount() const { return static_cast<int64_t>(freeSlots_.size()) + (g_.slots - fresh_); }
+  int32_t takeFreeSlot();
   std::vector<QueueEntry> lruQueue_;  // LRU: [lruFront_, end) in release order
   size_t lruFront_ = 0;
   std::vector<HeapEntry> lfuHeap_;    // LFU: a min-heap (std::push_heap with greater)

@@ -69,10 +69,17 @@ export interface PagerStats extends NativePagerStats {
   pageHitRate: number;
 }
 
-/** Pages pinned for one batch; pass it to gather or a layer's forward, which release it. */
-/** Native bookkeeping per page slot (page map entry, eviction order, pins, jobs): 3.4 GB of RSS was measured for 32.5 M one-row slots. */
-export const PAGER_BYTES_PER_SLOT = 104;
+/**
+ * Native bookkeeping per page slot, at most: a 16-byte slot record, two 8-byte page-table
+ * entries and up to two 8-byte LRU queue entries (stale ones are dropped once they match
+ * the live ones); LFU adds an 8-byte count and up to two 16-byte heap entries. 44.5 bytes a
+ * slot were measured for 4 Mi filled one-row LRU slots (bench:bookkeeping).
+ */
+export function pagerBytesPerSlot(eviction: Eviction): number {
+  return eviction === 'lfu' ? 48 + 40 : 48;
+}
 
+/** Pages pinned for one batch; pass it to gather or a layer's forward, which release it. */
 export class PagerTicket {
   private released = false;
   /** @internal */
@@ -216,9 +223,9 @@ export class TablePager {
     if (slots < 1 && hotRows === 0) {
       throw new RangeError(`options.cacheBytes (${cacheBytes}) is smaller than one page (${pageRows} rows x ${fullRow} bytes = ${pageRows * fullRow})`);
     }
-    // The native bookkeeping costs about 100 bytes a slot (page table, eviction order,
-    // pins): refused up front when that alone would not fit, rather than grown into.
-    const bookkeeping = Math.max(0, slots) * PAGER_BYTES_PER_SLOT + hotRows * 16;
+    // The native bookkeeping (pagerBytesPerSlot) is refused up front when it alone would
+    // not fit, rather than grown into.
+    const bookkeeping = Math.max(0, slots) * pagerBytesPerSlot(eviction) + hotRows * 16;
     if (bookkeeping > os.totalmem() / 4) {
       throw new RangeError(
         `a cache of ${Math.max(0, slots).toLocaleString('en-US')} page slots needs about ${(bookkeeping / 2 ** 30).toFixed(1)} GiB of bookkeeping, more than a quarter of this machine's ` +
