@@ -167,6 +167,8 @@ const md = [
   `"warm OS cache": the file's pages are in the OS page cache (a RAM-speed home tier); "cold": the file's cached pages are dropped before every pass.`,
   '',
   tier,
+  `Where the time of the warm one-row LRU decode goes (a perf profile, by bucket: bookkeeping, translation, copies, gather, compute, hand-offs): [pager-profile.md](pager-profile.md), \`npm run bench:pager-profile\`.`,
+  '',
   `## One host copy for many processes`,
   '',
   `Two Node processes open the same checkpoint (a synthetic V4.1 checkpoint with 1 GiB tables; memory-mapped, read in place, no pager) and gather the same ${shared.rowsPerTable.toLocaleString()} random rows of each table.`,

@@ -63,6 +63,13 @@ for (const r of bookkeeping?.results ?? []) {
   add('pager-bookkeeping', bookkeeping, `pager bookkeeping per looked-up row, one-row pages, ${r.eviction} (no copies)`, r.nsPerRow, 'ns', 'the target per row, not a measurement', bookkeeping.targetNsPerRow, true);
 }
 if (bookkeeping) add('pager-bookkeeping', bookkeeping, 'pager bookkeeping memory per cache slot', bookkeeping.bytesPerSlot, 'bytes', '', undefined, true);
+const profiled = read('pager-profile.json');
+const [paged, mapped] = ['paged', 'mapped'].map((m) => profiled?.profiles?.find((p) => p.mode === m));
+if (paged && mapped) add('pager-profile', profiled, 'V4.1 decode under perf, file tier, one-row pages, LRU, warm', paged.tokensPerSecond, 'tokens/s', 'same steps, tables mapped (no pager), under perf', mapped.tokensPerSecond);
+const ramTiming = profiled?.interleaved?.find((t) => t.mode === 'ram');
+for (const t of profiled?.interleaved ?? []) {
+  if (t.mode !== 'ram') add('pager-profile', profiled, `V4.1 decode 16 x 1, ${t.mode === 'paged' ? 'file tier, one-row pages, LRU' : 'tables mapped, no pager'}, warm OS page cache, interleaved passes`, t.tokensPerSecond, 'tokens/s', 'tables in RAM, same passes', ramTiming?.tokensPerSecond);
+}
 
 const fmt = (x) => (x === undefined || x === null ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3));
 const md = [
@@ -89,7 +96,7 @@ const SECTIONS = [
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],
   ['Async calls: copies of what JS owns', ['async-staging'], 'async-staging.md', 'Async calls copy the plain typed arrays JS owns (JS could detach them mid-call); the same call with its inputs in the addon\'s memory pins them instead. Below 1: what the copies cost (the report also gives their measured time).'],
   ['The remote tier (Redis Cluster)', ['remote'], 'remote.md', 'DeepSeek-V4.1\'s layer with its table in a Redis Cluster on loopback (and in its file), against the table in RAM in the same rounds (below 1: the loss).'],
-  ['The table pager', ['pager', 'pager-bookkeeping'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
+  ['The table pager', ['pager', 'pager-bookkeeping', 'pager-profile'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
 ];
 const rel = (f) => `../bench/results/${f}`;
 const doc = [

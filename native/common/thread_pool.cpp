@@ -5,6 +5,8 @@
 #include <chrono>
 #include <exception>
 
+#include <pthread.h>
+
 namespace engram {
 
 int hardwareThreads() {
@@ -12,7 +14,15 @@ int hardwareThreads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-ThreadPool::ThreadPool(int workers) {
+void setThreadName(const std::string& name) {
+#if defined(__linux__)
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+#else
+  (void)name;
+#endif
+}
+
+ThreadPool::ThreadPool(int workers, const char* name) : name_(name) {
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this, i] { workerLoop(i + 1); });
 }
 
@@ -54,6 +64,7 @@ static void chunkRange(int64_t count, int chunks, int index, int64_t* begin, int
 }
 
 void ThreadPool::workerLoop(int index) {
+  setThreadName(name_ + "-" + std::to_string(index));
   // Every task here is the addon's native work, whose owner checks for mapped-file faults
   // when it ends: guarded for the thread's whole life.
   const MappedReadGuard guard;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,7 +15,9 @@ namespace engram {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int workers);
+  // name: the workers' thread names, with their index ("ek-pool-1"), as profilers and
+  // debuggers show them (at most 12 characters).
+  explicit ThreadPool(int workers, const char* name = "ek-pool");
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -28,6 +31,7 @@ class ThreadPool {
 
  private:
   void workerLoop(int index);
+  std::string name_;
 
   std::vector<std::thread> workers_;
   std::mutex callMutex_;  // one parallelFor at a time
@@ -45,5 +49,8 @@ class ThreadPool {
 
 // Default pool size: every hardware thread.
 int hardwareThreads();
+
+// Names the calling thread (Linux: at most 15 characters are kept; elsewhere nothing).
+void setThreadName(const std::string& name);
 
 }  // namespace engram

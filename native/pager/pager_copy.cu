@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/thread_pool.hpp"
 #include "common/cuda_check.cuh"
 #include "common/device.hpp"
 #include "pager/pager.hpp"
@@ -181,7 +182,10 @@ class CudaFileCopyEngine final : public CopyEngine {
       : source_(source), g_(g), files_(source, g), data_(deviceData), scales_(deviceScales), device_(device) {
     DeviceGuard guard(device);
     EK_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      setThreadName("ek-cuda-copy");
+      run();
+    });
   }
 
   ~CudaFileCopyEngine() override {

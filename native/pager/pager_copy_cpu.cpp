@@ -32,8 +32,11 @@ class CpuCopyEngine final : public CopyEngine {
       : source_(source), g_(g), files_(source, g), cacheData_(cacheData), cacheScales_(cacheScales), rate_(bytesPerSecond), readers_(std::max(1, readers)) {
     // Several readers keep a disk's queue busy: one synchronous pread at a time waits a
     // full device latency per row.
-    if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1);
-    thread_ = std::thread([this] { run(); });
+    if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1, "ek-read");
+    thread_ = std::thread([this] {
+      setThreadName("ek-pager-copy");
+      run();
+    });
   }
 
   ~CpuCopyEngine() override {
