@@ -72,5 +72,7 @@ export { planOffload, formatPlan, OFFLOAD_PRESETS, OFFLOAD_DEFAULTS, type Offloa
 export { RemoteStore, type RemoteStoreOptions } from './table/remote/store.js';
 export { pushTable, defaultPageRows, type PushOptions, type PushResult } from './table/remote/push.js';
 export { pushCheckpoint } from './table/remote/push-checkpoint.js';
+export { stripCheckpoint, type StripResult } from './table/remote/strip.js';
+export { STRIPPED_RECORD, type StrippedRecord } from './table/remote/stripped.js';
 export { tableIdentity, tableId, type TableIdentity, type RemoteManifest } from './table/remote/identity.js';
 export { RemoteTable, type RemoteStats } from './table/remote/remote-source.js';

@@ -2,9 +2,14 @@
 // can be wrong is refused before the cache sees it), manifests, and the native engine's
 // contract (JS fetches and fills a job's rows; waiters block off the JS thread only; an
 // abandoned job writes nothing). The tier against real Redis servers: test/remote.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
-import { Engram, EngramTable } from '../src/index.js';
+import { Engram, EngramTable, stripCheckpoint } from '../src/index.js';
+import { remoteIdentity } from '../src/table/tiers.js';
 import { native } from '../src/native/index.js';
 import { decodePage, encodePage, PAGE_HEADER_BYTES } from '../src/table/remote/page-format.js';
 import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from '../src/table/remote/identity.js';
@@ -154,5 +159,46 @@ describe('remote tier options', () => {
     const err = await RemoteStore.connect({ url: 'redis://u:s3cret@127.0.0.1:1', timeoutMs: 2000 }).catch((e: Error) => e);
     expect(String(err)).toMatch(/remote tier: .*127\.0\.0\.1:1/);
     expect(String(err)).not.toMatch(/s3cret/);
+  });
+});
+
+describe('checkpoints stripped of their tables', () => {
+  it('keep every header and every other byte, leave the table as a hole, record the identity, and are refused by every tier but remote', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-strip-'));
+    try {
+      const whole = path.join(dir, 'layer.safetensors');
+      // A table of 1.3 MB, so that its hole spans whole blocks of the file system.
+      new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 32 }, { seed: 3 }).saveSafetensors(whole);
+      const stripped = path.join(dir, 'stripped.safetensors');
+      const result = stripCheckpoint(whole, stripped);
+      expect(result.tensors).toEqual(['multi_head_embedding.embedding.weight']);
+      const full = Engram.fromSafetensors(whole);
+      expect(result.bytesLeftOut).toBe(full.table.byteLength);
+      // Same size, the same bytes outside the table, zeros (a hole) inside it.
+      const [a, b] = [fs.readFileSync(whole), fs.readFileSync(stripped)];
+      expect(b.length).toBe(a.length);
+      const offset = full.tableSource!.data.fileOffset!;
+      expect(Buffer.compare(a.subarray(0, offset), b.subarray(0, offset))).toBe(0);
+      expect(Buffer.compare(a.subarray(offset + result.bytesLeftOut), b.subarray(offset + result.bytesLeftOut))).toBe(0);
+      expect(b.subarray(offset, offset + result.bytesLeftOut).every((x) => x === 0)).toBe(true);
+      expect(fs.statSync(stripped).blocks * 512).toBeLessThan(a.length - result.bytesLeftOut / 2);
+      // The identity the remote tier checks the store against is the whole checkpoint's.
+      const record = JSON.parse(fs.readFileSync(`${stripped}.engram-stripped.json`, 'utf8'));
+      expect(record.tables).toEqual([remoteIdentity(full.table, full.tableSource!)]);
+      // Read directly, from the file or behind a host cache: never (the rows would be zeros).
+      const refused = /holds no rows of 'multi_head_embedding\.embedding\.weight': its checkpoint was stripped .* tier: 'remote'/;
+      expect(() => Engram.fromSafetensors(stripped)).toThrow(refused);
+      expect(() => Engram.fromSafetensors(stripped, { table: { tier: 'file' } })).toThrow(refused);
+      expect(() => Engram.fromSafetensors(stripped, { table: { tier: 'host', cacheBytes: 1 << 20 } })).toThrow(refused);
+      // A stripped checkpoint cannot be stripped again, and an existing target is not overwritten.
+      expect(() => stripCheckpoint(stripped, path.join(dir, 'again.safetensors'))).toThrow(refused);
+      expect(() => stripCheckpoint(whole, stripped)).toThrow(/already exists/);
+      // A record that does not belong to the files beside it is an error, not a reason to read them.
+      fs.copyFileSync(`${stripped}.engram-stripped.json`, `${whole}.engram-stripped.json`);
+      new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 64 }, { seed: 3 }).saveSafetensors(whole);
+      expect(() => Engram.fromSafetensors(whole)).toThrow(/headers differ .* do not belong together/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,7 +10,7 @@ import { DEEPSEEK_V41_NGRAM_HASH_CONFIG } from '../hashing/ngram-hash-config.js'
 import { NgramHashMapping } from '../hashing/ngram-hash-mapping.js';
 import { inspectV41, synthV41 } from './v41.js';
 import { PLAN_FLAGS, PLAN_USAGE, planCommand } from './plan.js';
-import { storePush } from './store.js';
+import { storePush, storeStrip } from './store.js';
 import { Engram } from '../layers/paper/layer.js';
 import { hashThroughput, machineFacts, progress, timeRuns } from '../core/throughput.js';
 import { packageRoot } from '../native/index.js';
@@ -42,6 +42,10 @@ const USAGE = `usage:
                                         (the password may come from ENGRAM_REDIS_PASSWORD instead;
                                         --repair: read every stored page whole, re-send corrupt ones;
                                         --buckets: hash-tag groups of the keys, default 128)
+  engram store strip <checkpoint-dir|layer.safetensors> <out> [--json]
+                                        copy a checkpoint without its Engram tables' bytes (left
+                                        as holes; headers unchanged) for hosts that read the
+                                        tables from the remote tier; refused by every other tier
 ${PLAN_USAGE}
 
 options:
@@ -202,6 +206,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
   plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
   'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'buckets', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
+  'store strip': { flags: ['json'], positionals: { min: 2, max: 2 }, usage: usageOf('store strip') },
 };
 
 /** A flag's number: finite, and an integer where asked, or a RangeError naming the flag. */
@@ -255,11 +260,11 @@ function main(argv: string[]): number | Promise<number> {
     args = rest.slice(1);
   }
   if (command === 'store') {
-    if (rest[0] !== 'push') {
-      console.error(`engram store: expected 'push <checkpoint>'\n\n${usageOf('store')}`);
+    if (rest[0] !== 'push' && rest[0] !== 'strip') {
+      console.error(`engram store: expected 'push <checkpoint>' or 'strip <checkpoint> <out>'\n\n${usageOf('store')}`);
       return values.help ? 0 : 1;
     }
-    name = 'store push';
+    name = `store ${rest[0]}`;
     args = rest.slice(1);
   }
   const spec = COMMANDS[name];
@@ -341,6 +346,8 @@ function main(argv: string[]): number | Promise<number> {
         buckets: numberFlag('buckets', values.buckets, true),
         json: values.json === true,
       });
+    case 'store strip':
+      return storeStrip(args[0], args[1], { json: values.json === true });
     default:
       return planCommand(values);
   }

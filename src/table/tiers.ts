@@ -6,6 +6,7 @@ import { EngramTable } from './table.js';
 import { describe } from '../core/validate.js';
 import { tableIdentity, type TableIdentity } from './remote/identity.js';
 import { RemoteTable } from './remote/remote-source.js';
+import { strippedTableError, strippedTableIdentity } from './remote/stripped.js';
 import type { RemoteStoreOptions } from './remote/store.js';
 
 export type TableTier = 'device' | 'host' | 'file' | 'remote';
@@ -115,10 +116,33 @@ export function layerPager(table: EngramTable, options: unknown, file: LoadedFil
   return pagerFor(table, options_, file === undefined ? undefined : tableFileOf(table, file));
 }
 
-/** The identity a remote table is stored under: the tensor, the headers of the files holding it. */
+const sourcePaths = (file: LoadedFile) => file.data.rowParts?.map((p) => p.path) ?? [file.path];
+
+/**
+ * The identity a remote table is stored under: the tensor, the headers of the files
+ * holding it, a hash of sampled rows (for a stripped checkpoint, which has no rows, the
+ * identity recorded when it was stripped).
+ */
 export function remoteIdentity(table: EngramTable, file: LoadedFile): TableIdentity {
-  const paths = file.data.rowParts?.map((p) => p.path) ?? [file.path];
-  return tableIdentity(table, file.tensor ?? 'table', paths);
+  const tensor = file.tensor ?? 'table';
+  const recorded = strippedTableIdentity(tensor, sourcePaths(file));
+  if (recorded !== undefined) {
+    if (recorded.dtype !== table.dtype || recorded.rows !== table.rows || recorded.cols !== table.cols) {
+      throw new Error(`the stripped record of '${tensor}' describes a ${recorded.dtype} table of ${recorded.rows} x ${recorded.cols}, the file a ${table.dtype} one of ${table.rows} x ${table.cols}`);
+    }
+    return recorded;
+  }
+  return tableIdentity(table, tensor, sourcePaths(file));
+}
+
+/**
+ * Refuses to read a stripped checkpoint's table (its bytes are holes: zeros) through any
+ * tier but 'remote'. The loaders call it for every table they load, whatever the tier.
+ */
+export function refuseStrippedTable(file: LoadedFile | undefined, options: TableTierOptions | undefined): void {
+  if (file === undefined || options?.tier === 'remote') return;
+  const tensor = file.tensor ?? 'table';
+  if (strippedTableIdentity(tensor, sourcePaths(file)) !== undefined) throw strippedTableError(tensor, file.path);
 }
 
 /**
@@ -133,6 +157,7 @@ export function tableTier(
   device: 'cpu' | 'cuda',
   deviceIndex: number,
 ): { table: EngramTable; pager: TablePager | undefined } {
+  refuseStrippedTable(file, options);
   if (options === undefined) return { table, pager: undefined };
   if (requireTierOptions('options', options).copy === true) {
     return { table: file === undefined ? table.copy() : EngramTable.readFile(tableFileOf(table, file), { onProgress: options.onProgress }), pager: undefined };

@@ -28,6 +28,18 @@ const paperBatch = (B: number, S: number) => ({
   hidden: Float32Array.from({ length: B * S * 4 * 32 }, () => rand() * 2 - 1),
 });
 
+/** `batches` random batches of 2 x 8 through both V4.1 models: the remote one gives the in-memory bits. */
+async function expectV41Bits(mem: DeepseekV41EngramModel, remote: DeepseekV41EngramModel, batches: number): Promise<void> {
+  const [B, S] = [2, 8];
+  for (let b = 0; b < batches; b++) {
+    const ids = Int32Array.from({ length: B * S }, () => Math.floor(rand() * 128_000));
+    const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: B * S * 4 * 64 }, () => rand() * 4 - 2)]));
+    const want = mem.forward(streams, ids, [B, S]);
+    const got = await remote.forwardAsync(streams, ids, [B, S]);
+    for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
+  }
+}
+
 describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
   let redis: RedisSetup;
   beforeAll(async () => {
@@ -82,14 +94,22 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     const rows = mem.layers.get(1)!.table.rows;
     const remote = DeepseekV41EngramModel.fromCheckpoint(dir, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * 264) / 2), pageRows: 4 } });
     await remote.remoteReady();
-    const [B, S] = [2, 8];
-    for (let b = 0; b < 6; b++) {
-      const ids = Int32Array.from({ length: B * S }, () => Math.floor(rand() * 128_000));
-      const streams = new Map([1, 14].map((id) => [id, Float32Array.from({ length: B * S * 4 * 64 }, () => rand() * 4 - 2)]));
-      const want = mem.forward(streams, ids, [B, S]);
-      const got = await remote.forwardAsync(streams, ids, [B, S]);
-      for (const id of [1, 14]) expect(same(got.outputs.get(id)!.output, want.outputs.get(id)!.output)).toBe(true);
-    }
+    await expectV41Bits(mem, remote, 6);
+    await remote.close();
+  });
+
+  it('a checkpoint stripped of its tables (`engram store strip`) serves the same bits through the remote tier, and no other tier reads it', async () => {
+    const dir = path.join(root, 'v41'); // pushed by the test above
+    const stripped = path.join(root, 'v41-stripped');
+    const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '../../src/cli/main.ts'), 'store', 'strip', dir, stripped, '--json'], { encoding: 'utf8' });
+    const result = JSON.parse(out) as { tensors: string[]; bytesLeftOut: number };
+    expect(result.tensors.sort()).toEqual(['layers.1.engram.embed.weight', 'layers.14.engram.embed.weight']);
+    expect(() => DeepseekV41EngramModel.fromCheckpoint(stripped)).toThrow(/holds no rows of 'layers\.1\.engram\.embed\.weight'.*tier: 'remote'/);
+    const mem = DeepseekV41EngramModel.fromCheckpoint(dir);
+    const rows = mem.layers.get(1)!.table.rows;
+    const remote = DeepseekV41EngramModel.fromCheckpoint(stripped, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * 264) / 2), pageRows: 4 } });
+    await remote.remoteReady(); // the manifest's identity matches the recorded one
+    await expectV41Bits(mem, remote, 4);
     await remote.close();
   });
 

@@ -10,7 +10,7 @@ import { geometry, stateDictOf, TABLE_SCALE_NAME, TABLE_TENSOR_DTYPES, TABLE_NAM
 import { native, TABLE_DTYPE_CODES, type NativeDeviceWeightsHandle, type NativeEngramForwardArgs, type NativeEngramUploadArgs, type NativeLinearHandle } from '../../native/index.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import { readSafetensors, writeSafetensors } from '../../core/safetensors.js';
-import { layerRowIds, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import { layerRowIds, refuseStrippedTable, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
 import { Prefetch, prefetchKey, type HashedRows } from '../../table/prefetch.js';
 import { EngramTable, requireTableDtype, type TableDtype } from '../../table/table.js';
 import { PagedLayer } from '../shared/paged-layer.js';
@@ -274,6 +274,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
     const engram = new Engram(config, { ...options, init: 'none', tableDtype });
     engram.loadStateDict(st.tensors, { prefix });
     engram.tableSource = { path: file, data: st.tensors[prefix + TABLE_NAME], scales: st.tensors[prefix + TABLE_SCALE_NAME], tensor: prefix + TABLE_NAME };
+    refuseStrippedTable(engram.tableSource, tier);
     if (tier !== undefined) engram.usePager(tier);
     return engram;
   }

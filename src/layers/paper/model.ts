@@ -3,7 +3,7 @@
 // gathers its own slice of the row ids.
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import { Engram, type EngramForwardResult, type EngramOptions, type EngramState } from './layer.js';
-import { requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import { refuseStrippedTable, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
 import type { Prefetch } from '../../table/prefetch.js';
 import type { EngramConfig } from './config.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
@@ -187,6 +187,7 @@ export class EngramModel {
     for (const [id, layer] of model.layers) {
       layer.loadStateDict(st.tensors, { prefix: prefix(id) });
       layer.tableSource = { path: file, data: st.tensors[prefix(id) + TABLE_NAME], scales: st.tensors[prefix(id) + TABLE_SCALE_NAME], tensor: prefix(id) + TABLE_NAME };
+      refuseStrippedTable(layer.tableSource, tier);
       if (tier !== undefined) layer.usePager(tier);
     }
     return model;

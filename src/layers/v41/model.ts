@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CompressedTokenizer } from '../../hashing/compressed-tokenizer.js';
 import { DeepseekV41Engram, type V41ForwardResult } from './layer.js';
 import { assembleV41Tensors, engramPrefix, findEngramTensors, parseV41Config, readCheckpointJson, type V41CheckpointConfig } from './checkpoint.js';
-import { requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
+import { refuseStrippedTable, requireTierOptions, type TableTierOptions } from '../../table/tiers.js';
 import { Prefetch, prefetchKey } from '../../table/prefetch.js';
 import { NgramHashMapping } from '../../hashing/ngram-hash-mapping.js';
 import type { PagerTicket } from '../../table/pager.js';
@@ -103,6 +103,7 @@ export class DeepseekV41EngramModel {
       const scale = prefix + 'embed.scale';
       // A table split by rows across shards: each shard's file holds a row range (rowParts).
       layer.tableSource = { path: tableFile[embed]!, data: tensors[embed], scales: tensors[scale], scalesPath: tableFile[scale], tensor: embed };
+      refuseStrippedTable(layer.tableSource, tier);
       if (tier !== undefined) layer.usePager(tier);
       layers.set(id, layer);
     });

@@ -12,13 +12,14 @@ import { remoteIdentity, type LoadedFile } from '../tiers.js';
 import { pushTable, type PushOptions, type PushResult } from './push.js';
 import { RemoteStore, type RemoteStoreOptions } from './store.js';
 
-interface LayerTable {
+export interface LayerTable {
   layerId: number;
   table: EngramTable;
   source: LoadedFile;
 }
 
-function tablesOf(target: string): LayerTable[] {
+/** The Engram tables of the checkpoint `target` (a V4.1 directory, or a paper layer or model file), with where each was read from. */
+export function tablesOf(target: string): LayerTable[] {
   const stat = fs.statSync(target, { throwIfNoEntry: false });
   if (stat === undefined) throw new Error(`'${target}' does not exist`);
   const pick = (layers: Iterable<[number, { table: EngramTable; tableSource: LoadedFile | undefined }]>) =>
