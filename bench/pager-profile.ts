@@ -16,7 +16,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildInfo, DeepseekV41EngramModel } from '../src/index.js';
+import { buildInfo, DeepseekV41EngramModel, type EngramTable } from '../src/index.js';
+import { native } from '../src/native/index.js';
+import { nativeBuffer } from '../src/table/table.js';
 import { machineFacts, median, progress } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 import { markdownTable, SMOKE, smokeOr, synthCheckpointInChild, writeResults } from './harness.js';
@@ -37,8 +39,11 @@ function loadModel(mode: Mode | 'ram'): DeepseekV41EngramModel {
   return DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'file', cacheBytes: CACHE_BYTES, pageRows: 1, eviction: 'lru' } });
 }
 
-/** Decode steps over `model`: each prefetches both layers' rows, then runs the forward with its ticket. */
-function stepper(model: DeepseekV41EngramModel) {
+/**
+ * Decode steps over `model`: each prefetches both layers' rows, then runs the forward with
+ * its ticket (prefetch false: the forward alone, which hashes and reads on its own).
+ */
+function stepper(model: DeepseekV41EngramModel, prefetch = true) {
   const { hiddenSize: D, hcMult: hc } = model.layers.get(1)!.config;
   const corpus = brownTokens(model.hashMapping.tokenizer, 64 * 1024);
   let seed = 7;
@@ -54,7 +59,7 @@ function stepper(model: DeepseekV41EngramModel) {
     for (let s = 0; s < steps; s++) {
       const ids = new Int32Array(B * S);
       for (let i = 0; i < ids.length; i++) ids[i] = corpus[(at + s * B * S + i) % corpus.length];
-      const ticket = model.prefetch(ids, [B, S]);
+      const ticket = prefetch ? model.prefetch(ids, [B, S]) : undefined;
       model.forward(streams, ids, [B, S], { ticket });
     }
     return (steps * B * S) / (Number(process.hrtime.bigint() - t0) / 1e9);
@@ -73,26 +78,102 @@ function workload(mode: Mode): void {
 
 const ROUNDS = smokeOr(9, 2);
 const PASS_STEPS = smokeOr(150, 2);
+const COLD_ROUNDS = smokeOr(5, 1);
+const COLD_PASS_STEPS = smokeOr(40, 2);
 
 /**
- * Wall-clock, no profiler: the tables in RAM (copied into this process), mapped, and
- * behind the pager, taking turns pass by pass over the same text (the first round warms
- * up and is dropped); medians, and the loss against RAM.
+ * Empties the OS page cache (root only) of the tables too: drop_caches leaves the pages a
+ * process maps, so this process's mappings of `tables` are released first.
  */
-function interleaved() {
-  log('loading the three setups (the RAM one copies the tables into this process)...');
-  const setups = (['ram', 'mapped', 'paged'] as const).map((mode) => ({ mode, run: stepper(loadModel(mode)), tps: [] as number[] }));
-  const show = progress('  interleaved passes');
-  for (let r = 0; r < ROUNDS; r++) {
-    for (let k = 0; k < setups.length; k++) {
-      const setup = setups[(r + k) % setups.length]; // each goes first in turn
-      const tps = setup.run(r * PASS_STEPS * B * S, PASS_STEPS);
-      if (r > 0) setup.tps.push(tps);
+function dropPageCache(tables: EngramTable[] = []): boolean {
+  for (const t of tables) {
+    for (const r of t.parts.flatMap((p) => [p.region, p.scaleRegion])) {
+      if (r !== undefined) native().releaseMappedPages({ buffer: nativeBuffer(r.buffer), byteOffset: r.byteOffset, byteLength: r.byteLength });
     }
-    show(r + 1, ROUNDS);
   }
-  const ram = median(setups[0].tps);
-  return setups.map((s) => ({ mode: s.mode, tokensPerSecond: median(s.tps), passes: s.tps, lossVsRam: 1 - median(s.tps) / ram }));
+  try {
+    spawnSync('sync');
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '1\n');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type Setup = 'ram' | 'mapped' | 'mapped, no prefetch' | 'paged';
+interface Timing {
+  mode: Setup;
+  cold: boolean;
+  tokensPerSecond: number;
+  passes: number[];
+  lossVsRam: number;
+}
+
+/**
+ * Wall-clock, no profiler: the tables in RAM (copied into this process), mapped (with and
+ * without prefetch(), whose read-ahead maps the rows' pages on a worker), and behind the
+ * pager, taking turns pass by pass over the same text (the first round warms up and is
+ * dropped); medians, and the loss against RAM. Then, where the page cache can be emptied
+ * (root), the mapped setups cold: the cache emptied before every pass.
+ */
+let coldRows: { rows: number; readAheadMs: number; faultMs: number } | undefined;
+
+async function interleaved(): Promise<Timing[]> {
+  log('loading the setups (the RAM one copies the tables into this process)...');
+  const [ram, mapped, paged] = (['ram', 'mapped', 'paged'] as const).map(loadModel);
+  const setups: Array<{ mode: Setup; run: ReturnType<typeof stepper>; tps: number[] }> = [
+    { mode: 'ram', run: stepper(ram), tps: [] },
+    { mode: 'mapped', run: stepper(mapped), tps: [] },
+    { mode: 'mapped, no prefetch', run: stepper(mapped, false), tps: [] },
+    { mode: 'paged', run: stepper(paged), tps: [] },
+  ];
+  const rounds = (list: typeof setups, count: number, steps: number, label: string, before?: () => void) => {
+    const show = progress(`  ${label}`);
+    for (let r = 0; r < count; r++) {
+      for (let k = 0; k < list.length; k++) {
+        const setup = list[(r + k) % list.length]; // each goes first in turn
+        if (setup.mode !== 'ram') before?.();
+        const tps = setup.run(r * steps * B * S, steps);
+        if (r > 0 || count === 1) setup.tps.push(tps);
+      }
+      show(r + 1, count);
+    }
+  };
+  rounds(setups, ROUNDS, PASS_STEPS, 'warm passes');
+  const summary = (list: typeof setups, cold: boolean): Timing[] => {
+    const base = median(list[0].tps);
+    return list.map((s) => ({ mode: s.mode, cold, tokensPerSecond: median(s.tps), passes: s.tps, lossVsRam: 1 - median(s.tps) / base }));
+  };
+  const out = summary(setups, false);
+  // Smoke runs go through the cold rounds without emptying this machine's page cache.
+  const mappedTables = [...mapped.layers.values()].map((l) => l.table);
+  const drop = SMOKE ? () => true : () => dropPageCache(mappedTables);
+  if (drop()) {
+    const coldSetups = setups.filter((s) => s.mode !== 'paged').map((s) => ({ ...s, tps: [] as number[] }));
+    rounds(coldSetups, COLD_ROUNDS, COLD_PASS_STEPS, 'cold passes (page cache emptied before each)', drop);
+    out.push(...summary(coldSetups, true));
+    // One decode step's rows of layer 1, cold: read ahead (all pages requested at once)
+    // against the gather faulting them in one by one.
+    const table = mapped.layers.get(1)!.table;
+    let s = 11;
+    const rows = () => Int32Array.from({ length: B * S * 24 }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s % table.rows));
+    const readAheadMs: number[] = [];
+    const faultMs: number[] = [];
+    for (let i = 0; i < smokeOr(5, 1); i++) {
+      drop();
+      let t0 = performance.now();
+      await table.readAhead(rows());
+      readAheadMs.push(performance.now() - t0);
+      drop();
+      t0 = performance.now();
+      table.gather(rows());
+      faultMs.push(performance.now() - t0);
+    }
+    coldRows = { rows: B * S * 24, readAheadMs: median(readAheadMs), faultMs: median(faultMs) };
+  } else {
+    log('  cold passes skipped: emptying the page cache needs root (/proc/sys/vm/drop_caches)');
+  }
+  return out;
 }
 
 /** Under `perf record --control fifo:...` (PERF_CTL / PERF_ACK): a command, then its ack. */
@@ -197,18 +278,23 @@ if (workloadAt >= 0) {
       if (r.status !== 0) throw new Error(`the ${mode} workload failed: ${r.stderr.slice(-2000)}`);
       log(`  ${mode}: ${r.stdout.trim()}`);
     }
-    for (const t of interleaved()) log(`  interleaved ${t.mode}: ${t.tokensPerSecond.toFixed(0)} tokens/s`);
+    for (const t of await interleaved()) log(`  interleaved ${t.mode}${t.cold ? ', cold' : ''}: ${t.tokensPerSecond.toFixed(0)} tokens/s`);
   } else {
     const profiles = (['paged', 'mapped'] as Mode[]).map((mode) => {
       log(`profiling ${mode} decode (${STEPS} steps of ${B} x ${S})...`);
       return profile(mode);
     });
-    const timing = interleaved();
+    const timing = await interleaved();
     const info = buildInfo();
     const facts = machineFacts();
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     const [paged, mapped] = profiles;
-    const names = { ram: 'tables in RAM (copied into the process, no pager)', mapped: 'tables mapped from the files, warm OS page cache (no pager)', paged: 'file tier, one-row pages, LRU, warm OS page cache' };
+    const names: Record<Setup, string> = {
+      ram: 'tables in RAM (copied into the process, no pager)',
+      mapped: 'tables mapped from the files (no pager), prefetch reads ahead',
+      'mapped, no prefetch': 'tables mapped from the files (no pager), no prefetch',
+      paged: 'file tier, one-row pages, LRU',
+    };
     const md =
       `# Where a paged decode step's time goes\n\n` +
       `DeepSeek-V4.1's layers 1 and 14 at the released width over the bench:pager checkpoint (rows x ${rowsScale}), ${B} sequences x ${S} token of Brown Corpus text per step, ` +
@@ -220,14 +306,20 @@ if (workloadAt >= 0) {
       markdownTable(['bucket', 'paged', 'mapped'], paged.buckets.map((b, i) => [b.bucket, pct(b.share), pct(mapped.buckets[i].share)])) +
       `\n\nSamples: ${paged.samples.toLocaleString('en-US')} paged, ${mapped.samples.toLocaleString('en-US')} mapped.\n\n` +
       `## Wall clock, no profiler\n\n` +
-      `The three setups in one process, taking turns pass by pass (${PASS_STEPS} steps a pass, the same text for each in a round, each first in turn; ${ROUNDS} rounds, the first dropped): median tokens/s and the difference from the tables in RAM (+: faster).\n\n` +
-      markdownTable(['setup', 'decode tokens/s', 'vs RAM', 'passes (tokens/s)'], timing.map((t) => [names[t.mode], t.tokensPerSecond.toFixed(0), t.mode === 'ram' ? '—' : `${t.lossVsRam > 0 ? '−' : '+'}${Math.abs(100 * t.lossVsRam).toFixed(1)}%`, t.passes.map((x) => x.toFixed(0)).join(', ')])) +
+      `The setups in one process, taking turns pass by pass (the same text for each in a round, each first in turn): median tokens/s and the difference from the tables in RAM (+: faster). ` +
+      `Warm: ${ROUNDS} rounds of ${PASS_STEPS} steps, the first dropped. Cold: the OS page cache emptied (drop_caches) before every pass of a mapped setup, ${COLD_ROUNDS} rounds of ${COLD_PASS_STEPS} steps, the first dropped; ` +
+      `"mapped": prefetch() at the start of each step reads the rows' pages ahead on a worker (a read a page, and MADV_WILLNEED on all the rest once one has to wait; while every page is found cached, on one prefetch in 16 only), so layer 14's overlap layer 1's compute; "no prefetch": the forward alone faults them in.\n\n` +
+      markdownTable(['setup', 'page cache', 'decode tokens/s', 'vs RAM', 'passes (tokens/s)'], timing.map((t) => [names[t.mode], t.mode === 'ram' ? '—' : t.cold ? 'cold' : 'warm', t.tokensPerSecond.toFixed(0), t.mode === 'ram' ? '—' : `${t.lossVsRam > 0 ? '−' : '+'}${Math.abs(100 * t.lossVsRam).toFixed(1)}%`, t.passes.map((x) => x.toFixed(0)).join(', ')])) +
+      (coldRows === undefined
+        ? ''
+        : `\n\nOne decode step's rows of layer 1 (${coldRows.rows}), cold, median of 5: read ahead (\`table.readAhead\`: every page requested at once once one read waits, then mapped) ${coldRows.readAheadMs.toFixed(1)} ms; ` +
+          `the gather faulting them in one at a time ${coldRows.faultMs.toFixed(1)} ms. This VM's disk is cached by its host after a first read, so "cold" here is the host's cache, not the device.`) +
       `\n\nBy thread (paged):\n\n` +
       markdownTable(['thread', 'share of samples'], paged.threads.map((t) => [t.thread, pct(t.share)])) +
       `\n\nThe functions with the most samples (paged):\n\n` +
       markdownTable(['function', 'share'], paged.top.map((t) => [t.symbol.replace(/\|/g, '\\|').slice(0, 110), pct(t.share)])) +
       '\n';
     console.log(md);
-    writeResults('pager-profile', { benchmark: 'pager-profile', date: new Date().toISOString(), machine: { ...facts, cpuKernel: info.cpuKernel }, cpuKernel: info.cpuKernel, rowsScale, cacheBytes: CACHE_BYTES, steps: STEPS, profiles, interleaved: timing }, md);
+    writeResults('pager-profile', { benchmark: 'pager-profile', date: new Date().toISOString(), machine: { ...facts, cpuKernel: info.cpuKernel }, cpuKernel: info.cpuKernel, rowsScale, cacheBytes: CACHE_BYTES, steps: STEPS, profiles, interleaved: timing, coldRows }, md);
   }
 }

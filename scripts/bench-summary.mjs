@@ -68,7 +68,8 @@ const [paged, mapped] = ['paged', 'mapped'].map((m) => profiled?.profiles?.find(
 if (paged && mapped) add('pager-profile', profiled, 'V4.1 decode under perf, file tier, one-row pages, LRU, warm', paged.tokensPerSecond, 'tokens/s', 'same steps, tables mapped (no pager), under perf', mapped.tokensPerSecond);
 const ramTiming = profiled?.interleaved?.find((t) => t.mode === 'ram');
 for (const t of profiled?.interleaved ?? []) {
-  if (t.mode !== 'ram') add('pager-profile', profiled, `V4.1 decode 16 x 1, ${t.mode === 'paged' ? 'file tier, one-row pages, LRU' : 'tables mapped, no pager'}, warm OS page cache, interleaved passes`, t.tokensPerSecond, 'tokens/s', 'tables in RAM, same passes', ramTiming?.tokensPerSecond);
+  const label = { paged: 'file tier, one-row pages, LRU', mapped: 'tables mapped, no pager, prefetch reads ahead', 'mapped, no prefetch': 'tables mapped, no pager, no prefetch' }[t.mode];
+  if (t.mode !== 'ram') add('pager-profile', profiled, `V4.1 decode 16 x 1, ${label}, ${t.cold ? 'cold' : 'warm'} OS page cache, interleaved passes`, t.tokensPerSecond, 'tokens/s', 'tables in RAM, same passes', (profiled.interleaved.find((r) => r.mode === 'ram' && r.cold === t.cold) ?? ramTiming)?.tokensPerSecond);
 }
 
 const fmt = (x) => (x === undefined || x === null ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3));

@@ -1,3 +1,7 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { baselineForward } from './reference/paper-layer.js';
@@ -115,5 +119,38 @@ describe('fp8 tables in a layer', () => {
     expect(maxRelError(got.output, want.output)).toBeLessThan(1e-4);
     const unquantised = f32Layer.forward(hidden, ids, shape);
     expect(maxRelError(got.output, unquantised.output)).toBeGreaterThan(1e-6);
+  });
+});
+
+describe('tables read in place from a memory-mapped file', () => {
+  it('prefetch reads the rows ahead on a worker (readAhead) and the forward gives the same bits', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-readahead-'));
+    try {
+      const file = path.join(dir, 'layer.safetensors');
+      const whole = new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 64, nHeadPerNgram: 2 }, { seed: 5, tableDtype: 'f8e4m3' });
+      whole.saveSafetensors(file);
+      const mapped = Engram.fromSafetensors(file);
+      expect(mapped.table.mapped).toBe(true);
+      expect(whole.table.mapped).toBe(false);
+      // Rows far apart: one page (data) and one page (scales) each, at least.
+      const rows = Int32Array.of(0, 7, 10_000, 39_999);
+      expect(await mapped.table.readAhead(rows)).toBeGreaterThanOrEqual(rows.length + 1);
+      expect(await whole.table.readAhead(rows)).toBe(0);
+      // The pages are in the page cache now: further calls run one time in 16 only.
+      const again = [];
+      for (let i = 0; i < 32; i++) again.push(await mapped.table.readAhead(rows));
+      expect(again.filter((n) => n > 0).length).toBe(2);
+      // A hint never rejects: rows outside the table are the gather's error to report.
+      const fresh = Engram.fromSafetensors(file);
+      expect(await fresh.table.readAhead(Int32Array.of(-1, 10 ** 9))).toBe(0);
+      const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 7919) % 120_000);
+      const hidden = Float32Array.from({ length: 64 * 4 * 32 }, (_, i) => Math.sin(i));
+      const ticket = mapped.prefetch(ids, [1, 64]);
+      const got = mapped.forward(hidden, ids, [1, 64], { ticket }).output;
+      const want = whole.forward(hidden, ids, [1, 64]).output;
+      expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,6 +10,22 @@ import { describe } from './validate.js';
 /** Largest external ArrayBuffer Node creates. */
 export const MAX_EXTERNAL_BYTES = 2 ** 32;
 
+// ArrayBuffers over a file's mapping (mapFileBuffer, MappedFile.view): their pages come
+// from the file on first use, which prefetch can do ahead (EngramTable.readAhead).
+const fileMapped = new WeakSet<ArrayBufferLike>();
+
+/** @internal Whether `buffer` is memory-mapped from a file (a MappedFile, or an ArrayBuffer over one). */
+export function isFileMapped(buffer: ArrayBufferLike | MappedFile): boolean {
+  return buffer instanceof MappedFile || fileMapped.has(buffer);
+}
+
+/** @internal The whole file (at most 4 GiB) as an ArrayBuffer over a private mapping. */
+export function mapFileBuffer(path: string): ArrayBuffer {
+  const buffer = native().mapFile(path);
+  fileMapped.add(buffer);
+  return buffer;
+}
+
 export class MappedFile {
   private constructor(
     /** @internal the addon's handle */
@@ -35,7 +51,9 @@ export class MappedFile {
       throw new RangeError(`view [${offset}, ${offset + length}) is outside the ${this.byteLength} bytes of '${this.path}'`);
     }
     if (length > MAX_EXTERNAL_BYTES) throw new RangeError(`a view of ${length} bytes is over the 4 GiB an ArrayBuffer can hold here`);
-    return native().mappedFileView(this.handle, offset, length);
+    const view = native().mappedFileView(this.handle, offset, length);
+    fileMapped.add(view);
+    return view;
   }
 
   /**

@@ -6,8 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { DTYPE_BYTES, elementCount, isByteRegion, MAX_VIEW_BYTES, regionBytes, type ByteRegion, type Tensor, type TensorDtype } from './tensor.js';
-import { MappedFile, MAX_EXTERNAL_BYTES } from './mapped-file.js';
-import { native } from '../native/index.js';
+import { mapFileBuffer, MappedFile, MAX_EXTERNAL_BYTES } from './mapped-file.js';
 import { describe, requireRegularFile } from './validate.js';
 
 export interface SafetensorsFile {
@@ -23,7 +22,7 @@ export interface SafetensorsFile {
  */
 export function readSafetensors(file: string): SafetensorsFile {
   requireRegularFile('path', file);
-  if (MappedFile.sizeOf(file) <= MAX_EXTERNAL_BYTES) return parseSafetensors(native().mapFile(file), file);
+  if (MappedFile.sizeOf(file) <= MAX_EXTERNAL_BYTES) return parseSafetensors(mapFileBuffer(file), file);
   const mapped = MappedFile.open(file);
   return parseSource(
     {

@@ -11,6 +11,10 @@ export interface NativeFilesFunctions {
   /** Zeroed memory the addon owns, for a long-lived array the library passes to many async calls (pinned, never copied). */
   allocateOwned(byteLength: number): ArrayBuffer;
   adviseRandom(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
+  /** Benchmarks: unmaps a read-only mapped region's pages from this process (MADV_DONTNEED), so drop_caches can evict them. */
+  releaseMappedPages(region: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number }): boolean;
+  /** Reads ahead and maps the pages of `rows` (rowBytes each, from byteOffset) on a worker; resolves with the pages touched and whether one had to be read. */
+  adviseRowsAsync(args: { buffer: ArrayBuffer | NativeMappedFile; byteOffset: number; byteLength: number; rowBytes: number; rows: Int32Array }): Promise<{ pages: number; cold: boolean }>;
   /** A file of any size mapped privately; see mapped-file.ts. */
   mapFileHandle(path: string): NativeMappedFile;
   mappedFileView(handle: NativeMappedFile, offset: number, length: number): ArrayBuffer;

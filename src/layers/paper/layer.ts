@@ -178,7 +178,7 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
 
   /** @internal prefetch() for rows already hashed (EngramModel hashes once for all layers). */
   prefetchRows(inputIds: IdArray, shape: [number, number], rows: HashedRows, historyBefore: Int32Array | undefined): Prefetch {
-    const ticket = this.tablePager?.prefetch(layerRowIds(rows.rowIds, rows.stride, rows.offset, this.hashMapping.rowsPerToken));
+    const ticket = this.prefetchTable(() => layerRowIds(rows.rowIds, rows.stride, rows.offset, this.hashMapping.rowsPerToken));
     const key = prefetchKey(inputIds, [shape[0], shape[1]], { history: historyBefore });
     return new Prefetch(this, key, [shape[0], shape[1]], rows, new Map([[this.config.layerId, ticket]]));
   }

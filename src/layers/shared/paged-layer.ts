@@ -4,7 +4,7 @@
 // calling thread for a sync forward or on a worker for an async one.
 import { resolveDevice } from '../../core/devices.js';
 import { describe, requireDevice, requireInteger, type Device } from '../../core/validate.js';
-import type { PagerStats, TablePager } from '../../table/pager.js';
+import type { PagerStats, PagerTicket, TablePager } from '../../table/pager.js';
 import type { EngramTable } from '../../table/table.js';
 import { pagerStatsOf, tableTier, type LoadedFile, type TableTierOptions } from '../../table/tiers.js';
 
@@ -84,6 +84,19 @@ export abstract class PagedLayer<W extends { table: EngramTable }, H, UploadArgs
   /** Closes the remote tier's connection, if any (a process with one open does not exit). */
   async close(): Promise<void> {
     await this.tablePager?.close();
+  }
+
+  /**
+   * What prefetch does for the table: the pager's ticket for these rows (copies under
+   * way); for a table read in place from a memory-mapped file, no ticket, but the rows'
+   * pages read ahead and mapped on a worker (EngramTable.readAhead), so the gather meets
+   * neither a disk read nor a page fault. `rows` is only evaluated when needed.
+   */
+  protected prefetchTable(rows: () => Int32Array | BigInt64Array): PagerTicket | undefined {
+    if (this.tablePager !== undefined) return this.tablePager.prefetch(rows());
+    const table = this.weights?.table;
+    if (table?.mapped) table.readAhead(rows()).catch(() => undefined); // a hint: the gather reports real failures
+    return undefined;
   }
 
   /** The pager the gather reads through (undefined: the table is read directly). */

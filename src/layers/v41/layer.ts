@@ -254,7 +254,7 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
    * copies overlap what runs before the layer; undefined when the table is read directly.
    */
   prefetchRows(rowIds: Int32Array | BigInt64Array, stride = this.rowsPerToken, offset = 0): PagerTicket | undefined {
-    return this.tablePager?.prefetch(layerRowIds(rowIds, stride, offset, this.rowsPerToken));
+    return this.prefetchTable(() => layerRowIds(rowIds, stride, offset, this.rowsPerToken));
   }
 
   /**
