@@ -284,38 +284,31 @@ Napi::Value PrefaultRegion(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Random-access advice for a region (the page-aligned interior): a table's rows are read
-// at hashed, random offsets, so readahead on a fault of a memory-mapped table would read
-// (or, for a sparse file, zero) 128 KiB and more to serve one 264-byte row. Best effort:
-// returns whether the advice was taken.
-Napi::Value AdviseRandom(const Napi::CallbackInfo& info) {
-  const Napi::Env env = info.Env();
+// madvise(advice) on the page-aligned interior of the region { buffer, byteOffset,
+// byteLength }; whether it was taken.
+static Napi::Value adviseRegionInterior(const Napi::CallbackInfo& info, int advice) {
   const Napi::Object o = argObject(info);
   const int64_t length = intField(o, "byteLength", 0, INT64_MAX / 2);
   uint8_t* base = bufferRegion(o, "buffer", "byteOffset", length, false);
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t first = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
   const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(length)) & ~(page - 1);
-  const bool taken = last > first && ::madvise(reinterpret_cast<void*>(first), last - first, MADV_RANDOM) == 0;
-  return Napi::Boolean::New(env, taken);
+  const bool taken = last > first && ::madvise(reinterpret_cast<void*>(first), last - first, advice) == 0;
+  return Napi::Boolean::New(info.Env(), taken);
 }
+
+// Random-access advice for a region (the page-aligned interior): a table's rows are read
+// at hashed, random offsets, so readahead on a fault of a memory-mapped table would read
+// (or, for a sparse file, zero) 128 KiB and more to serve one 264-byte row. Best effort:
+// returns whether the advice was taken.
+Napi::Value AdviseRandom(const Napi::CallbackInfo& info) { return adviseRegionInterior(info, MADV_RANDOM); }
 
 // releaseMappedPages({ buffer, byteOffset, byteLength }): drops this process's mapping of
 // the region's pages (MADV_DONTNEED on its page-aligned interior), so that the OS can then
 // evict them from its page cache (drop_caches leaves pages a process maps): the one way to
 // measure a memory-mapped table cold within one process. For read-only tables only (a
 // written page of a private mapping would lose what was written). Benchmarks only.
-Napi::Value ReleaseMappedPages(const Napi::CallbackInfo& info) {
-  const Napi::Env env = info.Env();
-  const Napi::Object o = argObject(info);
-  const int64_t length = intField(o, "byteLength", 0, INT64_MAX / 2);
-  uint8_t* base = bufferRegion(o, "buffer", "byteOffset", length, false);
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
-  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(length)) & ~(page - 1);
-  const bool done = last > first && ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) == 0;
-  return Napi::Boolean::New(env, done);
-}
+Napi::Value ReleaseMappedPages(const Napi::CallbackInfo& info) { return adviseRegionInterior(info, MADV_DONTNEED); }
 
 // adviseRowsAsync({ buffer, byteOffset, byteLength, rowBytes, rows }): the pages of the
 // given rows of a region (rows counted from byteOffset) read ahead and mapped, on a worker,
