@@ -80,15 +80,20 @@ function rssBytes(): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 const SLOTS = smokeOr(4 * 2 ** 20, 2 ** 16);
-const before = rssBytes();
-const big = TablePager.create(home, { cacheBytes: SLOTS * ROW_BYTES, pageRows: 1, eviction: 'lru', simulate: true });
-const fill = new Int32Array(batch);
-for (let s = 0; s < SLOTS; s += batch) {
-  for (let i = 0; i < batch; i++) fill[i] = (s + i) * 89 + 7;
-  big.prefetch(fill).release();
+function measureBytesPerSlot(eviction: Eviction): number {
+  const before = rssBytes();
+  const big = TablePager.create(home, { cacheBytes: SLOTS * ROW_BYTES, pageRows: 1, eviction, simulate: true });
+  const fill = new Int32Array(batch);
+  for (let s = 0; s < SLOTS; s += batch) {
+    for (let i = 0; i < batch; i++) fill[i] = (s + i) * 89 + 7;
+    big.prefetch(fill).release();
+  }
+  const perSlot = (rssBytes() - before) / SLOTS;
+  big.resetStats();
+  return perSlot;
 }
-const bytesPerSlot = (rssBytes() - before) / SLOTS;
-big.resetStats();
+const bytesPerSlot = measureBytesPerSlot('lru');
+const bytesPerSlotLfu = measureBytesPerSlot('lfu');
 
 const info = buildInfo();
 const facts = machineFacts();
@@ -106,6 +111,7 @@ const json = {
   targetNsPerRow: 30,
   results,
   bytesPerSlot,
+  bytesPerSlotLfu,
 };
 const md = [
   '# Pager bookkeeping',
@@ -119,7 +125,7 @@ const md = [
     results.map((r) => [r.eviction, r.nsPerRow.toFixed(0), '≤ 30', r.runs.map((x) => x.toFixed(0)).join(', '), `${(100 * r.rowHitRate).toFixed(1)}%`]),
   ),
   '',
-  `Bookkeeping memory: ${bytesPerSlot.toFixed(1)} bytes of resident memory per cache slot (a simulating pager of ${SLOTS.toLocaleString()} one-row slots, created and filled).`,
+  `Bookkeeping memory: ${bytesPerSlot.toFixed(1)} bytes of resident memory per cache slot for LRU (and direct), ${bytesPerSlotLfu.toFixed(1)} for LFU with its count sketch (a simulating pager of ${SLOTS.toLocaleString()} one-row slots, created and filled).`,
   '',
 ].join('\n');
 writeResults('pager-bookkeeping', json, md);

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 
 #include "common/common.hpp"
@@ -42,7 +43,7 @@ void PageCounts::reset(int64_t pages, int64_t slots) {
     return;
   }
   width_ = 1u << 16;
-  while (width_ < static_cast<uint64_t>(8 * std::max<int64_t>(slots, 1)) && width_ < (uint64_t{1} << 28)) width_ <<= 1;
+  while (width_ < static_cast<uint64_t>(2 * std::max<int64_t>(slots, 1)) && width_ < (uint64_t{1} << 30)) width_ <<= 1;
   sketch_.assign(static_cast<size_t>(kDepth * width_), 0);
 }
 
@@ -58,7 +59,7 @@ uint64_t PageCounts::cell(int row, int64_t page) const {
 uint32_t PageCounts::get(int64_t page) const {
   if (!exact_.empty()) return exact_[page];
   uint32_t least = UINT32_MAX;
-  for (int r = 0; r < kDepth; ++r) least = std::min(least, sketch_[cell(r, page)]);
+  for (int r = 0; r < kDepth; ++r) least = std::min<uint32_t>(least, sketch_[cell(r, page)]);
   return least;
 }
 
@@ -68,9 +69,9 @@ uint32_t PageCounts::add(int64_t page, uint64_t n) {
     return exact_[page];
   }
   // Conservative update: raise only the cells below the new estimate.
-  const uint32_t target = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, get(page) + n));
+  const uint8_t target = static_cast<uint8_t>(std::min<uint64_t>(0xff, get(page) + n));
   for (int r = 0; r < kDepth; ++r) {
-    uint32_t& c = sketch_[cell(r, page)];
+    uint8_t& c = sketch_[cell(r, page)];
     c = std::max(c, target);
   }
   return target;
@@ -85,7 +86,7 @@ void PageCounts::prefetch(int64_t page) const {
 }
 
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
-    : g_(g), eviction_(eviction), engine_(std::move(engine)), pageSlot_(g.slots) {
+    : g_(g), eviction_(eviction), engine_(std::move(engine)) {
   EK_REQUIRE(g.rows > 0 && g.pageRows > 0 && g.slots >= 0 && g.hotRows >= 0, RangeError, "pager geometry out of range");
   EK_REQUIRE(g.slots > 0 || g.hotRows > 0, RangeError, "a pager needs at least one page slot or hot row");
   const int64_t pages = g.pages();
@@ -95,55 +96,26 @@ Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngi
   EK_REQUIRE(g.cacheRows() <= INT32_MAX, RangeError, "the cache would hold more than 2^31 rows: use larger pages or a smaller cache");
   // Lookup counts per page only where LFU ranks by them.
   if (eviction == Eviction::Lfu) pageFreq_.reset(pages, g.slots);
-  static_assert(sizeof(Slot) == 16, "a slot's bookkeeping is 16 bytes");
-  slots_.assign(static_cast<size_t>(g.slots), Slot{});
-  if (eviction == Eviction::Lfu) lfu_.assign(static_cast<size_t>(g.slots), LfuSlot{});
+  if (g.slots == pages) {
+    identity_ = true;
+    ways_ = 1;  // the whole table fits: page p lives in slot p, and nothing is ever evicted
+    sets_ = pages;
+  } else {
+    ways_ = g.slots <= kOneSetSlots ? std::max<int64_t>(g.slots, 1) : kWays;
+    sets_ = std::max<int64_t>(1, (g.slots + ways_ - 1) / ways_);
+  }
+  // Per set, 8 bytes a way: [pins u16][rank u8][uses u8][tag u32], so a set of 8 ways is
+  // one cache line; the fill jobs, written at a miss, live apart.
+  meta_.assign(static_cast<size_t>(sets_ * ways_ * kMetaBytes), 0);
+  fill_.assign(static_cast<size_t>(g.slots), 0);
+  if (eviction != Eviction::Direct) {
+    for (int64_t s = 0; s < g.slots; ++s) rank(s) = static_cast<uint8_t>(s % ways_);
+  }
+  free_ = g.slots;
 }
 
 Pager::~Pager() {
   engine_.reset();  // joins the copy thread before the tables it writes go away
-}
-
-PageMap::PageMap(int64_t entries) {
-  // Two entries a slot (load at most 1/2), exactly: 16 bytes a slot, where rounding the
-  // capacity up to a power of two took up to 32. A load of 2/3 (12 bytes) made LRU's
-  // bookkeeping 15% slower (more probes for the misses, which are most lookups).
-  capacity_ = std::max<size_t>(16, static_cast<size_t>(std::max<int64_t>(entries, 1)) * 2);
-  entries_.assign(capacity_, Entry{});
-}
-
-int32_t PageMap::find(int64_t page) const {
-  const uint32_t key = static_cast<uint32_t>(page) + 1;
-  for (size_t i = home(page);; i = next(i)) {
-    if (entries_[i].key == key) return entries_[i].value;
-    if (entries_[i].key == 0) return -1;
-  }
-}
-
-void PageMap::insert(int64_t page, int32_t slot) {
-  const uint32_t key = static_cast<uint32_t>(page) + 1;
-  size_t i = home(page);
-  while (entries_[i].key != 0 && entries_[i].key != key) i = next(i);
-  entries_[i] = Entry{key, slot};
-}
-
-void PageMap::erase(int64_t page) {
-  const uint32_t key = static_cast<uint32_t>(page) + 1;
-  size_t i = home(page);
-  while (entries_[i].key != key) {
-    if (entries_[i].key == 0) return;
-    i = next(i);
-  }
-  // Backward shift: move later entries of the probe run into the hole when their home
-  // position does not lie cyclically in (hole, entry].
-  for (size_t j = next(i); entries_[j].key != 0; j = next(j)) {
-    const size_t h = home(static_cast<int64_t>(entries_[j].key) - 1);
-    const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
-    if (stays) continue;
-    entries_[i] = entries_[j];
-    i = j;
-  }
-  entries_[i] = Entry{};
 }
 
 void BatchSet::reset(int64_t count) {
@@ -188,84 +160,97 @@ int32_t BatchSet::indexOf(int64_t value) const {
   }
 }
 
+void Pager::prefetchSet(int64_t page) const {
+  const uint8_t* set = setMeta(setOf(page));
+  __builtin_prefetch(set, 1);  // pins, ranks, uses and tags: one line for 8 ways
+}
+
 namespace {
-// std heap functions build a max-heap: greater<> puts the least entry at the front.
-struct HeapAfter {
-  template <typename E>
-  bool operator()(const E& a, const E& b) const { return b < a; }
-};
+// The way of eight holding `key`, or -1: a branch-free mask the compiler turns into one
+// vector compare where the target has one.
+int findTag8(const uint32_t* tags, uint32_t key) {
+  unsigned mask = 0;
+  for (int w = 0; w < 8; ++w) mask |= static_cast<unsigned>(tags[w] == key) << w;
+  return mask == 0 ? -1 : __builtin_ctz(mask);
+}
 }  // namespace
 
-int32_t Pager::takeFreeSlot() {
-  if (!freeSlots_.empty()) {
-    const int32_t s = freeSlots_.back();
-    freeSlots_.pop_back();
-    return s;
-  }
-  return static_cast<int32_t>(fresh_++);  // slot 0 first
-}
-
-void Pager::makeEvictable(int32_t slot) {
-  Slot& sl = slots_[static_cast<size_t>(slot)];
-  ++sl.stamp;
-  ++evictable_;
-  if (eviction_ == Eviction::Lfu) {
-    const LfuSlot& f = lfu_[static_cast<size_t>(slot)];
-    lfuHeap_.push_back(HeapEntry{f.lastUse, f.count, slot, sl.stamp});
-    std::push_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
+int32_t Pager::findSlot(int64_t page) const {
+  const size_t set = setOf(page);
+  const uint32_t key = static_cast<uint32_t>(page + 1);
+  const uint32_t* tags = setTags(set);
+  const int64_t first = setFirst(set), ways = setEnd(set) - first;
+  if (ways == 8) {
+    if (const int w = findTag8(tags, key); w >= 0) return static_cast<int32_t>(first + w);
   } else {
-    lruQueue_.push_back(QueueEntry{slot, sl.stamp});
+    for (int64_t w = 0; w < ways; ++w) {
+      if (tags[w] == key) return static_cast<int32_t>(first + w);
+    }
   }
-  compactEvictable();
+  if (elsewhere_.empty()) return -1;
+  const int32_t* s = elsewhere_.find(static_cast<uint32_t>(page));
+  return s == nullptr ? -1 : *s;
 }
 
-void Pager::removeEvictable(int32_t slot) {
-  ++slots_[static_cast<size_t>(slot)].stamp;  // its entry goes stale where it stands
+void Pager::touch(int64_t slot) {
+  const size_t set = setOfSlot(slot);
+  uint8_t* ranks = setMeta(set) + 2 * ways_;
+  const int64_t ways = setEnd(set) - setFirst(set);
+  const uint8_t r = rank(slot);
+  for (int64_t w = 0; w < ways; ++w) ranks[w] = static_cast<uint8_t>(ranks[w] + (ranks[w] < r));
+  rank(slot) = 0;
+}
+
+void Pager::forgetPage(int64_t slot) {
+  const int64_t page = static_cast<int64_t>(tag(slot)) - 1;
+  if (setOf(page) != setOfSlot(slot)) elsewhere_.erase(static_cast<uint32_t>(page));
+}
+
+int32_t Pager::sweep(bool wantFree) {
+  for (int64_t n = 0; n < g_.slots; ++n) {
+    const int64_t s = hand_;
+    hand_ = hand_ + 1 == g_.slots ? 0 : hand_ + 1;
+    if (pins(s) == 0 && (tag(s) == 0) == wantFree) return static_cast<int32_t>(s);
+  }
+  EK_THROW(Error, "the pager found no free or evictable slot where its counts promised one (a bug: please report it)");
+}
+
+int32_t Pager::placeMissing(int64_t page) {
+  const size_t set = setOf(page);
+  const int64_t first = setFirst(set), ways = setEnd(set) - first;
+  const uint8_t* meta = setMeta(set);
+  const uint16_t* held = reinterpret_cast<const uint16_t*>(meta);
+  const uint8_t* ranks = meta + 2 * ways_;
+  const uint8_t* counts = meta + 3 * ways_;
+  const uint32_t* tags = setTags(set);
+  const bool lfu = eviction_ == Eviction::Lfu;
+  int64_t victim = -1;
+  for (int64_t w = 0; w < ways; ++w) {
+    if (held[w] != 0) continue;
+    if (tags[w] == 0) {
+      --free_;
+      return static_cast<int32_t>(first + w);
+    }
+    if (eviction_ == Eviction::Direct) continue;
+    // LRU: the way released longest ago; LFU: the fewest lookups, then the oldest.
+    const bool before = victim < 0 || (lfu && counts[w] != counts[victim] ? counts[w] < counts[victim] : ranks[w] > ranks[victim]);
+    if (before) victim = w;
+  }
+  if (victim >= 0) {
+    victim += first;
+  } else if (free_ > 0) {
+    // Only when its set is all pinned does a page go elsewhere: a free slot first, then any
+    // evictable one. (Taking other sets' free ways while the cache fills would push their
+    // own pages out of them in turn.)
+    --free_;
+    return sweep(true);
+  } else {
+    victim = sweep(false);
+  }
+  forgetPage(victim);
   --evictable_;
-}
-
-// Stale entries are dropped once they make up a fifth of the queue (amortised O(1) per
-// change, about five entries moved each): the queue stays near 8 bytes a slot.
-void Pager::compactEvictable() {
-  const size_t entries = eviction_ == Eviction::Lfu ? lfuHeap_.size() : lruQueue_.size() - lruFront_;
-  if (entries < 1024 || entries < 2 * static_cast<size_t>(evictable_)) {
-    if (lruFront_ > 4096 && lruFront_ * 2 > lruQueue_.size()) {
-      lruQueue_.erase(lruQueue_.begin(), lruQueue_.begin() + static_cast<std::ptrdiff_t>(lruFront_));
-      lruFront_ = 0;
-    }
-    return;
-  }
-  if (eviction_ == Eviction::Lfu) {
-    lfuHeap_.erase(std::remove_if(lfuHeap_.begin(), lfuHeap_.end(), [&](const HeapEntry& e) { return !live(e.slot, e.stamp); }), lfuHeap_.end());
-    std::make_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
-  } else {
-    size_t out = 0;
-    for (size_t i = lruFront_; i < lruQueue_.size(); ++i) {
-      if (live(lruQueue_[i].slot, lruQueue_[i].stamp)) lruQueue_[out++] = lruQueue_[i];
-    }
-    lruQueue_.resize(out);
-    lruFront_ = 0;
-  }
-}
-
-int32_t Pager::popVictim() {
-  for (;;) {
-    int32_t slot;
-    uint32_t stamp;
-    if (eviction_ == Eviction::Lfu) {
-      std::pop_heap(lfuHeap_.begin(), lfuHeap_.end(), HeapAfter{});
-      slot = lfuHeap_.back().slot;
-      stamp = lfuHeap_.back().stamp;
-      lfuHeap_.pop_back();
-    } else {
-      slot = lruQueue_[lruFront_].slot;
-      stamp = lruQueue_[lruFront_].stamp;
-      ++lruFront_;
-    }
-    if (!live(slot, stamp)) continue;
-    removeEvictable(slot);
-    return slot;
-  }
+  stats_.evictions += 1;
+  return static_cast<int32_t>(victim);
 }
 
 int64_t Pager::hotIndex(int64_t row) const {
@@ -307,23 +292,19 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   }
   const size_t pages = batchPages_.size();
   plan.uniqueRows = static_cast<int64_t>(rowPages ? pages : batchRows_.size());
-  // The page table and then the slots, each loaded for the whole batch before it is read,
-  // so the batch's cache misses overlap instead of following one another.
+  // The batch pages' sets (tags, pins, ranks), loaded for the whole batch before any is
+  // read, so the batch's cache misses overlap instead of following one another.
   for (size_t i = 0; i < pages; ++i) {
-    pageSlot_.prefetch(batchPages_.value(i));
+    prefetchSet(batchPages_.value(i));
     if (!pageFreq_.empty()) pageFreq_.prefetch(batchPages_.value(i));
   }
   batchSlot_.resize(pages);
   for (size_t i = 0; i < pages; ++i) {
-    const int32_t s = slotOf(batchPages_.value(i));
+    const int32_t s = findSlot(batchPages_.value(i));
     batchSlot_[i] = s;
-    if (s >= 0) __builtin_prefetch(&slots_[static_cast<size_t>(s)], 1);
-  }
-  for (size_t i = 0; i < pages; ++i) {
-    const int32_t s = batchSlot_[i];
     if (s < 0) ++plan.missingPages;
-    else if (const uint32_t pins = slots_[static_cast<size_t>(s)].pins(); pins == 0) ++plan.residentIdle;
-    else if (pins == kMaxPins) {
+    else if (const uint32_t held = pins(s); held == 0) ++plan.residentIdle;
+    else if (held == kMaxPins) {
       EK_THROW(RangeError, "page " + std::to_string(batchPages_.value(i)) + " is held by " + std::to_string(kMaxPins) +
                                " tickets in flight, the most one page can have: release tickets before prefetching more");
     }
@@ -332,7 +313,7 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
 }
 
 void Pager::admit(const BatchPlan& plan) const {
-  const int64_t freeable = freeCount() + evictableCount() - plan.residentIdle;
+  const int64_t freeable = free_ + evictable_ - plan.residentIdle;
   if (plan.missingPages > freeable) {
     EK_THROW(RangeError, "the cache has " + std::to_string(g_.slots) + " page slots but this batch needs " +
                              std::to_string(batchPages_.size()) + " pages (" + std::to_string(plan.missingPages) + " missing, " +
@@ -353,7 +334,6 @@ Pager::Ticket Pager::newTicket() {
 }
 
 Pager::Ticket Pager::assignSlots() {
-  ++tick_;
   Ticket t = newTicket();
   std::vector<RowCopy> copies;
   const size_t pages = batchPages_.size();
@@ -363,55 +343,33 @@ Pager::Ticket Pager::assignSlots() {
   for (size_t i = 0; i < pages; ++i) {
     const int32_t s = batchSlot_[i];
     if (s < 0) continue;
-    Slot& sl = slots_[static_cast<size_t>(s)];
     stats_.pageHits += 1;
     stats_.rowHits += static_cast<double>(batchPages_.count(i));
-    if (sl.pins() == 0) removeEvictable(s);
-    if (sl.job() != 0) t.jobs.push_back(sl.job());  // may still be in flight
-    sl.pin();
-    if (!lfu_.empty()) lfu_[static_cast<size_t>(s)].lastUse = static_cast<uint32_t>(tick_);
+    uint16_t& held = pins(s);
+    if (held == 0) {
+      --evictable_;
+    } else {
+      t.jobs.push_back(fillJobOf(s));  // pinned by another ticket: its copy may still run
+    }
+    ++held;
     t.slots[i] = s;
   }
-  // The slots the missing pages will take: free ones, then victims. The victims' slots
-  // and page-table entries are loaded for all of them before any is changed.
-  int64_t missing = 0;
-  for (size_t i = 0; i < pages; ++i) missing += batchSlot_[i] < 0;
-  const int64_t fromFree = std::min<int64_t>(missing, freeCount());
-  victims_.clear();
-  if (missing > fromFree && eviction_ != Eviction::Lfu) {
-    for (size_t k = lruFront_, end = std::min(lruQueue_.size(), lruFront_ + 2 * static_cast<size_t>(missing - fromFree)); k < end; ++k) {
-      __builtin_prefetch(&slots_[static_cast<size_t>(lruQueue_[k].slot)]);
-    }
-  }
-  for (int64_t v = fromFree; v < missing; ++v) victims_.push_back(popVictim());
-  for (int32_t v : victims_) pageSlot_.prefetch(slots_[static_cast<size_t>(v)].page());
-  for (int32_t v : victims_) pageSlot_.erase(slots_[static_cast<size_t>(v)].page());
-  stats_.evictions += static_cast<double>(victims_.size());
-  size_t nextVictim = 0;
-  int64_t freeLeft = fromFree;
   for (size_t i = 0; i < pages; ++i) {
     const int64_t page = batchPages_.value(i);
     const int64_t lookups = batchPages_.count(i);
-    uint32_t count = 0;
-    if (!pageFreq_.empty()) count = pageFreq_.add(page, static_cast<uint64_t>(lookups));
+    uint8_t uses = 0;
+    if (!pageFreq_.empty()) uses = static_cast<uint8_t>(std::min<uint32_t>(0xff, pageFreq_.add(page, static_cast<uint64_t>(lookups))));
     if (batchSlot_[i] >= 0) {
-      if (!lfu_.empty()) lfu_[static_cast<size_t>(batchSlot_[i])].count = count;
+      if (eviction_ == Eviction::Lfu) this->uses(batchSlot_[i]) = uses;
       continue;
     }
     stats_.pageMisses += 1;
     stats_.rowMisses += static_cast<double>(lookups);
-    int32_t s;
-    if (freeLeft > 0) {
-      --freeLeft;
-      s = takeFreeSlot();
-    } else {
-      s = victims_[nextVictim++];
-    }
-    pageSlot_.insert(page, s);
-    Slot& sl = slots_[static_cast<size_t>(s)];
-    sl.setPage(page);
-    sl.pin();
-    if (!lfu_.empty()) lfu_[static_cast<size_t>(s)] = LfuSlot{count, static_cast<uint32_t>(tick_)};
+    const int32_t s = placeMissing(page);
+    tag(s) = static_cast<uint32_t>(page + 1);
+    ++pins(s);
+    if (setOfSlot(s) != setOf(page)) elsewhere_.insert(static_cast<uint32_t>(page), s);
+    if (eviction_ == Eviction::Lfu) this->uses(s) = uses;
     const int64_t first = page * g_.pageRows;
     const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
     copies.push_back(RowCopy{first, static_cast<int64_t>(s) * g_.pageRows, rowsInPage});
@@ -421,8 +379,8 @@ Pager::Ticket Pager::assignSlots() {
   }
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
-    if (job > kJobMask) EK_THROW(Error, "the pager has run 2^48 copy jobs, the most its slots can name: make a new pager");
-    for (int32_t s : t.missed) slots_[static_cast<size_t>(s)].setJob(job);
+    lastJob_ = job;
+    for (int32_t s : t.missed) fill(s) = static_cast<uint32_t>(job);
     t.jobs.push_back(job);
   }
   for (uint64_t j : t.jobs) t.lastJob = std::max(t.lastJob, j);
@@ -479,9 +437,9 @@ std::exception_ptr Pager::settleCopies(uint64_t ticket, double* waitedSeconds) {
     const auto it = tickets_.find(ticket);
     if (it != tickets_.end()) {
       for (int32_t s : it->second.missed) {
-        Slot& sl = slots_[static_cast<size_t>(s)];
-        if (sl.resident()) pageSlot_.erase(sl.page());
-        sl.clearPage();
+        if (tag(s) == 0) continue;
+        forgetPage(s);
+        tag(s) = 0;
       }
     }
     return std::current_exception();
@@ -509,16 +467,16 @@ void Pager::release(uint64_t ticket) {
   const auto it = tickets_.find(ticket);
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
   for (int32_t s : it->second.slots) {
-    Slot& sl = slots_[static_cast<size_t>(s)];
-    if (sl.unpin() > 0) continue;
-    if (!sl.resident()) {
-      freeSlots_.push_back(s);  // a failed copy
+    if (--pins(s) > 0) continue;
+    if (tag(s) == 0) {
+      ++free_;  // a failed copy
     } else if (eviction_ == Eviction::Direct) {
-      pageSlot_.erase(sl.page());  // no reuse across batches
-      sl.clearPage();
-      freeSlots_.push_back(s);
+      forgetPage(s);  // no reuse across batches
+      tag(s) = 0;
+      ++free_;
     } else {
-      makeEvictable(s);
+      ++evictable_;
+      touch(s);
     }
   }
   if (spareTickets_.size() < 8) spareTickets_.push_back(std::move(it->second));  // its vectors' capacity serves the next one
@@ -560,6 +518,7 @@ void Pager::setHotRows(const int64_t* rows, int64_t count) {
   }
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
+    lastJob_ = job;
     engine_->wait(job, {job});
   }
   hotKeys_ = std::move(keys);
@@ -578,7 +537,7 @@ void Pager::resetStats() {
 
 int64_t Pager::residentPages() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return g_.slots - freeCount();
+  return g_.slots - free_;
 }
 
 int64_t Pager::ticketsInFlight() const {

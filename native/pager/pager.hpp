@@ -40,33 +40,74 @@ T* HugePageAllocator<T>::allocate(size_t n) {
   return static_cast<T*>(allocateHugePageBacked(n * sizeof(T)));
 }
 
-// page -> slot for the resident pages: open addressing (linear probing, backward-shift
-// deletion) sized by the cache, so its memory follows the cache, not the table, and a
-// lookup costs no allocation. Key and value share an 8-byte entry (pages below 2^32 - 1,
-// which the pager checks): one cache miss per probe, eight entries a line.
-class PageMap {
+// u32 keys -> values by open addressing (linear probing, backward-shift deletion), growing
+// by doubling at half load, so its memory follows the entries it holds: the pager keeps
+// two, for the few pages placed outside their home set and the fills still in flight.
+template <typename V>
+class FlatMap {
  public:
-  explicit PageMap(int64_t entries);
-  int32_t find(int64_t page) const;  // -1: absent
-  void insert(int64_t page, int32_t slot);
-  void erase(int64_t page);
-  // Starts loading the entry a lookup of `page` reads first (batches issue these ahead).
-  void prefetch(int64_t page) const { __builtin_prefetch(&entries_[home(page)]); }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  size_t bytes() const { return entries_.size() * sizeof(Entry); }
+  const V* find(uint32_t key) const {
+    if (size_ == 0) return nullptr;
+    for (size_t i = home(key);; i = (i + 1) & mask_) {
+      if (entries_[i].key1 == key + 1) return &entries_[i].value;
+      if (entries_[i].key1 == 0) return nullptr;
+    }
+  }
+  void insert(uint32_t key, V value) {
+    if (2 * (size_ + 1) > entries_.size()) grow();
+    size_t i = home(key);
+    while (entries_[i].key1 != 0 && entries_[i].key1 != key + 1) i = (i + 1) & mask_;
+    if (entries_[i].key1 == 0) ++size_;
+    entries_[i] = Entry{key + 1, value};
+  }
+  void erase(uint32_t key) {
+    if (size_ == 0) return;
+    size_t i = home(key);
+    while (entries_[i].key1 != key + 1) {
+      if (entries_[i].key1 == 0) return;
+      i = (i + 1) & mask_;
+    }
+    // Backward shift: later entries of the probe run move into the hole unless their home
+    // lies cyclically in (hole, entry].
+    for (size_t j = (i + 1) & mask_; entries_[j].key1 != 0; j = (j + 1) & mask_) {
+      const size_t h = home(entries_[j].key1 - 1);
+      const bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
+      if (stays) continue;
+      entries_[i] = entries_[j];
+      i = j;
+    }
+    entries_[i] = Entry{};
+    --size_;
+  }
 
  private:
   struct Entry {
-    uint32_t key = 0;  // page + 1; 0: empty
-    int32_t value = -1;
+    uint32_t key1 = 0;  // key + 1; 0: empty
+    V value{};
   };
-  // A multiplicative hash mapped onto [0, capacity) by a multiply and a shift, so the
-  // capacity need not be a power of two.
-  size_t home(int64_t page) const {
-    const uint64_t h = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull;
-    return static_cast<size_t>((static_cast<unsigned __int128>(h) * capacity_) >> 64);
+  size_t home(uint32_t key) const { return static_cast<size_t>((uint64_t{key} * 0x9e3779b97f4a7c15ull) >> shift_); }
+  void grow() {
+    std::vector<Entry> old = std::move(entries_);
+    size_t capacity = 16;
+    int bits = 4;
+    while (capacity < 2 * (size_ + 1)) {
+      capacity <<= 1;
+      ++bits;
+    }
+    entries_.assign(capacity, Entry{});
+    mask_ = capacity - 1;
+    shift_ = 64 - bits;
+    size_ = 0;
+    for (const Entry& e : old) {
+      if (e.key1 != 0) insert(e.key1 - 1, e.value);
+    }
   }
-  size_t next(size_t i) const { return i + 1 == capacity_ ? 0 : i + 1; }
-  std::vector<Entry, HugePageAllocator<Entry>> entries_;
-  size_t capacity_ = 0;
+  std::vector<Entry> entries_;
+  size_t size_ = 0, mask_ = 0;
+  int shift_ = 64;
 };
 
 // The distinct values of one batch (pages, or rows) and how often each occurs, in the
@@ -198,10 +239,11 @@ struct PagerStats {
 };
 
 // Lookups per page for LFU. Exact (4 bytes a page) up to kExactPages pages; beyond that a
-// count-min sketch (4 rows, width near 8x the cache's slots, conservative update) whose
-// memory follows the cache, not the table: a 384 M-row table paged by rows would spend
-// 1.5 GB on exact counts. Sketch counts never undercount, and stay exact until pages
-// collide in all four rows.
+// count-min sketch (4 rows of one-byte counters, saturating at 255, width near 2x the
+// cache's slots, conservative update) whose memory follows the cache, not the table: a
+// 384 M-row table paged by rows would spend 1.5 GB on exact counts, and the sketch costs 8
+// to 16 bytes a slot. Sketch counts never undercount below the saturation, and stay exact
+// until pages collide in all four rows; past 255 lookups LFU ranks pages by recency.
 class PageCounts {
  public:
   static constexpr int64_t kExactPages = int64_t{1} << 24;
@@ -217,8 +259,8 @@ class PageCounts {
   static constexpr int kDepth = 4;
   uint64_t cell(int row, int64_t page) const;
   std::vector<uint32_t> exact_;
-  std::vector<uint32_t> sketch_;  // [kDepth][width_]
-  uint64_t width_ = 0;            // a power of two
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> sketch_;  // [kDepth][width_]
+  uint64_t width_ = 0;                                       // a power of two
 };
 
 class Pager {
@@ -245,61 +287,36 @@ class Pager {
   const PagerGeometry& geometry() const { return g_; }
 
  private:
-  // Everything the pager keeps per cache slot, 16 bytes: a batch touches a slot once, at
-  // one miss, rather than once per field array, and a cache of millions of one-row slots
-  // keeps its bookkeeping small (with the page table and the LRU queue, about 36 bytes a
-  // slot where it took 75). LFU's counts live beside it (lfu_), only for LFU.
-  struct Slot {
-    uint32_t page1 = 0;  // page + 1 (the pager refuses tables of 2^32 - 1 pages or more); 0: free
-    uint32_t stamp = 0;  // bumped whenever it stops or starts being evictable
-    // The copy job that filled it (48 bits: 2.8e14 jobs, years at a million a second; the
-    // pager refuses to go past them) and the tickets holding it (16 bits; a batch that
-    // would pin a page 65,536 times is refused).
-    uint64_t jobAndPins = 0;
+  // Placement is set-associative: a page's home set (8 ways, contiguous slots) is a hash of
+  // the page, and the set's tags are the page table, so a lookup reads one line instead of
+  // a hash table, a slot record and a queue, and the bookkeeping is 12 bytes a slot (LFU:
+  // plus its sketch) where it took 44.5. Eviction is within the set. A page whose set is
+  // all pinned goes to any free slot, else any evictable one, and is listed in elsewhere_:
+  // admission stays the fully associative rule (missing pages <= free + evictable slots),
+  // so no batch the old pager admitted is refused. Caches of up to 64 slots are one set
+  // (exact LRU/LFU); a cache holding every page maps page p to slot p.
+  static constexpr uint32_t kMaxPins = 0xffff;  // tickets holding one slot (16 bits)
+  static constexpr int64_t kWays = 8;
+  static constexpr int64_t kOneSetSlots = 64;
+  size_t setOf(int64_t page) const {
+    if (identity_) return static_cast<size_t>(page);
+    const uint64_t h = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull;
+    return static_cast<size_t>((static_cast<unsigned __int128>(h) * static_cast<uint64_t>(sets_)) >> 64);
+  }
+  size_t setOfSlot(int64_t slot) const { return static_cast<size_t>(ways_ == kWays ? slot >> 3 : slot / ways_); }
+  int64_t setFirst(size_t set) const { return static_cast<int64_t>(set) * ways_; }
+  int64_t setEnd(size_t set) const { return std::min(g_.slots, static_cast<int64_t>(set + 1) * ways_); }
+  void prefetchSet(int64_t page) const;
+  int32_t findSlot(int64_t page) const;
+  // A slot for a missing page (its set's free way, any free slot, its set's victim, any
+  // evictable slot: in that order), evicting what it held; admission guarantees one.
+  int32_t placeMissing(int64_t page);
+  // The next slot from the sweeping hand that is unpinned and free (or resident).
+  int32_t sweep(bool wantFree);
+  // The slot becomes its set's most recently used.
+  void touch(int64_t slot);
+  void forgetPage(int64_t slot);  // drops the slot's page from elsewhere_ if listed there
 
-    int64_t page() const { return static_cast<int64_t>(page1) - 1; }
-    void setPage(int64_t page) { page1 = static_cast<uint32_t>(page + 1); }
-    void clearPage() { page1 = 0; }
-    bool resident() const { return page1 != 0; }
-    uint64_t job() const { return jobAndPins & kJobMask; }
-    void setJob(uint64_t job) { jobAndPins = (jobAndPins & ~kJobMask) | job; }
-    uint32_t pins() const { return static_cast<uint32_t>(jobAndPins >> kJobBits); }
-    void pin() { jobAndPins += uint64_t{1} << kJobBits; }
-    uint32_t unpin() {
-      jobAndPins -= uint64_t{1} << kJobBits;
-      return pins();
-    }
-  };
-  static constexpr int kJobBits = 48;
-  static constexpr uint64_t kJobMask = (uint64_t{1} << kJobBits) - 1;
-  static constexpr uint32_t kMaxPins = 0xffff;
-  // LFU's per-slot fields: lookups of its page (the sketch's estimate at its last use) and
-  // the low 32 bits of that use's batch tick (the tie-break: wraps after 4e9 batches, which
-  // changes which of two equally counted pages goes first, never the bits served).
-  struct LfuSlot {
-    uint32_t count = 0;
-    uint32_t lastUse = 0;
-  };
-  // Evictable slots wait in a queue (LRU: oldest release first) or a heap (LFU: fewest
-  // lookups first). Pinning a slot again does not search for its entry: the slot's stamp
-  // moves on and the old entry, now stale, is skipped when it surfaces. Entries are
-  // contiguous, so a batch's victims are found without chasing pointers and their slots
-  // can be loaded ahead.
-  struct QueueEntry {
-    int32_t slot;
-    uint32_t stamp;
-  };
-  struct HeapEntry {
-    uint32_t lastUse;
-    uint32_t count;
-    int32_t slot;
-    uint32_t stamp;
-    bool operator<(const HeapEntry& o) const {
-      if (count != o.count) return count < o.count;
-      if (lastUse != o.lastUse) return lastUse < o.lastUse;
-      return slot < o.slot;
-    }
-  };
   struct Ticket {
     std::vector<int32_t> slots;   // pinned
     std::vector<int32_t> missed;  // slots filled by this ticket's job
@@ -307,12 +324,6 @@ class Pager {
     uint64_t lastJob = 0;
   };
   std::exception_ptr settleCopies(uint64_t ticket, double* waitedSeconds);
-  void makeEvictable(int32_t slot);
-  void removeEvictable(int32_t slot);
-  int32_t popVictim();
-  int64_t evictableCount() const { return evictable_; }
-  bool live(int32_t slot, uint32_t stamp) const { return slots_[static_cast<size_t>(slot)].stamp == stamp; }
-  void compactEvictable();
   int64_t hotIndex(int64_t row) const;
 
   // acquire() in steps, all under the lock: planBatch reads the batch and the page table
@@ -341,22 +352,43 @@ class Pager {
   Eviction eviction_;
   std::unique_ptr<CopyEngine> engine_;
   mutable std::mutex mutex_;
-  PageMap pageSlot_;  // resident pages only (a dense array would be 1.5 GB for 384 M rows)
-  int32_t slotOf(int64_t page) const { return pageSlot_.find(page); }
-  PageCounts pageFreq_;  // lookups per page (LFU)
-  std::vector<Slot, HugePageAllocator<Slot>> slots_;
-  std::vector<LfuSlot, HugePageAllocator<LfuSlot>> lfu_;  // LFU only
-  // Free slots: those never used yet are [fresh_, slots); freeSlots_ holds the ones given
-  // back (a failed copy, direct mode), taken first. No list of every slot up front.
-  int64_t fresh_ = 0;
-  std::vector<int32_t> freeSlots_;
-  int64_t freeCount() const { return static_cast<int64_t>(freeSlots_.size()) + (g_.slots - fresh_); }
-  int32_t takeFreeSlot();
-  std::vector<QueueEntry> lruQueue_;  // LRU: [lruFront_, end) in release order
-  size_t lruFront_ = 0;
-  std::vector<HeapEntry> lfuHeap_;    // LFU: a min-heap (std::push_heap with greater)
-  int64_t evictable_ = 0;             // live entries: unpinned resident slots
-  std::vector<int32_t> victims_;      // this batch's victims
+  int64_t ways_ = 1, sets_ = 1;
+  bool identity_ = false;  // one slot per page: page p in slot p
+  // Per slot: its page + 1 (0: free), the tickets pinning it, its recency rank within its
+  // set (0: most recently released; LRU and LFU), for LFU its page's lookups (the count at
+  // its last use, saturating at 255: past it, LFU ranks by recency) and the low 32 bits of
+  // the copy job that filled it: a hit on a slot whose copy may still run waits for it.
+  // The full id is the latest job's less the distance in 32 bits, exact while the fill is
+  // among the last 2^32 jobs; older ones are long complete (jobs complete in order), and a
+  // failed one has been dropped from the cache by the ticket that filled it unless that
+  // ticket stays in flight across 4e9 later batches. Laid out set by set (see the ctor).
+  static constexpr int64_t kMetaBytes = 8;
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> meta_;
+  std::vector<uint32_t, HugePageAllocator<uint32_t>> fill_;  // read only for pinned hits
+  uint8_t* setMeta(size_t set) { return meta_.data() + set * static_cast<size_t>(ways_ * kMetaBytes); }
+  const uint8_t* setMeta(size_t set) const { return meta_.data() + set * static_cast<size_t>(ways_ * kMetaBytes); }
+  const uint32_t* setTags(size_t set) const { return reinterpret_cast<const uint32_t*>(setMeta(set) + 4 * ways_); }
+  template <typename T>
+  T& field(int64_t slot, int64_t offsetPerWay, int64_t bytes) const {
+    const size_t set = setOfSlot(slot);
+    const int64_t way = slot - static_cast<int64_t>(set) * ways_;
+    return *reinterpret_cast<T*>(const_cast<uint8_t*>(setMeta(set)) + offsetPerWay * ways_ + way * bytes);
+  }
+  uint16_t& pins(int64_t slot) const { return field<uint16_t>(slot, 0, 2); }
+  uint8_t& rank(int64_t slot) const { return field<uint8_t>(slot, 2, 1); }
+  uint8_t& uses(int64_t slot) const { return field<uint8_t>(slot, 3, 1); }
+  uint32_t& tag(int64_t slot) const { return field<uint32_t>(slot, 4, 4); }
+  uint32_t& fill(int64_t slot) const { return const_cast<uint32_t&>(fill_[static_cast<size_t>(slot)]); }
+  uint64_t lastJob_ = 0;
+  uint64_t fillJobOf(int64_t slot) const {
+    const uint32_t back = static_cast<uint32_t>(lastJob_) - fill(slot);
+    return lastJob_ - back;
+  }
+  FlatMap<int32_t> elsewhere_;  // page -> slot for pages outside their home set
+  int64_t free_ = 0;       // slots neither resident nor pinned
+  int64_t evictable_ = 0;  // resident slots no ticket pins
+  int64_t hand_ = 0;       // where sweep() looks next
+  PageCounts pageFreq_;    // lookups per page (LFU)
   BatchSet batchPages_;              // this batch's pages, first seen first
   BatchSet batchRows_;               // its rows (counted only when pages hold several)
   std::vector<int32_t> batchSlot_;   // the slot of each batch page (-1: not resident)
@@ -365,7 +397,6 @@ class Pager {
   std::vector<int32_t> hotValues_;
   std::unordered_map<uint64_t, Ticket> tickets_;
   uint64_t nextTicket_ = 1;
-  uint64_t tick_ = 0;
   PagerStats stats_;
 };
 

@@ -80,13 +80,14 @@ export interface PagerStats extends NativePagerStats {
 }
 
 /**
- * Native bookkeeping per page slot, at most: a 16-byte slot record, two 8-byte page-table
- * entries and up to two 8-byte LRU queue entries (stale ones are dropped once they match
- * the live ones); LFU adds an 8-byte count and up to two 16-byte heap entries. 44.5 bytes a
- * slot were measured for 4 Mi filled one-row LRU slots (bench:bookkeeping).
+ * Native bookkeeping per page slot, at most: 12 bytes of set-associative slot metadata
+ * (pins, recency, lookups, the page's tag and its fill job) and room for pages placed
+ * outside their home set; LFU adds its count sketch (4 one-byte rows about twice the slots
+ * wide: 8 to 16 bytes a slot). bench:bookkeeping measures 12 and 20 for 4 Mi filled
+ * one-row slots.
  */
 export function pagerBytesPerSlot(eviction: Eviction): number {
-  return eviction === 'lfu' ? 48 + 40 : 48;
+  return eviction === 'lfu' ? 16 + 16 : 16;
 }
 
 /** Pages pinned for one batch; pass it to gather or a layer's forward, which release it. */
