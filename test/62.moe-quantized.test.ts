@@ -5,6 +5,7 @@ import { native } from '../src/native/index.js';
 import { fixture } from './helpers/fixtures.js';
 import { emptyBlock, stateDictOf, type MoeFixture } from './helpers/moe-fixture.js';
 import { quantisedMoeDict } from './helpers/moe-quantised.js';
+import { moeNanCodeCheck } from './helpers/moe-nan-code.js';
 
 const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
 const sameBits = (a: Float32Array, b: Float32Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
@@ -177,6 +178,13 @@ describe('MoE with V4.1 weight formats', () => {
     expect(routed).toBe(f.config.experts * (2 * F * (D / 2) + 2 * F * Math.ceil(D / 32) + D * (F / 2) + D * Math.ceil(F / 32)));
     expect(dense.routed).toBe(f.config.experts * 3 * F * D * 4);
     expect(shared).toBeLessThan(dense.shared / 3);
+  });
+
+  it('fp8 experts at decode sizes, one holding an e4m3 NaN code: NaN exactly where it reaches, the F32 bits elsewhere', () => {
+    const r = moeNanCodeCheck();
+    expect(r.sameBits).toBe(true);
+    expect(r.nanOutputs).toBeGreaterThan(0);
+    expect(r.nanOutputs).toBeLessThan(r.tokens); // one output of the tokens routed to expert 0
   });
 
   it('bf16 activations are widened exactly', () => {

@@ -1,5 +1,6 @@
 // Every CPU loop build this machine can run (ENGRAM_CPU_KERNEL caps the run-time pick in a
-// child process): the paper layer and V4.1's layer still equal the reference fixtures.
+// child process): the paper layer and V4.1's layer still equal the reference fixtures, and
+// fp8 MoE experts (one holding a NaN code) give their F32 values' bits.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ describe('CPU loop builds below the widest one', () => {
         cpuKernel: string;
         paper: { embeddingsExact: boolean; gates: number; output: number };
         v41: Record<string, { kernel: string; gates: number; output: number }>;
+        moeFp8: { sameBits: boolean; nanOutputs: number; tokens: number };
       };
       expect(r.cpuKernel).toBe(build);
       expect(r.paper.embeddingsExact).toBe(true);
@@ -34,6 +36,10 @@ describe('CPU loop builds below the widest one', () => {
         expect(v.gates).toBeLessThan(1e-4);
         expect(v.output).toBeLessThan(1e-4);
       }
+      // fp8 experts at decode sizes, one holding an e4m3 NaN code: the F32 weights' bits.
+      expect(r.moeFp8.sameBits).toBe(true);
+      expect(r.moeFp8.nanOutputs).toBeGreaterThan(0);
+      expect(r.moeFp8.nanOutputs).toBeLessThan(r.moeFp8.tokens);
     }, 120_000);
   }
 });

@@ -143,6 +143,16 @@ std::shared_ptr<PackedLinear> packLinearCodes(const WeightCodes& src, const floa
       }
     }
   }
+  if (src.format == WeightFormat::E4M3) {
+    w->panelHasNan.assign(static_cast<size_t>(panels), 0);
+    const int64_t panelBytes = k * panelRow;
+    for (int64_t p = 0; p < panels; ++p) {
+      const uint8_t* codes = w->codePanels.data() + p * panelBytes;
+      uint8_t nan = 0;
+      for (int64_t i = 0; i < panelBytes; ++i) nan |= static_cast<uint8_t>((codes[i] & 0x7f) == 0x7f);
+      w->panelHasNan[static_cast<size_t>(p)] = nan;
+    }
+  }
   if (scaled) {
     const int64_t blocks = (k + kScaleBlock - 1) / kScaleBlock;
     // Padding columns get the scale 1 (code 127) over their zero codes.

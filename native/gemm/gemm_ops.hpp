@@ -35,6 +35,9 @@ struct PackedLinear {
   WeightFormat format = WeightFormat::F32;
   std::vector<uint8_t> codePanels;
   std::vector<uint8_t> scalePanels;
+  // e4m3: whether panel p holds a NaN code (0x7f/0xff), per panel: decoders that would
+  // patch NaNs in after an integer conversion skip that step for panels without one.
+  std::vector<uint8_t> panelHasNan;
 };
 
 // A weight matrix [n, k] in its stored codes: row-major codes (e2m1: ceil(k/2) bytes a

@@ -4,6 +4,7 @@
 import { buildInfo, DeepseekV41Engram, type Tensor } from '../../src/index.js';
 import { fixture } from './fixtures.js';
 import { maxRelError, small, smallEngram, smallInputs } from './forward-small.js';
+import { moeNanCodeCheck } from './moe-nan-code.js';
 
 interface V41Small {
   config: { batch: number; seq: number; hc_mult: number; hidden_size: number; max_ngram_size: number; n_heads: number; head_dim: number; table_rows: number; rms_norm_eps: number; n_hash_cols: number };
@@ -45,4 +46,4 @@ const v41 = (() => {
   return results;
 })();
 
-console.log(JSON.stringify({ cpuKernel: buildInfo().cpuKernel, paper, v41 }));
+console.log(JSON.stringify({ cpuKernel: buildInfo().cpuKernel, paper, v41, moeFp8: moeNanCodeCheck() }));
