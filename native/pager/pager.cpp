@@ -215,8 +215,7 @@ int32_t Pager::sweep(bool wantFree) {
   EK_THROW(Error, "the pager found no free or evictable slot where its counts promised one (a bug: please report it)");
 }
 
-int32_t Pager::placeMissing(int64_t page) {
-  const size_t set = setOf(page);
+int32_t Pager::placeMissing(int64_t page, size_t set, bool* home) {
   const int64_t first = setFirst(set), ways = setEnd(set) - first;
   const uint8_t* meta = setMeta(set);
   const uint16_t* held = reinterpret_cast<const uint16_t*>(meta);
@@ -224,6 +223,7 @@ int32_t Pager::placeMissing(int64_t page) {
   const uint8_t* counts = meta + 3 * ways_;
   const uint32_t* tags = setTags(set);
   const bool lfu = eviction_ == Eviction::Lfu;
+  *home = true;
   int64_t victim = -1;
   for (int64_t w = 0; w < ways; ++w) {
     if (held[w] != 0) continue;
@@ -237,17 +237,21 @@ int32_t Pager::placeMissing(int64_t page) {
     if (before) victim = w;
   }
   if (victim >= 0) {
+    const int64_t old = static_cast<int64_t>(tags[victim]) - 1;
+    if (setOf(old) != set) elsewhere_.erase(static_cast<uint32_t>(old));  // it had come from another set
     victim += first;
-  } else if (free_ > 0) {
+  } else {
     // Only when its set is all pinned does a page go elsewhere: a free slot first, then any
     // evictable one. (Taking other sets' free ways while the cache fills would push their
     // own pages out of them in turn.)
-    --free_;
-    return sweep(true);
-  } else {
+    *home = false;
+    if (free_ > 0) {
+      --free_;
+      return sweep(true);
+    }
     victim = sweep(false);
+    forgetPage(victim);
   }
-  forgetPage(victim);
   --evictable_;
   stats_.evictions += 1;
   return static_cast<int32_t>(victim);
@@ -262,7 +266,7 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
   std::lock_guard<std::mutex> lock(mutex_);
   const BatchPlan plan = planBatch(rows, count);  // throws before anything changes
   admit(plan);                                     // likewise
-  Ticket t = assignSlots();
+  Ticket t = assignSlots(plan.missingPages);
   if (translated != nullptr) translate(rows, count, t, translated);
   return record(plan, count, std::move(t));
 }
@@ -302,8 +306,10 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   for (size_t i = 0; i < pages; ++i) {
     const int32_t s = findSlot(batchPages_.value(i));
     batchSlot_[i] = s;
-    if (s < 0) ++plan.missingPages;
-    else if (const uint32_t held = pins(s); held == 0) ++plan.residentIdle;
+    if (s < 0) {
+      ++plan.missingPages;
+      __builtin_prefetch(&fill_[static_cast<size_t>(setFirst(setOf(batchPages_.value(i))))], 1);  // written when it is filled
+    } else if (const uint32_t held = pins(s); held == 0) ++plan.residentIdle;
     else if (held == kMaxPins) {
       EK_THROW(RangeError, "page " + std::to_string(batchPages_.value(i)) + " is held by " + std::to_string(kMaxPins) +
                                " tickets in flight, the most one page can have: release tickets before prefetching more");
@@ -333,9 +339,11 @@ Pager::Ticket Pager::newTicket() {
   return t;
 }
 
-Pager::Ticket Pager::assignSlots() {
+Pager::Ticket Pager::assignSlots(int64_t missing) {
   Ticket t = newTicket();
   std::vector<RowCopy> copies;
+  copies.reserve(static_cast<size_t>(missing));  // one allocation, not one per doubling
+  t.missed.reserve(static_cast<size_t>(missing));
   const size_t pages = batchPages_.size();
   t.slots.assign(pages, -1);  // one slot per batch page, in batchPages_ order
   // The batch's resident pages are pinned first, so that no slot a later page of the same
@@ -365,10 +373,12 @@ Pager::Ticket Pager::assignSlots() {
     }
     stats_.pageMisses += 1;
     stats_.rowMisses += static_cast<double>(lookups);
-    const int32_t s = placeMissing(page);
+    const size_t set = setOf(page);
+    bool home = true;
+    const int32_t s = placeMissing(page, set, &home);
     tag(s) = static_cast<uint32_t>(page + 1);
     ++pins(s);
-    if (setOfSlot(s) != setOf(page)) elsewhere_.insert(static_cast<uint32_t>(page), s);
+    if (!home && setOfSlot(s) != set) elsewhere_.insert(static_cast<uint32_t>(page), s);
     if (eviction_ == Eviction::Lfu) this->uses(s) = uses;
     const int64_t first = page * g_.pageRows;
     const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short

@@ -310,7 +310,8 @@ class Pager {
   int32_t findSlot(int64_t page) const;
   // A slot for a missing page (its set's free way, any free slot, its set's victim, any
   // evictable slot: in that order), evicting what it held; admission guarantees one.
-  int32_t placeMissing(int64_t page);
+  // *home: false when the slot is outside the page's set.
+  int32_t placeMissing(int64_t page, size_t set, bool* home);
   // The next slot from the sweeping hand that is unpinned and free (or resident).
   int32_t sweep(bool wantFree);
   // The slot becomes its set's most recently used.
@@ -342,7 +343,7 @@ class Pager {
   template <typename T>
   BatchPlan planBatch(const T* rows, int64_t count);
   void admit(const BatchPlan& plan) const;
-  Ticket assignSlots();
+  Ticket assignSlots(int64_t missing);
   template <typename T>
   void translate(const T* rows, int64_t count, const Ticket& t, int32_t* translated) const;
   uint64_t record(const BatchPlan& plan, int64_t count, Ticket t);
