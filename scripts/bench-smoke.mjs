@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BENCHMARKS = ['hash', 'forward', 'v41', 'moe', 'pager', 'pager-bookkeeping', 'pager-profile', 'outputs', 'async-staging', 'gpu'];
+const BENCHMARKS = ['hash', 'forward', 'v41', 'moe', 'pager', 'pager-bookkeeping', 'pager-profile', 'pager-reads', 'outputs', 'async-staging', 'gpu'];
 const only = process.argv.slice(2);
 const results = fs.mkdtempSync(path.join(os.tmpdir(), 'engram-bench-smoke-'));
 const cache = process.env.ENGRAM_CACHE_DIR ?? path.join(root, '.cache');

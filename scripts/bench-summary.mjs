@@ -58,6 +58,12 @@ const pager = read('pager.json');
 for (const r of pager?.file?.rows ?? []) {
   if (r.loss !== null && r.loss !== undefined) add('pager', pager, `pager ${r.mode}, ${r.phase}`, r.tokensPerSecond, 'tokens/s', 'tables in RAM, same run', r.tokensPerSecond / (1 - r.loss));
 }
+const reads = read('pager-reads.json');
+for (const r of reads?.rows ?? []) {
+  if (!r.mode.startsWith('io_uring')) continue;
+  const pread = reads.rows.find((x) => x.state === r.state && x.phase === r.phase && x.mode === 'pread, 4 reader threads');
+  add('pager-reads', reads, `file tier reads through io_uring, ${r.phase} batch of ${reads.lookups[r.phase]} rows, ${r.state} page cache`, r.usPerBatch, 'µs', 'pread on 4 reader threads, same run', pread?.usPerBatch, true);
+}
 const bookkeeping = read('pager-bookkeeping.json');
 for (const r of bookkeeping?.results ?? []) {
   add('pager-bookkeeping', bookkeeping, `pager bookkeeping per looked-up row, one-row pages, ${r.eviction} (no copies)`, r.nsPerRow, 'ns', 'the target per row, not a measurement', bookkeeping.targetNsPerRow, true);
@@ -97,7 +103,7 @@ const SECTIONS = [
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],
   ['Async calls: copies of what JS owns', ['async-staging'], 'async-staging.md', 'Async calls copy the plain typed arrays JS owns (JS could detach them mid-call); the same call with its inputs in the addon\'s memory pins them instead. Below 1: what the copies cost (the report also gives their measured time).'],
   ['The remote tier (Redis Cluster)', ['remote'], 'remote.md', 'DeepSeek-V4.1\'s layer with its table in a Redis Cluster on loopback (and in its file), against the table in RAM in the same rounds (below 1: the loss).'],
-  ['The table pager', ['pager', 'pager-bookkeeping', 'pager-profile'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
+  ['The table pager', ['pager', 'pager-bookkeeping', 'pager-profile', 'pager-reads'], 'pager.md', 'Decode and prefill with the tables behind the pager against the tables in RAM, interleaved in the same run (below 1: the pager costs that much).'],
 ];
 const rel = (f) => `../bench/results/${f}`;
 const doc = [

@@ -302,6 +302,28 @@ describe('file-backed tables', () => {
     });
   }
 
+  it('io_uring and pread readers give the same bytes; a file truncated in use fails by name with either', () => {
+    const script = path.join(path.dirname(new URL(import.meta.url).pathname), 'helpers', 'file-reads-check.ts');
+    const run = (fileReads: string | undefined) => {
+      const env = { ...process.env };
+      if (fileReads === undefined) delete env.ENGRAM_FILE_READS;
+      else env.ENGRAM_FILE_READS = fileReads;
+      const out = execFileSync(process.execPath, ['--import', 'tsx', script], { env, encoding: 'utf8' });
+      return JSON.parse(out.trim().split('\n').pop()!) as { method: string; exact: boolean; truncated: string; recovered: boolean };
+    };
+    // Linux with io_uring enabled reads through a ring; elsewhere the pread readers.
+    const uringEnabled = process.platform === 'linux' && fs.existsSync('/proc/sys/kernel/io_uring_disabled') && fs.readFileSync('/proc/sys/kernel/io_uring_disabled', 'utf8').trim() === '0';
+    const byDefault = run(undefined);
+    const forced = run('pread');
+    expect(byDefault.method).toBe(uringEnabled ? 'io_uring' : 'pread');
+    expect(forced.method).toBe('pread');
+    for (const r of [byDefault, forced]) {
+      expect(r.exact).toBe(true);
+      expect(r.truncated).toMatch(/table file '.*table\.bin' ended early \(truncated while in use\?\)/);
+      expect(r.recovered).toBe(true);
+    }
+  }, 60_000);
+
   it('a missing or truncated file is a clear error', () => {
     const t = table('f32');
     expect(() => TablePager.create({ path: path.join(tmp, 'nope.bin'), dtype: 'f32', rows: ROWS, cols: COLS, dataOffset: 0 }, { cacheBytes: 2 ** 20 })).toThrow(

@@ -243,6 +243,7 @@ Napi::Value PagerStatsOf(const Napi::CallbackInfo& info) {
   o.Set("copySeconds", h->pager->copyBusySeconds());
   o.Set("residentPages", static_cast<double>(h->pager->residentPages()));
   o.Set("ticketsInFlight", static_cast<double>(h->pager->ticketsInFlight()));
+  o.Set("fileReads", h->pager->readMethod());
   return o;
 }
 

@@ -195,6 +195,7 @@ class SourceFiles {
   SourceFiles(const SourceFiles&) = delete;
   SourceFiles& operator=(const SourceFiles&) = delete;
   bool open() const { return !fds_.empty(); }
+  int fd(size_t part) const { return fds_[part]; }
   // `rows` rows from `row` of part i into data (and, with scales, their scales): pread
   // from the part's file, or memcpy from its memory when the source is not in files.
   void readRows(const SourcePart& part, size_t i, int64_t row, int64_t rows, uint8_t* data, uint8_t* scales) const;
@@ -217,6 +218,9 @@ class CopyEngine {
   virtual void wait(uint64_t job, const std::vector<uint64_t>& jobs) = 0;
   // Seconds the engine spent copying (and throttling), bytes it moved.
   virtual double busySeconds() const = 0;
+  // How a file-tier home is read: "io_uring", "pread"; "memory" for a home in memory
+  // (RAM or a mapping), "none" for engines that copy nothing.
+  virtual const char* readMethod() const { return "none"; }
 };
 
 // CPU backend: a copy thread (with `readers` threads reading a job's pages at once);
@@ -282,6 +286,7 @@ class Pager {
   PagerStats stats() const;
   void resetStats();
   double copyBusySeconds() const { return engine_->busySeconds(); }
+  const char* readMethod() const { return engine_->readMethod(); }
   int64_t residentPages() const;
   int64_t ticketsInFlight() const;
   const PagerGeometry& geometry() const { return g_; }

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -17,6 +18,7 @@
 
 #include "common/common.hpp"
 #include "pager/pager.hpp"
+#include "pager/uring_reader.hpp"
 #include "common/thread_pool.hpp"
 
 namespace engram {
@@ -33,6 +35,15 @@ class CpuCopyEngine final : public CopyEngine {
     // Several readers keep a disk's queue busy: one synchronous pread at a time waits a
     // full device latency per row.
     if (readers_ > 1) readerPool_ = std::make_unique<ThreadPool>(readers_ - 1, "ek-read");
+    // A file-tier home is read through io_uring where the kernel allows it: a job's reads
+    // go in one submission, kRingDepth at a time. ENGRAM_FILE_READS=pread keeps the pread
+    // readers (and measures them).
+    const char* method = std::getenv("ENGRAM_FILE_READS");
+    if (source_.inFiles() && !(method != nullptr && std::strcmp(method, "pread") == 0)) {
+      const size_t rows = static_cast<size_t>(g_.cacheRows());
+      uring_ = UringReader::create(kRingDepth, {{cacheData_, rows * static_cast<size_t>(g_.rowBytes)},
+                                                 {cacheScales_, cacheScales_ == nullptr ? 0 : rows * static_cast<size_t>(g_.scaleRowBytes)}});
+    }
     thread_ = std::thread([this] {
       setThreadName("ek-pager-copy");
       run();
@@ -70,11 +81,32 @@ class CpuCopyEngine final : public CopyEngine {
     return busy_;
   }
 
+  const char* readMethod() const override {
+    if (!source_.inFiles()) return "memory";
+    return uring_ != nullptr && !uring_->broken() ? "io_uring" : "pread";
+  }
+
  private:
   void copyOne(const RowCopy& c) {
     source_.forEachRange(c, [&](const SourcePart& p, size_t i, int64_t row, int64_t dstRow, int64_t n) {
       files_.readRows(p, i, row, n, cacheData_ + dstRow * g_.rowBytes, g_.scaleRowBytes > 0 ? cacheScales_ + dstRow * g_.scaleRowBytes : nullptr);
     });
+  }
+
+  // The job's reads (each page's rows and, apart, their scales; cut at file boundaries)
+  // through the ring, all submitted together.
+  void readWithRing(const std::vector<RowCopy>& copies) {
+    ringReads_.clear();
+    for (const RowCopy& c : copies) {
+      source_.forEachRange(c, [&](const SourcePart& p, size_t i, int64_t row, int64_t dstRow, int64_t n) {
+        ringReads_.push_back(FileRead{files_.fd(i), cacheData_ + dstRow * g_.rowBytes, p.dataOffset + row * g_.rowBytes, n * g_.rowBytes, &p.path});
+        if (g_.scaleRowBytes > 0) {
+          ringReads_.push_back(
+              FileRead{files_.fd(i), cacheScales_ + dstRow * g_.scaleRowBytes, p.scalesOffset + row * g_.scaleRowBytes, n * g_.scaleRowBytes, &p.path});
+        }
+      });
+    }
+    uring_->readAll(ringReads_);
   }
 
   void run() {
@@ -96,7 +128,11 @@ class CpuCopyEngine final : public CopyEngine {
         const MappedReadGuard guard;  // cheap when the thread holds one already
         const uint64_t faultsBefore = mappedFaultCount();
         const std::vector<RowCopy>& copies = job.second;
-        if (readerPool_ && copies.size() > 1) {
+        if (uring_ != nullptr && !uring_->broken()) {
+          readWithRing(copies);
+          for (const RowCopy& c : copies) bytes += c.rows * (g_.rowBytes + g_.scaleRowBytes);
+          if (rate_ > 0) std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(bytes / rate_)));
+        } else if (readerPool_ && copies.size() > 1) {
           readerPool_->parallelFor(static_cast<int64_t>(copies.size()), readers_, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) copyOne(copies[i]);
           });
@@ -136,6 +172,9 @@ class CpuCopyEngine final : public CopyEngine {
   double rate_;
   int readers_;
   std::unique_ptr<ThreadPool> readerPool_;
+  static constexpr unsigned kRingDepth = 128;  // reads in flight: more than a disk's queue
+  std::unique_ptr<UringReader> uring_;
+  std::vector<FileRead> ringReads_;  // the job's reads (copy thread only)
   mutable std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::deque<std::pair<uint64_t, std::vector<RowCopy>>> queue_;

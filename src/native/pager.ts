@@ -48,6 +48,12 @@ export interface NativePagerStats {
   copySeconds: number;
   residentPages: number;
   ticketsInFlight: number;
+  /**
+   * How the table's home is read into the cache: 'io_uring' (a file, one submission per
+   * prefetch), 'pread' (a file, reader threads: where the kernel refuses io_uring, or with
+   * ENGRAM_FILE_READS=pread), 'memory' (RAM or a mapping), 'none' (simulation, CUDA, remote).
+   */
+  fileReads: 'io_uring' | 'pread' | 'memory' | 'none';
 }
 
 export interface NativePagerFunctions {

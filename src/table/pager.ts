@@ -47,7 +47,9 @@ export interface PagerOptions {
   bandwidthGBps?: number;
   /**
    * Threads reading the pages of one prefetch at once (CPU backend). Default: 4 for a
-   * file (a disk serves several reads in parallel), 1 for a table in memory.
+   * file (a disk serves several reads in parallel), 1 for a table in memory. A file is
+   * read through io_uring where Linux allows it (one thread, 128 reads in flight); these
+   * threads serve the pread fallback (ENGRAM_FILE_READS=pread forces it).
    */
   readThreads?: number;
   /** Count hits and misses only: no memory is allocated and nothing is copied. */
