@@ -10,8 +10,7 @@ import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineForward } from '../test/reference/paper-layer.js';
 import { brownTokens } from './corpus.js';
-import { coldRowReads } from './harness.js';
-import { markdownTable, SMOKE, smokeOr, writeResults } from './harness.js';
+import { coldRowReads, markdownTable, measuredPeakGflops, SMOKE, smokeOr, writeResults } from './harness.js';
 import { engramOnnxModel } from './onnx-engram.js';
 import { baselineLayerOf } from '../test/helpers/forward-small.js';
 
@@ -56,7 +55,7 @@ interface Row {
   ortMaxRelError?: number;
 }
 
-const peak = native().peakGflops({ threads, seconds: smokeOr(0.5, 0.05) });
+const peak = measuredPeakGflops((seconds) => native().peakGflops({ threads, seconds }));
 log(`FMA peak on ${threads} threads: ${peak.toFixed(0)} GFLOP/s`);
 const results: Row[] = [];
 let first: Engram | undefined;

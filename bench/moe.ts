@@ -7,7 +7,7 @@ import { buildInfo, CompressedTokenizer, Engram, MoE, quantizeWeight, type MoeCo
 import { native, TABLE_DTYPE_CODES } from '../src/native/index.js';
 import { machineFacts, median, timeRuns } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
-import { markdownTable, smokeOr, writeResults } from './harness.js';
+import { markdownTable, measuredPeakGflops, smokeOr, writeResults } from './harness.js';
 
 const N = smokeOr(4096, 64);
 const DIM = smokeOr(2048, 128);
@@ -16,7 +16,7 @@ const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 5), 1);
 const info = buildInfo();
 const facts = machineFacts();
 const log = (s: string) => process.stderr.write(`${s}\n`);
-const peak = native().peakGflops({ threads: 0, seconds: smokeOr(0.5, 0.05) });
+const peak = measuredPeakGflops((seconds) => native().peakGflops({ threads: 0, seconds }));
 
 function random(n: number, seed: number, scale: number): Float32Array {
   const out = new Float32Array(n);

@@ -13,7 +13,7 @@ import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineV41Forward, type BaselineV41 } from '../test/reference/v41-layer.js';
 import { brownTokens } from './corpus.js';
-import { coldRowReads, markdownTable, resultsDir, SMOKE, smokeOr, writeResults } from './harness.js';
+import { coldRowReads, markdownTable, measuredPeakGflops, resultsDir, SMOKE, smokeOr, writeResults } from './harness.js';
 
 const ROWS_SCALE = smokeOr(Number(process.env.V41_ROWS_SCALE ?? 0.005), 2e-5);
 const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 5), 1);
@@ -54,7 +54,7 @@ const random = (n: number) => Float32Array.from({ length: n }, () => {
   return (seed / 4294967296) * 4 - 2;
 });
 const tokenizer: CompressedTokenizer = model.hashMapping.tokenizer;
-const fp32Peak = native().peakGflops({ threads: 0, seconds: smokeOr(0.5, 0.05) });
+const fp32Peak = measuredPeakGflops((seconds) => native().peakGflops({ threads: 0, seconds }));
 // vdpbf16ps does two multiply-adds per lane where an fp32 FMA does one.
 const peak = layer.wkvKernel === 'avx512-bf16' ? 2 * fp32Peak : fp32Peak;
 

@@ -25,11 +25,14 @@ const add = (source, d, figure, value, unit, peer, peerValue, lowerIsBetter = fa
 const hash = read('hash.json');
 for (const r of hash?.results ?? []) add('hash', hash, `hashRows ${hash.batch} x ${hash.seqLen}, ${r.label}`, r.tokensPerSecond / 1e6, 'M tokens/s', 'write bound of the same output', hash.writeBoundTokensPerSecond / 1e6);
 if (hash?.defaultCall) add('hash', hash, `the call a user writes: hash() per layer, ${hash.batch} x ${hash.seqLen}, fresh outputs`, hash.defaultCall.tokensPerSecond / 1e6, 'M tokens/s', hash.numpy ? `numpy ${hash.numpy.numpy}, the reference's hashing` : 'numpy (not run)', hash.numpy ? hash.numpy.tokensPerSecond / 1e6 : undefined);
-const forward = read('forward.json');
-for (const r of forward?.results ?? []) {
-  add('forward', forward, `paper layer ${forward.batch} x ${forward.seqLen}, ${r.table} table`, r.tokensPerSecond, 'tokens/s', 'onnxruntime-node, same layer', r.ortTokensPerSecond);
-  add('forward', forward, `paper layer projections, ${r.table} table`, r.gemmGflops, 'GFLOP/s', 'measured FMA peak', forward.peakGflops);
-  add('forward', forward, `paper layer gather (in the GEMM packing), ${r.table} table`, r.packedColdGBps, 'GB/s', 'random rows, cold', r.coldRandomRowGBps);
+for (const [name, label] of [['forward.json', ''], ['forward-avx2.json', ' (AVX2 build forced)']]) {
+  const forward = read(name);
+  const source = name.replace('.json', '');
+  for (const r of forward?.results ?? []) {
+    add(source, forward, `paper layer ${forward.batch} x ${forward.seqLen}, ${r.table} table${label}`, r.tokensPerSecond, 'tokens/s', 'onnxruntime-node, same layer', r.ortTokensPerSecond);
+    add(source, forward, `paper layer projections, ${r.table} table${label}`, r.gemmGflops, 'GFLOP/s', 'measured FMA peak', forward.peakGflops);
+    add(source, forward, `paper layer gather (in the GEMM packing), ${r.table} table${label}`, r.packedColdGBps, 'GB/s', 'random rows, cold', r.coldRandomRowGBps);
+  }
 }
 for (const [name, label] of [['v41.json', ''], ['v41-avx2.json', ' (AVX2 build forced)']]) {
   const v = read(name);
@@ -97,7 +100,7 @@ console.log(`bench:summary: ${rows.length} figures -> ${path.join(dir, 'summary.
 const docsDir = process.env.DOCS_DIR ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs');
 const SECTIONS = [
   ['Hashing', ['hash'], 'hash.md', 'Row ids per second for the V4.1 hash (`hashRows`), against the rate at which the same output can merely be written.'],
-  ["The paper's Engram layer", ['forward'], 'forward.md', 'The whole layer at the reference dimensions against onnxruntime-node running the same layer; its projections against the machine\'s measured FMA peak; its gather against a plain random-row read.'],
+  ["The paper's Engram layer", ['forward', 'forward-avx2'], 'forward.md', 'The whole layer at the reference dimensions against onnxruntime-node running the same layer; its projections against the machine\'s measured FMA peak; its gather against a plain random-row read.'],
   ["DeepSeek-V4.1's Engram layer", ['v41', 'v41-avx2'], 'v41.md', 'The layer at the released dimensions (hidden 5120, hc 4) against numpy + OpenBLAS running the same computation in the same session; the `wkv` projection against the measured peak of the kernel it runs on.'],
   ['Mixture-of-Experts', ['moe', 'moe-avx2'], 'moe.md', 'The expert GEMMs reading quantised codes against F32 experts in the same run (above 1: the quantised format is faster).'],
   ['Fresh outputs (the call a user writes)', ['outputs'], 'outputs.md', 'The default call, which allocates its output, against the same call into a reused output.'],

@@ -72,6 +72,43 @@ inline void microTile(const float* __restrict a, const float* __restrict b, int6
   }
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// The full 6 x 16 AVX2 tile with its 12 accumulators in named registers. From the generic
+// microTile<6> GCC kept one accumulator on the stack (16 ymm registers, 15 needed), which
+// chained every k step through a store and a reload: the paper layer's projections ran at
+// 44% of the FMA peak. The same fused multiply-adds in the same order: the same bits.
+__attribute__((noinline)) void microTile6x16(const float* __restrict a, const float* __restrict b, int64_t kc, float* __restrict c,
+                                             int64_t ldc, const float* __restrict start, bool first) {
+  static_assert(kRows == 6 && kWidth == 16, "the AVX2 tile is 6 rows x 16 columns");
+  const auto init = [&](int r, int v) { return _mm256_loadu_ps(first ? start + 8 * v : c + r * ldc + 8 * v); };
+  __m256 c00 = init(0, 0), c01 = init(0, 1), c10 = init(1, 0), c11 = init(1, 1), c20 = init(2, 0), c21 = init(2, 1);
+  __m256 c30 = init(3, 0), c31 = init(3, 1), c40 = init(4, 0), c41 = init(4, 1), c50 = init(5, 0), c51 = init(5, 1);
+  // fn(row, its low and high accumulators) for the 6 rows, written out (inlined: the
+  // registers stay named).
+  const auto eachRow = [&](auto&& fn) {
+    fn(0, c00, c01);
+    fn(1, c10, c11);
+    fn(2, c20, c21);
+    fn(3, c30, c31);
+    fn(4, c40, c41);
+    fn(5, c50, c51);
+  };
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * kWidth);
+    const __m256 b1 = _mm256_loadu_ps(b + k * kWidth + 8);
+    eachRow([&](int r, __m256& lo, __m256& hi) {
+      const __m256 x = _mm256_broadcast_ss(a + r * kRowStride + k);
+      lo = _mm256_fmadd_ps(b0, x, lo);
+      hi = _mm256_fmadd_ps(b1, x, hi);
+    });
+  }
+  eachRow([&](int r, __m256& lo, __m256& hi) {
+    _mm256_storeu_ps(c + r * ldc, lo);
+    _mm256_storeu_ps(c + r * ldc + 8, hi);
+  });
+}
+#endif
+
 // One panel row of quantised weights (kWidth codes at `codes`) decoded to fp32 into dst,
 // times the per-column scales (scaled formats). The GEMM's two paths share it: decoding a
 // panel slice into a buffer (many row tiles), or straight into the FMA loop (one tile).
@@ -460,7 +497,13 @@ void linearTiles(const float* x, int64_t lda, const PackedLinear& w, float* y, i
           } else {
             if (live <= 1) microTile<1>(tileA, panel, kc, out, ldo, bias, first);
             else if (live <= 4) microTile<4>(tileA, panel, kc, out, ldo, bias, first);
-            else microTile<kRows>(tileA, panel, kc, out, ldo, bias, first);
+            else {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+              microTile6x16(tileA, panel, kc, out, ldo, bias, first);
+#else
+              microTile<kRows>(tileA, panel, kc, out, ldo, bias, first);
+#endif
+            }
           }
           if (!full) {
             for (int64_t r = 0; r < live; ++r) std::memcpy(y + (row0 + r) * ldy + col0, edge + r * kWidth, cols * sizeof(float));
