@@ -300,10 +300,27 @@ inline void forEachE4m3RowAvx2(const PackedLinear& w, int64_t p, int64_t k0, int
     use(kk, b0, b1);
   }
 }
+// Panel p's rows through forEachE4m3RowAvx2, without the NaN patch where packing found no
+// NaN code in the panel.
+template <typename Use>
+inline void forEachE4m3PanelRowAvx2(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
+  if (w.panelHasNan.empty() || w.panelHasNan[static_cast<size_t>(p)] != 0) forEachE4m3RowAvx2<true>(w, p, k0, kc, use);
+  else forEachE4m3RowAvx2<false>(w, p, k0, kc, use);
+}
 #endif
 
 // Rows [k0, k0 + kc) of panel p decoded to fp32 [kc][kWidth] (w.format != F32).
 void decodePanel(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, float* __restrict dst) {
+#if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
+  if (w.format == WeightFormat::E4M3) {  // 16 codes a row in registers; NaN-free panels skip the patch
+    const auto store = [&](int64_t kk, Vec b0, Vec b1) {
+      storeVec(dst + kk * kWidth, b0);
+      storeVec(dst + kk * kWidth + kLanes, b1);
+    };
+    forEachE4m3PanelRowAvx2(w, p, k0, kc, store);
+    return;
+  }
+#endif
   forEachPanelRow(w, p, k0, kc, [&](int64_t kk, const float* row) { std::memcpy(dst + kk * kWidth, row, sizeof(float) * kWidth); });
 }
 
@@ -325,8 +342,7 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
   };
 #if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
   if (w.format == WeightFormat::E4M3) {
-    if (w.panelHasNan.empty() || w.panelHasNan[static_cast<size_t>(p)] != 0) forEachE4m3RowAvx2<true>(w, p, k0, kc, fma);
-    else forEachE4m3RowAvx2<false>(w, p, k0, kc, fma);
+    forEachE4m3PanelRowAvx2(w, p, k0, kc, fma);
   } else
 #endif
   {
