@@ -219,6 +219,9 @@ SourceFiles::SourceFiles(const PageSource& source, const PagerGeometry& g) : g_(
       struct stat st {};
       EK_REQUIRE(::fstat(fd, &st) == 0, Error, "cannot stat table file '" + p.path + "'");
       EK_REQUIRE(S_ISREG(st.st_mode), TypeError, "table file '" + p.path + "' is not a regular file");
+      // Opened non-blocking only so that a FIFO could not hang the open; reads of a regular
+      // file should wait for the disk (io_uring would answer EAGAIN instead).
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
       const int64_t needData = p.dataOffset + p.rows * g.rowBytes;
       const int64_t needScales = g.scaleRowBytes > 0 ? p.scalesOffset + p.rows * g.scaleRowBytes : 0;
       const int64_t need = std::max(needData, needScales);

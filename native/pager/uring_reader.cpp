@@ -1,6 +1,8 @@
 // io_uring reads for the file tier (see uring_reader.hpp), on the raw system calls.
 #include "pager/uring_reader.hpp"
 
+#include "pager/pager.hpp"  // preadFully
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -113,6 +115,7 @@ void UringReader::readAll(const std::vector<FileRead>& reads) {
   }
   unsigned inFlight = 0;
   std::string failure;  // the first error; reads in flight are drained before it is thrown
+  std::vector<size_t> blocking;  // reads the ring answered EAGAIN for
   while (inFlight > 0 || (!queue.empty() && failure.empty())) {
     unsigned tail = *r.sqTail;
     const unsigned mask = *r.sqMask;
@@ -166,8 +169,10 @@ void UringReader::readAll(const std::vector<FileRead>& reads) {
       ++head;
       --inFlight;
       const FileRead& f = reads[i];
-      if (res == -EINTR || res == -EAGAIN) {
+      if (res == -EINTR) {
         queue.push_back(i);
+      } else if (res == -EAGAIN) {
+        blocking.push_back(i);  // the kernel would not wait: read it with pread below
       } else if (res < 0) {
         if (failure.empty()) failure = "reading table file '" + *f.path + "' failed: " + std::strerror(-res);
       } else if (res == 0) {
@@ -180,6 +185,10 @@ void UringReader::readAll(const std::vector<FileRead>& reads) {
     storeRelease(r.cqHead, head);
   }
   if (!failure.empty()) throw std::runtime_error(failure);
+  for (const size_t i : blocking) {
+    const FileRead& f = reads[i];
+    preadFully(f.fd, f.dst + done[i], f.offset + done[i], f.bytes - done[i], *f.path);
+  }
 }
 
 #else
