@@ -9,6 +9,7 @@ import { machineFacts } from '../src/core/throughput.js';
 import { markdownTable, smokeOr, writeResults } from './harness.js';
 
 const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 9), 1);
+const WARM_CALLS = smokeOr(32, 1);
 const info = buildInfo();
 const facts = machineFacts();
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -28,7 +29,17 @@ const record = async (call: string, bytes: number, fresh: () => void, reused: ()
     f();
     return performance.now() - t0;
   };
+  // The tight loop first, before this call's warm-up: what a synchronous loop pays (the
+  // pool holds only what earlier rows of the same output size left there).
   fresh();
+  for (let i = 0; i < RUNS; i++) sync.push(time(fresh));
+  await turn();
+  // Warm-up as a long-running loop's: enough default calls with turns for V8's GC (paced
+  // by the outputs' bytes, about one per 64 MiB) to have handed outputs back a few times.
+  for (let i = 0; i < WARM_CALLS; i++) {
+    fresh();
+    await turn();
+  }
   reused();
   for (let i = 0; i < RUNS; i++) {
     d.push(time(fresh));
@@ -36,8 +47,6 @@ const record = async (call: string, bytes: number, fresh: () => void, reused: ()
     r.push(time(reused));
     await turn();
   }
-  for (let i = 0; i < RUNS; i++) sync.push(time(fresh));
-  await turn();
   const row = { call, outputMiB: bytes / 2 ** 20, defaultMs: median(d), defaultSyncMs: median(sync), reusedMs: median(r), ratio: median(d) / median(r) };
   rows.push(row);
   log(`  ${call}: default ${row.defaultMs.toFixed(2)} ms (tight loop ${row.defaultSyncMs.toFixed(2)} ms), reused output ${row.reusedMs.toFixed(2)} ms`);
@@ -89,15 +98,27 @@ const tokenizer = CompressedTokenizer.deepseekV3();
   await record(`Engram.forward ${B} x ${T} (hidden ${g.hc} x ${g.hidden})`, out.byteLength, () => layer.forward(hidden, ids, [B, T]), () => layer.forward(hidden, ids, [B, T], { out }));
 }
 
+// Where the outputs' memory came from over the whole run: fresh maps by kind of page,
+// with what faulting them in cost, against recycled takes.
+const pool = native().outputPoolStats();
+const perMiB = (ns: number) => (ns < 0 ? 'not tried' : `${(ns / 1e3).toFixed(0)} us/MiB`);
+const poolLine =
+  `\nThe pool over this run: ${pool.recycled} outputs from recycled memory; ${pool.smallMaps + pool.hugeMaps} fresh maps (${(pool.freshBytes / 2 ** 20).toFixed(0)} MiB), ` +
+  `${pool.smallMaps} of small pages (${(pool.smallSeconds * 1e3).toFixed(1)} ms to fault in, lately ${perMiB(pool.smallNsPerMiB)}) and ` +
+  `${pool.hugeMaps} advised for huge pages (${(pool.hugeSeconds * 1e3).toFixed(1)} ms, lately ${perMiB(pool.hugeNsPerMiB)}). ` +
+  `Fresh memory is faulted in by one MADV_POPULATE_WRITE call per output, with whichever kind of page has cost less per MiB lately (the other is tried every 32nd map).\n`;
+
 const md =
   `# Fresh outputs: the default call against the same call into a reused output\n\n` +
-  `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, CPU kernel ${info.cpuKernel}; medians of ${RUNS} runs. ` +
+  `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, CPU kernel ${info.cpuKernel}; medians of ${RUNS} runs, after ${WARM_CALLS} default calls with turns. ` +
   `"default": the call without \`out\`, each run followed by a turn of the event loop as a server's loop has (outputs of 1 MiB or more come from \`allocateOutput\`: ` +
-  `memory of outputs JS let go, recycled once their finalizers ran, zeroed, no page faults); "tight loop": the same call back to back with no turn, where nothing is recycled yet; ` +
+  `memory of outputs JS let go, recycled once their finalizers ran, zeroed, no page faults); "tight loop": the same call back to back with no turn, measured before the warm-up, where nothing is recycled ` +
+  `(fresh memory, faulted in up front; V8's garbage collections, paced by the outputs' bytes, run in between); ` +
   `"reused output": the call with \`out\`, interleaved with the default runs.\n\n` +
   markdownTable(
     ['call', 'output MiB', 'default ms', 'default, tight loop ms', 'reused output ms', 'default / reused'],
     rows.map((r) => [r.call, r.outputMiB.toFixed(1), r.defaultMs.toFixed(2), r.defaultSyncMs.toFixed(2), r.reusedMs.toFixed(2), `${r.ratio.toFixed(2)}x`]),
-  );
+  ) +
+  poolLine;
 console.log(md);
-writeResults('outputs', { benchmark: 'outputs', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, runs: RUNS, rows }, md);
+writeResults('outputs', { benchmark: 'outputs', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, runs: RUNS, rows, pool }, md);

@@ -1,18 +1,25 @@
 // Large outputs come from the addon's pool (allocateOutput): exact length, zeroed, zeroed
-// again when recycled (except for hashing, which writes every element and takes recycled
-// memory as it is), and a default call gives the bits of the same call into `out`.
-import v8 from 'node:v8';
-import vm from 'node:vm';
-
+// again when recycled (except for hashing and the layers' forwards, which write every
+// element and take recycled memory as it is), and a default call gives the bits of the
+// same call into `out`. Fresh memory is faulted in up front, with small or huge pages.
 import { describe, expect, it } from 'vitest';
 
 import { CompressedTokenizer, Engram, NgramHashMapping } from '../src/index.js';
 import { native } from '../src/native/index.js';
 import { NATIVE_OUTPUT_BYTES } from '../src/core/output.js';
+import { collectAndFinalize, gc, leaveGarbageInPool, turn } from './helpers/output-pool.js';
 
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** The paper layer at 512 tokens x 4 x 256: a 2 MiB output, which comes from the pool. */
+function smallLayer(tokenizer: CompressedTokenizer, seed: number) {
+  const config = { layerId: 1, layerIds: [1], hiddenSize: 256, hcMult: 4, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
+  const T = 512;
+  return {
+    layer: new Engram(config, { tokenizer, seed }),
+    T,
+    ids: Int32Array.from({ length: T }, (_, i) => (i * 7919) % 128_000),
+    hidden: Float32Array.from({ length: T * 4 * 256 }, (_, i) => Math.sin(i * seed)),
+  };
+}
 
 describe('outputs the library allocates', () => {
   it('allocateOutput: the exact length, zeroed, and zeroed again when its memory is recycled', async () => {
@@ -22,10 +29,7 @@ describe('outputs the library allocates', () => {
     expect(a.every((v) => v === 0)).toBe(true);
     a.fill(0xab);
     a = undefined;
-    for (let i = 0; i < 3; i++) {
-      gc();
-      await turn(); // finalizers run here: the memory goes back to the pool
-    }
+    await collectAndFinalize(); // finalizers run from the event loop: the memory goes back to the pool
     for (let i = 0; i < 4; i++) {
       const b = new Uint8Array(native().allocateOutput(bytes));
       expect(b.every((v) => v === 0)).toBe(true);
@@ -55,11 +59,7 @@ describe('outputs the library allocates', () => {
 
   it('a default forward and hashRows (pool-backed outputs) give the bits of the same calls into `out`', async () => {
     const tokenizer = CompressedTokenizer.deepseekV3();
-    const config = { layerId: 1, layerIds: [1], hiddenSize: 256, hcMult: 4, nEmbedPerNgram: 64, nHeadPerNgram: 2, maxNgramSize: 3, engramVocabSize: [3001, 3001], kernelSize: 4 };
-    const layer = new Engram(config, { tokenizer, seed: 5 });
-    const T = 512;
-    const ids = Int32Array.from({ length: T }, (_, i) => (i * 7919) % 128_000);
-    const hidden = Float32Array.from({ length: T * 4 * 256 }, (_, i) => Math.sin(i));
+    const { layer, T, ids, hidden } = smallLayer(tokenizer, 5);
     expect(hidden.byteLength).toBeGreaterThanOrEqual(NATIVE_OUTPUT_BYTES); // the output comes from the pool
     const out = new Float32Array(hidden.length);
     layer.forward(hidden, ids, [1, T], { out });
@@ -78,7 +78,7 @@ describe('outputs the library allocates', () => {
     expect(Buffer.from(rows.buffer).equals(Buffer.from(into.buffer))).toBe(true);
   });
 
-  it('hashing takes recycled memory without zeroing it (it writes every element): garbage there never shows', async () => {
+  it('hashing and the layers\' forwards take recycled memory without zeroing it (they write every element): garbage there never shows', async () => {
     const mapping = new NgramHashMapping({}, CompressedTokenizer.deepseekV3());
     const many = Int32Array.from({ length: 8 * 4096 }, (_, i) => (i * 104729) % 128_000);
     const want = new Int32Array(8 * 4096 * 16);
@@ -87,26 +87,45 @@ describe('outputs the library allocates', () => {
     mapping.hashRows(many, [8, 4096], { output: 'int32', out: wantRows });
     for (let round = 0; round < 3; round++) {
       // Pool memory full of garbage: outputs of the same sizes, filled and let go.
-      for (const bytes of [want.byteLength, wantRows.byteLength]) {
-        let junk: Uint8Array | undefined = new Uint8Array(native().allocateOutput(bytes));
-        junk.fill(0x7f);
-        junk = undefined;
-      }
-      for (let i = 0; i < 3; i++) {
-        gc();
-        await turn();
-      }
+      for (const bytes of [want.byteLength, wantRows.byteLength]) await leaveGarbageInPool(bytes, 0x7f);
       expect(Buffer.from(mapping.hash(many, [8, 4096], 1).buffer).equals(Buffer.from(want.buffer))).toBe(true);
       expect(Buffer.from(mapping.hashRows(many, [8, 4096], { output: 'int32' }).rowIds.buffer).equals(Buffer.from(wantRows.buffer))).toBe(true);
     }
-    // Asked for unzeroed memory, the pool hands back what was there (the point of it).
-    let filled: Uint8Array | undefined = new Uint8Array(native().allocateOutput(2 ** 21));
-    filled.fill(0x7f);
-    filled = undefined;
-    for (let i = 0; i < 3; i++) {
-      gc();
-      await turn();
+    // The paper layer's output is written in full by its kernel too: a default forward
+    // into recycled NaN-filled memory gives the bits of the same forward into `out`.
+    const { layer, T, ids, hidden } = smallLayer(CompressedTokenizer.deepseekV3(), 9);
+    const out = new Float32Array(hidden.length);
+    layer.forward(hidden, ids, [1, T], { out });
+    for (let round = 0; round < 3; round++) {
+      await leaveGarbageInPool(hidden.byteLength, 0xff); // all NaN as float32
+      expect(Buffer.from(layer.forward(hidden, ids, [1, T]).output.buffer).equals(Buffer.from(out.buffer))).toBe(true);
     }
+    // Asked for unzeroed memory, the pool hands back what was there (the point of it).
+    await leaveGarbageInPool(2 ** 21, 0x7f);
     expect(new Uint8Array(native().allocateOutput(2 ** 21, false)).some((v) => v !== 0)).toBe(true);
+  });
+});
+
+describe('fresh memory for outputs', () => {
+  it('is faulted in up front, and the pool says which kind of page it used and what that cost', () => {
+    const before = native().outputPoolStats();
+    // A size no other test here uses, in a synchronous loop: nothing to recycle, fresh maps.
+    const bytes = 10 * 2 ** 20;
+    const outs = Array.from({ length: 30 }, () => new Uint8Array(native().allocateOutput(bytes)));
+    const after = native().outputPoolStats();
+    const maps = after.smallMaps + after.hugeMaps - (before.smallMaps + before.hugeMaps);
+    expect(maps).toBeGreaterThan(0);
+    expect(maps).toBe(30);
+    expect(after.freshBytes - before.freshBytes).toBe(maps * bytes);
+    // Both kinds are tried (small pages first, huge pages next, then the other kind every
+    // 32nd map), and each has a cost on record.
+    expect(after.smallMaps).toBeGreaterThan(0);
+    expect(after.hugeMaps).toBeGreaterThan(0);
+    expect(after.smallNsPerMiB).toBeGreaterThan(0);
+    expect(after.hugeNsPerMiB).toBeGreaterThan(0);
+    expect(after.smallSeconds + after.hugeSeconds).toBeGreaterThan(before.smallSeconds + before.hugeSeconds);
+    for (const o of outs) {
+      expect(o.every((v) => v === 0)).toBe(true);
+    }
   });
 });

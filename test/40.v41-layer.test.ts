@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { buildInfo, DeepseekV41Engram, type Tensor } from '../src/index.js';
+import { NATIVE_OUTPUT_BYTES } from '../src/core/output.js';
+import { leaveGarbageInPool } from './helpers/output-pool.js';
 import { fixture } from './helpers/fixtures.js';
 import { maxRelError } from './helpers/forward-small.js';
 
@@ -133,5 +135,26 @@ describe("DeepSeek-V4.1's Engram layer equals the reference (v41-layer-small.jso
     expect(() => l.loadStateDict(missing)).toThrow(/missing tensor 'embed.scale'/);
     const after = l.forwardRows(hidden, rowIds, shape, { tokenMask }).output;
     expect(Buffer.compare(Buffer.from(after.buffer), Buffer.from(before.buffer))).toBe(0);
+  });
+
+  it('a default forward into recycled memory full of NaN (the kernel writes every element) gives the bits of the forward into `out`', async () => {
+    // Tiled to 2,050 tokens: a 1 MiB output, which comes from the addon's pool.
+    const copies = 205;
+    const tokens = c.batch * c.seq * copies;
+    const big = new Float32Array(hidden.length * copies);
+    const bigRows = new Int32Array(rowIds.length * copies);
+    for (let k = 0; k < copies; k++) {
+      big.set(hidden, k * hidden.length);
+      bigRows.set(rowIds, k * rowIds.length);
+    }
+    const bigMask = Array.from({ length: copies }, () => tokenMask).flat();
+    expect(big.byteLength).toBeGreaterThanOrEqual(NATIVE_OUTPUT_BYTES);
+    const out = new Float32Array(big.length);
+    l.forwardRows(big, bigRows, [1, tokens], { tokenMask: bigMask, out });
+    for (let round = 0; round < 2; round++) {
+      await leaveGarbageInPool(big.byteLength, 0xff); // all NaN as float32
+      const fresh = l.forwardRows(big, bigRows, [1, tokens], { tokenMask: bigMask }).output;
+      expect(Buffer.from(fresh.buffer, fresh.byteOffset, fresh.byteLength).equals(Buffer.from(out.buffer))).toBe(true);
+    }
   });
 });

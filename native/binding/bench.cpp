@@ -1,6 +1,7 @@
 // Machine yardsticks the benchmarks compare against: the FMA peak and the random-row
 // read rate of a table.
 #include "binding/napi_util.hpp"
+#include "binding/output_pool.hpp"
 #include "binding/registry.hpp"
 #include "binding/table_args.hpp"
 #include "bench/membench_ops.hpp"
@@ -44,8 +45,26 @@ Napi::Value StagingStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Where large outputs' memory came from: fresh maps (huge or small pages, and the time
+// spent faulting them in) against recycled takes. For tests and bench:outputs.
+Napi::Value OutputPoolStats(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const FreshMemoryStats s = freshMemoryStats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("hugeMaps", Napi::Number::New(env, static_cast<double>(s.hugeMaps)));
+  o.Set("smallMaps", Napi::Number::New(env, static_cast<double>(s.smallMaps)));
+  o.Set("freshBytes", Napi::Number::New(env, static_cast<double>(s.freshBytes)));
+  o.Set("hugeSeconds", Napi::Number::New(env, s.hugeSeconds));
+  o.Set("smallSeconds", Napi::Number::New(env, s.smallSeconds));
+  o.Set("hugeNsPerMiB", Napi::Number::New(env, s.hugeNsPerMiB));
+  o.Set("smallNsPerMiB", Napi::Number::New(env, s.smallNsPerMiB));
+  o.Set("recycled", Napi::Number::New(env, static_cast<double>(s.recycled)));
+  return o;
+}
+
 EK_EXPORT_FUNCTIONS(
     {"stagingStats", StagingStats},
+    {"outputPoolStats", OutputPoolStats},
     {"peakGflops", PeakGflops},
     {"readRows", ReadRows});
 

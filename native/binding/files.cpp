@@ -140,7 +140,7 @@ Napi::Value AllocateOutput(const Napi::CallbackInfo& info) {
   const size_t mapped = m.mapped;
   // Back to the pool when JS has collected the buffer and no call in flight holds it.
   OwnedMemory owner(data, [mapped](const void* p) { givePooled(const_cast<void*>(p), mapped); });
-  return newOwnedArrayBuffer(env, data, bytes, std::move(owner), static_cast<int64_t>(mapped));
+  return newOwnedArrayBuffer(env, data, bytes, std::move(owner));
 }
 
 // Memory for a long-lived array the library keeps and passes to many calls (a
@@ -167,7 +167,7 @@ Napi::Value AllocateOwned(const Napi::CallbackInfo& info) {
     std::free(const_cast<void*>(p));
     outstanding.fetch_sub(bytes);
   });
-  return newOwnedArrayBuffer(env, data, bytes, std::move(owner), static_cast<int64_t>(bytes));
+  return newOwnedArrayBuffer(env, data, bytes, std::move(owner));
 }
 
 }  // namespace engram

@@ -3,6 +3,7 @@
 // each on a VM); a recycled one is already mapped.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace engram {
 
@@ -22,5 +23,19 @@ struct PooledMemory {
 // next staging copy would fault fresh pages in (16 MB: 6 ms instead of 0.7).
 PooledMemory takePooled(size_t bytes, bool capped = true, bool staging = false);
 void givePooled(void* data, size_t mapped, bool staging = false);
+
+// Where the pool's memory came from so far: fresh maps by kind of page, with the seconds
+// spent populating them, and the recent cost per MiB of each kind (-1: not tried yet).
+struct FreshMemoryStats {
+  uint64_t hugeMaps = 0;
+  uint64_t smallMaps = 0;
+  uint64_t freshBytes = 0;
+  double hugeSeconds = 0;
+  double smallSeconds = 0;
+  double hugeNsPerMiB = -1;
+  double smallNsPerMiB = -1;
+  uint64_t recycled = 0;
+};
+FreshMemoryStats freshMemoryStats();
 
 }  // namespace engram

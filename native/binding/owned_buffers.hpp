@@ -16,9 +16,9 @@ namespace engram {
 using OwnedMemory = std::shared_ptr<const void>;
 
 // An external ArrayBuffer over [data, data + bytes), registered for pinning: `owner`
-// frees the memory when its last share goes (the finalizer's, then any call's).
-// `externalBytes` is reported to V8 while the ArrayBuffer lives.
-Napi::ArrayBuffer newOwnedArrayBuffer(const Napi::Env& env, void* data, size_t bytes, OwnedMemory owner, int64_t externalBytes = 0);
+// frees the memory when its last share goes (the finalizer's, then any call's). V8
+// counts `bytes` as external memory while the ArrayBuffer lives.
+Napi::ArrayBuffer newOwnedArrayBuffer(const Napi::Env& env, void* data, size_t bytes, OwnedMemory owner);
 
 // A share of the memory behind the ArrayBuffer whose data starts at `data` and spans
 // `bytes`, when the addon made it; nullptr for memory JS owns.

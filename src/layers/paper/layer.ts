@@ -416,7 +416,8 @@ export class Engram extends PagedLayer<EngramWeights, NativeDeviceWeightsHandle,
       if (options.out.buffer === hiddenStates.buffer) throw new RangeError('options.out must not share memory with hiddenStates');
       output = options.out;
     } else {
-      output = newFloat32(streams);
+      // The gate-and-convolution kernel (or the device's copy back) writes every element.
+      output = newFloat32(streams, { overwritten: true });
     }
     const gates = new Float32Array(batch * seqLen * g.hc);
     let embeddings: Float32Array | undefined;

@@ -357,7 +357,8 @@ export class DeepseekV41Engram extends PagedLayer<V41Weights, NativeV41DeviceHan
       throw new RangeError(`options.out must be a Float32Array of ${tokens * hc * D} elements, got ${describe(out)}`);
     }
     refuseOverlap('options.out', out, 'hiddenStreams', hiddenStreams);
-    out ??= newFloat32(tokens * hc * D);
+    // The gate kernel (or the device's copy back) writes every element, masked tokens too.
+    out ??= newFloat32(tokens * hc * D, { overwritten: true });
     const gates = new Float32Array(tokens * hc);
     let rows: Float32Array | undefined;
     if (options.returnRows instanceof Float32Array) {
