@@ -56,33 +56,37 @@ uint64_t PageCounts::cell(int row, int64_t page) const {
   return static_cast<uint64_t>(row) * width_ + (z & (width_ - 1));
 }
 
-uint32_t PageCounts::get(int64_t page) const {
-  if (!exact_.empty()) return exact_[page];
-  uint32_t least = UINT32_MAX;
-  for (int r = 0; r < kDepth; ++r) least = std::min<uint32_t>(least, sketch_[cell(r, page)]);
-  return least;
+void PageCounts::locate(int64_t page, uint64_t* cells) const {
+  if (!exact_.empty()) {
+    cells[0] = static_cast<uint64_t>(page);
+    return;
+  }
+  for (int r = 0; r < kDepth; ++r) cells[r] = cell(r, page);
 }
 
-uint32_t PageCounts::add(int64_t page, uint64_t n) {
+void PageCounts::prefetch(const uint64_t* cells) const {
   if (!exact_.empty()) {
-    exact_[page] = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, exact_[page] + n));
-    return exact_[page];
+    __builtin_prefetch(&exact_[cells[0]]);
+    return;
   }
-  // Conservative update: raise only the cells below the new estimate.
-  const uint8_t target = static_cast<uint8_t>(std::min<uint64_t>(0xff, get(page) + n));
+  for (int r = 0; r < kDepth; ++r) __builtin_prefetch(&sketch_[cells[r]]);
+}
+
+uint32_t PageCounts::add(const uint64_t* cells, uint64_t n) {
+  if (!exact_.empty()) {
+    uint32_t& c = exact_[cells[0]];
+    c = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, c + n));
+    return c;
+  }
+  // As add(page, n): conservative update, raising only the cells below the new estimate.
+  uint32_t least = UINT32_MAX;
+  for (int r = 0; r < kDepth; ++r) least = std::min<uint32_t>(least, sketch_[cells[r]]);
+  const uint8_t target = static_cast<uint8_t>(std::min<uint64_t>(0xff, least + n));
   for (int r = 0; r < kDepth; ++r) {
-    uint8_t& c = sketch_[cell(r, page)];
+    uint8_t& c = sketch_[cells[r]];
     c = std::max(c, target);
   }
   return target;
-}
-
-void PageCounts::prefetch(int64_t page) const {
-  if (!exact_.empty()) {
-    __builtin_prefetch(&exact_[page]);
-    return;
-  }
-  for (int r = 0; r < kDepth; ++r) __builtin_prefetch(&sketch_[cell(r, page)]);
 }
 
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
@@ -138,7 +142,7 @@ void BatchSet::reset(int64_t count) {
   counts_.clear();
 }
 
-int32_t BatchSet::add(int64_t value) {
+[[gnu::always_inline]] inline int32_t BatchSet::add(int64_t value) {
   for (size_t i = home(value);; i = (i + 1) & mask_) {
     if (keys_[i] == value) {
       ++counts_[static_cast<size_t>(index_[i])];
@@ -154,7 +158,7 @@ int32_t BatchSet::add(int64_t value) {
   }
 }
 
-int32_t BatchSet::indexOf(int64_t value) const {
+[[gnu::always_inline]] inline int32_t BatchSet::indexOf(int64_t value) const {
   for (size_t i = home(value);; i = (i + 1) & mask_) {
     if (keys_[i] == value) return index_[i];
   }
@@ -175,7 +179,7 @@ int findTag8(const uint32_t* tags, uint32_t key) {
 }
 }  // namespace
 
-int32_t Pager::findSlot(int64_t page) const {
+[[gnu::always_inline]] inline int32_t Pager::findSlot(int64_t page) const {
   const size_t set = setOf(page);
   const uint32_t key = static_cast<uint32_t>(page + 1);
   const uint32_t* tags = setTags(set);
@@ -192,7 +196,7 @@ int32_t Pager::findSlot(int64_t page) const {
   return s == nullptr ? -1 : *s;
 }
 
-void Pager::touch(int64_t slot) {
+[[gnu::always_inline]] inline void Pager::touch(int64_t slot) {
   const size_t set = setOfSlot(slot);
   uint8_t* ranks = setMeta(set) + 2 * ways_;
   const int64_t ways = setEnd(set) - setFirst(set);
@@ -215,7 +219,7 @@ int32_t Pager::sweep(bool wantFree) {
   EK_THROW(Error, "the pager found no free or evictable slot where its counts promised one (a bug: please report it)");
 }
 
-int32_t Pager::placeMissing(int64_t page, size_t set, bool* home) {
+[[gnu::always_inline]] inline int32_t Pager::placeMissing(int64_t page, size_t set, bool* home) {
   const int64_t first = setFirst(set), ways = setEnd(set) - first;
   const uint8_t* meta = setMeta(set);
   const uint16_t* held = reinterpret_cast<const uint16_t*>(meta);
@@ -273,20 +277,18 @@ uint64_t Pager::acquireRows(const T* rows, int64_t count, int32_t* translated) {
 
 template <typename T>
 Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
+  BatchPlan plan;
+  // The batch's distinct pages (and rows, where a page holds several), first seen first.
+  // The sets are scratch: a row out of range throws here before the pager changes.
+  batchPages_.reset(count);
+  const bool rowPages = g_.pageRows == 1;
+  if (!rowPages) batchRows_.reset(count);
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (r < 0 || r >= g_.rows) {
       EK_THROW(RangeError, "row id " + std::to_string(r) + " (lookup " + std::to_string(i) + ") is outside the table's " +
                                std::to_string(g_.rows) + " rows");
     }
-  }
-  BatchPlan plan;
-  // The batch's distinct pages (and rows, where a page holds several), first seen first.
-  batchPages_.reset(count);
-  const bool rowPages = g_.pageRows == 1;
-  if (!rowPages) batchRows_.reset(count);
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t r = static_cast<int64_t>(rows[i]);
     if (!hotKeys_.empty() && hotIndex(r) >= 0) {
       ++plan.hotHits;
       continue;
@@ -296,14 +298,24 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   }
   const size_t pages = batchPages_.size();
   plan.uniqueRows = static_cast<int64_t>(rowPages ? pages : batchRows_.size());
-  // The batch pages' sets (tags, pins, ranks), loaded for the whole batch before any is
-  // read, so the batch's cache misses overlap instead of following one another.
-  for (size_t i = 0; i < pages; ++i) {
+  // The batch pages' sets (tags, pins, ranks) and LFU counters are prefetched a fixed
+  // distance ahead of the page being looked up, so the cache misses of that many pages
+  // overlap. (Prefetching the whole batch first, as this did before, let the core drop
+  // most of them: it tracks a few dozen misses at a time.)
+  const bool counted = !pageFreq_.empty();
+  if (counted) batchCells_.resize(pages * PageCounts::kCells);
+  const auto prefetchPage = [&](size_t i) {
     prefetchSet(batchPages_.value(i));
-    if (!pageFreq_.empty()) pageFreq_.prefetch(batchPages_.value(i));
-  }
+    if (counted) {
+      uint64_t* cells = &batchCells_[i * PageCounts::kCells];
+      pageFreq_.locate(batchPages_.value(i), cells);
+      pageFreq_.prefetch(cells);
+    }
+  };
+  for (size_t i = 0; i < std::min(pages, kPrefetchAhead); ++i) prefetchPage(i);
   batchSlot_.resize(pages);
   for (size_t i = 0; i < pages; ++i) {
+    if (i + kPrefetchAhead < pages) prefetchPage(i + kPrefetchAhead);
     const int32_t s = findSlot(batchPages_.value(i));
     batchSlot_[i] = s;
     if (s < 0) {
@@ -348,11 +360,14 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
   t.slots.assign(pages, -1);  // one slot per batch page, in batchPages_ order
   // The batch's resident pages are pinned first, so that no slot a later page of the same
   // batch lives in is taken as a victim for one of its missing pages.
+  // Counted in integers and added to the (floating) stats once: a += on a double field per
+  // page chains every page's update through memory.
+  int64_t pageHits = 0, rowHits = 0, pageMisses = 0, rowMisses = 0, bytesCopied = 0;
   for (size_t i = 0; i < pages; ++i) {
     const int32_t s = batchSlot_[i];
     if (s < 0) continue;
-    stats_.pageHits += 1;
-    stats_.rowHits += static_cast<double>(batchPages_.count(i));
+    ++pageHits;
+    rowHits += batchPages_.count(i);
     uint16_t& held = pins(s);
     if (held == 0) {
       --evictable_;
@@ -365,14 +380,20 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
   for (size_t i = 0; i < pages; ++i) {
     const int64_t page = batchPages_.value(i);
     const int64_t lookups = batchPages_.count(i);
+    if (i + kPrefetchAhead < pages) {
+      // Again here: by now the lines planBatch loaded may have left the L1.
+      const size_t ahead = i + kPrefetchAhead;
+      if (batchSlot_[ahead] < 0) prefetchSet(batchPages_.value(ahead));
+      if (!pageFreq_.empty()) pageFreq_.prefetch(&batchCells_[ahead * PageCounts::kCells]);
+    }
     uint8_t uses = 0;
-    if (!pageFreq_.empty()) uses = static_cast<uint8_t>(std::min<uint32_t>(0xff, pageFreq_.add(page, static_cast<uint64_t>(lookups))));
+    if (!pageFreq_.empty()) uses = static_cast<uint8_t>(std::min<uint32_t>(0xff, pageFreq_.add(&batchCells_[i * PageCounts::kCells], static_cast<uint64_t>(lookups))));
     if (batchSlot_[i] >= 0) {
       if (eviction_ == Eviction::Lfu) this->uses(batchSlot_[i]) = uses;
       continue;
     }
-    stats_.pageMisses += 1;
-    stats_.rowMisses += static_cast<double>(lookups);
+    ++pageMisses;
+    rowMisses += lookups;
     const size_t set = setOf(page);
     bool home = true;
     const int32_t s = placeMissing(page, set, &home);
@@ -383,10 +404,15 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
     const int64_t first = page * g_.pageRows;
     const int64_t rowsInPage = std::min(g_.pageRows, g_.rows - first);  // the last page may be short
     copies.push_back(RowCopy{first, static_cast<int64_t>(s) * g_.pageRows, rowsInPage});
-    stats_.bytesCopied += static_cast<double>(rowsInPage * (g_.rowBytes + g_.scaleRowBytes));
+    bytesCopied += rowsInPage * (g_.rowBytes + g_.scaleRowBytes);
     t.missed.push_back(s);
     t.slots[i] = s;
   }
+  stats_.pageHits += static_cast<double>(pageHits);
+  stats_.rowHits += static_cast<double>(rowHits);
+  stats_.pageMisses += static_cast<double>(pageMisses);
+  stats_.rowMisses += static_cast<double>(rowMisses);
+  stats_.bytesCopied += static_cast<double>(bytesCopied);
   if (!copies.empty()) {
     const uint64_t job = engine_->submit(std::move(copies));
     lastJob_ = job;
