@@ -1,8 +1,8 @@
-"""The numpy peer for `npm run bench:v41` (run by hand: python3 bench/numpy_v41.py <ckpt>).
+"""The numpy peer for `npm run bench:v41`, which runs it: python3 bench/numpy_v41.py <ckpt>.
 
 DeepSeek-V4.1's Engram layer as a Python user would write it with numpy: wkv dequantised
 to fp32 ahead of time, rows dequantised per gather, OpenBLAS sgemm, the gate in numpy.
-Prefill 1 x 1024 tokens with random row ids; writes bench/results/v41-numpy.json.
+Prefill 1 x 1024 tokens with random row ids; prints its figures as one JSON line.
 """
 import json
 import os
@@ -14,6 +14,7 @@ import numpy as np
 
 ckpt = sys.argv[1] if len(sys.argv) > 1 else '.cache/bench-v41'
 cfg = json.load(open(os.path.join(ckpt, 'config.json')))
+cfg = cfg.get('text_config', cfg)  # the released layout nests the model's config
 D, HC, HEAD = cfg['hidden_size'], cfg['hc_mult'], cfg['engram_head_dim']
 COLS = (cfg['engram_max_ngram_size'] - 1) * cfg['engram_n_heads']
 EPS = cfg['rms_norm_eps']
@@ -68,6 +69,4 @@ for _ in range(5):
 med = sorted(times)[len(times) // 2]
 result = {'peer': 'numpy ' + np.__version__, 'tokens': T, 'median_seconds': med, 'tokens_per_second': T / med,
           'machine': platform.processor() or platform.machine(), 'cores': os.cpu_count()}
-os.makedirs('bench/results', exist_ok=True)
-json.dump(result, open('bench/results/v41-numpy.json', 'w'), indent=1)
 print(json.dumps(result))

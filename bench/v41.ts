@@ -3,9 +3,11 @@
 // checkpoint in the released layout (table rows scaled down to fit this machine):
 // prefill 1 x 4096 and decode 64 x 1, the gather against the random-row read rate of
 // the same table, the wkv GEMM against the FMA peak, and the layer against a plain
-// TypeScript layer and (when bench/numpy_v41.py has been run) numpy.
+// TypeScript layer and numpy (bench/numpy_v41.py, run by this benchmark on the same checkpoint).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { buildInfo, CompressedTokenizer, DeepseekV41EngramModel, EngramTable, MappedFile, writeSyntheticV41Checkpoint } from '../src/index.js';
 import { regionBytes } from '../src/core/tensor.js';
@@ -13,7 +15,7 @@ import { native } from '../src/native/index.js';
 import { machineFacts, median, progress, timeRuns } from '../src/core/throughput.js';
 import { baselineV41Forward, type BaselineV41 } from '../test/reference/v41-layer.js';
 import { brownTokens } from './corpus.js';
-import { coldRowReads, markdownTable, measuredPeakGflops, resultsDir, SMOKE, smokeOr, writeResults } from './harness.js';
+import { coldRowReads, markdownTable, measuredPeakGflops, SMOKE, smokeOr, writeResults } from './harness.js';
 
 const ROWS_SCALE = smokeOr(Number(process.env.V41_ROWS_SCALE ?? 0.005), 2e-5);
 const RUNS = smokeOr(Number(process.env.BENCH_RUNS ?? 5), 1);
@@ -188,8 +190,23 @@ const mine = layer.forwardRows(smallStreams, smallRows, [1, 4]).output;
 let worst = 0;
 for (let i = 0; i < mine.length; i++) worst = Math.max(worst, Math.abs(mine[i] - check[i]) / (1 + Math.abs(check[i])));
 
-const numpyFile = path.join(resultsDir, 'v41-numpy.json');
-const numpy = fs.existsSync(numpyFile) ? (JSON.parse(fs.readFileSync(numpyFile, 'utf8')) as { peer: string; tokens_per_second: number }) : undefined;
+// The numpy peer (bench/numpy_v41.py: the layer as a numpy user writes it) on the same
+// checkpoint, in this run. Not in smoke mode: the test suite runs the smoke benchmarks, and
+// Python stays out of it. With the AVX2 build forced, OpenBLAS is held to its AVX2
+// (Haswell) kernels too, so both sides use the same instruction set.
+let numpy: { peer: string; tokens_per_second: number } | undefined;
+if (!SMOKE) {
+  log('numpy peer (bench/numpy_v41.py)...');
+  const avx2 = process.env.ENGRAM_CPU_KERNEL === 'avx2';
+  const env = { ...process.env, ...(avx2 ? { OPENBLAS_CORETYPE: 'Haswell' } : {}) };
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'numpy_v41.py');
+  const py = spawnSync('python3', [script, dir], { encoding: 'utf8', env, maxBuffer: 2 ** 24 });
+  const line = py.status === 0 ? py.stdout.trim().split('\n').pop() : undefined;
+  if (line) {
+    numpy = JSON.parse(line) as { peer: string; tokens_per_second: number };
+    if (avx2) numpy.peer += ' (OpenBLAS Haswell kernel)';
+  } else log(`numpy peer not run: ${py.error?.message ?? py.stderr.slice(-400)}`);
+}
 const prefill1024 = runs[2];
 
 const f = (x: number, d = 1) => x.toFixed(d);
@@ -215,7 +232,7 @@ const peers = markdownTable(
     [`plain TypeScript layer (1 x 4 tokens; max rel. diff ${worst.toExponential(1)})`, f(4 / baseline.medianSeconds, 2), `${f(baseline.medianSeconds / nativeSmall.medianSeconds, 0)}x`],
     numpy
       ? [`${numpy.peer} (1 x 1024 prefill, bench/numpy_v41.py)`, f(numpy.tokens_per_second, 0), `${f(prefill1024.tokensPerSecond / numpy.tokens_per_second, 2)}x`]
-      : ['numpy (run `python3 bench/numpy_v41.py` first)', 'not measured', ''],
+      : [`numpy peer not run (${SMOKE ? 'smoke mode' : 'python3 with numpy not found'})`, 'not measured', ''],
   ],
 );
 const gatherNote =

@@ -37,7 +37,7 @@ for (const [name, label] of [['forward.json', ''], ['forward-avx2.json', ' (AVX2
 }
 for (const [name, label] of [['v41.json', ''], ['v41-avx2.json', ' (AVX2 build forced)']]) {
   const v = read(name);
-  const numpy = name === 'v41.json' ? v?.numpy : read('v41-numpy-avx2.json');
+  const numpy = v?.numpy;
   for (const r of v?.results ?? []) {
     add(name.replace('.json', ''), v, `V4.1 layer ${r.shape}${label}`, r.tokensPerSecond, 'tokens/s', r.shape === '1 x 1024' && numpy ? numpy.peer : '', r.shape === '1 x 1024' ? numpy?.tokens_per_second : undefined);
     add(name.replace('.json', ''), v, `V4.1 wkv ${r.shape}${label}`, r.wkvGflops, 'GFLOP/s', 'measured peak of its kernel', v.peakGflops);

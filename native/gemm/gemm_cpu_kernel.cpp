@@ -262,65 +262,99 @@ inline void forEachPanelRow(const PackedLinear& w, int64_t p, int64_t k0, int64_
   }
 }
 
-#if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
-// The AVX2 e4m3 row of decodePanelRow, 16 codes at once and kept in registers for the FMA
-// loop (no store and reload of the row): the same integer steps, the same F16C conversion
-// and the same two products in the same order per element, so the same bits. At decode
-// sizes (about one token per expert) the decode is most of the work: this does it in
-// about 20 instructions a row where the 8-wide loop and the row buffer took about 34.
-static_assert(kWidth == 16, "the fused AVX2 e4m3 decoder reads 16 codes a row");
-// Panels without NaN codes (kNan false) skip the NaN patch: the same bits, since the
-// patch changes nothing there.
-template <bool kNan, typename Use>
-inline void forEachE4m3RowAvx2(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
-  const uint8_t* codes = panelCodes(w, p, k0);
-  const uint8_t* scaleCodes = panelScaleCodes(w, p);
-  alignas(64) float scale[kWidth];
-  const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
-  const __m256 rebias = _mm256_set1_ps(256.0f), nan = _mm256_set1_ps(floatFromBits(0x7fc00000u));
-  for (int64_t kk = 0; kk < kc; ++kk, codes += kWidth) {
-    // The codes stream from memory once per decode step: asked for 1 KiB (64 rows) ahead,
-    // which the hardware prefetcher alone did not keep up with (MoE decode of 8 tokens:
-    // 1.07 ms against 1.24-1.36 without it).
-    if ((kk & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(codes + 1024), _MM_HINT_T0);
-    refreshScales(scaleCodes, kk, k0 + kk, scale);
-    const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-    const __m256i magnitude = _mm256_and_si256(c16, low7);
-    const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c16, signBit), 8), _mm256_slli_epi16(magnitude, 7));
-    const __m256i isNan = _mm256_cmpeq_epi16(magnitude, low7);
-    __m256 x0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), rebias), _mm256_load_ps(scale));
-    __m256 x1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), rebias), _mm256_load_ps(scale + 8));
-    if constexpr (kNan) {
-      x0 = _mm256_blendv_ps(x0, nan, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(isNan))));
-      x1 = _mm256_blendv_ps(x1, nan, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(isNan, 1))));
-    }
-    Vec b0, b1;
-    std::memcpy(&b0, &x0, sizeof b0);
-    std::memcpy(&b1, &x1, sizeof b1);
-    use(kk, b0, b1);
+// The e4m3 rows of decodePanelRow, a whole row of codes at once and kept in registers for
+// the FMA loop (no store and reload of a row buffer): the same integer steps, the same
+// fp16 conversion and the same two products per element in the same order, so the same
+// bits. At decode sizes (about one token per expert) the decode is most of the work: on
+// the AVX2 build this takes about 20 instructions a row where the row buffer took about
+// 34. Panels without NaN codes (kNan false) skip the NaN patch, which changes nothing there.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define EK_FUSED_E4M3_ROWS 1
+static_assert(kWidth == 32, "the fused AVX-512 e4m3 decoder reads 32 codes a row");
+template <bool kNan>
+inline void decodeE4m3RowFused(const uint8_t* codes, const float* scale, Vec& b0, Vec& b1) {
+  const __m512i low7 = _mm512_set1_epi16(0x7f), signBit = _mm512_set1_epi16(0x80);
+  const __m512 rebias = _mm512_set1_ps(256.0f);
+  const __m512i c16 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
+  const __m512i magnitude = _mm512_and_si512(c16, low7);
+  const __m512i half = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(c16, signBit), 8), _mm512_slli_epi16(magnitude, 7));
+  __m512 x0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), rebias), _mm512_load_ps(scale));
+  __m512 x1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), rebias), _mm512_load_ps(scale + 16));
+  if constexpr (kNan) {
+    const __m512 nan = _mm512_set1_ps(floatFromBits(0x7fc00000u));
+    const __mmask32 isNan = _mm512_cmpeq_epi16_mask(magnitude, low7);
+    x0 = _mm512_mask_mov_ps(x0, static_cast<__mmask16>(isNan), nan);
+    x1 = _mm512_mask_mov_ps(x1, static_cast<__mmask16>(isNan >> 16), nan);
   }
+  std::memcpy(&b0, &x0, sizeof b0);
+  std::memcpy(&b1, &x1, sizeof b1);
 }
-// Panel p's rows through forEachE4m3RowAvx2, without the NaN patch where packing found no
-// NaN code in the panel.
-template <typename Use>
-inline void forEachE4m3PanelRowAvx2(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
-  if (w.panelHasNan.empty() || w.panelHasNan[static_cast<size_t>(p)] != 0) forEachE4m3RowAvx2<true>(w, p, k0, kc, use);
-  else forEachE4m3RowAvx2<false>(w, p, k0, kc, use);
+#elif defined(__AVX2__) && defined(__F16C__)
+#define EK_FUSED_E4M3_ROWS 1
+static_assert(kWidth == 16, "the fused AVX2 e4m3 decoder reads 16 codes a row");
+template <bool kNan>
+inline void decodeE4m3RowFused(const uint8_t* codes, const float* scale, Vec& b0, Vec& b1) {
+  const __m256i low7 = _mm256_set1_epi16(0x7f), signBit = _mm256_set1_epi16(0x80);
+  const __m256 rebias = _mm256_set1_ps(256.0f);
+  const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  const __m256i magnitude = _mm256_and_si256(c16, low7);
+  const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(c16, signBit), 8), _mm256_slli_epi16(magnitude, 7));
+  __m256 x0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), rebias), _mm256_load_ps(scale));
+  __m256 x1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), rebias), _mm256_load_ps(scale + 8));
+  if constexpr (kNan) {
+    const __m256 nan = _mm256_set1_ps(floatFromBits(0x7fc00000u));
+    const __m256i isNan = _mm256_cmpeq_epi16(magnitude, low7);
+    x0 = _mm256_blendv_ps(x0, nan, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(isNan))));
+    x1 = _mm256_blendv_ps(x1, nan, _mm256_castsi256_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(isNan, 1))));
+  }
+  std::memcpy(&b0, &x0, sizeof b0);
+  std::memcpy(&b1, &x1, sizeof b1);
 }
 #endif
 
+#if defined(EK_FUSED_E4M3_ROWS)
+template <bool kNan, typename Use>
+inline void forEachE4m3RowFused(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
+  const uint8_t* codes = panelCodes(w, p, k0);
+  const uint8_t* scaleCodes = panelScaleCodes(w, p);
+  alignas(64) float scale[kWidth];
+  for (int64_t kk = 0; kk < kc; ++kk, codes += kWidth) {
+    // The codes stream from memory once per decode step: asked for 1 KiB ahead, a line at
+    // a time, which the hardware prefetcher alone did not keep up with (AVX2, MoE decode of
+    // 8 tokens: 1.07 ms against 1.24-1.36 without it).
+    if ((kk * kWidth) % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(codes + 1024), _MM_HINT_T0);
+    refreshScales(scaleCodes, kk, k0 + kk, scale);
+    Vec b0, b1;
+    decodeE4m3RowFused<kNan>(codes, scale, b0, b1);
+    use(kk, b0, b1);
+  }
+}
+#endif
+
+// Panel p's e4m3 rows through the build's fused decoder, without the NaN patch where
+// packing found no NaN code in the panel. False where this build has none (the caller
+// decodes row by row).
+template <typename Use>
+inline bool forEachE4m3PanelRowFused(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, Use use) {
+#if defined(EK_FUSED_E4M3_ROWS)
+  if (w.panelHasNan.empty() || w.panelHasNan[static_cast<size_t>(p)] != 0) forEachE4m3RowFused<true>(w, p, k0, kc, use);
+  else forEachE4m3RowFused<false>(w, p, k0, kc, use);
+  return true;
+#else
+  (void)w, (void)p, (void)k0, (void)kc, (void)use;
+  return false;
+#endif
+}
+
 // Rows [k0, k0 + kc) of panel p decoded to fp32 [kc][kWidth] (w.format != F32).
 void decodePanel(const PackedLinear& w, int64_t p, int64_t k0, int64_t kc, float* __restrict dst) {
-#if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
-  if (w.format == WeightFormat::E4M3) {  // 16 codes a row in registers; NaN-free panels skip the patch
+  if (w.format == WeightFormat::E4M3) {  // a row's codes in registers; NaN-free panels skip the patch
     const auto store = [&](int64_t kk, Vec b0, Vec b1) {
       storeVec(dst + kk * kWidth, b0);
       storeVec(dst + kk * kWidth + kLanes, b1);
     };
-    forEachE4m3PanelRowAvx2(w, p, k0, kc, store);
-    return;
+    if (forEachE4m3PanelRowFused(w, p, k0, kc, store)) return;
   }
-#endif
   forEachPanelRow(w, p, k0, kc, [&](int64_t kk, const float* row) { std::memcpy(dst + kk * kWidth, row, sizeof(float) * kWidth); });
 }
 
@@ -340,12 +374,7 @@ void microTileCodes(const float* __restrict a, const PackedLinear& w, int64_t p,
       acc[r][1] += b1 * a[r * kRowStride + k];
     }
   };
-#if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
-  if (w.format == WeightFormat::E4M3) {
-    forEachE4m3PanelRowAvx2(w, p, k0, kc, fma);
-  } else
-#endif
-  {
+  if (w.format != WeightFormat::E4M3 || !forEachE4m3PanelRowFused(w, p, k0, kc, fma)) {
     forEachPanelRow(w, p, k0, kc, [&](int64_t k, const float* row) { fma(k, loadVec(row), loadVec(row + kLanes)); });
   }
   for (int r = 0; r < R; ++r) {
