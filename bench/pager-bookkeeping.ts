@@ -58,21 +58,25 @@ function timePass(eviction: Eviction): { nsPerRow: number; rowHitRate: number } 
   return { nsPerRow: ns / stream.length, rowHitRate: pager.stats().rowHitRate };
 }
 
-const results: Array<{ eviction: Eviction; nsPerRow: number; runs: number[]; rowHitRate: number }> = [];
 const show = progress('  passes');
 const evictions = (process.env.BENCH_EVICTIONS?.split(',') ?? ['lru', 'lfu', 'direct']) as Eviction[];
+// The policies take turns pass by pass, so that a slow spell of a shared machine weighs on
+// each of them alike; the best pass is reported beside the median as the quiet machine's figure.
+const runsOf = new Map(evictions.map((e) => [e, [] as number[]]));
+const hitRateOf = new Map<Eviction, number>();
 let done = 0;
-for (const eviction of evictions) {
-  const runs: number[] = [];
-  let rowHitRate = 0;
-  for (let p = 0; p < PASSES; p++) {
+for (let p = 0; p < PASSES; p++) {
+  for (const eviction of evictions) {
     const r = timePass(eviction);
-    runs.push(r.nsPerRow);
-    rowHitRate = r.rowHitRate;
+    runsOf.get(eviction)!.push(r.nsPerRow);
+    hitRateOf.set(eviction, r.rowHitRate);
     show(++done, evictions.length * PASSES);
   }
-  results.push({ eviction, nsPerRow: median(runs), runs, rowHitRate });
 }
+const results = evictions.map((eviction) => {
+  const runs = runsOf.get(eviction)!;
+  return { eviction, nsPerRow: median(runs), bestNsPerRow: Math.min(...runs), runs, rowHitRate: hitRateOf.get(eviction)! };
+});
 
 // Resident bytes per slot: create and fill a simulating pager of 4 Mi one-row slots.
 function rssBytes(): number {
@@ -116,13 +120,20 @@ const json = {
 const md = [
   '# Pager bookkeeping',
   '',
-  `What the pager itself costs, with no copies (a simulating pager): prefetch + release of every decode batch (${BATCH_TOKENS} tokens, ${batch} lookups) of ${stream.length.toLocaleString()} lookups of real text hashed with DeepSeek-V4.1's config, layer ${layer} (${tableRows.toLocaleString()} rows of ${ROW_BYTES} B), one-row pages, ${(CACHE_BYTES / 2 ** 20).toFixed(0)} MiB of cache (${json.slots.toLocaleString()} slots), warmed on as many lookups first. Median of ${PASSES} passes, each on a fresh pager.`,
+  `What the pager itself costs, with no copies (a simulating pager): prefetch + release of every decode batch (${BATCH_TOKENS} tokens, ${batch} lookups) of ${stream.length.toLocaleString()} lookups of real text hashed with DeepSeek-V4.1's config, layer ${layer} (${tableRows.toLocaleString()} rows of ${ROW_BYTES} B), one-row pages, ${(CACHE_BYTES / 2 ** 20).toFixed(0)} MiB of cache (${json.slots.toLocaleString()} slots), warmed on as many lookups first. Median and best of ${PASSES} passes, each on a fresh pager, the policies taking turns.`,
   '',
   `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, ${facts.platform}, Node ${facts.node}; CPU kernel: ${info.cpuKernel}.`,
   '',
   markdownTable(
-    ['eviction', 'ns per looked-up row', 'target', 'passes (ns per row)', 'row hit rate'],
-    results.map((r) => [r.eviction, r.nsPerRow.toFixed(0), '≤ 30', r.runs.map((x) => x.toFixed(0)).join(', '), `${(100 * r.rowHitRate).toFixed(1)}%`]),
+    ['eviction', 'ns per looked-up row (median)', 'best pass', 'target', 'passes in order (ns per row)', 'row hit rate'],
+    results.map((r) => [
+      r.eviction,
+      r.nsPerRow.toFixed(0),
+      r.bestNsPerRow.toFixed(0),
+      '≤ 30',
+      r.runs.map((x) => x.toFixed(0)).join(', '),
+      `${(100 * r.rowHitRate).toFixed(1)}%`,
+    ]),
   ),
   '',
   `Bookkeeping memory: ${bytesPerSlot.toFixed(1)} bytes of resident memory per cache slot for LRU (and direct), ${bytesPerSlotLfu.toFixed(1)} for LFU with its count sketch (a simulating pager of ${SLOTS.toLocaleString()} one-row slots, created and filled).`,

@@ -18,7 +18,8 @@ namespace engram {
 void* allocateHugePageBacked(size_t bytes) {
   constexpr size_t kHuge = size_t{2} << 20;
   if (bytes < 2 * kHuge) {
-    void* p = std::malloc(bytes == 0 ? 1 : bytes);
+    // Cache-line aligned, so that a 64-byte block of the LFU sketch is one line.
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
     if (p == nullptr) throw std::bad_alloc();
     return p;
   }
@@ -42,34 +43,30 @@ void PageCounts::reset(int64_t pages, int64_t slots) {
     exact_.assign(static_cast<size_t>(pages), 0);
     return;
   }
-  width_ = 1u << 16;
-  while (width_ < static_cast<uint64_t>(2 * std::max<int64_t>(slots, 1)) && width_ < (uint64_t{1} << 30)) width_ <<= 1;
-  sketch_.assign(static_cast<size_t>(kDepth * width_), 0);
-}
-
-uint64_t PageCounts::cell(int row, int64_t page) const {
-  // SplitMix64 of (page, row): independent hashes per row.
-  uint64_t z = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull + (static_cast<uint64_t>(row) + 1) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return static_cast<uint64_t>(row) * width_ + (z & (width_ - 1));
+  // As many counters as four rows of width near 2x the slots would hold (8 to 16 a slot),
+  // as lines of 64.
+  uint64_t width = 1u << 16;
+  while (width < static_cast<uint64_t>(2 * std::max<int64_t>(slots, 1)) && width < (uint64_t{1} << 30)) width <<= 1;
+  lines_ = kDepth * width / kLineCounters;
+  sketch_.assign(static_cast<size_t>(lines_ * kLineCounters), 0);
 }
 
 void PageCounts::locate(int64_t page, uint64_t* cells) const {
   if (!exact_.empty()) {
     cells[0] = static_cast<uint64_t>(page);
+    __builtin_prefetch(exact_.data() + page, 1);
     return;
   }
-  for (int r = 0; r < kDepth; ++r) cells[r] = cell(r, page);
-}
-
-void PageCounts::prefetch(const uint64_t* cells) const {
-  if (!exact_.empty()) {
-    __builtin_prefetch(&exact_[cells[0]]);
-    return;
-  }
-  for (int r = 0; r < kDepth; ++r) __builtin_prefetch(&sketch_[cells[r]]);
+  // SplitMix64 of the page: the low bits pick its line of 64 counters, the next four
+  // nibbles one counter in each quarter of that line.
+  uint64_t z = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull + 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const uint64_t line = (z & (lines_ - 1)) * kLineCounters;
+  __builtin_prefetch(sketch_.data() + line, 1);  // the page's four counters share this line
+  const uint64_t within = z >> 40;  // bits apart from the line's
+  for (int r = 0; r < kDepth; ++r) cells[r] = line + static_cast<uint64_t>(r) * (kLineCounters / kDepth) + ((within >> (4 * r)) & 15);
 }
 
 uint32_t PageCounts::add(const uint64_t* cells, uint64_t n) {
@@ -135,11 +132,14 @@ void BatchSet::reset(int64_t count) {
     keys_.resize(capacity);
     index_.resize(capacity);
   }
+  if (values_.size() < static_cast<size_t>(count)) {
+    values_.resize(static_cast<size_t>(count));
+    counts_.resize(static_cast<size_t>(count));
+  }
   std::fill(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(capacity), -1);
   mask_ = capacity - 1;
   shift_ = 64 - bits;
-  values_.clear();
-  counts_.clear();
+  size_ = 0;
 }
 
 [[gnu::always_inline]] inline int32_t BatchSet::add(int64_t value) {
@@ -149,24 +149,14 @@ void BatchSet::reset(int64_t count) {
       return index_[i];
     }
     if (keys_[i] < 0) {
+      const int32_t at = static_cast<int32_t>(size_++);
       keys_[i] = value;
-      index_[i] = static_cast<int32_t>(values_.size());
-      values_.push_back(value);
-      counts_.push_back(1);
-      return index_[i];
+      index_[i] = at;
+      values_[static_cast<size_t>(at)] = value;
+      counts_[static_cast<size_t>(at)] = 1;
+      return at;
     }
   }
-}
-
-[[gnu::always_inline]] inline int32_t BatchSet::indexOf(int64_t value) const {
-  for (size_t i = home(value);; i = (i + 1) & mask_) {
-    if (keys_[i] == value) return index_[i];
-  }
-}
-
-void Pager::prefetchSet(int64_t page) const {
-  const uint8_t* set = setMeta(setOf(page));
-  __builtin_prefetch(set, 1);  // pins, ranks, uses and tags: one line for 8 ways
 }
 
 namespace {
@@ -179,8 +169,7 @@ int findTag8(const uint32_t* tags, uint32_t key) {
 }
 }  // namespace
 
-[[gnu::always_inline]] inline int32_t Pager::findSlot(int64_t page) const {
-  const size_t set = setOf(page);
+[[gnu::always_inline]] inline int32_t Pager::findSlot(int64_t page, size_t set) const {
   const uint32_t key = static_cast<uint32_t>(page + 1);
   const uint32_t* tags = setTags(set);
   const int64_t first = setFirst(set), ways = setEnd(set) - first;
@@ -219,26 +208,52 @@ int32_t Pager::sweep(bool wantFree) {
   EK_THROW(Error, "the pager found no free or evictable slot where its counts promised one (a bug: please report it)");
 }
 
-[[gnu::always_inline]] inline int32_t Pager::placeMissing(int64_t page, size_t set, bool* home) {
+[[gnu::always_inline]] inline int32_t Pager::placeMissing(size_t set, bool* home) {
   const int64_t first = setFirst(set), ways = setEnd(set) - first;
   const uint8_t* meta = setMeta(set);
   const uint16_t* held = reinterpret_cast<const uint16_t*>(meta);
   const uint8_t* ranks = meta + 2 * ways_;
   const uint8_t* counts = meta + 3 * ways_;
   const uint32_t* tags = setTags(set);
-  const bool lfu = eviction_ == Eviction::Lfu;
+  const bool lfu = eviction_ == Eviction::Lfu, direct = eviction_ == Eviction::Direct;
   *home = true;
+  // The victim is the idle way of least key: LRU's age (255 - rank: the way released
+  // longest ago) under LFU's count (fewest lookups first). For LFU, one integer key per
+  // way and a tree of minimums over the 8 ways, not a count-then-age comparison whose
+  // branches mispredicted on most ways (LRU's loop, which stops at the first free way, is
+  // faster as it is).
   int64_t victim = -1;
-  for (int64_t w = 0; w < ways; ++w) {
-    if (held[w] != 0) continue;
-    if (tags[w] == 0) {
-      --free_;
-      return static_cast<int32_t>(first + w);
+  if (lfu && ways == kWays) {
+    uint32_t keys[kWays];
+    unsigned freeWays = 0;
+    for (int w = 0; w < kWays; ++w) {
+      const bool idle = held[w] == 0, empty = tags[w] == 0;
+      freeWays |= static_cast<unsigned>(idle && empty) << w;
+      const uint32_t key = (lfu ? static_cast<uint32_t>(counts[w]) << 8 : 0u) | (255u - ranks[w]);
+      keys[w] = idle && !empty && !direct ? key : UINT32_MAX;
     }
-    if (eviction_ == Eviction::Direct) continue;
-    // LRU: the way released longest ago; LFU: the fewest lookups, then the oldest.
-    const bool before = victim < 0 || (lfu && counts[w] != counts[victim] ? counts[w] < counts[victim] : ranks[w] > ranks[victim]);
-    if (before) victim = w;
+    if (freeWays != 0) {
+      --free_;
+      return static_cast<int32_t>(first + __builtin_ctz(freeWays));
+    }
+    const uint32_t least = std::min(std::min(std::min(keys[0], keys[1]), std::min(keys[2], keys[3])),
+                                    std::min(std::min(keys[4], keys[5]), std::min(keys[6], keys[7])));
+    if (least != UINT32_MAX) {
+      unsigned at = 0;
+      for (int w = 0; w < kWays; ++w) at |= static_cast<unsigned>(keys[w] == least) << w;
+      victim = __builtin_ctz(at);
+    }
+  } else {
+    for (int64_t w = 0; w < ways; ++w) {
+      if (held[w] != 0) continue;
+      if (tags[w] == 0) {
+        --free_;
+        return static_cast<int32_t>(first + w);
+      }
+      if (direct) continue;
+      const bool before = victim < 0 || (lfu && counts[w] != counts[victim] ? counts[w] < counts[victim] : ranks[w] > ranks[victim]);
+      if (before) victim = w;
+    }
   }
   if (victim >= 0) {
     const int64_t old = static_cast<int64_t>(tags[victim]) - 1;
@@ -283,17 +298,21 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   batchPages_.reset(count);
   const bool rowPages = g_.pageRows == 1;
   if (!rowPages) batchRows_.reset(count);
+  batchLookup_.resize(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (r < 0 || r >= g_.rows) {
       EK_THROW(RangeError, "row id " + std::to_string(r) + " (lookup " + std::to_string(i) + ") is outside the table's " +
                                std::to_string(g_.rows) + " rows");
     }
-    if (!hotKeys_.empty() && hotIndex(r) >= 0) {
-      ++plan.hotHits;
-      continue;
+    if (!hotKeys_.empty()) {
+      if (const int64_t hot = hotIndex(r); hot >= 0) {
+        ++plan.hotHits;
+        batchLookup_[static_cast<size_t>(i)] = static_cast<int32_t>(-2 - hot);
+        continue;
+      }
     }
-    batchPages_.add(r / g_.pageRows);
+    batchLookup_[static_cast<size_t>(i)] = batchPages_.add(rowPages ? r : r / g_.pageRows);
     if (!rowPages) batchRows_.add(r);
   }
   const size_t pages = batchPages_.size();
@@ -304,23 +323,26 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   // most of them: it tracks a few dozen misses at a time.)
   const bool counted = !pageFreq_.empty();
   if (counted) batchCells_.resize(pages * PageCounts::kCells);
+  batchSet_.resize(pages);
   const auto prefetchPage = [&](size_t i) {
-    prefetchSet(batchPages_.value(i));
+    const size_t set = setOf(batchPages_.value(i));
+    batchSet_[i] = static_cast<uint32_t>(set);
+    __builtin_prefetch(setMeta(set), 1);  // pins, ranks, uses and tags: one line for 8 ways
     if (counted) {
       uint64_t* cells = &batchCells_[i * PageCounts::kCells];
-      pageFreq_.locate(batchPages_.value(i), cells);
-      pageFreq_.prefetch(cells);
+      pageFreq_.locate(batchPages_.value(i), cells);  // and loads their line
     }
   };
   for (size_t i = 0; i < std::min(pages, kPrefetchAhead); ++i) prefetchPage(i);
   batchSlot_.resize(pages);
   for (size_t i = 0; i < pages; ++i) {
     if (i + kPrefetchAhead < pages) prefetchPage(i + kPrefetchAhead);
-    const int32_t s = findSlot(batchPages_.value(i));
+    const size_t set = batchSet_[i];
+    const int32_t s = findSlot(batchPages_.value(i), set);
     batchSlot_[i] = s;
     if (s < 0) {
       ++plan.missingPages;
-      __builtin_prefetch(&fill_[static_cast<size_t>(setFirst(setOf(batchPages_.value(i))))], 1);  // written when it is filled
+      __builtin_prefetch(&fill_[static_cast<size_t>(setFirst(set))], 1);  // written when it is filled
     } else if (const uint32_t held = pins(s); held == 0) ++plan.residentIdle;
     else if (held == kMaxPins) {
       EK_THROW(RangeError, "page " + std::to_string(batchPages_.value(i)) + " is held by " + std::to_string(kMaxPins) +
@@ -383,10 +405,10 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
     if (i + kPrefetchAhead < pages) {
       // Again here: by now the lines planBatch loaded may have left the L1.
       const size_t ahead = i + kPrefetchAhead;
-      if (batchSlot_[ahead] < 0) prefetchSet(batchPages_.value(ahead));
-      if (!pageFreq_.empty()) pageFreq_.prefetch(&batchCells_[ahead * PageCounts::kCells]);
+      if (batchSlot_[ahead] < 0) __builtin_prefetch(setMeta(batchSet_[ahead]), 1);
     }
     uint8_t uses = 0;
+    // The counters' line was loaded by planBatch and is still in the L2.
     if (!pageFreq_.empty()) uses = static_cast<uint8_t>(std::min<uint32_t>(0xff, pageFreq_.add(&batchCells_[i * PageCounts::kCells], static_cast<uint64_t>(lookups))));
     if (batchSlot_[i] >= 0) {
       if (eviction_ == Eviction::Lfu) this->uses(batchSlot_[i]) = uses;
@@ -394,9 +416,9 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
     }
     ++pageMisses;
     rowMisses += lookups;
-    const size_t set = setOf(page);
+    const size_t set = batchSet_[i];
     bool home = true;
-    const int32_t s = placeMissing(page, set, &home);
+    const int32_t s = placeMissing(set, &home);
     tag(s) = static_cast<uint32_t>(page + 1);
     ++pins(s);
     if (!home && setOfSlot(s) != set) elsewhere_.insert(static_cast<uint32_t>(page), s);
@@ -425,12 +447,16 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
 
 template <typename T>
 void Pager::translate(const T* rows, int64_t count, const Ticket& t, int32_t* translated) const {
+  // planBatch left each lookup's batch page (or hot row) in batchLookup_: no hashing here.
+  if (g_.pageRows == 1 && hotKeys_.empty()) {
+    for (int64_t i = 0; i < count; ++i) translated[i] = t.slots[static_cast<size_t>(batchLookup_[static_cast<size_t>(i)])];
+    return;
+  }
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t r = static_cast<int64_t>(rows[i]);
-    const int64_t hot = hotKeys_.empty() ? -1 : hotIndex(r);
-    int32_t slot = -1;
-    if (hot < 0) slot = t.slots[static_cast<size_t>(batchPages_.indexOf(r / g_.pageRows))];
-    translated[i] = static_cast<int32_t>(pagedCacheRow(r, g_.pageRows, slot, g_.slots, hot));
+    const int32_t at = batchLookup_[static_cast<size_t>(i)];
+    const int64_t hot = at < 0 ? -2 - static_cast<int64_t>(at) : -1;
+    const int32_t slot = at < 0 ? -1 : t.slots[static_cast<size_t>(at)];
+    translated[i] = static_cast<int32_t>(pagedCacheRow(static_cast<int64_t>(rows[i]), g_.pageRows, slot, g_.slots, hot));
   }
 }
 
@@ -502,7 +528,14 @@ void Pager::release(uint64_t ticket) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = tickets_.find(ticket);
   EK_REQUIRE(it != tickets_.end(), Error, "ticket " + std::to_string(ticket) + " is not in flight (already released?)");
-  for (int32_t s : it->second.slots) {
+  const std::vector<int32_t>& slots = it->second.slots;
+  // The slots' set lines, a fixed distance ahead: a forward has run since acquire() and
+  // has pushed them out of the caches.
+  const size_t n = slots.size();
+  for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) __builtin_prefetch(setMeta(setOfSlot(slots[i])), 1);
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) __builtin_prefetch(setMeta(setOfSlot(slots[i + kPrefetchAhead])), 1);
+    const int32_t s = slots[i];
     if (--pins(s) > 0) continue;
     if (tag(s) == 0) {
       ++free_;  // a failed copy

@@ -119,9 +119,7 @@ class BatchSet {
   void reset(int64_t count);
   // The value's index among the distinct values (new ones are appended).
   int32_t add(int64_t value);
-  // The index of a value added before (it must have been).
-  int32_t indexOf(int64_t value) const;
-  size_t size() const { return values_.size(); }
+  size_t size() const { return size_; }
   int64_t value(size_t i) const { return values_[i]; }
   int64_t count(size_t i) const { return counts_[i]; }
 
@@ -129,7 +127,10 @@ class BatchSet {
   size_t home(int64_t v) const { return static_cast<size_t>((static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull) >> shift_); }
   std::vector<int64_t> keys_;  // -1: empty
   std::vector<int32_t> index_;
-  std::vector<int64_t> values_, counts_;
+  // Sized for the largest batch at reset(): add() appends with a plain store, no growth check.
+  std::vector<int64_t> values_;
+  std::vector<int32_t> counts_;
+  size_t size_ = 0;
   size_t mask_ = 0;
   int shift_ = 64;
 };
@@ -243,31 +244,31 @@ struct PagerStats {
 };
 
 // Lookups per page for LFU. Exact (4 bytes a page) up to kExactPages pages; beyond that a
-// count-min sketch (4 rows of one-byte counters, saturating at 255, width near 2x the
-// cache's slots, conservative update) whose memory follows the cache, not the table: a
-// 384 M-row table paged by rows would spend 1.5 GB on exact counts, and the sketch costs 8
-// to 16 bytes a slot. Sketch counts never undercount below the saturation, and stay exact
-// until pages collide in all four rows; past 255 lookups LFU ranks pages by recency.
+// count-min sketch (four one-byte counters a page, saturating at 255, conservative update)
+// whose memory follows the cache, not the table: a 384 M-row table paged by rows would
+// spend 1.5 GB on exact counts, and the sketch costs 8 to 16 bytes a slot. The sketch is
+// blocked: a page's four counters lie in one 64-byte line (one in each quarter, as
+// Caffeine's TinyLFU sketch does), so a page costs one cache miss, not four. Sketch counts
+// never undercount below the saturation, and stay exact until pages collide in all four
+// counters; past 255 lookups LFU ranks pages by recency.
 class PageCounts {
  public:
   static constexpr int64_t kExactPages = int64_t{1} << 24;
   void reset(int64_t pages, int64_t slots);
   bool empty() const { return exact_.empty() && sketch_.empty(); }
-  // Where `page`'s counters are (kCells indices): a batch hashes each of its pages once,
-  // prefetches the counters for the whole batch, then adds to them (hashing the page again
-  // at each step had cost LFU about 5 ns a row).
+  // Where `page`'s counters are (kCells indices), and a prefetch of their line: a batch
+  // hashes each of its pages once, a fixed distance ahead of adding to them.
   static constexpr int kCells = 4;
   void locate(int64_t page, uint64_t* cells) const;
-  void prefetch(const uint64_t* cells) const;
   // Adds n lookups to the page at `cells`; returns its new count (an estimate).
   uint32_t add(const uint64_t* cells, uint64_t n);
 
  private:
   static constexpr int kDepth = kCells;
-  uint64_t cell(int row, int64_t page) const;
+  static constexpr uint64_t kLineCounters = 64;  // one-byte counters in a cache line
   std::vector<uint32_t> exact_;
-  std::vector<uint8_t, HugePageAllocator<uint8_t>> sketch_;  // [kDepth][width_]
-  uint64_t width_ = 0;                                       // a power of two
+  std::vector<uint8_t, HugePageAllocator<uint8_t>> sketch_;  // [lines_][kLineCounters], line-aligned
+  uint64_t lines_ = 0;                                       // a power of two
 };
 
 class Pager {
@@ -315,12 +316,11 @@ class Pager {
   size_t setOfSlot(int64_t slot) const { return static_cast<size_t>(ways_ == kWays ? slot >> 3 : slot / ways_); }
   int64_t setFirst(size_t set) const { return static_cast<int64_t>(set) * ways_; }
   int64_t setEnd(size_t set) const { return std::min(g_.slots, static_cast<int64_t>(set + 1) * ways_); }
-  void prefetchSet(int64_t page) const;
-  int32_t findSlot(int64_t page) const;
+  int32_t findSlot(int64_t page, size_t set) const;
   // A slot for a missing page (its set's free way, any free slot, its set's victim, any
   // evictable slot: in that order), evicting what it held; admission guarantees one.
   // *home: false when the slot is outside the page's set.
-  int32_t placeMissing(int64_t page, size_t set, bool* home);
+  int32_t placeMissing(size_t set, bool* home);
   // The next slot from the sweeping hand that is unpinned and free (or resident).
   int32_t sweep(bool wantFree);
   // The slot becomes its set's most recently used.
@@ -403,6 +403,8 @@ class Pager {
   BatchSet batchPages_;              // this batch's pages, first seen first
   BatchSet batchRows_;               // its rows (counted only when pages hold several)
   std::vector<int32_t> batchSlot_;   // the slot of each batch page (-1: not resident)
+  std::vector<uint32_t> batchSet_;   // the home set of each batch page (hashed once)
+  std::vector<int32_t> batchLookup_; // per lookup: its page's index in batchPages_, or -2 - its hot row
   std::vector<Ticket> spareTickets_; // released tickets' vectors, kept for their capacity
   std::vector<int64_t> hotKeys_;
   std::vector<int32_t> hotValues_;

@@ -92,6 +92,9 @@ export function pagerBytesPerSlot(eviction: Eviction): number {
   return eviction === 'lfu' ? 16 + 16 : 16;
 }
 
+// Shared by every ticket of a simulating pager, which has no cache to point into.
+const NO_CACHE_ROWS = new Int32Array(0);
+
 /** Pages pinned for one batch; pass it to gather or a layer's forward, which release it. */
 export class PagerTicket {
   private released = false;
@@ -101,7 +104,7 @@ export class PagerTicket {
     /** @internal */ readonly id: number,
     /** The batch's row ids (table rows). */
     readonly rowIds: Int32Array | BigInt64Array,
-    /** Each row's row in the cache (pager.cache). */
+    /** Each row's row in the cache (pager.cache); empty for a simulating pager, which has no cache. */
     readonly cacheRows: Int32Array,
   ) {}
 
@@ -324,8 +327,8 @@ export class TablePager {
    */
   prefetch(rowIds: Int32Array | BigInt64Array): PagerTicket {
     requireRowIds('rowIds', rowIds);
-    const cacheRows = new Int32Array(rowIds.length);
     const translate = this.cache !== undefined || this.device === 'cuda';
+    const cacheRows = translate ? new Int32Array(rowIds.length) : NO_CACHE_ROWS;
     const id = native().pagerAcquire(this.handle, rowIds, translate ? cacheRows : undefined);
     this.remote?.pump(this.handle); // the remote tier's fetches start now
     const ticket = new PagerTicket(this, id, rowIds, cacheRows);
