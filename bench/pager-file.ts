@@ -30,7 +30,7 @@ export interface FileTierRow {
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number; device?: 'cpu' | 'cuda'; hiddenSize?: number }) {
+export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLayer: number; steps: number; pairs: number; device?: 'cpu' | 'cuda'; hiddenSize?: number }) {
   // 'cuda' (where a GPU is visible): the baseline keeps whole tables in device memory,
   // the modes a device cache fed over PCIe from pinned host memory or from the file.
   const device = options.device ?? 'cpu';
@@ -94,34 +94,44 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
   const ramPasses = new Map<string, number[]>(phases.map((p) => [p.phase, []]));
 
   /**
-   * Passes of the paged model alternating with passes of the in-RAM one (the first of
-   * each warms up), so that both see the same state of this shared machine; the loss is
-   * 1 - median(paged) / median(RAM) over the same interleaving.
+   * Pairs of passes, one of the paged model and one of the in-RAM one back to back (which
+   * goes first alternates; the first pair warms up), so that both see the same state of
+   * this shared machine. The loss is 1 - the median of the pairs' ratios: a pair is
+   * adjacent in time, so a slow spell of the machine weighs on both of its passes.
    */
   function compare(model: DeepseekV41EngramModel, phase: (typeof phases)[number], label: string, beforePass?: () => void) {
     const show = progress(`  ${label}, ${phase.phase}`);
     const paged: Array<{ tps: number; stall: number }> = [];
     const ram: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      const r = pass(probe, phase).tps;
-      const p = pass(model, phase, beforePass);
+    const pairs = options.pairs + 1;
+    for (let i = 0; i < pairs; i++) {
+      let r: number;
+      let p: { tps: number; stall: number };
+      if (i % 2 === 0) {
+        r = pass(probe, phase).tps;
+        p = pass(model, phase, beforePass);
+      } else {
+        p = pass(model, phase, beforePass);
+        r = pass(probe, phase).tps;
+      }
       if (i > 0) {
         ram.push(r);
         paged.push(p);
       }
-      show(i + 1, 4);
+      show(i + 1, pairs);
     }
     ramPasses.get(phase.phase)!.push(...ram);
     const tps = median(paged.map((x) => x.tps));
+    const loss = 1 - median(paged.map((x, i) => x.tps / ram[i]));
     if (!pagedModel(model)) {
-      return { tokensPerSecond: tps, loss: 1 - tps / median(ram), stallShare: null, uniqueShare: null, rowHitRate: null, bytesCopiedPerToken: null };
+      return { tokensPerSecond: tps, loss, stallShare: null, uniqueShare: null, rowHitRate: null, bytesCopiedPerToken: null };
     }
     const stats = [...model.layers.values()].map((l) => l.pagerStats()); // the last pass
     const lookups = stats.reduce((n, s) => n + s.lookups, 0);
     const tokensPerPass = stepsOf(phase) * phase.B * phase.S;
     return {
       tokensPerSecond: tps,
-      loss: 1 - tps / median(ram),
+      loss,
       stallShare: median(paged.map((x) => x.stall)),
       uniqueShare: stats.reduce((n, s) => n + s.uniqueRows, 0) / lookups,
       rowHitRate: stats.reduce((n, s) => n + s.rowHits, 0) / lookups,
@@ -194,6 +204,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
     tableBytes,
     cacheBytesPerLayer: options.cacheBytesPerLayer,
     steps: options.steps,
+    pairs: options.pairs,
     device,
     hostRowReadNs,
     hidden: D,

@@ -53,6 +53,7 @@ const file = parts.has('file')
       rowsScale: Number(process.env.PAGER_ROWS_SCALE ?? smokeOr(0.04, 1e-4)),
       cacheBytesPerLayer: Number(process.env.PAGER_CACHE_MIB ?? smokeOr(256, 2)) * 2 ** 20,
       steps: Number(process.env.PAGER_STEPS ?? smokeOr(48, 2)),
+      pairs: Number(process.env.PAGER_PAIRS ?? smokeOr(5, 1)),
       hiddenSize: smokeOr<number | undefined>(undefined, 256),
     })
   : reuse<ReturnType<typeof fileTierBenchmark>>('file');
@@ -65,6 +66,7 @@ const gpu =
         rowsScale: Number(process.env.PAGER_ROWS_SCALE ?? 0.04),
         cacheBytesPerLayer: Number(process.env.PAGER_CACHE_MIB ?? 256) * 2 ** 20,
         steps: Number(process.env.PAGER_STEPS ?? 48),
+        pairs: Number(process.env.PAGER_PAIRS ?? 5),
         device: 'cuda',
       })
     : undefined;
@@ -162,8 +164,10 @@ const md = [
   '',
   `Synthetic checkpoint in the released layout: ${(file.tableBytes / 2 ** 30).toFixed(1)} GiB of fp8 tables (rows x ${file.rowsScale}), D ${file.hidden}, hc ${file.hc};`,
   `cache ${(file.cacheBytesPerLayer / 2 ** 20).toFixed(0)} MiB per layer (${((2 * file.cacheBytesPerLayer) / file.tableBytes * 100).toFixed(1)}% of the tables). Decode: 16 sequences x 1 token, ${file.steps} steps a pass;`,
-  `prefill: 1 x 512. Each step prefetches both layers first (layer 14's copies overlap layer 1's compute). Every configuration runs 3 passes (after a warm-up pass)`,
-  `alternating with passes of the in-RAM layers (the tables read into process memory with pread, so no page of the files is mapped and "cold" can drop them); "vs RAM" compares the medians of that interleaving.`,
+  `prefill: 1 x 512. Each step prefetches both layers first (layer 14's copies overlap layer 1's compute). Every configuration runs ${file.pairs === undefined ? '3 passes (after a warm-up pass)' : `${file.pairs} pairs of passes (after a warm-up pair):`}`,
+  file.pairs === undefined
+    ? `alternating with passes of the in-RAM layers (the tables read into process memory with pread, so no page of the files is mapped and "cold" can drop them); "vs RAM" compares the medians of that interleaving.`
+    : `a pass of it and a pass of the in-RAM layers back to back, which first alternating (the tables read into process memory with pread, so no page of the files is mapped and "cold" can drop them); "vs RAM" is the median of the pairs' ratios.`,
   `"warm OS cache": the file's pages are in the OS page cache (a RAM-speed home tier); "cold": the file's cached pages are dropped before every pass.`,
   '',
   tier,
