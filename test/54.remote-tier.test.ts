@@ -3,6 +3,7 @@
 // contract (JS fetches and fills a job's rows; waiters block off the JS thread only; an
 // abandoned job writes nothing). The tier against real Redis servers: test/remote.
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -11,11 +12,13 @@ import { describe, expect, it } from 'vitest';
 import { Engram, EngramTable, stripCheckpoint } from '../src/index.js';
 import { remoteIdentity } from '../src/table/tiers.js';
 import { native } from '../src/native/index.js';
-import { decodePage, encodePage, PAGE_HEADER_BYTES } from '../src/table/remote/page-format.js';
+import { decodePage, encodePage, PAGE_HEADER_BYTES, tableTagBytes } from '../src/table/remote/page-format.js';
 import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from '../src/table/remote/identity.js';
 import { RemoteStore } from '../src/table/remote/store.js';
 
 const id = 'a73b8cb9a7f47e28330599ce3e190a29';
+// An independent CRC32C (napi-rs, SIMD) to check the addon's against.
+const referenceCrc32c = (createRequire(import.meta.url)('@node-rs/crc32') as { crc32c: (b: Buffer) => number }).crc32c;
 const payload = Uint8Array.from({ length: 96 }, (_, i) => (i * 37) & 255);
 
 describe('the stored page format', () => {
@@ -106,40 +109,72 @@ describe("the remote tier's native engine", () => {
     native().pagerRelease(pager, t3);
   });
 
-  it('fillMany writes a job\'s pieces in one call, all checked before any is written', async () => {
-    const { pager, cache } = create();
-    const ids = Int32Array.from([3, 30, 50]);
-    const translated = new Int32Array(3);
+  it('fillPages checks every stored page (header, CRC32C) before it writes any of the job\'s rows, then writes rows and scales from them', async () => {
+    const pageRows = 4;
+    const scaleRowBytes = 2;
+    const rowBytes = cols * 4;
+    const fullRow = rowBytes + scaleRowBytes;
+    const { pager, cache } = native().pagerCreate({ rows: 62, rowBytes, scaleRowBytes, pageRows, slots: 8, hotRows: 0, eviction: 0, simulate: false, bytesPerSecond: 0, remote: true });
+    // Table row r: its rowBytes bytes, then its scale bytes; a page stores its rows, then their scales.
+    const home = Uint8Array.from({ length: 62 * fullRow }, (_, i) => (i * 131 + 7) & 255);
+    const pageValue = (p: number) => {
+      const n = Math.min(pageRows, 62 - p * pageRows);
+      const payload = new Uint8Array(n * fullRow);
+      for (let r = 0; r < n; r++) {
+        const row = home.subarray((p * pageRows + r) * fullRow, (p * pageRows + r + 1) * fullRow);
+        payload.set(row.subarray(0, rowBytes), r * rowBytes);
+        payload.set(row.subarray(rowBytes), n * rowBytes + r * scaleRowBytes);
+      }
+      return encodePage(id, p, n, payload);
+    };
+    const ids = Int32Array.from([3, 30, 61, 2]); // pages 0, 7 and 15 (the last, of 2 rows)
+    const translated = new Int32Array(ids.length);
     const ticket = native().pagerAcquire(pager, ids, translated);
     const [j] = native().pagerRemoteJobs(pager);
-    const c = j.copies;
-    const n = c.length / 3;
-    const rowBytes = cols * 4;
-    const dstRows = Float64Array.from({ length: n }, (_, i) => c[3 * i + 1]);
-    const rowsOf = Float64Array.from({ length: n }, (_, i) => c[3 * i + 2]);
-    const offsets = new Float64Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      offsets[i] = total;
-      total += rowsOf[i] * rowBytes;
-    }
-    const data = new Uint8Array(total);
-    for (let i = 0; i < n; i++) data.set(tableBytes().subarray(c[3 * i] * rowBytes, (c[3 * i] + rowsOf[i]) * rowBytes), offsets[i]);
-    const view = () => new Uint8Array(native().mappedFileView(cache!, 0, 8 * 4 * rowBytes));
-    const before = view().slice();
-    // One piece outside the job: refused, and nothing of the others written either.
-    const bad = Float64Array.from(dstRows);
-    bad[n - 1] = 31;
-    expect(() => native().pagerRemoteFillMany(pager, { job: j.job, dstRows: bad, rows: rowsOf, dataOffsets: offsets, data })).toThrow(/piece \d+: cache rows 31/);
-    expect(Buffer.compare(Buffer.from(view()), Buffer.from(before))).toBe(0);
-    expect(() => native().pagerRemoteFillMany(pager, { job: j.job, dstRows, rows: rowsOf, dataOffsets: offsets, data: data.subarray(1) })).toThrow(/runs past data/);
-    expect(native().pagerRemoteFillMany(pager, { job: j.job, dstRows, rows: rowsOf, dataOffsets: offsets, data })).toBe(true);
+    const pages = Float64Array.from([15, 0, 7]); // any order
+    const good = () => [...pages].map(pageValue);
+    const tableTag = tableTagBytes(id);
+    const fill = (values: Array<Buffer | null>, p = pages, tag: Uint8Array = tableTag) => native().pagerRemoteFillPages(pager, { job: j.job, pages: p, values, tableTag: tag });
+    const dataView = () => Buffer.from(native().mappedFileView(cache!, 0, 8 * pageRows * rowBytes));
+    const before = dataView();
+    const flipped = good();
+    flipped[2][PAGE_HEADER_BYTES + 9] ^= 4;
+    expect(fill(flipped)).toBe(2);
+    const swapped = good();
+    expect(fill([swapped[1], swapped[0], swapped[2]])).toBe(0); // page 0's value where page 15's belongs
+    expect(fill([null, ...good().slice(1)])).toBe(0);
+    expect(fill(good().map((v, i) => (i === 1 ? v.subarray(0, v.byteLength - 1) : v)))).toBe(1);
+    expect(fill(good(), pages, tableTagBytes('b' + id.slice(1)))).toBe(0);
+    expect(() => fill(good().slice(1), pages.subarray(1))).toThrow(/needs page 15, which was not given/);
+    expect(() => fill(good(), Float64Array.from([15, 0, 16]))).toThrow(/pages\[2\] must be a page of the table/);
+    expect(() => fill(good().slice(1))).toThrow(/values must be an Array of 3/);
+    expect(dataView().equals(before)).toBe(true);
+    expect(fill(good())).toBe(-1);
     native().pagerRemoteComplete(pager, j.job, '', 0);
     await native().pagerWaitAsync(pager, ticket);
-    const got = new Float32Array(native().mappedFileView(cache!, 0, 8 * 4 * rowBytes));
-    const want = new Float32Array(table.region.buffer as ArrayBuffer, table.region.byteOffset, rows * cols);
-    for (let t = 0; t < 3; t++) for (let k = 0; k < cols; k++) expect(got[translated[t] * cols + k]).toBe(want[ids[t] * cols + k]);
+    const data = dataView();
+    const scales = Buffer.from(native().mappedFileView(cache!, 8 * pageRows * rowBytes, 8 * pageRows * scaleRowBytes));
+    ids.forEach((r, t) => {
+      const row = home.subarray(r * fullRow, (r + 1) * fullRow);
+      expect(data.subarray(translated[t] * rowBytes, (translated[t] + 1) * rowBytes).equals(row.subarray(0, rowBytes))).toBe(true);
+      expect(scales.subarray(translated[t] * scaleRowBytes, (translated[t] + 1) * scaleRowBytes).equals(row.subarray(rowBytes))).toBe(true);
+    });
+    // The job is complete: a late fill writes nothing.
+    expect(fill(good())).toBe(-2);
     native().pagerRelease(pager, ticket);
+  });
+
+  it('CRC32C: the addon\'s checksum (SSE4.2 where the CPU has it, and the table path) equals an independent implementation\'s', () => {
+    const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 2654435761) >>> 24);
+    for (const n of [0, 1, 7, 8, 9, 31, 32, 33, 264, 1000, 65_536, 70_000]) {
+      for (const start of [0, 3]) {
+        const slice = bytes.subarray(start, Math.min(bytes.length, start + n));
+        const want = referenceCrc32c(Buffer.from(slice)) >>> 0;
+        expect(native().crc32c(slice)).toBe(want);
+        expect(native().crc32c(slice, true)).toBe(want);
+      }
+    }
+    expect(native().crc32c(new TextEncoder().encode('123456789'))).toBe(0xe3069283); // the CRC-32C check value
   });
 
   it('a pager without the remote tier refuses the remote calls', () => {

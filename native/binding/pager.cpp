@@ -5,6 +5,7 @@
 
 #include "binding/napi_util.hpp"
 #include "binding/registry.hpp"
+#include "common/crc32c.hpp"
 #include "common/device.hpp"
 #include "binding/mapped_memory.hpp"
 #include "pager/pager.hpp"
@@ -297,26 +298,48 @@ Napi::Value PagerRemoteFill(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, written);
 }
 
-// pagerRemoteFillMany(pager, { job, dstRows, rows, dataOffsets, scaleOffsets?: Float64Array, data: Uint8Array, scales?: Uint8Array }) -> written
-Napi::Value PagerRemoteFillMany(const Napi::CallbackInfo& info) {
+// pagerRemoteFillPages(pager, { job, pages: Float64Array, values: Array<Buffer | null>, tableTag: Uint8Array(8) })
+//   -> -1 written, -2 the job was abandoned, else the index of the first value that fails its check
+Napi::Value PagerRemoteFillPages(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   PagerHandle h = pagerArg(info);
   RemoteCopyEngine& engine = remoteArg(info, h);
-  if (info.Length() < 2 || !info[1].IsObject()) throwJs(env, ErrorKind::TypeError, "expected { job, dstRows, rows, dataOffsets, scaleOffsets?, data, scales? }");
+  if (info.Length() < 2 || !info[1].IsObject()) throwJs(env, ErrorKind::TypeError, "expected { job, pages, values, tableTag }");
   const Napi::Object o = info[1].As<Napi::Object>();
   const auto job = static_cast<uint64_t>(intField(o, "job", 1, INT64_MAX / 2));
-  const double* dstRows = typedField<double>(o, "dstRows", napi_float64_array, -1, false);
-  const auto count = static_cast<int64_t>(o.Get("dstRows").As<Napi::TypedArray>().ElementLength());
-  const double* rows = typedField<double>(o, "rows", napi_float64_array, count, false);
-  const double* dataOffsets = typedField<double>(o, "dataOffsets", napi_float64_array, count, false);
-  const double* scaleOffsets = typedField<double>(o, "scaleOffsets", napi_float64_array, count, true);
-  const uint8_t* data = typedField<uint8_t>(o, "data", napi_uint8_array, -1, false);
-  const size_t dataBytes = o.Get("data").As<Napi::TypedArray>().ByteLength();
-  const uint8_t* scales = typedField<uint8_t>(o, "scales", napi_uint8_array, -1, true);
-  const size_t scaleBytes = scales == nullptr ? 0 : o.Get("scales").As<Napi::TypedArray>().ByteLength();
-  bool written = false;
-  runSync(env, [&] { written = engine.fillMany(job, static_cast<size_t>(count), dstRows, rows, dataOffsets, scaleOffsets, data, dataBytes, scales, scaleBytes); }, MappedFaults::Skip);
-  return Napi::Boolean::New(env, written);
+  const double* pages = typedField<double>(o, "pages", napi_float64_array, -1, false);
+  const size_t count = o.Get("pages").As<Napi::TypedArray>().ElementLength();
+  const uint8_t* tag = typedField<uint8_t>(o, "tableTag", napi_uint8_array, 8, false);
+  const Napi::Value valuesValue = o.Get("values");
+  if (!valuesValue.IsArray() || valuesValue.As<Napi::Array>().Length() != count) {
+    throwJs(env, ErrorKind::TypeError, "values must be an Array of " + std::to_string(count) + " Buffers or nulls (one per page)");
+  }
+  const Napi::Array valuesArray = valuesValue.As<Napi::Array>();
+  std::vector<const uint8_t*> values(count, nullptr);
+  std::vector<size_t> lengths(count, 0);
+  for (uint32_t i = 0; i < count; ++i) {
+    const Napi::Value v = valuesArray.Get(i);
+    if (v.IsNull() || v.IsUndefined()) continue;  // a missing key: its check fails
+    if (!v.IsBuffer()) throwJs(env, ErrorKind::TypeError, "values[" + std::to_string(i) + "] must be a Buffer or null");
+    const auto b = v.As<Napi::Buffer<uint8_t>>();
+    values[i] = b.Data();
+    lengths[i] = b.Length();
+  }
+  int64_t result = RemoteCopyEngine::kJobAbandoned;
+  runSync(env, [&] { result = engine.fillPages(job, count, pages, values.data(), lengths.data(), tag); }, MappedFaults::Skip);
+  return Napi::Number::New(env, static_cast<double>(result));
+}
+
+// crc32c(data: Uint8Array, portable?: boolean) -> number
+Napi::Value Crc32c(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throwJs(env, ErrorKind::TypeError, "data must be a Uint8Array");
+  }
+  const auto data = info[0].As<Napi::Uint8Array>();
+  const bool portable = info.Length() > 1 && info[1].ToBoolean().Value();
+  const uint32_t crc = portable ? crc32cPortable(data.Data(), data.ByteLength()) : crc32c(data.Data(), data.ByteLength());
+  return Napi::Number::New(env, static_cast<double>(crc));
 }
 
 // pagerRemoteComplete(pager, job, failure: string ('' when every page arrived), seconds)
@@ -333,7 +356,8 @@ Napi::Value PagerRemoteComplete(const Napi::CallbackInfo& info) {
 EK_EXPORT_FUNCTIONS(
     {"pagerRemoteJobs", PagerRemoteJobs},
     {"pagerRemoteFill", PagerRemoteFill},
-    {"pagerRemoteFillMany", PagerRemoteFillMany},
+    {"pagerRemoteFillPages", PagerRemoteFillPages},
+    {"crc32c", Crc32c},
     {"pagerRemoteComplete", PagerRemoteComplete},
     {"pagerCreate", PagerCreate},
     {"pagerAcquire", PagerAcquire},

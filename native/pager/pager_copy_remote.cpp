@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "common/common.hpp"
+#include "common/crc32c.hpp"
 
 namespace engram {
 
@@ -91,34 +94,76 @@ bool RemoteCopyEngine::fill(uint64_t job, int64_t dstRow, int64_t rows, const ui
   return true;
 }
 
-bool RemoteCopyEngine::fillMany(uint64_t job, size_t count, const double* dstRows, const double* rows, const double* dataOffsets,
-                                const double* scaleOffsets, const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const auto it = inFlight_.find(job);
-  if (it == inFlight_.end()) {
-    EK_REQUIRE(job <= submitted_, RangeError, "job " + std::to_string(job) + " was never submitted");
-    return false;
-  }
-  const auto whole = [](double v) { return v >= 0 && v <= 9007199254740991.0 && v == static_cast<double>(static_cast<int64_t>(v)); };
-  for (size_t i = 0; i < count; ++i) {
-    EK_REQUIRE(whole(dstRows[i]) && whole(rows[i]) && whole(dataOffsets[i]) && (scaleOffsets == nullptr || whole(scaleOffsets[i])), RangeError,
-               "piece " + std::to_string(i) + ": rows and offsets must be integers >= 0");
-    const auto dst = static_cast<int64_t>(dstRows[i]);
-    const auto n = static_cast<int64_t>(rows[i]);
-    EK_REQUIRE(insideJob(it->second, dst, n), RangeError, "piece " + std::to_string(i) + ": cache rows " + std::to_string(dst) + ".." + std::to_string(dst + n - 1) + " are not job " + std::to_string(job) + "'s");
-    EK_REQUIRE(static_cast<uint64_t>(dataOffsets[i]) + static_cast<uint64_t>(n * g_.rowBytes) <= dataBytes, RangeError, "piece " + std::to_string(i) + " runs past data");
-    if (g_.scaleRowBytes > 0) {
-      EK_REQUIRE(scales != nullptr && scaleOffsets != nullptr && static_cast<uint64_t>(scaleOffsets[i]) + static_cast<uint64_t>(n * g_.scaleRowBytes) <= scaleBytes, RangeError,
-                 "piece " + std::to_string(i) + " runs past scales");
+namespace {
+// The stored page header (page-format.ts writes it): little-endian fields at these offsets.
+constexpr size_t kHeaderBytes = 32;
+constexpr uint32_t kPageMagic = 0x47504b45;  // "EKPG"
+constexpr uint16_t kPageFormatVersion = 1;
+template <typename T>
+T readLe(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);  // the hosts we build for are little-endian
+  return v;
+}
+}  // namespace
+
+int64_t RemoteCopyEngine::fillPages(uint64_t job, size_t count, const double* pages, const uint8_t* const* values, const size_t* lengths,
+                                    const uint8_t tableTag[8]) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (inFlight_.count(job) == 0) {
+      EK_REQUIRE(job <= submitted_, RangeError, "job " + std::to_string(job) + " was never submitted");
+      return kJobAbandoned;
     }
   }
+  // The checks need no lock: they read only the values (the checksums are most of the time).
+  const int64_t fullRow = g_.rowBytes + g_.scaleRowBytes;
+  std::vector<std::pair<int64_t, size_t>> byPage(count);  // (page, value index), sorted by page
   for (size_t i = 0; i < count; ++i) {
-    const auto dst = static_cast<int64_t>(dstRows[i]);
-    const auto n = static_cast<int64_t>(rows[i]);
-    std::memcpy(cacheData_ + dst * g_.rowBytes, data + static_cast<size_t>(dataOffsets[i]), static_cast<size_t>(n * g_.rowBytes));
-    if (g_.scaleRowBytes > 0) std::memcpy(cacheScales_ + dst * g_.scaleRowBytes, scales + static_cast<size_t>(scaleOffsets[i]), static_cast<size_t>(n * g_.scaleRowBytes));
+    const double pd = pages[i];
+    EK_REQUIRE(pd >= 0 && pd < static_cast<double>(g_.pages()) && pd == static_cast<double>(static_cast<int64_t>(pd)), RangeError,
+               "pages[" + std::to_string(i) + "] must be a page of the table (0.." + std::to_string(g_.pages() - 1) + "), got " + std::to_string(pd));
+    const auto page = static_cast<int64_t>(pd);
+    const uint8_t* v = values[i];
+    const int64_t pageRows = std::min(g_.pageRows, g_.rows - page * g_.pageRows);
+    const auto payload = static_cast<size_t>(pageRows * fullRow);
+    if (v == nullptr || lengths[i] != kHeaderBytes + payload) return static_cast<int64_t>(i);
+    if (readLe<uint32_t>(v) != kPageMagic || readLe<uint16_t>(v + 4) != kPageFormatVersion || std::memcmp(v + 8, tableTag, 8) != 0 ||
+        readLe<uint32_t>(v + 16) != static_cast<uint64_t>(page) || readLe<uint32_t>(v + 20) != static_cast<uint64_t>(pageRows) ||
+        readLe<uint32_t>(v + 24) != payload || crc32c(v + kHeaderBytes, payload) != readLe<uint32_t>(v + 28)) {
+      return static_cast<int64_t>(i);
+    }
+    byPage[i] = {page, i};
   }
-  return true;
+  std::sort(byPage.begin(), byPage.end());
+  const auto valueOf = [&](int64_t page) -> const uint8_t* {
+    const auto it = std::lower_bound(byPage.begin(), byPage.end(), std::make_pair(page, size_t{0}));
+    EK_REQUIRE(it != byPage.end() && it->first == page, RangeError, "job " + std::to_string(job) + " needs page " + std::to_string(page) + ", which was not given");
+    return values[it->second];
+  };
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = inFlight_.find(job);
+  if (it == inFlight_.end()) return kJobAbandoned;  // abandoned while the pages were checked
+  // Every page first, so that a missing one throws before a row is written.
+  for (const RowCopy& c : it->second) {
+    for (int64_t p = c.srcRow / g_.pageRows; p <= (c.srcRow + c.rows - 1) / g_.pageRows; ++p) valueOf(p);
+  }
+  for (const RowCopy& c : it->second) {
+    for (int64_t r = c.srcRow; r < c.srcRow + c.rows;) {
+      const int64_t page = r / g_.pageRows;
+      const int64_t within = r - page * g_.pageRows;
+      const int64_t inPage = std::min(g_.pageRows, g_.rows - page * g_.pageRows);
+      const int64_t n = std::min(c.srcRow + c.rows - r, inPage - within);
+      const uint8_t* payload = valueOf(page) + kHeaderBytes;
+      const int64_t dst = c.dstRow + (r - c.srcRow);
+      std::memcpy(cacheData_ + dst * g_.rowBytes, payload + within * g_.rowBytes, static_cast<size_t>(n * g_.rowBytes));
+      if (g_.scaleRowBytes > 0) {
+        std::memcpy(cacheScales_ + dst * g_.scaleRowBytes, payload + inPage * g_.rowBytes + within * g_.scaleRowBytes, static_cast<size_t>(n * g_.scaleRowBytes));
+      }
+      r += n;
+    }
+  }
+  return kPagesWritten;
 }
 
 void RemoteCopyEngine::complete(uint64_t job, const std::string& failure, double seconds) {

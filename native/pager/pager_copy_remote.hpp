@@ -35,11 +35,17 @@ class RemoteCopyEngine final : public CopyEngine {
   // when the job is no longer wanted (abandoned: its ticket was released or waited on the
   // JS thread first): nothing is written then. Throws on rows outside the job's copies.
   bool fill(uint64_t job, int64_t dstRow, int64_t rows, const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes);
-  // fill() for many pieces of one job at once: piece i is `rows[i]` rows to cache row
-  // dstRows[i], their bytes at dataOffsets[i] of `data` (and scales at scaleOffsets[i] of
-  // `scales`). All pieces are checked before any is written.
-  bool fillMany(uint64_t job, size_t count, const double* dstRows, const double* rows, const double* dataOffsets, const double* scaleOffsets,
-                const uint8_t* data, size_t dataBytes, const uint8_t* scales, size_t scaleBytes);
+  // The job's pages as the store returned them: values[i] (lengths[i] bytes) is the
+  // stored value of page pages[i], a 32-byte header (see src/table/remote/page-format.ts:
+  // magic, version, the table's 8-byte tag, page, rows, payload bytes, CRC32C of the
+  // payload), then the page's rows, then their scales. Every value is checked whole before
+  // any row is written; then each of the job's copies is taken from its pages. Returns
+  // kPagesWritten, kJobAbandoned (nothing written), or the index of the first value that
+  // fails a check (nothing written; JS says what is wrong with it). Throws when a page the
+  // job needs is not among `pages`. The values must not change during the call.
+  static constexpr int64_t kPagesWritten = -1;
+  static constexpr int64_t kJobAbandoned = -2;
+  int64_t fillPages(uint64_t job, size_t count, const double* pages, const uint8_t* const* values, const size_t* lengths, const uint8_t tableTag[8]);
   // Ends a job: failure empty when every page arrived intact, else the error its waiters get.
   void complete(uint64_t job, const std::string& failure, double seconds);
 

@@ -69,11 +69,16 @@ export interface NativePagerFunctions {
   pagerRemoteJobs(pager: NativePagerHandle): Array<{ job: number; copies: Float64Array }>;
   /** Remote tier: rows of a job into the cache; false when the job was abandoned (nothing written). */
   pagerRemoteFill(pager: NativePagerHandle, args: { job: number; dstRow: number; rows: number; data: Uint8Array; scales?: Uint8Array }): boolean;
-  /** Remote tier: many pieces of a job at once (piece i: rows[i] rows to dstRows[i], bytes at dataOffsets[i] / scaleOffsets[i]); all checked before any is written. */
-  pagerRemoteFillMany(
-    pager: NativePagerHandle,
-    args: { job: number; dstRows: Float64Array; rows: Float64Array; dataOffsets: Float64Array; scaleOffsets?: Float64Array; data: Uint8Array; scales?: Uint8Array },
-  ): boolean;
+  /**
+   * Remote tier: a job's pages as the store returned them (values[i] is page pages[i]'s
+   * stored value, or null when missing), each checked whole (header and CRC32C) before any
+   * row is written, then the job's rows copied from them. Returns -1 when written, -2 when
+   * the job was abandoned (nothing written), else the index of the first value that fails
+   * its check (nothing written).
+   */
+  pagerRemoteFillPages(pager: NativePagerHandle, args: { job: number; pages: Float64Array; values: ReadonlyArray<Buffer | null>; tableTag: Uint8Array }): number;
+  /** CRC32C of `data` (the remote tier's page checksum); `portable` forces the table path. */
+  crc32c(data: Uint8Array, portable?: boolean): number;
   /** Remote tier: ends a job ('' when every page arrived intact, else the error its waiters get). */
   pagerRemoteComplete(pager: NativePagerHandle, job: number, failure: string, seconds: number): void;
 }

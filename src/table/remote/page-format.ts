@@ -2,14 +2,14 @@
 // rows, then (fp8) their UE8M0 scales. The header names the table and the page, so a
 // value stored under the wrong key, for another table, cut short or altered is refused
 // (CRC32C of the payload) before a byte of it reaches the cache.
-import { createRequire } from 'node:module';
+import { native } from '../../native/index.js';
 
-// @node-rs/crc32 (SIMD CRC32C) is a native module: loaded when a page is first encoded or
-// checked, so that nothing loads it for users who never touch the remote tier.
-let crc32cFn: ((data: Buffer) => number) | undefined;
+/**
+ * CRC32C of `data`: the addon's (the SSE4.2 instruction where the CPU has it, else a
+ * table), the same one the fetch path checks every page with.
+ */
 export function crc32c(data: Uint8Array): number {
-  crc32cFn ??= (createRequire(import.meta.url)('@node-rs/crc32') as { crc32c: (data: Buffer) => number }).crc32c;
-  return crc32cFn(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)) >>> 0;
+  return native().crc32c(data);
 }
 
 export const PAGE_MAGIC = 0x47504b45; // "EKPG" little-endian
@@ -25,9 +25,14 @@ export interface PageHeader {
   crc32c: number;
 }
 
+/** The table tag as stored in a page header (bytes 8..16): the first 8 bytes of the table id (hex). */
+export function tableTagBytes(tableId: string): Buffer {
+  return Buffer.from(tableId.slice(0, 16), 'hex');
+}
+
 /** The table tag: the first 8 bytes of the table id (hex), little-endian. */
 export function tableTag(tableId: string): bigint {
-  return Buffer.from(tableId.slice(0, 16), 'hex').readBigUInt64LE(0);
+  return tableTagBytes(tableId).readBigUInt64LE(0);
 }
 
 /** A page value: the header and `payload` (rows, then scales). */

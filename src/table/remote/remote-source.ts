@@ -4,7 +4,7 @@
 // as a whole: its ticket's wait throws, and nothing of it is ever read as table rows.
 import { native } from '../../native/index.js';
 import type { NativePagerHandle } from '../../native/pager.js';
-import { decodePage } from './page-format.js';
+import { decodePage, tableTagBytes } from './page-format.js';
 import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from './identity.js';
 import { RemoteStore, withTimeout, type RemoteStoreOptions } from './store.js';
 
@@ -53,6 +53,7 @@ interface Geometry {
 
 export class RemotePageSource {
   readonly tableId: string;
+  private readonly tagBytes: Uint8Array;
   /** Resolves once the store is connected and holds this table; rejects with why not. */
   readonly ready: Promise<void>;
   private store: RemoteStore | undefined;
@@ -65,6 +66,7 @@ export class RemotePageSource {
     private readonly g: Geometry,
   ) {
     this.tableId = table.tableId;
+    this.tagBytes = tableTagBytes(this.tableId);
     this.ready = this.connect();
     this.ready.catch(() => undefined); // awaited by every job and by remoteReady(); never unhandled
   }
@@ -111,8 +113,9 @@ export class RemotePageSource {
       const pages: number[] = [];
       const seen = new Set<number>();
       for (let c = 0; c < copies.length; c += 3) {
-        const [src, rows] = [copies[c], copies[c + 2]];
-        for (let p = Math.floor(src / pageRows); p <= Math.floor((src + rows - 1) / pageRows); p++) {
+        const src = copies[c];
+        const last = Math.floor((src + copies[c + 2] - 1) / pageRows);
+        for (let p = Math.floor(src / pageRows); p <= last; p++) {
           if (!seen.has(p)) {
             seen.add(p);
             pages.push(p);
@@ -121,55 +124,19 @@ export class RemotePageSource {
       }
       const keys = pages.map((p) => store.pageKey(this.tableId, p, this.buckets));
       const values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
-      // Every page is checked before any row is written.
-      const payloads = new Map<number, Buffer>();
-      let bytes = 0;
-      pages.forEach((p, i) => {
+      // One native call checks every page (header, CRC32C) before any of the job's rows is
+      // written, then copies the rows (and scales) from the values into the cache.
+      const result = native().pagerRemoteFillPages(handle, { job, pages: Float64Array.from(pages), values, tableTag: this.tagBytes });
+      if (result >= 0) {
+        const p = pages[result];
         const rows = this.pageRowsOf(p);
-        payloads.set(p, decodePage(values[i], keys[i], this.tableId, p, rows, rows * (rowBytes + scaleRowBytes)));
-        bytes += values[i]!.byteLength;
-      });
-      // The job's pieces (a copy cut at page boundaries) gathered into one buffer each for
-      // rows and scales, written to the cache by one native call.
-      const dstRows: number[] = [];
-      const counts: number[] = [];
-      const dataOffsets: number[] = [];
-      const scaleOffsets: number[] = [];
-      const pieces: Array<[Buffer, number, number, number]> = []; // payload, first row in it, rows, rows in its page
-      let dataBytes = 0;
-      let scaleBytes = 0;
-      for (let c = 0; c < copies.length; c += 3) {
-        const [src, dst, rows] = [copies[c], copies[c + 1], copies[c + 2]];
-        for (let r = src; r < src + rows; ) {
-          const p = Math.floor(r / pageRows);
-          const within = r - p * pageRows;
-          const inPage = this.pageRowsOf(p);
-          const n = Math.min(src + rows - r, inPage - within);
-          dstRows.push(dst + (r - src));
-          counts.push(n);
-          dataOffsets.push(dataBytes);
-          scaleOffsets.push(scaleBytes);
-          pieces.push([payloads.get(p)!, within, n, inPage]);
-          dataBytes += n * rowBytes;
-          scaleBytes += n * scaleRowBytes;
-          r += n;
-        }
+        // decodePage names what is wrong with the value.
+        decodePage(values[result], keys[result], this.tableId, p, rows, rows * (rowBytes + scaleRowBytes));
+        throw new Error(`remote tier: the value of '${keys[result]}' (page ${p}) failed the native page check; the page was not used`);
       }
-      const data = new Uint8Array(dataBytes);
-      const scales = scaleRowBytes > 0 ? new Uint8Array(scaleBytes) : undefined;
-      pieces.forEach(([payload, within, n, inPage], i) => {
-        data.set(payload.subarray(within * rowBytes, (within + n) * rowBytes), dataOffsets[i]);
-        if (scales) scales.set(payload.subarray(inPage * rowBytes + within * scaleRowBytes, inPage * rowBytes + (within + n) * scaleRowBytes), scaleOffsets[i]);
-      });
-      const written = native().pagerRemoteFillMany(handle, {
-        job,
-        dstRows: Float64Array.from(dstRows),
-        rows: Float64Array.from(counts),
-        dataOffsets: Float64Array.from(dataOffsets),
-        scaleOffsets: scales ? Float64Array.from(scaleOffsets) : undefined,
-        data,
-        scales,
-      });
+      const written = result === -1;
+      let bytes = 0;
+      for (const v of values) bytes += v!.byteLength;
       if (!written) return; // abandoned: its ticket has moved on
       this.stats.pages += pages.length;
       pagesRead = pages.length;
