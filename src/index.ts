@@ -74,5 +74,5 @@ export { pushTable, defaultPageRows, type PushOptions, type PushResult } from '.
 export { pushCheckpoint } from './table/remote/push-checkpoint.js';
 export { stripCheckpoint, type StripResult } from './table/remote/strip.js';
 export { STRIPPED_RECORD, type StrippedRecord } from './table/remote/stripped.js';
-export { tableIdentity, tableId, type TableIdentity, type RemoteManifest } from './table/remote/identity.js';
+export { tableIdentity, tableId, type TableIdentity, type RemoteManifest, type PageKeyFormat } from './table/remote/identity.js';
 export { RemoteTable, type RemoteStats } from './table/remote/remote-source.js';

@@ -48,6 +48,8 @@ describe('the stored page format', () => {
     expect(manifestMismatch(m, { ...identity, rows: 99 }, 8)).toMatch(/100 x 64/);
     expect(manifestMismatch(m, identity, 16)).toMatch(/pass pageRows: 8/);
     expect(manifestMismatch({ ...m, complete: false }, identity, 8)).toMatch(/has not finished/);
+    expect(manifestMismatch({ ...m, pageKeys: 3 as never }, identity, 8)).toMatch(/page keys are spelled in format 3/);
+    expect(manifestMismatch({ ...m, pageKeys: 2 }, identity, 8)).toBeUndefined();
     expect(tableId(identity)).toMatch(/^[0-9a-f]{32}$/);
     expect(tableId({ ...identity, headerSha256: ['bb'] })).not.toBe(tableId(identity));
   });

@@ -122,7 +122,8 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     const { ids, hidden } = paperBatch(1, 16);
     const rowsOf = remote.hashMapping.hashRows(ids, [1, 16], { layers: [1] }).rowIds;
     const page = Number(rowsOf[0]) >> 3;
-    const key = `ek:${pushed.tableId}:{${pushed.tableId.slice(0, 8)}.${page % pushed.buckets}}:${page}`;
+    expect(pushed.pageKeys).toBe(2);
+    const key = `ek:{${pushed.tableId.slice(0, 16)}.${page % pushed.buckets}}:${page}`;
     // One payload byte changed in place, on whichever node holds the key.
     const before = redis.cliCluster(redis.ports[0], 'GETRANGE', key, '40', '40');
     redis.cliCluster(redis.ports[0], 'SETRANGE', key, '40', before === 'X\n' ? 'Y' : 'X');
@@ -133,6 +134,31 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     expect((await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 }))[0].sent).toBe(0);
     expect((await pushCheckpoint(file, { url: redis.url }, { pageRows: 8, repair: true }))[0].sent).toBe(1);
     expect(same((await remote.forwardAsync(hidden, ids, [1, 16])).output, mem.forward(hidden, ids, [1, 16]).output)).toBe(true);
+    await remote.close();
+  });
+
+  it('a table pushed with the first releases\' page keys (format 1) is still read, resumed in that format, and refused a push in another', async () => {
+    // A table of its own (another seed): the other tests pushed theirs with format 2.
+    const file = path.join(root, 'keys-v1.safetensors');
+    new Engram({ engramVocabSize: [20_011, 20_011], hiddenSize: 32, nEmbedPerNgram: 64 }, { seed: 5, tableDtype: 'f32' }).saveSafetensors(file);
+    const [pushed] = await pushCheckpoint(file, { url: redis.url }, { pageRows: 8, pageKeys: 1 });
+    expect(pushed.pageKeys).toBe(1);
+    const manifest = JSON.parse(redis.cliCluster(redis.ports[0], 'GET', `ek:${pushed.tableId}:manifest`)) as { pageKeys?: number };
+    expect(manifest.pageKeys).toBeUndefined(); // as the first releases wrote it
+    const page = 5;
+    expect(redis.cliCluster(redis.ports[0], 'EXISTS', `ek:${pushed.tableId}:{${pushed.tableId.slice(0, 8)}.${page % pushed.buckets}}:${page}`).trim()).toBe('1');
+    expect(redis.cliCluster(redis.ports[0], 'EXISTS', `ek:{${pushed.tableId.slice(0, 16)}.${page % pushed.buckets}}:${page}`).trim()).toBe('0');
+    // A plain resume keeps the table's format (and finds every page there).
+    const again = (await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 }))[0];
+    expect([again.pageKeys, again.sent]).toEqual([1, 0]);
+    await expect(pushCheckpoint(file, { url: redis.url }, { pageRows: 8, pageKeys: 2 })).rejects.toThrow(/its page keys are in format 1, not 2/);
+    const mem = Engram.fromSafetensors(file);
+    const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((mem.table.rows * mem.table.rowBytes) / 3), pageRows: 8 } });
+    await remote.remoteReady();
+    for (let b = 0; b < 3; b++) {
+      const { ids, hidden } = paperBatch(2, 16);
+      expect(same((await remote.forwardAsync(hidden, ids, [2, 16])).output, mem.forward(hidden, ids, [2, 16]).output)).toBe(true);
+    }
     await remote.close();
   });
 
@@ -181,7 +207,7 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     redis.kill(replica);
     const { ids, hidden } = paperBatch(2, 64);
     const t0 = performance.now();
-    await expect(remote.forwardAsync(hidden, ids, [2, 64])).rejects.toThrow(/remote tier: reading page \d+ \('ek:[0-9a-f]+:\{[0-9a-f]+\.\d+\}:\d+', slot \d+ on [^)]+\) failed: .*\(retried for 2000 ms\)/);
+    await expect(remote.forwardAsync(hidden, ids, [2, 64])).rejects.toThrow(/remote tier: reading page \d+ \('ek:\{[0-9a-f]{16}\.\d+\}:\d+', slot \d+ on [^)]+\) failed: .*\(retried for 2000 ms\)/);
     expect(performance.now() - t0).toBeLessThan(6000);
     expect(remote.pager!.stats().ticketsInFlight).toBe(0);
     await redis.restart(master);

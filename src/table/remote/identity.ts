@@ -77,6 +77,14 @@ export function tableId(identity: TableIdentity): string {
 }
 
 /** What the store keeps beside the pages: the identity, how the table is cut into pages, and whether the push finished. */
+/**
+ * How a table's page keys are spelled: 1, `{prefix}:{tableId}:{{first 8 hex of the id}.{bucket}}:{page}`;
+ * 2 (what a push writes), `{prefix}:{{first 16 hex of the id}.{bucket}}:{page}`, half as
+ * long, which halves the client's work per key (it hashes and writes each one).
+ */
+export type PageKeyFormat = 1 | 2;
+export const PAGE_KEY_FORMAT: PageKeyFormat = 2;
+
 export interface RemoteManifest {
   format: 'engram-kernels remote table';
   version: 1;
@@ -88,6 +96,8 @@ export interface RemoteManifest {
   pages: number;
   /** Hash-tag groups the page keys fall in (see RemoteStore.pageKey). */
   buckets: number;
+  /** How the page keys are spelled (see RemoteStore.pageKey); absent in manifests of format 1, which wrote no such field. */
+  pageKeys?: PageKeyFormat;
   checksum: 'crc32c';
   complete: boolean;
 }
@@ -103,6 +113,7 @@ export function manifestMismatch(m: RemoteManifest, want: TableIdentity, pageRow
     return `it holds a ${id.dtype} table of ${id.rows} x ${id.cols}, this layer's is ${want.dtype} ${want.rows} x ${want.cols}`;
   }
   if (!(Number.isInteger(m.buckets) && m.buckets >= 1)) return 'it names no key groups (buckets)';
+  if (m.pageKeys !== undefined && m.pageKeys !== 1 && m.pageKeys !== 2) return `its page keys are spelled in format ${String(m.pageKeys)}, which this library does not read (1 or 2)`;
   if (m.pageRows !== pageRows) return `its pages hold ${m.pageRows} rows, this pager's ${pageRows} (pass pageRows: ${m.pageRows})`;
   if (!m.complete) return 'its push has not finished (run `engram store push` again to resume it)';
   return undefined;

@@ -6,7 +6,7 @@ import { regionBytes } from '../../core/tensor.js';
 import { DEFAULT_PAGE_BYTES } from '../pager.js';
 import { SCALE_BLOCK, type EngramTable } from '../table.js';
 import { crc32c, decodePage, encodePage, PAGE_HEADER_BYTES, PAGE_MAGIC } from './page-format.js';
-import { manifestMismatch, tableId as idOf, type RemoteManifest, type TableIdentity } from './identity.js';
+import { manifestMismatch, PAGE_KEY_FORMAT, tableId as idOf, type PageKeyFormat, type RemoteManifest, type TableIdentity } from './identity.js';
 import type { RemoteStore } from './store.js';
 import { describe, requireInteger } from '../../core/validate.js';
 
@@ -31,6 +31,12 @@ export interface PushOptions {
    */
   buckets?: number;
   /**
+   * How the page keys are spelled (default 2, the shorter; see RemoteStore.pageKey). A
+   * push that resumes or repairs a table already in the store keeps the table's format.
+   * 1 writes the keys of the first releases, for readers that only know those.
+   */
+  pageKeys?: PageKeyFormat;
+  /**
    * Read every stored page whole and check its payload's CRC32C, re-sending the ones that
    * fail (a value altered in the store keeps its header, which a plain resume compares).
    * Costs a read of the whole table.
@@ -44,6 +50,8 @@ export interface PushResult {
   tableId: string;
   /** The hash-tag groups of its keys. */
   buckets: number;
+  /** How its page keys are spelled. */
+  pageKeys: PageKeyFormat;
   pages: number;
   /** Pages sent now; the others were in the store already, intact. */
   sent: number;
@@ -90,7 +98,20 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   const id = idOf(identity);
   const pages = Math.ceil(table.rows / pageRows);
   const scaleRowBytes = table.dtype === 'f8e4m3' ? table.cols / SCALE_BLOCK : 0;
+  if (options.pageKeys !== undefined && options.pageKeys !== 1 && options.pageKeys !== 2) throw new RangeError(`options.pageKeys must be 1 or 2, got ${describe(options.pageKeys)}`);
   const manifestKey = store.manifestKey(id);
+  const existing = await store.get(manifestKey);
+  let keyFormat = options.pageKeys ?? PAGE_KEY_FORMAT;
+  if (existing !== null) {
+    const m = JSON.parse(existing.toString('utf8')) as RemoteManifest;
+    const stored = m.pageKeys ?? 1;
+    const why =
+      manifestMismatch({ ...m, complete: true }, identity, pageRows) ??
+      (m.buckets !== buckets ? `its keys fall in ${m.buckets} groups, not ${buckets}` : undefined) ??
+      (options.pageKeys !== undefined && options.pageKeys !== stored ? `its page keys are in format ${stored}, not ${options.pageKeys}` : undefined);
+    if (why !== undefined) throw new Error(`remote tier: '${manifestKey}' already holds this table differently: ${why}`);
+    keyFormat = stored;
+  }
   const manifest: RemoteManifest = {
     format: 'engram-kernels remote table',
     version: 1,
@@ -101,15 +122,11 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
     pageRows,
     pages,
     buckets,
+    ...(keyFormat === 1 ? {} : { pageKeys: keyFormat }),
     checksum: 'crc32c',
     complete: false,
   };
-  const existing = await store.get(manifestKey);
-  if (existing !== null) {
-    const m = JSON.parse(existing.toString('utf8')) as RemoteManifest;
-    const why = manifestMismatch({ ...m, complete: true }, identity, pageRows) ?? (m.buckets !== buckets ? `its keys fall in ${m.buckets} groups, not ${buckets}` : undefined);
-    if (why !== undefined) throw new Error(`remote tier: '${manifestKey}' already holds this table differently: ${why}`);
-  }
+  const keyOf = store.pageKeys(id, buckets, keyFormat);
   await store.setMany([[manifestKey, JSON.stringify(manifest)]]);
   const rowsOf = (p: number) => Math.min(pageRows, table.rows - p * pageRows);
   const crcs = new Uint32Array(pages);
@@ -117,7 +134,7 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   let bytesSent = 0;
   for (let first = 0; first < pages; first += batch) {
     const list = Array.from({ length: Math.min(batch, pages - first) }, (_, i) => first + i);
-    const keys = list.map((p) => store.pageKey(id, p, buckets));
+    const keys = list.map(keyOf);
     const payloads = list.map((p) => pagePayload(table, p, pageRows));
     list.forEach((p, i) => (crcs[p] = crc32c(payloads[i])));
     const stored = options.repair === true ? await store.getMany(keys) : await store.headers(keys, PAGE_HEADER_BYTES);
@@ -141,13 +158,13 @@ export async function pushTable(store: RemoteStore, table: EngramTable, identity
   // Verify: every page's header as stored, against the checksums just computed.
   for (let first = 0; first < pages; first += batch) {
     const list = Array.from({ length: Math.min(batch, pages - first) }, (_, i) => first + i);
-    const headers = await store.headers(list.map((p) => store.pageKey(id, p, buckets)), PAGE_HEADER_BYTES);
+    const headers = await store.headers(list.map(keyOf), PAGE_HEADER_BYTES);
     list.forEach((p, i) => {
       const payloadBytes = rowsOf(p) * (table.rowBytes + scaleRowBytes);
-      if (!headerMatches(headers[i], p, rowsOf(p), payloadBytes, crcs[p])) throw new Error(`remote tier: page ${p} ('${store.pageKey(id, p, buckets)}') did not verify after the push; run the push again`);
+      if (!headerMatches(headers[i], p, rowsOf(p), payloadBytes, crcs[p])) throw new Error(`remote tier: page ${p} ('${keyOf(p)}') did not verify after the push; run the push again`);
     });
     options.onProgress?.(first + list.length, pages, 'verify');
   }
   await store.setMany([[manifestKey, JSON.stringify({ ...manifest, complete: true })]]);
-  return { tableId: id, buckets, pages, sent, bytesSent, seconds: (performance.now() - t0) / 1000 };
+  return { tableId: id, buckets, pageKeys: keyFormat, pages, sent, bytesSent, seconds: (performance.now() - t0) / 1000 };
 }

@@ -57,7 +57,7 @@ export class RemotePageSource {
   /** Resolves once the store is connected and holds this table; rejects with why not. */
   readonly ready: Promise<void>;
   private store: RemoteStore | undefined;
-  private buckets = 1; // from the manifest
+  private keyOf: (page: number) => string = () => ''; // set by connect() from the manifest; every job awaits it
   private closed = false;
   readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [], jobPages: [] };
 
@@ -89,7 +89,7 @@ export class RemotePageSource {
     }
     const why = manifestMismatch(manifest, this.table.identity, this.g.pageRows);
     if (why !== undefined) throw new Error(`remote tier: the manifest '${key}' does not match this layer's table: ${why}`);
-    this.buckets = manifest.buckets;
+    this.keyOf = store.pageKeys(this.tableId, manifest.buckets, manifest.pageKeys ?? 1);
   }
 
   private pageRowsOf(page: number): number {
@@ -122,7 +122,7 @@ export class RemotePageSource {
           }
         }
       }
-      const keys = pages.map((p) => store.pageKey(this.tableId, p, this.buckets));
+      const keys = pages.map(this.keyOf);
       const values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
       // One native call checks every page (header, CRC32C) before any of the job's rows is
       // written, then copies the rows (and scales) from the values into the cache.

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 
 import { describe, requireInteger } from '../../core/validate.js';
+import { PAGE_KEY_FORMAT, type PageKeyFormat } from './identity.js';
 
 export interface RemoteStoreOptions {
   /** `redis://host:port` or `rediss://host:port` (TLS); several seeds of a cluster as an array. Credentials in the URL are accepted. */
@@ -119,8 +120,12 @@ export class RemoteStore {
       connectTimeout: timeoutMs,
       commandTimeout: timeoutMs,
       enableAutoPipelining: true,
-      // Reconnects are bounded: a few tries, then commands fail instead of waiting.
-      retryStrategy: (times) => (times > 20 ? null : Math.min(50 * times, 500)),
+      // A lost connection is retried every 0.5 s at most for as long as the store is open,
+      // so a node back after an outage of any length serves the next batch (a strategy that
+      // gave up after 20 tries, about 8 s, left such a node unused: seen as a flaky test).
+      // Commands meanwhile fail after maxRetriesPerRequest reconnects or timeoutMs: they
+      // never wait for the node.
+      retryStrategy: (times) => Math.min(50 * times, 500),
       maxRetriesPerRequest: 2,
     };
     const fail = (e: unknown, what: string) => {
@@ -185,10 +190,16 @@ export class RemoteStore {
    * The key of page `page` of a table stored in `buckets` hash-tag groups: pages of one
    * group share a slot, so a batch reads each group it touches with one MGET (per-command
    * cost, not bytes, bounds a client's rate on small pages); the groups spread over the
-   * slots, and so over the nodes.
+   * slots, and so over the nodes. `format`: the table manifest's `pageKeys` (1 when absent).
    */
-  pageKey(tableId: string, page: number, buckets: number): string {
-    return `${this.keyPrefix}:${tableId}:{${tableId.slice(0, 8)}.${page % buckets}}:${page}`;
+  pageKey(tableId: string, page: number, buckets: number, format: PageKeyFormat = PAGE_KEY_FORMAT): string {
+    return this.pageKeys(tableId, buckets, format)(page);
+  }
+
+  /** pageKey for many pages of one table: the part of the key they share is built once. */
+  pageKeys(tableId: string, buckets: number, format: PageKeyFormat = PAGE_KEY_FORMAT): (page: number) => string {
+    const head = format === 1 ? `${this.keyPrefix}:${tableId}:{${tableId.slice(0, 8)}.` : `${this.keyPrefix}:{${tableId.slice(0, 16)}.`;
+    return (page) => `${head}${page % buckets}}:${page}`;
   }
 
   manifestKey(tableId: string): string {
