@@ -136,10 +136,15 @@ describe('tables read in place from a memory-mapped file', () => {
       const rows = Int32Array.of(0, 7, 10_000, 39_999);
       expect(await mapped.table.readAhead(rows)).toBeGreaterThanOrEqual(rows.length + 1);
       expect(await whole.table.readAhead(rows)).toBe(0);
-      // The pages are in the page cache now: further calls run one time in 16 only.
+      // The pages are in the page cache now: further calls run one time in 16 only, 2 of
+      // these 32. A touch that takes over 20 µs counts as cold and makes the next call run
+      // too; on a loaded machine a warm touch can (preempted between its two clock reads:
+      // seen once in CI, 3 calls ran), so a few more may run, never most of them.
       const again = [];
       for (let i = 0; i < 32; i++) again.push(await mapped.table.readAhead(rows));
-      expect(again.filter((n) => n > 0).length).toBe(2);
+      const ran = again.filter((n) => n > 0).length;
+      expect(ran).toBeGreaterThanOrEqual(2);
+      expect(ran).toBeLessThanOrEqual(6);
       // A hint never rejects: rows outside the table are the gather's error to report.
       const fresh = Engram.fromSafetensors(file);
       expect(await fresh.table.readAhead(Int32Array.of(-1, 10 ** 9))).toBe(0);
