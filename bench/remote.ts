@@ -51,10 +51,14 @@ try {
   const cacheBytes = Math.floor(table.byteLength / 8);
   const remote = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'remote', url: redis.url, cacheBytes, pageRows } });
   await remote.remoteReady();
+  // The same tier with every read through ioredis (directReads false): what the store's own
+  // connections save.
+  const remoteIoredis = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'remote', url: redis.url, cacheBytes, pageRows, directReads: false } });
+  await remoteIoredis.remoteReady();
   const file = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'file', cacheBytes, pageRows } });
   const { hiddenSize: D, hcMult: hc } = layer.config;
   const corpus = brownTokens(ram.hashMapping.tokenizer, 256 * 1024);
-  const models = { ram, file, remote } as const;
+  const models = { ram, file, remote, 'remote-ioredis': remoteIoredis } as const;
   type Tier = keyof typeof models;
 
   let seed = 7;
@@ -127,7 +131,7 @@ try {
           if (st) {
             x.net += st.bytes - net0;
             x.jobs.push(...st.jobSeconds.slice(jobs0));
-            st.jobSeconds.slice(jobs0).forEach((sec, i) => jobPoints.push([st.jobPages[jobs0 + i], sec]));
+            if (t === 'remote') st.jobSeconds.slice(jobs0).forEach((sec, i) => jobPoints.push([st.jobPages[jobs0 + i], sec]));
           }
         }
         bar(round + 1, ROUNDS + 1);
@@ -144,14 +148,15 @@ try {
           loss: t === 'ram' ? null : 1 - tps / ramTps,
           stallShare: t === 'ram' ? null : x.stall / x.layerSeconds,
           rowHitRate: t === 'ram' ? null : x.hits / x.lookups,
-          networkBytesPerToken: t === 'remote' ? x.net / x.tokens : null,
-          fetchP50Ms: t === 'remote' && x.jobs.length ? 1000 * quantile(x.jobs, 0.5) : null,
-          fetchP99Ms: t === 'remote' && x.jobs.length ? 1000 * quantile(x.jobs, 0.99) : null,
+          networkBytesPerToken: t.startsWith('remote') ? x.net / x.tokens : null,
+          fetchP50Ms: t.startsWith('remote') && x.jobs.length ? 1000 * quantile(x.jobs, 0.5) : null,
+          fetchP99Ms: t.startsWith('remote') && x.jobs.length ? 1000 * quantile(x.jobs, 0.99) : null,
         });
       }
     }
   }
   await remote.close();
+  await remoteIoredis.close();
   // Calibration for engram plan: a fetch's time as a round trip plus a cost per page
   // (least squares over every fetch, decode and prefill sizes), the per-page cost read as
   // an effective bandwidth over the page's bytes (rows, scales, 32-byte header).
@@ -168,7 +173,7 @@ try {
   const fmt = (v: number | null, f: (x: number) => string) => (v === null ? '—' : f(v));
   const md =
     `# The remote tier: DeepSeek-V4.1's layer with its table in a Redis Cluster\n\n` +
-    `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, CPU kernel ${info.cpuKernel}; Redis ${redis.cli(redis.ports[0], 'INFO', 'server').match(/redis_version:(\S+)/)?.[1]} cluster of 3 masters + 3 replicas on loopback (no persistence), ioredis with auto-pipelining. ` +
+    `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB, CPU kernel ${info.cpuKernel}; Redis ${redis.cli(redis.ports[0], 'INFO', 'server').match(/redis_version:(\S+)/)?.[1]} cluster of 3 masters + 3 replicas on loopback (no persistence); tier remote reads pages over the store's own connections (the default), remote-ioredis through ioredis alone (directReads: false, auto-pipelining). ` +
     `Layer 1 at the released dimensions (hidden ${D}, hc ${hc}, 24 rows x 256 fp8 + 8 scales per token), table rows scaled by ${scale}: ${table.rows.toLocaleString()} rows, ${(table.byteLength / 2 ** 20).toFixed(0)} MiB, ` +
     `pushed as ${pushed.pages.toLocaleString()} one-row pages in ${pushed.buckets} hash-tag groups (one MGET per group a fetch touches) in ${pushSeconds.toFixed(1)} s. Paged tiers: an LRU cache of an eighth of the table, one-row pages. ` +
     `Each step prefetches its rows, waits the lead (the layers in between, emulated), then runs the layer (forwardAsync with the ticket); tokens/s count the layer's own time, stall included. ` +
@@ -189,9 +194,9 @@ try {
       ]),
     ) +
     (calibration
-      ? `\nCalibration for \`engram plan --calibration bench/results/remote.json\`, a straight line through ${calibration.fitPoints} fetches (time = round trip + pages x per-page cost): ` +
-        `round trip ${calibration.networkRttUs.toFixed(0)} µs, per-page cost equivalent to ${calibration.networkGBps.toFixed(3)} GB/s of page bytes. On this 2-core machine the per-page cost is the client's and the servers' CPU ` +
-        `(ioredis parsing, 6 Redis processes sharing the cores with the layer), not loopback bandwidth.\n`
+      ? `\nCalibration for \`engram plan --calibration bench/results/remote.json\`, a straight line through ${calibration.fitPoints} fetches of tier remote (time = round trip + pages x per-page cost): ` +
+        `round trip ${calibration.networkRttUs.toFixed(0)} µs, per-page cost equivalent to ${calibration.networkGBps.toFixed(3)} GB/s of page bytes. On this 2-core machine the per-page cost is CPU ` +
+        `(the client's work per page, 6 Redis processes sharing the cores with the layer), not loopback bandwidth.\n`
       : '');
   console.log(md);
   writeResults('remote', { benchmark: 'remote', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, scale, steps: STEPS, rounds: ROUNDS, pushSeconds, pages: pushed.pages, buckets: pushed.buckets, rows, calibration }, md);

@@ -15,6 +15,7 @@ import { native } from '../src/native/index.js';
 import { decodePage, encodePage, PAGE_HEADER_BYTES, tableTagBytes } from '../src/table/remote/page-format.js';
 import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from '../src/table/remote/identity.js';
 import { RemoteStore } from '../src/table/remote/store.js';
+import { encodeCommand, RespErrorReply, RespProtocolError, RespReplyParser, type RespReply } from '../src/table/remote/resp.js';
 
 const id = 'a73b8cb9a7f47e28330599ce3e190a29';
 // An independent CRC32C (napi-rs, SIMD) to check the addon's against.
@@ -182,6 +183,57 @@ describe("the remote tier's native engine", () => {
   it('a pager without the remote tier refuses the remote calls', () => {
     const { pager } = native().pagerCreate({ rows, rowBytes: cols * 4, scaleRowBytes: 0, pageRows: 4, slots: 8, hotRows: 0, eviction: 0, simulate: true, bytesPerSecond: 0 });
     expect(() => native().pagerRemoteJobs(pager)).toThrow(/no remote tier/);
+  });
+});
+
+describe("RESP replies, as the remote tier's direct page reads parse them", () => {
+  // A stream of the replies MGET, AUTH and errors give, with values of every length class.
+  const values = (n: number, salt: number): Array<Buffer | null> =>
+    Array.from({ length: n }, (_, i) => ((i + salt) % 5 === 3 ? null : Buffer.from(Array.from({ length: ((i * 97 + salt) % 120) + (i === 1 ? 1500 : 0) }, (_, j) => (j * 31 + i + salt) & 255))));
+  const encode = (r: RespReply): string => {
+    if (r === null) return '*-1\r\n';
+    if (r instanceof RespErrorReply) return `-${r.message}\r\n`;
+    if (typeof r === 'number') return `:${r}\r\n`;
+    if (typeof r === 'string') return `+${r}\r\n`;
+    if (Buffer.isBuffer(r)) return `$${r.length}\r\n${r.toString('latin1')}\r\n`;
+    return `*${r.length}\r\n` + r.map((v) => (v === null ? '$-1\r\n' : `$${v.length}\r\n${v.toString('latin1')}\r\n`)).join('');
+  };
+  const replies: RespReply[] = ['OK', values(7, 1), new RespErrorReply('MOVED 1234 127.0.0.1:7001'), values(1, 2), [], values(30, 3), -17, Buffer.from('a\r\nb'), values(3, 4), 0];
+  const stream = Buffer.from(replies.map(encode).join(''), 'latin1');
+  // Replies compared as their encoding (which names every type and holds every byte).
+  const expected = replies.map(encode).join('|');
+  const parseIn = (cuts: number[]): string => {
+    const got: RespReply[] = [];
+    const parser = new RespReplyParser((r) => got.push(r));
+    let at = 0;
+    for (const c of [...cuts, stream.length]) {
+      parser.feed(stream.subarray(at, c));
+      at = c;
+    }
+    return got.map(encode).join('|');
+  };
+
+  it('gives every reply, in order, with the same bytes, however the stream is cut into chunks', () => {
+    expect(parseIn([])).toBe(expected);
+    for (let cut = 1; cut < stream.length; cut++) expect(parseIn([cut])).toBe(expected);
+    let seed = 5;
+    for (let trial = 0; trial < 200; trial++) {
+      const cuts = [...new Set(Array.from({ length: 1 + (trial % 40) }, () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % stream.length))].sort((a, b) => a - b);
+      expect(parseIn(cuts)).toBe(expected);
+    }
+    // One byte at a time.
+    expect(parseIn(Array.from({ length: stream.length - 1 }, (_, i) => i + 1))).toBe(expected);
+  });
+
+  it('refuses bytes that are not such replies (the connection is then dropped and its reads go through the client)', () => {
+    for (const bad of ['?what\r\n', '*2\r\n:1\r\n:2\r\n', '$3\r\nabcd\r\n', '*x\r\n', '+OK\rX\n', '$\r\n']) {
+      const parser = new RespReplyParser(() => undefined);
+      expect(() => parser.feed(Buffer.from(bad, 'latin1')), bad).toThrow(RespProtocolError);
+    }
+  });
+
+  it('encodes commands with byte lengths', () => {
+    expect(encodeCommand(['MGET', 'ek:{a.1}:7', 'é'])).toBe('*3\r\n$4\r\nMGET\r\n$10\r\nek:{a.1}:7\r\n$2\r\né\r\n');
   });
 });
 

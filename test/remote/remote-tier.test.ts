@@ -57,7 +57,9 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
       const mem = Engram.fromSafetensors(file);
       const rowBytes = mem.table.rowBytes;
       const rows = mem.table.rows;
-      const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * rowBytes) / 3), pageRows: 8 } });
+      // bf16 reads through the cluster client alone (directReads false), f32 through the direct connections.
+      const directReads = dtype === 'f32';
+      const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((rows * rowBytes) / 3), pageRows: 8, directReads } });
       await remote.remoteReady();
       expect(remote.pager!.slots * 8).toBeLessThan(rows / 2);
       for (let b = 0; b < 8; b++) {
@@ -79,6 +81,9 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
       const stats = remote.pager!.remoteStats()!;
       expect(stats.failedJobs).toBe(0);
       expect(stats.pages).toBeGreaterThan(0);
+      // Every read on one path: none handed to the client on a healthy cluster.
+      expect(directReads ? stats.directMgets : stats.clientMgets).toBeGreaterThan(stats.jobs);
+      expect(directReads ? stats.clientMgets : stats.directMgets).toBe(0);
       await remote.close();
     });
   }
@@ -185,12 +190,20 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     await remote.remoteReady();
     const masters = redis.ports.filter((p) => /role:master/.test(redis.cli(p, 'INFO', 'replication')));
     const victim = masters.find((p) => p !== redis.ports[0])!;
+    let afterFailover = { directMgets: 0, clientMgets: 0 };
     for (let b = 0; b < 10; b++) {
       if (b === 3) redis.kill(victim);
       const { ids, hidden } = paperBatch(2, 32);
       const got = (await remote.forwardAsync(hidden, ids, [2, 32])).output;
       expect(same(got, mem.forward(hidden, ids, [2, 32]).output)).toBe(true);
+      if (b === 7) afterFailover = { ...remote.pager!.remoteStats()! };
     }
+    // The dead master's reads were handed to the cluster client, which found the promoted
+    // replica; the direct connections then read from it as from any master.
+    const stats = remote.pager!.remoteStats()!;
+    expect(afterFailover.clientMgets).toBeGreaterThan(0);
+    expect(stats.directMgets).toBeGreaterThan(afterFailover.directMgets);
+    expect(stats.clientMgets).toBe(afterFailover.clientMgets);
     await remote.close();
     await redis.restart(victim); // back as a replica, for the tests after
   }, 120_000);
@@ -258,6 +271,9 @@ describe('the remote tier on single servers: AUTH and TLS', () => {
       const reader = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, username: 'engram-reader', password: 'reader-pass', cacheBytes: 1 << 20, pageRows: 8 } });
       await reader.remoteReady();
       expect(same((await reader.forwardAsync(hidden, ids, [1, 32])).output, want)).toBe(true);
+      // The direct connections authenticate as that user too.
+      expect(reader.pager!.remoteStats()!.directMgets).toBeGreaterThan(0);
+      expect(reader.pager!.remoteStats()!.clientMgets).toBe(0);
       await reader.close();
       // The same user cannot push (no SET): refused by the server, said clearly.
       await expect(pushCheckpoint(file, { url: redis.url, username: 'engram-reader', password: 'reader-pass' }, { pageRows: 8 })).rejects.toThrow(/NOPERM|no permissions/i);
@@ -278,6 +294,9 @@ describe('the remote tier on single servers: AUTH and TLS', () => {
       await remote.remoteReady();
       const { ids, hidden } = paperBatch(1, 32);
       expect(same((await remote.forwardAsync(hidden, ids, [1, 32])).output, Engram.fromSafetensors(file).forward(hidden, ids, [1, 32]).output)).toBe(true);
+      // The direct connections speak TLS with the same settings.
+      expect(remote.pager!.remoteStats()!.directMgets).toBeGreaterThan(0);
+      expect(remote.pager!.remoteStats()!.clientMgets).toBe(0);
       await remote.close();
     } finally {
       await redis.stop();

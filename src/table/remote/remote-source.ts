@@ -42,6 +42,13 @@ export interface RemoteStats {
   jobSeconds: number[];
   /** The pages each of those jobs read (0 for a failed one). */
   jobPages: number[];
+  /**
+   * The MGETs (one per hash-tag group a job touched) answered by the direct connections,
+   * and those read through the cluster client: all of them with directReads false, else
+   * the ones handed to it (a redirection after a failover, a node that failed).
+   */
+  directMgets: number;
+  clientMgets: number;
 }
 
 interface Geometry {
@@ -59,7 +66,7 @@ export class RemotePageSource {
   private store: RemoteStore | undefined;
   private keyOf: (page: number) => string = () => ''; // set by connect() from the manifest; every job awaits it
   private closed = false;
-  readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [], jobPages: [] };
+  readonly stats: RemoteStats = { jobs: 0, pages: 0, bytes: 0, failedJobs: 0, jobSeconds: [], jobPages: [], directMgets: 0, clientMgets: 0 };
 
   constructor(
     readonly table: RemoteTable,
@@ -123,7 +130,13 @@ export class RemotePageSource {
         }
       }
       const keys = pages.map(this.keyOf);
-      const values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
+      let values: Array<Buffer | null>;
+      try {
+        values = await store.getManyRetrying(keys, (i) => `page ${pages[i]}`);
+      } finally {
+        this.stats.directMgets = store.readStats.directMgets;
+        this.stats.clientMgets = store.readStats.clientMgets;
+      }
       // One native call checks every page (header, CRC32C) before any of the job's rows is
       // written, then copies the rows (and scales) from the values into the cache.
       const result = native().pagerRemoteFillPages(handle, { job, pages: Float64Array.from(pages), values, tableTag: this.tagBytes });
