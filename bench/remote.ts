@@ -28,7 +28,7 @@ if (!fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
   writeSyntheticV41Checkpoint(dir, { rowsScale: scale, hiddenSize, layerIds: [1], onProgress: progress('  layers') });
 }
 const STEPS = smokeOr(Number(process.env.BENCH_STEPS ?? 40), 2);
-const ROUNDS = smokeOr(4, 2);
+const ROUNDS = smokeOr(Number(process.env.BENCH_ROUNDS ?? 4), 2);
 const LEADS_MS = smokeOr([0, 1, 5, 20], [1]);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -37,7 +37,9 @@ const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math
 log('starting a Redis Cluster (3 masters + 3 replicas) on loopback...');
 const redis = await startRedis({ persist: false });
 try {
-  const ram = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu' });
+  // The baseline: the table copied into this process's memory (a mapped file's rows measured
+  // slower to gather here, 48-55 ms a decode step against 41).
+  const ram = DeepseekV41EngramModel.fromCheckpoint(dir, { device: 'cpu', table: { tier: 'host', copy: true } });
   const layer = ram.layers.get(1)!;
   const table = layer.table;
   const pageRows = 1; // one-row pages: a miss moves one row (as bench:pager's file tier)
@@ -86,37 +88,44 @@ try {
 
   for (const ph of phases) {
     const streams = new Map([[1, random(ph.B * ph.S * hc * D)]]);
+    let at = 0; // the text goes on from lead to lead: no lead re-reads rows an earlier one cached
     for (const lead of ph.phase === 'decode' ? LEADS_MS : [LEADS_MS.includes(1) ? 1 : LEADS_MS[0]]) {
       const tally = new Map<Tier, { seconds: number[]; stall: number; layerSeconds: number; net: number; tokens: number; jobs: number[]; hits: number; lookups: number }>();
       for (const t of Object.keys(models) as Tier[]) tally.set(t, { seconds: [], stall: 0, layerSeconds: 0, net: 0, tokens: 0, jobs: [], hits: 0, lookups: 0 });
-      let at = 0;
       const bar = progress(`  ${ph.phase} ${ph.B} x ${ph.S}, lead ${lead} ms`);
       // Rounds of every tier in turn (the first round warms up): each tier meets this
       // shared machine in the same states, and reads the same text.
       for (let round = 0; round <= ROUNDS; round++) {
-        const start = at;
-        for (const t of Object.keys(models) as Tier[]) {
+        const tiers = Object.keys(models) as Tier[];
+        const run = tiers.map((t) => {
           const model = models[t];
           const l = model.layers.get(1)!;
-          at = start;
-          const state = model.newState(ph.B);
           if (l.pager) l.resetPagerStats();
           const stats0 = l.pager?.remoteStats();
-          const net0 = stats0?.bytes ?? 0;
-          const jobs0 = stats0?.jobSeconds.length ?? 0;
-          let layerSeconds = 0;
+          return { t, model, l, state: model.newState(ph.B), net0: stats0?.bytes ?? 0, jobs0: stats0?.jobSeconds.length ?? 0, layerSeconds: 0 };
+        });
+        // Each tier runs the round's steps in turn, on the same text; the tier that goes first
+        // moves on each round, so no tier always follows the same one (a tier inherits the
+        // state the one before left: the collector's garbage, the servers' work in flight).
+        const start = at;
+        for (let k = 0; k < run.length; k++) {
+          const r = run[(k + round) % run.length];
+          at = start;
           for (let s = 0; s < STEPS; s++) {
             const ids = new Int32Array(ph.B * ph.S);
             for (let i = 0; i < ids.length; i++) ids[i] = corpus[at++ % corpus.length];
-            const history = ph.S === 1 ? state.history : undefined;
-            const ticket = model.prefetch(ids, [ph.B, ph.S], { history });
+            const history = ph.S === 1 ? r.state.history : undefined;
+            const ticket = r.model.prefetch(ids, [ph.B, ph.S], { history });
             await sleep(lead); // the layers between the prefetch and this one
             const f0 = performance.now();
-            const r = await model.forwardAsync(streams, ids, [ph.B, ph.S], { history, ticket });
-            layerSeconds += (performance.now() - f0) / 1000;
-            if (history) state.history = r.history;
+            const out = await r.model.forwardAsync(streams, ids, [ph.B, ph.S], { history, ticket });
+            r.layerSeconds += (performance.now() - f0) / 1000;
+            if (history) r.state.history = out.history;
           }
-          if (round === 0) continue;
+        }
+        bar(round + 1, ROUNDS + 1);
+        if (round === 0) continue; // the first round warms up
+        for (const { t, l, net0, jobs0, layerSeconds } of run) {
           const x = tally.get(t)!;
           x.seconds.push(layerSeconds);
           x.tokens += STEPS * ph.B * ph.S;
@@ -134,7 +143,6 @@ try {
             if (t === 'remote') st.jobSeconds.slice(jobs0).forEach((sec, i) => jobPoints.push([st.jobPages[jobs0 + i], sec]));
           }
         }
-        bar(round + 1, ROUNDS + 1);
       }
       const ramTps = (STEPS * ph.B * ph.S) / median(tally.get('ram')!.seconds);
       for (const t of Object.keys(models) as Tier[]) {
@@ -177,7 +185,7 @@ try {
     `Layer 1 at the released dimensions (hidden ${D}, hc ${hc}, 24 rows x 256 fp8 + 8 scales per token), table rows scaled by ${scale}: ${table.rows.toLocaleString()} rows, ${(table.byteLength / 2 ** 20).toFixed(0)} MiB, ` +
     `pushed as ${pushed.pages.toLocaleString()} one-row pages in ${pushed.buckets} hash-tag groups (one MGET per group a fetch touches) in ${pushSeconds.toFixed(1)} s. Paged tiers: an LRU cache of an eighth of the table, one-row pages. ` +
     `Each step prefetches its rows, waits the lead (the layers in between, emulated), then runs the layer (forwardAsync with the ticket); tokens/s count the layer's own time, stall included. ` +
-    `Medians of ${ROUNDS} rounds of ${STEPS} steps per tier, the tiers taking turns on the same Brown Corpus text. Loss: against the RAM tier in the same rounds.\n\n` +
+    `Medians of ${ROUNDS} rounds of ${STEPS} steps per tier, the tiers taking turns on the same Brown Corpus text (the first of each round rotating), the text running on from lead to lead. Loss: against the RAM tier (the table copied into the process's memory) in the same rounds.\n\n` +
     markdownTable(
       ['phase', 'lead ms', 'tier', 'tokens/s', 'loss vs RAM', 'stall share', 'row hit rate', 'network B/token', 'fetch p50 ms', 'fetch p99 ms'],
       rows.map((r) => [
@@ -193,6 +201,7 @@ try {
         fmt(r.fetchP99Ms, (v) => v.toFixed(2)),
       ]),
     ) +
+    spreadNote(rows) +
     (calibration
       ? `\nCalibration for \`engram plan --calibration bench/results/remote.json\`, a straight line through ${calibration.fitPoints} fetches of tier remote (time = round trip + pages x per-page cost): ` +
         `round trip ${calibration.networkRttUs.toFixed(0)} µs, per-page cost equivalent to ${calibration.networkGBps.toFixed(3)} GB/s of page bytes. On this 2-core machine the per-page cost is CPU ` +
@@ -202,4 +211,12 @@ try {
   writeResults('remote', { benchmark: 'remote', date: new Date().toISOString(), machine: facts, cpuKernel: info.cpuKernel, scale, steps: STEPS, rounds: ROUNDS, pushSeconds, pages: pushed.pages, buckets: pushed.buckets, rows, calibration }, md);
 } finally {
   await redis.stop();
+}
+
+/** How much the RAM tier's own decode speed moved between the leads of one run: the noise floor of the losses. */
+function spreadNote(rows: ReadonlyArray<{ phase: string; tier: string; tokensPerSecond: number }>): string {
+  const ram = rows.filter((r) => r.tier === 'ram' && r.phase === 'decode').map((r) => r.tokensPerSecond);
+  if (ram.length < 2) return '';
+  const [lo, hi] = [Math.min(...ram), Math.max(...ram)];
+  return `\nThe RAM tier's own decode speed ranged ${lo.toFixed(0)}-${hi.toFixed(0)} tokens/s across the leads of this run (${((100 * (hi - lo)) / hi).toFixed(0)}%): a loss, or gain, smaller than that is this machine's noise. The tiers measured in the same rounds (remote against remote-ioredis) compare more closely.\n`;
 }

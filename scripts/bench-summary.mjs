@@ -56,7 +56,7 @@ const remote = read('remote.json');
 for (const r of remote?.rows ?? []) {
   if (r.tier === 'ram') continue;
   const ram = remote.rows.find((x) => x.tier === 'ram' && x.phase === r.phase && x.leadMs === r.leadMs);
-  add('remote', remote, `V4.1 layer ${r.phase}, table ${r.tier === 'remote' ? 'in a Redis Cluster' : 'in its file'}, prefetch ${r.leadMs} ms ahead`, r.tokensPerSecond, 'tokens/s', 'same layer, table in RAM, same rounds', ram?.tokensPerSecond);
+  add('remote', remote, `V4.1 layer ${r.phase}, table ${r.tier === 'remote' ? 'in a Redis Cluster' : r.tier === 'remote-ioredis' ? 'in a Redis Cluster, read through ioredis alone' : 'in its file'}, prefetch ${r.leadMs} ms ahead`, r.tokensPerSecond, 'tokens/s', 'same layer, table in RAM, same rounds', ram?.tokensPerSecond);
 }
 const pager = read('pager.json');
 for (const r of pager?.file?.rows ?? []) {
