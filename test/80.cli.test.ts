@@ -60,6 +60,14 @@ describe('the engram command line', () => {
     expect(help.out).not.toMatch(/engram hash|engram plan/);
   });
 
+  it('store push checks --page-keys before connecting, and its help names it', () => {
+    const file = path.join(root, 'none.safetensors');
+    const r = cli('store', 'push', file, '--url', 'redis://127.0.0.1:1', '--page-keys', '3');
+    expect(r.status).toBe(1);
+    expect(r.err).toMatch(/--page-keys must be 1 or 2, got "3"/);
+    expect(cli('store', 'push', '--help').out).toMatch(/--page-keys 1\|2/);
+  });
+
   it('v41 synth checks its numbers before writing anything, and copies the tokenizer it is given', () => {
     const zero = path.join(root, 'hidden-zero');
     const r = cli('v41', 'synth', zero, '--hidden', '0');

@@ -55,41 +55,6 @@ void PageCounts::reset(int64_t pages, int64_t slots) {
   sketch_.assign(static_cast<size_t>(lines_ * kLineCounters), 0);
 }
 
-void PageCounts::locate(int64_t page, uint64_t* cells) const {
-  if (!exact_.empty()) {
-    cells[0] = static_cast<uint64_t>(page);
-    __builtin_prefetch(exact_.data() + page, 1);
-    return;
-  }
-  // SplitMix64 of the page: the low bits pick its line of 64 counters, the next four
-  // nibbles one counter in each quarter of that line.
-  uint64_t z = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull + 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  const uint64_t line = (z & (lines_ - 1)) * kLineCounters;
-  __builtin_prefetch(sketch_.data() + line, 1);  // the page's four counters share this line
-  const uint64_t within = z >> 40;  // bits apart from the line's
-  for (int r = 0; r < kDepth; ++r) cells[r] = line + static_cast<uint64_t>(r) * (kLineCounters / kDepth) + ((within >> (4 * r)) & 15);
-}
-
-uint32_t PageCounts::add(const uint64_t* cells, uint64_t n) {
-  if (!exact_.empty()) {
-    uint32_t& c = exact_[cells[0]];
-    c = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, c + n));
-    return c;
-  }
-  // As add(page, n): conservative update, raising only the cells below the new estimate.
-  uint32_t least = UINT32_MAX;
-  for (int r = 0; r < kDepth; ++r) least = std::min<uint32_t>(least, sketch_[cells[r]]);
-  const uint8_t target = static_cast<uint8_t>(std::min<uint64_t>(0xff, least + n));
-  for (int r = 0; r < kDepth; ++r) {
-    uint8_t& c = sketch_[cells[r]];
-    c = std::max(c, target);
-  }
-  return target;
-}
-
 Pager::Pager(const PagerGeometry& g, Eviction eviction, std::unique_ptr<CopyEngine> engine)
     : g_(g), eviction_(eviction), engine_(std::move(engine)) {
   EK_REQUIRE(g.rows > 0 && g.pageRows > 0 && g.slots >= 0 && g.hotRows >= 0, RangeError, "pager geometry out of range");
@@ -188,6 +153,51 @@ int findTag8(const uint32_t* tags, uint32_t key) {
 #endif
   return mask == 0 ? -1 : __builtin_ctz(mask);
 }
+
+// The way of a full 8-way set (meta as laid out in the ctor) that a missing page takes:
+// its first idle free way, else its idle way of least key (LRU: released longest ago; LFU:
+// fewest lookups, then released longest ago); -1 when every way is pinned. One 16-bit key
+// a way and a horizontal minimum, with no branch per way: LRU's compare-and-branch loop
+// mispredicted on most sets (where the oldest way lies is random). A set's recency ranks
+// are a permutation of 0..7, so the age fits in 3 bits beside LFU's 8-bit count.
+int chooseWay8(const uint8_t* meta, bool lfu) {
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  const __m128i held = _mm_loadu_si128(reinterpret_cast<const __m128i*>(meta));
+  const __m128i ranks = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta + 16)), zero);
+  const __m128i emptyLo = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(meta + 32)), zero);
+  const __m128i emptyHi = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(meta + 48)), zero);
+  const __m128i empty = _mm_packs_epi32(emptyLo, emptyHi);  // 16-bit lanes: all ones where the tag is 0
+  const __m128i pinned = _mm_xor_si128(_mm_cmpeq_epi16(held, zero), _mm_set1_epi16(-1));
+  __m128i key = _mm_sub_epi16(_mm_set1_epi16(8), ranks);  // 1 + (7 - rank)
+  if (lfu) {
+    const __m128i counts = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta + 24)), zero);
+    key = _mm_add_epi16(key, _mm_slli_epi16(counts, 3));
+  }
+  const __m128i none = _mm_set1_epi16(0x7fff);
+  key = _mm_andnot_si128(empty, key);                // free: 0
+  key = _mm_or_si128(_mm_and_si128(pinned, none), _mm_andnot_si128(pinned, key));
+  __m128i least = _mm_min_epi16(key, _mm_shuffle_epi32(key, 0x4e));
+  least = _mm_min_epi16(least, _mm_shuffle_epi32(least, 0xb1));
+  least = _mm_min_epi16(least, _mm_shufflehi_epi16(_mm_shufflelo_epi16(least, 0xb1), 0xb1));
+  if ((_mm_cvtsi128_si32(least) & 0xffff) == 0x7fff) return -1;
+  const unsigned at = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi16(key, least)));
+  return __builtin_ctz(at) / 2;
+#else
+  const uint16_t* held = reinterpret_cast<const uint16_t*>(meta);
+  const uint32_t* tags = reinterpret_cast<const uint32_t*>(meta + 32);
+  uint32_t best = 0x7fff;
+  int way = -1;
+  for (int w = 0; w < 8; ++w) {
+    uint32_t key = 8u - meta[16 + w] + (lfu ? uint32_t{meta[24 + w]} << 3 : 0u);
+    if (tags[w] == 0) key = 0;
+    if (held[w] != 0) key = 0x7fff;
+    way = key < best ? w : way;
+    best = std::min(best, key);
+  }
+  return way;
+#endif
+}
 }  // namespace
 
 [[gnu::always_inline]] inline int32_t Pager::findSlot(int64_t page, size_t set) const {
@@ -238,32 +248,18 @@ int32_t Pager::sweep(bool wantFree) {
   const uint32_t* tags = setTags(set);
   const bool lfu = eviction_ == Eviction::Lfu, direct = eviction_ == Eviction::Direct;
   *home = true;
-  // The victim is the idle way of least key: LRU's age (255 - rank: the way released
-  // longest ago) under LFU's count (fewest lookups first). For LFU, one integer key per
-  // way and a tree of minimums over the 8 ways, not a count-then-age comparison whose
-  // branches mispredicted on most ways (LRU's loop, which stops at the first free way, is
-  // faster as it is).
+  // The victim is the idle way released longest ago (LRU), or with the fewest lookups and
+  // then released longest ago (LFU): chooseWay8 for a full set of 8 ways, a loop for the
+  // others (a short last set, caches of up to 64 slots) and for Direct, which takes free
+  // ways only.
   int64_t victim = -1;
-  if (lfu && ways == kWays) {
-    uint32_t keys[kWays];
-    unsigned freeWays = 0;
-    for (int w = 0; w < kWays; ++w) {
-      const bool idle = held[w] == 0, empty = tags[w] == 0;
-      freeWays |= static_cast<unsigned>(idle && empty) << w;
-      const uint32_t key = (lfu ? static_cast<uint32_t>(counts[w]) << 8 : 0u) | (255u - ranks[w]);
-      keys[w] = idle && !empty && !direct ? key : UINT32_MAX;
-    }
-    if (freeWays != 0) {
+  if (ways == kWays && !direct) {
+    const int w = chooseWay8(meta, lfu);
+    if (w >= 0 && tags[w] == 0) {
       --free_;
-      return static_cast<int32_t>(first + __builtin_ctz(freeWays));
+      return static_cast<int32_t>(first + w);
     }
-    const uint32_t least = std::min(std::min(std::min(keys[0], keys[1]), std::min(keys[2], keys[3])),
-                                    std::min(std::min(keys[4], keys[5]), std::min(keys[6], keys[7])));
-    if (least != UINT32_MAX) {
-      unsigned at = 0;
-      for (int w = 0; w < kWays; ++w) at |= static_cast<unsigned>(keys[w] == least) << w;
-      victim = __builtin_ctz(at);
-    }
+    victim = w;
   } else {
     for (int64_t w = 0; w < ways; ++w) {
       if (held[w] != 0) continue;
@@ -320,7 +316,35 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
   const bool rowPages = g_.pageRows == 1;
   if (!rowPages) batchRows_.reset(count);
   batchLookup_.resize(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
+  // A page's set line (tags, pins, ranks: one line for 8 ways) and LFU's counter line are
+  // requested when the page is first seen, so deduplication's own work paces the requests
+  // and overlaps their misses; by the lookups below the lines have arrived. (Requesting
+  // them in a second pass, a fixed distance ahead, left that pass waiting on memory.)
+  const bool counted = !pageFreq_.empty();
+  if (batchSet_.size() < static_cast<size_t>(count)) batchSet_.resize(static_cast<size_t>(count));
+  if (counted && batchCells_.size() < static_cast<size_t>(count)) batchCells_.resize(static_cast<size_t>(count));
+  const auto firstSeen = [&](size_t at, int64_t page) {
+    const size_t set = setOf(page);
+    batchSet_[at] = static_cast<uint32_t>(set);
+    __builtin_prefetch(setMeta(set), 1);
+    if (counted) batchCells_[at] = pageFreq_.locate(page);  // and loads their line
+  };
+  // One-row pages and no hot rows: the rows are checked by their least and greatest (a
+  // loop the compiler vectorises), then deduplicated in one tight loop. A row out of range
+  // leaves that to the general loop, which names it.
+  bool done = false;
+  if (rowPages && hotKeys_.empty() && count > 0) {
+    T least = rows[0], greatest = rows[0];
+    for (int64_t i = 1; i < count; ++i) {
+      least = std::min(least, rows[i]);
+      greatest = std::max(greatest, rows[i]);
+    }
+    if (static_cast<int64_t>(least) >= 0 && static_cast<int64_t>(greatest) < g_.rows) {
+      batchPages_.addAll(rows, count, batchLookup_.data(), firstSeen);
+      done = true;
+    }
+  }
+  for (int64_t i = 0; i < count && !done; ++i) {
     const int64_t r = static_cast<int64_t>(rows[i]);
     if (r < 0 || r >= g_.rows) {
       EK_THROW(RangeError, "row id " + std::to_string(r) + " (lookup " + std::to_string(i) + ") is outside the table's " +
@@ -333,31 +357,17 @@ Pager::BatchPlan Pager::planBatch(const T* rows, int64_t count) {
         continue;
       }
     }
-    batchLookup_[static_cast<size_t>(i)] = batchPages_.add(rowPages ? r : r / g_.pageRows);
+    const int64_t page = rowPages ? r : r / g_.pageRows;
+    const size_t known = batchPages_.size();
+    const int32_t at = batchPages_.add(page);
+    if (batchPages_.size() != known) firstSeen(static_cast<size_t>(at), page);
+    batchLookup_[static_cast<size_t>(i)] = at;
     if (!rowPages) batchRows_.add(r);
   }
   const size_t pages = batchPages_.size();
   plan.uniqueRows = static_cast<int64_t>(rowPages ? pages : batchRows_.size());
-  // The batch pages' sets (tags, pins, ranks) and LFU counters are prefetched a fixed
-  // distance ahead of the page being looked up, so the cache misses of that many pages
-  // overlap. (Prefetching the whole batch first, as this did before, let the core drop
-  // most of them: it tracks a few dozen misses at a time.)
-  const bool counted = !pageFreq_.empty();
-  if (counted) batchCells_.resize(pages * PageCounts::kCells);
-  batchSet_.resize(pages);
-  const auto prefetchPage = [&](size_t i) {
-    const size_t set = setOf(batchPages_.value(i));
-    batchSet_[i] = static_cast<uint32_t>(set);
-    __builtin_prefetch(setMeta(set), 1);  // pins, ranks, uses and tags: one line for 8 ways
-    if (counted) {
-      uint64_t* cells = &batchCells_[i * PageCounts::kCells];
-      pageFreq_.locate(batchPages_.value(i), cells);  // and loads their line
-    }
-  };
-  for (size_t i = 0; i < std::min(pages, kPrefetchAhead); ++i) prefetchPage(i);
   batchSlot_.resize(pages);
   for (size_t i = 0; i < pages; ++i) {
-    if (i + kPrefetchAhead < pages) prefetchPage(i + kPrefetchAhead);
     const size_t set = batchSet_[i];
     const int32_t s = findSlot(batchPages_.value(i), set);
     batchSlot_[i] = s;
@@ -430,7 +440,7 @@ Pager::Ticket Pager::assignSlots(int64_t missing) {
     }
     uint8_t uses = 0;
     // The counters' line was loaded by planBatch and is still in the L2.
-    if (!pageFreq_.empty()) uses = usesCode(pageFreq_.add(&batchCells_[i * PageCounts::kCells], static_cast<uint64_t>(lookups)));
+    if (!pageFreq_.empty()) uses = usesCode(pageFreq_.add(batchCells_[i], static_cast<uint64_t>(lookups)));
     if (batchSlot_[i] >= 0) {
       if (eviction_ == Eviction::Lfu) this->uses(batchSlot_[i]) = uses;
       continue;

@@ -119,6 +119,12 @@ class BatchSet {
   void reset(int64_t count);
   // The value's index among the distinct values (new ones are appended).
   int32_t add(int64_t value);
+  // add() of every value, each one's index written to indexOut, and onNew(index, value)
+  // called for each value the first time it is seen: the batch's common case as one loop
+  // that keeps the table's pointers and size in registers (add() reloads its size after
+  // each store, which may alias it).
+  template <typename T, typename F>
+  void addAll(const T* values, int64_t n, int32_t* indexOut, F&& onNew);
   size_t size() const { return size_; }
   int64_t value(size_t i) const { return values_[i]; }
   int64_t count(size_t i) const { return counts_[i]; }
@@ -134,6 +140,39 @@ class BatchSet {
   size_t mask_ = 0;
   int shift_ = 64;
 };
+
+template <typename T, typename F>
+void BatchSet::addAll(const T* in, int64_t n, int32_t* indexOut, F&& onNew) {
+  int64_t* keys = keys_.data();
+  int32_t* index = index_.data();
+  int64_t* values = values_.data();
+  int32_t* counts = counts_.data();
+  const size_t mask = mask_;
+  const int shift = shift_;
+  int32_t size = static_cast<int32_t>(size_);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t v = static_cast<int64_t>(in[k]);
+    size_t i = static_cast<size_t>((static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull) >> shift);
+    int64_t key = keys[i];
+    while (key != v && key >= 0) {
+      i = (i + 1) & mask;
+      key = keys[i];
+    }
+    if (key == v) {
+      const int32_t at = index[i];
+      ++counts[at];
+      indexOut[k] = at;
+    } else {
+      keys[i] = v;
+      index[i] = size;
+      values[size] = v;
+      counts[size] = 1;
+      onNew(static_cast<size_t>(size), v);
+      indexOut[k] = size++;
+    }
+  }
+  size_ = static_cast<size_t>(size);
+}
 
 struct PagerGeometry {
   int64_t rows = 0;           // table rows
@@ -256,15 +295,47 @@ class PageCounts {
   static constexpr int64_t kExactPages = int64_t{1} << 24;
   void reset(int64_t pages, int64_t slots);
   bool empty() const { return exact_.empty() && sketch_.empty(); }
-  // Where `page`'s counters are (kCells indices), and a prefetch of their line: a batch
-  // hashes each of its pages once, a fixed distance ahead of adding to them.
-  static constexpr int kCells = 4;
-  void locate(int64_t page, uint64_t* cells) const;
-  // Adds n lookups to the page at `cells`; returns its new count (an estimate).
-  uint32_t add(const uint64_t* cells, uint64_t n);
+  // Where `page`'s counters are, as one word (the page itself for exact counts; its
+  // counter line and the four counters' places in it for the sketch), and a prefetch of
+  // their line: a batch locates each of its pages once, when it first sees it, ahead of
+  // adding to them.
+  [[gnu::always_inline]] uint64_t locate(int64_t page) const {
+    if (!exact_.empty()) {
+      __builtin_prefetch(exact_.data() + page, 1);
+      return static_cast<uint64_t>(page);
+    }
+    // SplitMix64 of the page: the low bits pick its line of 64 counters, bits 40-55 one
+    // counter in each quarter of that line.
+    uint64_t z = static_cast<uint64_t>(page) * 0x9e3779b97f4a7c15ull + 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    __builtin_prefetch(sketch_.data() + (z & (lines_ - 1)) * kLineCounters, 1);
+    return z;
+  }
+  // Adds n lookups to the page `at` locates; returns its new count (an estimate).
+  [[gnu::always_inline]] uint32_t add(uint64_t at, uint64_t n) {
+    if (!exact_.empty()) {
+      uint32_t& c = exact_[at];
+      c = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, c + n));
+      return c;
+    }
+    // Conservative update: only the cells below the new estimate are raised.
+    uint8_t* line = sketch_.data() + (at & (lines_ - 1)) * kLineCounters;
+    const uint64_t within = at >> 40;
+    uint8_t* cell[kDepth];
+    uint32_t least = 0xff;
+    for (int r = 0; r < kDepth; ++r) {
+      cell[r] = line + r * (kLineCounters / kDepth) + ((within >> (4 * r)) & 15);
+      least = std::min<uint32_t>(least, *cell[r]);
+    }
+    const uint8_t target = static_cast<uint8_t>(std::min<uint64_t>(0xff, least + n));
+    for (int r = 0; r < kDepth; ++r) *cell[r] = std::max(*cell[r], target);
+    return target;
+  }
 
  private:
-  static constexpr int kDepth = kCells;
+  static constexpr int kDepth = 4;
   static constexpr uint64_t kLineCounters = 64;  // one-byte counters in a cache line
   std::vector<uint32_t> exact_;
   std::vector<uint8_t, HugePageAllocator<uint8_t>> sketch_;  // [lines_][kLineCounters], line-aligned
@@ -399,7 +470,7 @@ class Pager {
   int64_t evictable_ = 0;  // resident slots no ticket pins
   int64_t hand_ = 0;       // where sweep() looks next
   PageCounts pageFreq_;    // lookups per page (LFU)
-  std::vector<uint64_t> batchCells_;  // the batch pages' counter cells (LFU), kCells a page
+  std::vector<uint64_t> batchCells_;  // where each batch page's counters are (LFU: PageCounts::locate)
   BatchSet batchPages_;              // this batch's pages, first seen first
   BatchSet batchRows_;               // its rows (counted only when pages hold several)
   std::vector<int32_t> batchSlot_;   // the slot of each batch page (-1: not resident)

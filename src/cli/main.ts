@@ -36,12 +36,14 @@ const USAGE = `usage:
                                         gives the released 2 x 98 GB geometry on little disk;
                                         --mp n: DeepSeek's model{rank}-mp{n} files, tables split by rows, the last rank padded)
   engram store push <checkpoint-dir|layer.safetensors> --url redis://host:port [--user u] [--password p]
-                   [--tls] [--ca file] [--page-rows n] [--buckets n] [--repair] [--json]
+                   [--tls] [--ca file] [--page-rows n] [--buckets n] [--page-keys 1|2] [--repair] [--json]
                                         upload every Engram table's pages to a Redis Cluster (the
                                         remote tier); resumes an interrupted push, verifies at the end
                                         (the password may come from ENGRAM_REDIS_PASSWORD instead;
                                         --repair: read every stored page whole, re-send corrupt ones;
-                                        --buckets: hash-tag groups of the keys, default 128)
+                                        --buckets: hash-tag groups of the keys, default 128;
+                                        --page-keys: how keys are spelled, default 2, the short
+                                        form; 1: the first releases', for stores read by them)
   engram store strip <checkpoint-dir|layer.safetensors> <out> [--json]
                                         copy a checkpoint without its Engram tables' bytes (left
                                         as holes; headers unchanged) for hosts that read the
@@ -205,7 +207,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   'v41 inspect': { flags: ['json', 'verify'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 inspect') },
   'v41 synth': { flags: ['rows-scale', 'hidden', 'sparse', 'mp', 'tokenizer'], positionals: { min: 1, max: 1 }, usage: usageOf('v41 synth', ['tokenizer']) },
   plan: { flags: [...Object.keys(PLAN_FLAGS), 'json'], positionals: { min: 0, max: 0 }, usage: PLAN_USAGE },
-  'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'buckets', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
+  'store push': { flags: ['url', 'user', 'password', 'tls', 'ca', 'page-rows', 'buckets', 'page-keys', 'repair', 'json'], positionals: { min: 1, max: 1 }, usage: usageOf('store push') },
   'store strip': { flags: ['json'], positionals: { min: 2, max: 2 }, usage: usageOf('store strip') },
 };
 
@@ -217,6 +219,13 @@ function numberFlag(name: string, text: string | undefined, integer: boolean): n
     throw new RangeError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(text)}`);
   }
   return v;
+}
+
+/** --page-keys: 1 or 2, or a RangeError naming the flag. */
+function pageKeysFlag(text: string | undefined): 1 | 2 | undefined {
+  if (text === undefined) return undefined;
+  if (text !== '1' && text !== '2') throw new RangeError(`--page-keys must be 1 or 2, got ${JSON.stringify(text)}`);
+  return text === '1' ? 1 : 2;
 }
 
 function main(argv: string[]): number | Promise<number> {
@@ -240,6 +249,7 @@ function main(argv: string[]): number | Promise<number> {
       ca: { type: 'string' },
       repair: { type: 'boolean' },
       buckets: { type: 'string' },
+      'page-keys': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...PLAN_FLAGS,
     },
@@ -344,6 +354,7 @@ function main(argv: string[]): number | Promise<number> {
         pageRows: numberFlag('page-rows', values['page-rows'], true),
         repair: values.repair === true,
         buckets: numberFlag('buckets', values.buckets, true),
+        pageKeys: pageKeysFlag(values['page-keys']),
         json: values.json === true,
       });
     case 'store strip':

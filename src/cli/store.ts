@@ -8,7 +8,7 @@ import { stripCheckpoint } from '../table/remote/strip.js';
 
 export async function storePush(
   target: string,
-  o: { url?: string; user?: string; password?: string; tls?: boolean; ca?: string; pageRows?: number; buckets?: number; repair?: boolean; json: boolean },
+  o: { url?: string; user?: string; password?: string; tls?: boolean; ca?: string; pageRows?: number; buckets?: number; pageKeys?: 1 | 2; repair?: boolean; json: boolean },
 ): Promise<number> {
   if (o.url === undefined) throw new TypeError('--url is required (redis://host:port, or rediss:// for TLS)');
   const tls = o.ca !== undefined ? { ca: fs.readFileSync(o.ca) } : o.tls === true ? true : undefined;
@@ -20,6 +20,7 @@ export async function storePush(
       pageRows: o.pageRows,
       repair: o.repair,
       buckets: o.buckets,
+      pageKeys: o.pageKeys,
       onProgress: tty ? (layer, done, total, phase) => process.stderr.write(`\rlayer ${layer}: ${phase === 'push' ? 'pushing' : 'verifying'} pages ${done}/${total}${done === total && phase === 'verify' ? '\n' : ''}`) : undefined,
     },
   );

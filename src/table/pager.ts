@@ -30,7 +30,8 @@ export interface PagerOptions {
    * and a larger page mostly brings rows no lookup wants (bench:pager: one-row pages hit
    * 19-65% at 1-50% of the table cached and copy 1.6 KB a token, 64 KiB pages 3-56% and
    * about 1 MB); the remote tier: as many as fit in 64 KiB, as `engram store push` stores
-   * them. One-row pages cost about 45 bytes of bookkeeping a slot beside the cache.
+   * them. Bookkeeping costs about 12 bytes a slot beside the cache (LFU about 20, with
+   * its count sketch).
    */
   pageRows?: number;
   /** Bytes per page instead of pageRows: must be a whole number of rows (with their scales). */

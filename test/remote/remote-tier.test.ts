@@ -1,7 +1,7 @@
 // The remote tier against real Redis servers, started here and torn down after: a cluster
 // of 3 masters + 3 replicas for the bits and the faults, single servers for AUTH and TLS.
 // Run by `npm run test:remote` (needs Debian's redis-server; .ci/run installs it).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -157,6 +157,15 @@ describe('the remote tier on a Redis Cluster (3 masters + 3 replicas)', () => {
     const again = (await pushCheckpoint(file, { url: redis.url }, { pageRows: 8 }))[0];
     expect([again.pageKeys, again.sent]).toEqual([1, 0]);
     await expect(pushCheckpoint(file, { url: redis.url }, { pageRows: 8, pageKeys: 2 })).rejects.toThrow(/its page keys are in format 1, not 2/);
+    // The same through `engram store push --page-keys`.
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, '../../src/cli/main.ts'), 'store', 'push', file, '--url', redis.url, '--page-rows', '8', ...args], { encoding: 'utf8' });
+    const refused = cli('--page-keys', '2');
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/its page keys are in format 1, not 2/);
+    const resumed = cli('--page-keys', '1', '--json');
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect((JSON.parse(resumed.stdout) as Array<{ sent: number; pageKeys: number }>).map((r) => [r.pageKeys, r.sent])).toEqual([[1, 0]]);
     const mem = Engram.fromSafetensors(file);
     const remote = Engram.fromSafetensors(file, { table: { tier: 'remote', url: redis.url, cacheBytes: Math.floor((mem.table.rows * mem.table.rowBytes) / 3), pageRows: 8 } });
     await remote.remoteReady();
