@@ -3,6 +3,7 @@
 // contract (JS fetches and fills a job's rows; waiters block off the JS thread only; an
 // abandoned job writes nothing). The tier against real Redis servers: test/remote.
 import fs from 'node:fs';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { native } from '../src/native/index.js';
 import { decodePage, encodePage, PAGE_HEADER_BYTES, tableTagBytes } from '../src/table/remote/page-format.js';
 import { manifestMismatch, tableId, type RemoteManifest, type TableIdentity } from '../src/table/remote/identity.js';
 import { RemoteStore } from '../src/table/remote/store.js';
+import { DirectReads } from '../src/table/remote/direct-reads.js';
 import { encodeCommand, RespErrorReply, RespProtocolError, RespReplyParser, type RespReply } from '../src/table/remote/resp.js';
 
 const id = 'a73b8cb9a7f47e28330599ce3e190a29';
@@ -234,6 +236,52 @@ describe("RESP replies, as the remote tier's direct page reads parse them", () =
 
   it('encodes commands with byte lengths', () => {
     expect(encodeCommand(['MGET', 'ek:{a.1}:7', 'é'])).toBe('*3\r\n$4\r\nMGET\r\n$10\r\nek:{a.1}:7\r\n$2\r\né\r\n');
+  });
+});
+
+describe("the remote tier's direct page reads", () => {
+  it('read a group with one MGET on its node, keep a link that is used, and close one no read has used for idleCloseMs', async () => {
+    // A node that answers every MGET of one key with 'hello'.
+    let connections = 0;
+    let closed = 0;
+    const server = net.createServer((socket) => {
+      connections++;
+      let pending = '';
+      socket.on('data', (chunk) => {
+        pending += chunk.toString('latin1');
+        const commands = pending.split('MGET').length - 1;
+        pending = pending.slice(pending.lastIndexOf('MGET') + 4);
+        socket.write('*1\r\n$5\r\nhello\r\n'.repeat(commands));
+      });
+      socket.on('close', () => closed++);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const node = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const direct = new DirectReads({ replyTimeoutMs: 2000, idleCloseMs: 300 });
+    const readOnce = async () => {
+      const values: Array<Buffer | null> = [null];
+      expect(await direct.read(['ek:{a.1}:7'], [[0]], () => node, values)).toEqual([]);
+      expect(values[0]?.toString()).toBe('hello');
+    };
+    try {
+      // Used every 100 ms for 900 ms: the same link throughout.
+      for (let i = 0; i < 9; i++) {
+        await readOnce();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect([connections, closed]).toEqual([1, 0]);
+      expect(direct.linkedNodes).toEqual([node]);
+      // Unused: closed within 1.5 x idleCloseMs, and not held against the node.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(direct.linkedNodes).toEqual([]);
+      expect(closed).toBe(1);
+      await readOnce();
+      expect(connections).toBe(2);
+      expect(direct.stats).toEqual({ direct: 10, handedBack: 0 });
+    } finally {
+      direct.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 

@@ -10,7 +10,9 @@
 // CLUSTERDOWN, a refused or lost connection, bytes that are not RESP, no answer in time)
 // hands the groups concerned back to the caller, who reads them through ioredis. A node
 // whose connection failed is left alone for a while, so a dead node costs no connect
-// attempt per fetch.
+// attempt per fetch. A link no read has used for a while is closed: after a failover the
+// demoted master is asked nothing more, and its connection would otherwise stay open
+// until the store closes.
 import net from 'node:net';
 import tls from 'node:tls';
 
@@ -22,12 +24,16 @@ export interface DirectReadOptions {
   tls?: tls.ConnectionOptions;
   /** A request with no reply after this long drops its connection (its groups go back to the caller). */
   replyTimeoutMs: number;
+  /** A link with no request for this long is closed (default IDLE_CLOSE_MS). */
+  idleCloseMs?: number;
 }
 
 type Waiter = (reply: RespReply | Error) => void;
 
 /** How long a node whose connection failed is skipped. */
 const NODE_BACKOFF_MS = 1000;
+/** How long an unused link stays open. */
+export const IDLE_CLOSE_MS = 30_000;
 
 class NodeLink {
   private readonly socket: net.Socket;
@@ -35,13 +41,15 @@ class NodeLink {
   private readonly parser: RespReplyParser;
   private timer: NodeJS.Timeout | undefined;
   private lastProgress = 0;
+  /** When a request was last written (performance.now()). */
+  lastUse = performance.now();
   closed = false;
 
   constructor(
     host: string,
     port: number,
     private readonly options: DirectReadOptions,
-    private readonly onClosed: (link: NodeLink) => void,
+    private readonly onClosed: (link: NodeLink, failed: boolean) => void,
   ) {
     this.parser = new RespReplyParser((reply) => this.waiting.shift()?.(reply));
     this.socket = options.tls ? tls.connect({ ...options.tls, host, port, servername: options.tls.servername ?? (net.isIP(host) ? undefined : host) }) : net.connect({ host, port });
@@ -72,7 +80,7 @@ class NodeLink {
       return;
     }
     for (let i = 0; i < count; i++) this.waiting.push(onReply);
-    this.lastProgress = performance.now();
+    this.lastProgress = this.lastUse = performance.now();
     this.socket.write(payload);
     this.armTimer();
   }
@@ -91,14 +99,20 @@ class NodeLink {
     this.timer = setTimeout(check, this.options.replyTimeoutMs);
   }
 
-  close(why: Error): void {
+  /** True when no reply is awaited. */
+  get idle(): boolean {
+    return this.waiting.length === 0;
+  }
+
+  /** Closes the link; `failed`: false for a link closed on purpose (idle, or the store closed). */
+  close(why: Error, failed = true): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.timer);
     this.socket.destroy();
     const left = this.waiting.splice(0);
     for (const w of left) w(why);
-    this.onClosed(this);
+    this.onClosed(this, failed);
   }
 }
 
@@ -113,9 +127,31 @@ export class DirectReads {
   private readonly links = new Map<string, NodeLink>();
   private readonly skipUntil = new Map<string, number>();
   private closed = false;
+  private sweeper: NodeJS.Timeout | undefined;
   readonly stats: DirectReadStats = { direct: 0, handedBack: 0 };
 
   constructor(private readonly options: DirectReadOptions) {}
+
+  /** The nodes with an open link (`host:port`). */
+  get linkedNodes(): string[] {
+    return [...this.links.keys()];
+  }
+
+  // While any link is open, a timer (which keeps no process alive) closes those unused
+  // for idleCloseMs.
+  private sweepIdle(): void {
+    if (this.sweeper !== undefined || this.closed) return;
+    const idleMs = this.options.idleCloseMs ?? IDLE_CLOSE_MS;
+    this.sweeper = setTimeout(() => {
+      this.sweeper = undefined;
+      const now = performance.now();
+      for (const l of [...this.links.values()]) {
+        if (l.idle && now - l.lastUse >= idleMs) l.close(new Error(`unused for ${idleMs} ms`), false);
+      }
+      if (this.links.size > 0) this.sweepIdle();
+    }, idleMs / 2);
+    this.sweeper.unref();
+  }
 
   private link(node: string): NodeLink | undefined {
     if (this.closed) return undefined;
@@ -126,11 +162,12 @@ export class DirectReads {
     const host = node.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(node.slice(colon + 1));
     if (colon <= 0 || !Number.isInteger(port)) return undefined;
-    const created = new NodeLink(host, port, this.options, (l) => {
+    const created = new NodeLink(host, port, this.options, (l, failed) => {
       if (this.links.get(node) === l) this.links.delete(node);
-      this.skipUntil.set(node, performance.now() + NODE_BACKOFF_MS);
+      if (failed) this.skipUntil.set(node, performance.now() + NODE_BACKOFF_MS);
     });
     this.links.set(node, created);
+    this.sweepIdle();
     return created;
   }
 
@@ -187,7 +224,8 @@ export class DirectReads {
 
   close(): void {
     this.closed = true;
-    for (const l of [...this.links.values()]) l.close(new Error('the store was closed'));
+    clearTimeout(this.sweeper);
+    for (const l of [...this.links.values()]) l.close(new Error('the store was closed'), false);
     this.links.clear();
   }
 }
