@@ -4,7 +4,8 @@
 // with the reference's default config (layer 1: 16 heads over about 10.3 M rows). The
 // first half of the text is the "sample" (it picks the hot rows), the second half the
 // measured stream, so hot-row residency is judged on text it has not seen.
-import { CompressedTokenizer, DEEPSEEK_V41_NGRAM_HASH_CONFIG, hottestRows, NgramHashMapping, TablePager, type Eviction } from '../src/index.js';
+import { CompressedTokenizer, DEEPSEEK_V41_NGRAM_HASH_CONFIG, NgramHashMapping, TablePager, type Eviction } from '../src/index.js';
+import { rankRows } from '../src/table/pager.js';
 import { progress } from '../src/core/throughput.js';
 import { brownTokens } from './corpus.js';
 
@@ -45,18 +46,6 @@ function layerRows(mapping: NgramHashMapping, ids: Int32Array, chunk: number): I
   return out;
 }
 
-function counts(rows: Int32Array): Int32Array {
-  const sorted = Int32Array.from(rows).sort();
-  const c: number[] = [];
-  for (let i = 0; i < sorted.length; ) {
-    let j = i + 1;
-    while (j < sorted.length && sorted[j] === sorted[i]) ++j;
-    c.push(j - i);
-    i = j;
-  }
-  return Int32Array.from(c).sort().reverse();
-}
-
 function topShare(sortedCounts: Int32Array, k: number, total: number): number {
   let s = 0;
   for (let i = 0; i < Math.min(k, sortedCounts.length); i++) s += sortedCounts[i];
@@ -65,18 +54,31 @@ function topShare(sortedCounts: Int32Array, k: number, total: number): number {
 
 export const CACHE_SHARES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
 
-function distribution(name: string, mapping: NgramHashMapping, ids: Int32Array, chunk: number): { d: Distribution; sample: Int32Array; stream: Int32Array } {
+function distribution(name: string, mapping: NgramHashMapping, ids: Int32Array, chunk: number): { d: Distribution; sample: Int32Array; stream: Int32Array; ranked: ReturnType<typeof rankRows> } {
   const rows = layerRows(mapping, ids, chunk);
   const half = Math.floor(ids.length / 2) * mapping.headsPerLayer;
   const sample = rows.subarray(0, half);
   const stream = rows.subarray(half);
   const tableRows = mapping.tableRows(mapping.config.layerIds[0]);
-  const c = counts(rows);
-  const hot = (share: number) => new Set(Array.from(hottestRows(sample, Math.floor(share * tableRows)), Number));
+  const c = rankRows(rows).counts; // lookups per distinct row, most first
+  // The sample's ranking (hottestRows' order), once: each stream lookup's rank in it,
+  // found by binary search (the hottest k rows for any k are a prefix of the ranking).
+  const ranked = rankRows(sample);
+  const streamRanks = new Float64Array(stream.length);
+  for (let i = 0; i < stream.length; i++) {
+    let lo = 0;
+    let hi = ranked.ascending.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ranked.ascending[mid] < stream[i]) lo = mid + 1;
+      else hi = mid;
+    }
+    streamRanks[i] = lo < ranked.ascending.length && ranked.ascending[lo] === stream[i] ? ranked.rankOf[lo] : Infinity;
+  }
   const hotRowHitRate = CACHE_SHARES.map((share) => {
-    const set = hot(share);
+    const k = Math.floor(share * tableRows);
     let hits = 0;
-    for (const r of stream) hits += set.has(r) ? 1 : 0;
+    for (const rank of streamRanks) hits += rank < k ? 1 : 0;
     return { cacheShare: share, hitRate: hits / stream.length };
   });
   return {
@@ -93,11 +95,12 @@ function distribution(name: string, mapping: NgramHashMapping, ids: Int32Array, 
     },
     sample,
     stream,
+    ranked,
   };
 }
 
 /** Simulated caches (no copies): the pager's own bookkeeping, counting hits. */
-function sweep(tableRows: number, rowBytes: number, sample: Int32Array, stream: Int32Array, heads: number, batchTokens: number): HitRatePoint[] {
+function sweep(tableRows: number, rowBytes: number, sample: Int32Array, stream: Int32Array, ranked: Float64Array, heads: number, batchTokens: number): HitRatePoint[] {
   const tableBytes = tableRows * rowBytes;
   const batch = batchTokens * heads;
   // hot: the share of the budget given to hot rows (1: all but four batches of pages).
@@ -125,7 +128,8 @@ function sweep(tableRows: number, rowBytes: number, sample: Int32Array, stream: 
         hotRows,
         simulate: true,
       });
-      if (hotRows > 0) pager.setHotRows(hottestRows(sample, hotRows));
+      // hottestRows(sample, hotRows): a prefix of the sample's ranking.
+      if (hotRows > 0) pager.setHotRows(BigInt64Array.from(ranked.subarray(0, Math.min(hotRows, ranked.length)), (r) => BigInt(r)));
       try {
         // Warm the cache with the sample, then measure the stream.
         for (let at = 0; at < sample.length; at += batch) pager.prefetch(sample.subarray(at, Math.min(sample.length, at + batch))).release();
@@ -156,6 +160,6 @@ export function hitRateBenchmark(maxTokens: number) {
   // bf16 rows of the paper's default width: 512 / 8 = 64 channels, 128 bytes.
   // Batches of 16 tokens (a decode step of 16 sequences) go through the cache.
   const batchTokens = 16;
-  const points = sweep(a.d.tableRows, 128, a.sample, a.stream, paper.headsPerLayer, batchTokens);
+  const points = sweep(a.d.tableRows, 128, a.sample, a.stream, a.ranked.rows, paper.headsPerLayer, batchTokens);
   return { tokens: ids.length, hashChunk: chunk, batchTokens, rowBytes: 128, distributions: [a.d, b.d], points };
 }

@@ -164,7 +164,7 @@ const md = [
   '',
   `Synthetic checkpoint in the released layout: ${(file.tableBytes / 2 ** 30).toFixed(1)} GiB of fp8 tables (rows x ${file.rowsScale}), D ${file.hidden}, hc ${file.hc};`,
   `cache ${(file.cacheBytesPerLayer / 2 ** 20).toFixed(0)} MiB per layer (${((2 * file.cacheBytesPerLayer) / file.tableBytes * 100).toFixed(1)}% of the tables). Decode: 16 sequences x 1 token, ${file.steps} steps a pass;`,
-  `prefill: 1 x 512. Each step prefetches both layers first (layer 14's copies overlap layer 1's compute). Every configuration runs ${file.pairs === undefined ? '3 passes (after a warm-up pass)' : `${file.pairs} pairs of passes (after a warm-up pair):`}`,
+  `prefill: 1 x 512, ${file.prefillSteps ?? Math.max(2, Math.floor(file.steps / 8))} steps a pass. Each step prefetches both layers first (layer 14's copies overlap layer 1's compute). Every configuration runs ${file.pairs === undefined ? '3 passes (after a warm-up pass)' : `${file.pairs} pairs of passes (after a warm-up pair):`}`,
   file.pairs === undefined
     ? `alternating with passes of the in-RAM layers (the tables read into process memory with pread, so no page of the files is mapped and "cold" can drop them); "vs RAM" compares the medians of that interleaving.`
     : `a pass of it and a pass of the in-RAM layers back to back, which first alternating (the tables read into process memory with pread, so no page of the files is mapped and "cold" can drop them); "vs RAM" is the median of the pairs' ratios.`,

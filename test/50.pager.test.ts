@@ -224,6 +224,22 @@ describe('TablePager gathers exactly what the in-memory table gives', () => {
     expect(pager.stats().ticketsInFlight).toBe(0);
   });
 
+  it('hottestRows ranks rows by count, ties by the lower row, for Int32Array and BigInt64Array samples', () => {
+    const sample = stream('zipf', 20000, 23);
+    const counts = new Map<number, number>();
+    for (const r of sample) counts.set(r, (counts.get(r) ?? 0) + 1);
+    const expected = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]).map(([r]) => BigInt(r));
+    // Counts of many sizes, and ties among them (fewer distinct counts than rows).
+    expect(new Set(counts.values()).size).toBeGreaterThan(5);
+    expect(new Set(counts.values()).size).toBeLessThan(counts.size);
+    const all = hottestRows(sample, sample.length);
+    expect(all.length).toBe(counts.size);
+    expect(Array.from(all).join(',')).toBe(expected.join(','));
+    expect(Array.from(hottestRows(BigInt64Array.from(sample, (r) => BigInt(r)), 300)).join(',')).toBe(expected.slice(0, 300).join(','));
+    expect(hottestRows(sample, 0).length).toBe(0);
+    expect(hottestRows(new Int32Array(0), 5).length).toBe(0);
+  });
+
   it('hot rows stay resident and are served without page copies', () => {
     const t = table('f8e4m3');
     const sample = stream('zipf', 20000, 21);

@@ -392,23 +392,54 @@ export class TablePager {
 }
 
 /**
+ * @internal The distinct rows of a sample of lookups ranked as hottestRows ranks them
+ * (most frequent first, ties: lower row first) with their counts, and the same rows in
+ * ascending order with each one's rank (for looking a row's rank up by binary search).
+ */
+export function rankRows(rowIds: Int32Array | BigInt64Array): { rows: Float64Array; counts: Int32Array; ascending: Float64Array; rankOf: Int32Array } {
+  const n = rowIds.length;
+  const sorted = rowIds instanceof Int32Array ? Int32Array.from(rowIds).sort() : Float64Array.from(rowIds, (r) => Number(r)).sort();
+  const ascending = new Float64Array(n);
+  const countOf = new Int32Array(n);
+  let distinct = 0;
+  let most = 0;
+  for (let i = 0; i < n; ) {
+    let j = i + 1;
+    while (j < n && sorted[j] === sorted[i]) ++j;
+    ascending[distinct] = sorted[i];
+    countOf[distinct++] = j - i;
+    most = Math.max(most, j - i);
+    i = j;
+  }
+  // A counting sort on the count, most first: rows of one count keep their ascending
+  // order, which is the tie rule. (A comparison sort of millions of rows with a JS
+  // comparator took seconds a call.)
+  const next = new Int32Array(most + 1);
+  for (let i = 0; i < distinct; i++) next[countOf[i]]++;
+  for (let c = most, at = 0; c >= 1; c--) {
+    const rowsWithC = next[c];
+    next[c] = at;
+    at += rowsWithC;
+  }
+  const rows = new Float64Array(distinct);
+  const counts = new Int32Array(distinct);
+  const rankOf = new Int32Array(distinct);
+  for (let i = 0; i < distinct; i++) {
+    const rank = next[countOf[i]]++;
+    rows[rank] = ascending[i];
+    counts[rank] = countOf[i];
+    rankOf[i] = rank;
+  }
+  return { rows, counts, ascending: ascending.subarray(0, distinct), rankOf };
+}
+
+/**
  * The `k` most frequent rows of a sample of lookups (ties: lower row first): the rows
  * to keep resident with setHotRows, from a pass of the hasher over real text.
  */
 export function hottestRows(rowIds: Int32Array | BigInt64Array, k: number): BigInt64Array {
   requireRowIds('rowIds', rowIds);
   requireInteger('k', k, 0);
-  const sorted = rowIds instanceof Int32Array ? Float64Array.from(rowIds) : Float64Array.from(rowIds, (r) => Number(r));
-  sorted.sort();
-  const values: number[] = [];
-  const counts: number[] = [];
-  for (let i = 0; i < sorted.length; ) {
-    let j = i + 1;
-    while (j < sorted.length && sorted[j] === sorted[i]) ++j;
-    values.push(sorted[i]);
-    counts.push(j - i);
-    i = j;
-  }
-  const order = Array.from(values.keys()).sort((a, b) => counts[b] - counts[a] || values[a] - values[b]);
-  return BigInt64Array.from(order.slice(0, k), (i) => BigInt(values[i]));
+  const { rows } = rankRows(rowIds);
+  return BigInt64Array.from(rows.subarray(0, Math.min(k, rows.length)), (r) => BigInt(r));
 }
