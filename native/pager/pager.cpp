@@ -89,9 +89,12 @@ Pager::~Pager() {
 }
 
 void BatchSet::reset(int64_t count) {
+  // At most a quarter full: a value whose home is taken is a mispredicted branch, and at
+  // half full (about 1.3 probes a value) the batch measured 4% slower for LRU; clearing
+  // the larger table costs less than that.
   size_t capacity = 16;
   int bits = 4;
-  while (capacity < static_cast<size_t>(2 * std::max<int64_t>(count, 1))) {
+  while (capacity < static_cast<size_t>(4 * std::max<int64_t>(count, 1))) {
     capacity <<= 1;
     ++bits;
   }
