@@ -67,6 +67,88 @@ describe('table formats decode exactly', () => {
     }
   });
 
+  it('fp8 codes round to the nearest e4m3 value, ties to the even code (subnormals, midpoints, -0, clamping)', () => {
+    // Every positive e4m3 magnitude by code (0..126), and the exact reference: the nearest,
+    // ties to the even code, |x| clamped to 448; -0 gives +0, other negatives their sign.
+    const magnitude = (c: number) => ((c >> 3) === 0 ? (c & 7) * 2 ** -9 : (1 + (c & 7) / 8) * 2 ** ((c >> 3) - 7));
+    const reference = (x: number) => {
+      const a = Math.min(Math.abs(x), 448);
+      let best = 0;
+      for (let c = 1; c <= 126; c++) {
+        const d = Math.abs(magnitude(c) - a), e = Math.abs(magnitude(best) - a);
+        if (d < e || (d === e && c % 2 === 0)) best = c;
+      }
+      return (x < 0 ? 0x80 : 0) | best;
+    };
+    const inputs: number[] = [0, -0, 1e-30, -1e-30, 500, -1e9, Infinity, -Infinity];
+    for (let c = 0; c < 126; c++) {
+      const lo = magnitude(c), hi = magnitude(c + 1), mid = (lo + hi) / 2;
+      inputs.push(lo, mid, -mid, f32(mid * (1 + 2 ** -20)), f32(mid * (1 - 2 ** -20)));
+    }
+    const r = rng(5);
+    while (inputs.length % 31 !== 0) inputs.push((r() - 0.5) * 2 ** (r() * 24 - 14));
+    // Blocks of 32 whose first value is 448: scale code 127 (x 1), so codes are of x itself.
+    const blocks = inputs.length / 31;
+    const values = new Float32Array(blocks * 32);
+    for (let b = 0; b < blocks; b++) {
+      values[b * 32] = 448;
+      values.set(inputs.slice(b * 31, b * 31 + 31), b * 32 + 1);
+    }
+    const t = EngramTable.fromFloat32(values, blocks, 32, 'f8e4m3');
+    expect([...t.scales!].every((k) => k === 127)).toBe(true);
+    for (let i = 0; i < values.length; i++) expect(t.data[i], `value ${values[i]}`).toBe(reference(values[i]));
+  });
+
+  it('EngramTable.random: seeded N(0, std^2), the same values for any thread count or row width', () => {
+    const rows = 32768, cols = 128;
+    const t = EngramTable.random(rows, cols, 'f32', { seed: 9 });
+    const x = t.toFloat32();
+    let mean = 0, sq = 0, beyond3 = 0;
+    for (const v of x) {
+      mean += v;
+      sq += v * v;
+      if (Math.abs(v) > 3) beyond3++;
+    }
+    mean /= x.length;
+    const variance = sq / x.length - mean * mean;
+    expect(Math.abs(mean)).toBeLessThan(2e-3); // 4M values: the mean's sd is 5e-4
+    expect(Math.abs(variance - 1)).toBeLessThan(3e-3);
+    expect(beyond3 / x.length).toBeGreaterThan(0.0025); // 0.0027 for a normal
+    expect(beyond3 / x.length).toBeLessThan(0.0029);
+    // Histogram against the normal CDF: chi-square over 40 bins of width 0.2 on [-4, 4].
+    const erf = (z: number) => {
+      const k = 1 / (1 + 0.3275911 * Math.abs(z));
+      const y = 1 - ((((1.061405429 * k - 1.453152027) * k + 1.421413741) * k - 0.284496736) * k + 0.254829592) * k * Math.exp(-z * z);
+      return z >= 0 ? y : -y;
+    };
+    const cdf = (z: number) => 0.5 * (1 + erf(z / Math.SQRT2));
+    const bins = new Array<number>(40).fill(0);
+    for (const v of x) {
+      const b = Math.floor((v + 4) * 5);
+      if (b >= 0 && b < 40) bins[b]++;
+    }
+    let chi = 0;
+    for (let b = 0; b < 40; b++) {
+      const expected = x.length * (cdf((b + 1) / 5 - 4) - cdf(b / 5 - 4));
+      chi += (bins[b] - expected) ** 2 / expected;
+    }
+    expect(chi).toBeLessThan(80); // 39 degrees of freedom: p < 1e-4 beyond 80
+    // Element i depends on the seed and i only: any row width (odd ones start rows on the
+    // second half of a Box-Muller pair), any thread count.
+    const wide = EngramTable.random(2, 33, 'f32', { seed: 9, threads: 1 }).toFloat32();
+    expect([...EngramTable.random(1, 66, 'f32', { seed: 9, threads: 2 }).toFloat32()]).toEqual([...wide]);
+    const bytes = (table: EngramTable) => Buffer.from(table.data.buffer, table.data.byteOffset, table.data.byteLength);
+    expect(Buffer.compare(bytes(EngramTable.random(rows, cols, 'f32', { seed: 9, threads: 1 })), bytes(t))).toBe(0);
+    // std scales the values; the fp8 fill is the f32 fill quantised.
+    const narrow = EngramTable.random(64, 64, 'f32', { seed: 2, std: 0.02 }).toFloat32();
+    const unit = EngramTable.random(64, 64, 'f32', { seed: 2 }).toFloat32();
+    for (let i = 0; i < unit.length; i++) expect(Math.abs(narrow[i] - 0.02 * unit[i])).toBeLessThanOrEqual(1e-7 * Math.abs(unit[i]) + 1e-12);
+    const fp8 = EngramTable.random(64, 64, 'f8e4m3', { seed: 2 });
+    const quantised = EngramTable.random(64, 64, 'f32', { seed: 2 }).convert('f8e4m3');
+    expect([...fp8.data]).toEqual([...quantised.data]);
+    expect([...fp8.scales!]).toEqual([...quantised.scales!]);
+  });
+
   it('gather reads rows of tables over 2^32 elements (more than a typed array can view)', () => {
     // 2^32 + 64 fp8 elements (untouched pages cost no memory): the last row lies past 2^32.
     const cols = 64;

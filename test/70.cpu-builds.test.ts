@@ -1,6 +1,7 @@
 // Every CPU loop build this machine can run (ENGRAM_CPU_KERNEL caps the run-time pick in a
-// child process): the paper layer and V4.1's layer still equal the reference fixtures, and
-// fp8 MoE experts (one holding a NaN code) give their F32 values' bits.
+// child process): the paper layer and V4.1's layer still equal the reference fixtures,
+// fp8 MoE experts (one holding a NaN code) give their F32 values' bits, and seeded random
+// tables are the same bytes as the widest build's.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 import { buildInfo } from '../src/index.js';
+import { randomTablesDigest } from './helpers/random-tables.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const features = buildInfo().cpuFeatures;
@@ -26,6 +28,7 @@ describe('CPU loop builds below the widest one', () => {
         paper: { embeddingsExact: boolean; gates: number; output: number };
         v41: Record<string, { kernel: string; gates: number; output: number }>;
         moeFp8: { sameBits: boolean; nanOutputs: number; tokens: number };
+        randomTables: string;
       };
       expect(r.cpuKernel).toBe(build);
       expect(r.paper.embeddingsExact).toBe(true);
@@ -40,6 +43,8 @@ describe('CPU loop builds below the widest one', () => {
       expect(r.moeFp8.sameBits).toBe(true);
       expect(r.moeFp8.nanOutputs).toBeGreaterThan(0);
       expect(r.moeFp8.nanOutputs).toBeLessThan(r.moeFp8.tokens);
+      // Seeded random tables: the bytes this process's widest build writes.
+      expect(r.randomTables).toBe(randomTablesDigest());
     }, 120_000);
   }
 });

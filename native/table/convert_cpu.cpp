@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "common/cpu_features.hpp"
 #include "table/convert.cuh"
+#include "table/convert_cpu_kernel.hpp"
 #include "table/convert_ops.hpp"
 
 namespace engram {
@@ -34,13 +36,17 @@ void fillRandomCpu(uint8_t* dst, uint8_t* dstScales, TableDtype dtype, int64_t r
   EK_REQUIRE(dst != nullptr && rows >= 0 && cols >= 1, TypeError, "output buffer is missing");
   EK_REQUIRE(dtype != TableDtype::F8E4M3 || (dstScales != nullptr && cols % kScaleBlock == 0), RangeError,
              "fp8 output needs scales and a multiple of 32 channels");
-  const int64_t rowBytes = static_cast<int64_t>(cols) * tableElementBytes(dtype);
+  // The widest build of the row loop this CPU runs (ENGRAM_CPU_KERNEL caps it); all write
+  // the same bytes.
+  CpuFillKernel kernel = baseline::fillRandomRows;
+#if defined(EK_HAVE_AVX2_KERNEL)
+  if (cpuHasAvx2()) kernel = avx2::fillRandomRows;
+#endif
+#if defined(EK_HAVE_AVX512_KERNEL)
+  if (cpuHasAvx512()) kernel = avx512::fillRandomRows;
+#endif
   pool.parallelFor(rows, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = begin; r < end; ++r) {
-      randomRow(seed, static_cast<uint64_t>(r) * cols, cols, normal, scale, row.data());
-      encodeTableRow(dtype, row.data(), cols, dst + r * rowBytes, dstScales ? dstScales + r * (cols / kScaleBlock) : nullptr);
-    }
+    kernel(dst, dstScales, dtype, begin, end, cols, seed, normal, scale);
   });
 }
 

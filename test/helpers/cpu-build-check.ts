@@ -1,10 +1,12 @@
-// Run in a child process with ENGRAM_CPU_KERNEL set (test/75): the paper layer and
+// Run in a child process with ENGRAM_CPU_KERNEL set (test/70): the paper layer and
 // DeepSeek-V4.1's layer on the CPU loops that cap allows, against the reference fixtures,
-// printed as JSON.
+// and a digest of seeded random tables (every build must write the same bytes), printed
+// as JSON.
 import { buildInfo, DeepseekV41Engram, type Tensor } from '../../src/index.js';
 import { fixture } from './fixtures.js';
 import { maxRelError, small, smallEngram, smallInputs } from './forward-small.js';
 import { moeNanCodeCheck } from './moe-nan-code.js';
+import { randomTablesDigest } from './random-tables.js';
 
 interface V41Small {
   config: { batch: number; seq: number; hc_mult: number; hidden_size: number; max_ngram_size: number; n_heads: number; head_dim: number; table_rows: number; rms_norm_eps: number; n_hash_cols: number };
@@ -46,4 +48,5 @@ const v41 = (() => {
   return results;
 })();
 
-console.log(JSON.stringify({ cpuKernel: buildInfo().cpuKernel, paper, v41, moeFp8: moeNanCodeCheck() }));
+console.log(JSON.stringify({ cpuKernel: buildInfo().cpuKernel, paper, v41, moeFp8: moeNanCodeCheck(), randomTables: randomTablesDigest() }));
+
