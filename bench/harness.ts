@@ -66,9 +66,14 @@ export function coldRowReads(fn: () => void, runs: number): number {
  * that a benchmark copying the tables into RAM afterwards ran a 24 GiB machine out of memory.
  */
 export function synthCheckpointInChild(dir: string, options: { rowsScale: number; hiddenSize?: number }): void {
+  const started = performance.now();
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   const args = ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'v41', 'synth', dir, '--rows-scale', String(options.rowsScale)];
   if (options.hiddenSize !== undefined) args.push('--hidden', String(options.hiddenSize));
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`engram v41 synth ${dir} failed (${r.signal ?? `exit ${r.status}`})`);
+  synthSeconds += (performance.now() - started) / 1000;
 }
+
+/** Seconds this process has spent writing synthetic checkpoints (synthCheckpointInChild). */
+export let synthSeconds = 0;

@@ -26,6 +26,8 @@ export interface FileTierRow {
   bytesCopiedPerToken: number | null;
   /** Unique rows / lookups per step (after hot rows). */
   uniqueShare?: number | null;
+  /** Each pair's loss (1 - its paged / in-RAM ratio), in pair order: the spread behind `loss`. */
+  pairLosses?: number[];
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -125,9 +127,10 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
     }
     ramPasses.get(phase.phase)!.push(...ram);
     const tps = median(paged.map((x) => x.tps));
+    const pairLosses = paged.map((x, i) => 1 - x.tps / ram[i]);
     const loss = 1 - median(paged.map((x, i) => x.tps / ram[i]));
     if (!pagedModel(model)) {
-      return { tokensPerSecond: tps, loss, stallShare: null, uniqueShare: null, rowHitRate: null, bytesCopiedPerToken: null };
+      return { tokensPerSecond: tps, loss, pairLosses, stallShare: null, uniqueShare: null, rowHitRate: null, bytesCopiedPerToken: null };
     }
     const stats = [...model.layers.values()].map((l) => l.pagerStats()); // the last pass
     const lookups = stats.reduce((n, s) => n + s.lookups, 0);
@@ -135,6 +138,7 @@ export function fileTierBenchmark(options: { rowsScale: number; cacheBytesPerLay
     return {
       tokensPerSecond: tps,
       loss,
+      pairLosses,
       stallShare: median(paged.map((x) => x.stall)),
       uniqueShare: stats.reduce((n, s) => n + s.uniqueRows, 0) / lookups,
       rowHitRate: stats.reduce((n, s) => n + s.rowHits, 0) / lookups,

@@ -17,13 +17,14 @@ import path from 'node:path';
 import { buildInfo, devices } from '../src/index.js';
 import { formatPlan, OFFLOAD_DEFAULTS, OFFLOAD_PRESETS, planOffload, type OffloadPlanInput } from '../src/table/plan.js';
 import { machineFacts } from '../src/core/throughput.js';
-import { markdownTable, resultsDir, smokeOr, synthCheckpointInChild, writeResults } from './harness.js';
+import { markdownTable, resultsDir, smokeOr, synthCheckpointInChild, synthSeconds, writeResults } from './harness.js';
 import { fileTierBenchmark } from './pager-file.js';
 import { sharedCopyBenchmark } from './pager-shared.js';
 import { CACHE_SHARES, hitRateBenchmark } from './pager-hits.js';
 import { lineChart } from './svg.js';
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
+const runStarted = performance.now();
 const facts = machineFacts();
 const pct = (x: number | null | undefined, digits = 1) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(digits)}%`);
 
@@ -131,22 +132,26 @@ const sweep = markdownTable(
     }),
   ]),
 );
+const signedLoss = (loss: number) => `${loss > 0 ? '−' : '+'}${(100 * Math.abs(loss)).toFixed(1)}%`;
 const tier = markdownTable(
-  ['configuration', 'phase', 'tokens/s', 'vs RAM', 'stall share', 'row hit rate', 'bytes copied / token'],
+  ['configuration', 'phase', 'tokens/s', 'vs RAM', 'pairs, least to most loss', 'stall share', 'row hit rate', 'bytes copied / token'],
   file.rows.map((r) => [
     r.mode,
     r.phase,
     r.tokensPerSecond === null ? "step doesn't fit in the cache" : r.tokensPerSecond.toFixed(0),
-    r.loss === null ? '—' : `${r.loss > 0 ? '−' : '+'}${(100 * Math.abs(r.loss)).toFixed(1)}%`,
+    r.loss === null ? '—' : signedLoss(r.loss),
+    r.pairLosses === undefined ? '—' : `${signedLoss(Math.min(...r.pairLosses))} .. ${signedLoss(Math.max(...r.pairLosses))}`,
     pct(r.stallShare),
     pct(r.rowHitRate),
     r.bytesCopiedPerToken === null ? '—' : Math.round(r.bytesCopiedPerToken).toLocaleString(),
   ]),
 );
+const runMinutes = (performance.now() - runStarted) / 60_000;
 const md = [
   '# Table pager',
   '',
   `Machine: ${facts.cpu}, ${facts.cores} cores, ${facts.memoryGiB} GiB RAM, Node ${process.versions.node}; CPU backend (${buildInfo().cpuKernel}). ${new Date().toISOString().slice(0, 10)}.`,
+  `This run took ${runMinutes.toFixed(1)} minutes${synthSeconds > 0 ? `, ${synthSeconds.toFixed(0)} s of them writing the synthetic checkpoints (a first run)` : ' (its checkpoints written by an earlier run)'}${parts.size < 4 ? `; parts run: ${[...parts].join(', ')}` : ''}.`,
   '',
   `## 1. The access stream`,
   '',
@@ -197,5 +202,5 @@ const md = [
   '',
   ...plans.map((p) => formatPlan(p)),
 ].join('\n');
-writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: { ...facts, cpuKernel: buildInfo().cpuKernel }, hits, file, gpu, shared, calibration, plans }, md);
+writeResults('pager', { benchmark: 'pager', date: new Date().toISOString(), machine: { ...facts, cpuKernel: buildInfo().cpuKernel }, runMinutes, synthSeconds, hits, file, gpu, shared, calibration, plans }, md);
 log(md);
