@@ -3,6 +3,7 @@
 // fp8 MoE experts (one holding a NaN code) give their F32 values' bits, and seeded random
 // tables are the same bytes as the widest build's.
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,4 +48,28 @@ describe('CPU loop builds below the widest one', () => {
       expect(r.randomTables).toBe(randomTablesDigest());
     }, 120_000);
   }
+});
+
+describe('each CPU loop build keeps its own code', () => {
+  it('no engram function is left out of line in the per-instruction-set objects (the linker would keep one build\'s copy for all)', () => {
+    // A header body (an inline function) that the compiler does not inline into an ISA
+    // build is emitted as a weak symbol in each build's object, and the linker keeps the
+    // first: the AVX-512 loop then called the baseline copy (the seeded fill did, at a
+    // quarter of its speed), or a baseline caller an AVX-512 copy (an illegal instruction
+    // on an AVX2 machine). Only EngramError's members (no vector code) may be weak there.
+    const root = path.join(here, '..', 'build', 'CMakeFiles');
+    const objects = fs
+      .readdirSync(root)
+      .filter((d) => /^engram_cpu_(baseline|avx2|avx512)\.dir$/.test(d))
+      .flatMap((d) => fs.readdirSync(path.join(root, d), { recursive: true }).map((f) => path.join(root, d, String(f))))
+      .filter((f) => f.endsWith('.o'));
+    expect(objects.length).toBeGreaterThanOrEqual(4); // the baseline build's objects at least
+    const leftOut = objects.flatMap((o) =>
+      execFileSync('nm', ['-C', '--defined-only', o], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => / [Ww] engram::/.test(line) && !line.includes('engram::EngramError'))
+        .map((line) => `${path.relative(root, o)}: ${line.trim()}`),
+    );
+    expect(leftOut).toEqual([]);
+  });
 });
