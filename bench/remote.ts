@@ -76,6 +76,8 @@ try {
     tier: Tier;
     tokensPerSecond: number;
     loss: number | null;
+    /** Each round's loss (1 - the tier's tokens/s over the RAM tier's in that round), in round order. */
+    roundLosses: number[] | null;
     stallShare: number | null;
     rowHitRate: number | null;
     networkBytesPerToken: number | null;
@@ -144,16 +146,21 @@ try {
           }
         }
       }
-      const ramTps = (STEPS * ph.B * ph.S) / median(tally.get('ram')!.seconds);
+      // A tier's loss is 1 - the median over the rounds of its speed over the RAM tier's in
+      // the same round: the tiers of a round run back to back, so a slow spell of this
+      // shared machine weighs on both sides of each ratio.
+      const ramSeconds = tally.get('ram')!.seconds;
       for (const t of Object.keys(models) as Tier[]) {
         const x = tally.get(t)!;
         const tps = (STEPS * ph.B * ph.S) / median(x.seconds);
+        const roundLosses = t === 'ram' ? null : x.seconds.map((sec, i) => 1 - ramSeconds[i] / sec);
         rows.push({
           phase: ph.phase,
           leadMs: lead,
           tier: t,
           tokensPerSecond: tps,
-          loss: t === 'ram' ? null : 1 - tps / ramTps,
+          loss: roundLosses === null ? null : 1 - median(roundLosses.map((l) => 1 - l)),
+          roundLosses,
           stallShare: t === 'ram' ? null : x.stall / x.layerSeconds,
           rowHitRate: t === 'ram' ? null : x.hits / x.lookups,
           networkBytesPerToken: t.startsWith('remote') ? x.net / x.tokens : null,
@@ -185,15 +192,16 @@ try {
     `Layer 1 at the released dimensions (hidden ${D}, hc ${hc}, 24 rows x 256 fp8 + 8 scales per token), table rows scaled by ${scale}: ${table.rows.toLocaleString()} rows, ${(table.byteLength / 2 ** 20).toFixed(0)} MiB, ` +
     `pushed as ${pushed.pages.toLocaleString()} one-row pages in ${pushed.buckets} hash-tag groups (one MGET per group a fetch touches) in ${pushSeconds.toFixed(1)} s. Paged tiers: an LRU cache of an eighth of the table, one-row pages. ` +
     `Each step prefetches its rows, waits the lead (the layers in between, emulated), then runs the layer (forwardAsync with the ticket); tokens/s count the layer's own time, stall included. ` +
-    `Medians of ${ROUNDS} rounds of ${STEPS} steps per tier, the tiers taking turns on the same Brown Corpus text (the first of each round rotating), the text running on from lead to lead. Loss: against the RAM tier (the table copied into the process's memory) in the same rounds.\n\n` +
+    `Medians of ${ROUNDS} rounds of ${STEPS} steps per tier, the tiers taking turns on the same Brown Corpus text (the first of each round rotating), the text running on from lead to lead. Loss: against the RAM tier (the table copied into the process's memory), 1 - the median over the rounds of the tier's speed over the RAM tier's in the same round; "rounds" gives the least and the most loss of a round.\n\n` +
     markdownTable(
-      ['phase', 'lead ms', 'tier', 'tokens/s', 'loss vs RAM', 'stall share', 'row hit rate', 'network B/token', 'fetch p50 ms', 'fetch p99 ms'],
+      ['phase', 'lead ms', 'tier', 'tokens/s', 'loss vs RAM', 'rounds, least to most loss', 'stall share', 'row hit rate', 'network B/token', 'fetch p50 ms', 'fetch p99 ms'],
       rows.map((r) => [
         `${r.phase} ${r.phase === 'decode' ? `${phases[0].B} x 1` : `1 x ${phases[1].S}`}`,
         r.leadMs,
         r.tier,
         r.tokensPerSecond.toFixed(0),
         fmt(r.loss, (v) => `${(100 * v).toFixed(1)}%`),
+        r.roundLosses === null ? '—' : `${(100 * Math.min(...r.roundLosses)).toFixed(1)}% .. ${(100 * Math.max(...r.roundLosses)).toFixed(1)}%`,
         fmt(r.stallShare, (v) => `${(100 * v).toFixed(1)}%`),
         fmt(r.rowHitRate, (v) => `${(100 * v).toFixed(1)}%`),
         fmt(r.networkBytesPerToken, (v) => v.toFixed(0)),
